@@ -1,0 +1,84 @@
+"""sqlalchemy-crdb-async: an asyncio-first CockroachDB dialect for SQLAlchemy 2.x.
+
+Importing this package registers its dialects with SQLAlchemy, explicitly, so
+they win over any other installed package that registers the same names
+through entry points (such as ``sqlalchemy-cockroachdb``; when that package is
+installed too, one :class:`DialectConflictWarning` says which one is active)::
+
+    import sqlalchemy_crdb_async
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    engine = create_async_engine("cockroachdb+asyncpg://root@localhost:26257/defaultdb")
+
+=============================  ==================================================
+URL scheme                     dialect
+=============================  ==================================================
+``cockroachdb+asyncpg://``     :class:`CockroachDBDialect_asyncpg` (primary)
+``cockroachdb+psycopg://``     :class:`CockroachDBDialect_psycopg`; async with
+                               ``create_async_engine``
+``cockroachdb+psycopg_async``  :class:`CockroachDBDialectAsync_psycopg`
+``cockroachdb+psycopg2://``    :class:`CockroachDBDialect_psycopg2`
+``cockroachdb://``             psycopg2 with ``create_engine`` (as the older
+                               package had it); asyncpg with
+                               ``create_async_engine``
+=============================  ==================================================
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import warnings
+
+from sqlalchemy.dialects import registry as _registry
+
+from .base import CockroachDBDialect
+from .errors import ConnectParameterError, DialectConflictWarning, UnrecognizedServerError
+from .server import ServerInfo, parse_server_version
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CockroachDBDialect",
+    "ConnectParameterError",
+    "DialectConflictWarning",
+    "ServerInfo",
+    "UnrecognizedServerError",
+    "__version__",
+    "parse_server_version",
+]
+
+#: (name SQLAlchemy looks up, module, class) for every scheme this package serves.
+DIALECTS = (
+    ("cockroachdb", "sqlalchemy_crdb_async.psycopg2", "CockroachDBDialect_psycopg2"),
+    ("cockroachdb.psycopg2", "sqlalchemy_crdb_async.psycopg2", "CockroachDBDialect_psycopg2"),
+    ("cockroachdb.asyncpg", "sqlalchemy_crdb_async.asyncpg", "CockroachDBDialect_asyncpg"),
+    ("cockroachdb.psycopg", "sqlalchemy_crdb_async.psycopg", "CockroachDBDialect_psycopg"),
+    (
+        "cockroachdb.psycopg_async",
+        "sqlalchemy_crdb_async.psycopg",
+        "CockroachDBDialectAsync_psycopg",
+    ),
+)
+
+
+def _register() -> None:
+    for name, module, cls in DIALECTS:
+        _registry.register(name, module, cls)
+
+
+def _warn_if_other_dialect_installed() -> None:
+    try:
+        other = importlib.metadata.version("sqlalchemy-cockroachdb")
+    except importlib.metadata.PackageNotFoundError:
+        return
+    warnings.warn(
+        f"sqlalchemy-cockroachdb {other} is installed too and registers the same "
+        "'cockroachdb' URL schemes; sqlalchemy-crdb-async is the active dialect "
+        "because it was imported. Uninstall sqlalchemy-cockroachdb to silence this.",
+        DialectConflictWarning,
+        stacklevel=3,
+    )
+
+
+_register()
+_warn_if_other_dialect_installed()

@@ -1,0 +1,31 @@
+"""Test support: a pytest plugin that gives tests a live CockroachDB-or-PostgreSQL.
+
+Installed with this package as the pytest plugin ``crdb_async`` (entry point
+``pytest11``), so an application's own tests can use it too::
+
+    async def test_orders(crdb_url):          # a fresh database for this module
+        engine = create_async_engine(crdb_url)
+        ...
+
+How the server is found (:mod:`.provider`): ``--crdb-url`` / ``CRDB_TEST_URL``,
+else a ``cockroach`` binary on PATH, else an embedded PostgreSQL
+(:mod:`.embedded`). The server starts on first use, not when pytest starts, and
+is stopped at the end of the session. The pytest header names the candidate; the
+line ``crdb-async test server: ...`` and the summary name the server that ran.
+
+Fixtures: ``crdb_server`` (session, a :class:`~.provider.TestServer`),
+``crdb_url`` (module: a ``cockroachdb+asyncpg`` URL of a database made for the
+test module, dropped after it). Marker: ``@pytest.mark.crdb_only`` skips a test,
+with the reason "needs CockroachDB", when the server is PostgreSQL.
+"""
+
+from .embedded import EmbeddedPostgres, PostgresNotFoundError, find_postgres_bindir
+from .provider import TestServer, resolve_server
+
+__all__ = [
+    "EmbeddedPostgres",
+    "PostgresNotFoundError",
+    "TestServer",
+    "find_postgres_bindir",
+    "resolve_server",
+]

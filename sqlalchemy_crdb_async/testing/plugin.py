@@ -1,0 +1,97 @@
+"""The pytest plugin ``crdb_async``: fixtures ``crdb_server`` and ``crdb_url``.
+
+See :mod:`sqlalchemy_crdb_async.testing` for how to use it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import pytest
+
+from .provider import TestServer, describe_candidate, resolve_server
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
+
+_server_key = pytest.StashKey[TestServer]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("crdb_async", "sqlalchemy-crdb-async test database")
+    group.addoption(
+        "--crdb-url",
+        default=None,
+        help="URL of the CockroachDB (or PostgreSQL) server to test against; "
+        "default: $CRDB_TEST_URL, else a 'cockroach' binary on PATH, else an "
+        "embedded PostgreSQL.",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "crdb_only: needs a CockroachDB server; skipped on PostgreSQL"
+    )
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"crdb-async test server candidate: {describe_candidate(_option(config))}"
+
+
+def pytest_terminal_summary(
+    terminalreporter: pytest.TerminalReporter, config: pytest.Config
+) -> None:
+    server = config.stash.get(_server_key, None)
+    if server is not None:
+        terminalreporter.write_line(f"crdb-async test server: {server.describe()}")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    server = config.stash.get(_server_key, None)
+    if server is not None:
+        server.stop()
+        del config.stash[_server_key]
+
+
+def get_server(config: pytest.Config) -> TestServer:
+    """The session's server, started on first use."""
+    server = config.stash.get(_server_key, None)
+    if server is None:
+        server = resolve_server(_option(config))
+        config.stash[_server_key] = server
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(f"crdb-async test server: {server.describe()}")
+    return server
+
+
+@pytest.fixture(scope="session")
+def crdb_server(request: pytest.FixtureRequest) -> TestServer:
+    """The running test server (started on first use, stopped at session end)."""
+    return get_server(request.config)
+
+
+@pytest.fixture(scope="module")
+def crdb_url(request: pytest.FixtureRequest, crdb_server: TestServer) -> Iterator[URL]:
+    """A ``cockroachdb+asyncpg`` URL of a fresh database for this test module."""
+    name = "t_" + request.module.__name__.rsplit(".", 1)[-1]
+    url = crdb_server.create_database(name)
+    try:
+        yield url
+    finally:
+        crdb_server.drop_database(name)
+
+
+@pytest.fixture(autouse=True)
+def _crdb_only(request: pytest.FixtureRequest) -> None:
+    if request.node.get_closest_marker("crdb_only") is None:
+        return
+    server = get_server(request.config)
+    if not server.is_cockroachdb:
+        pytest.skip(f"needs CockroachDB (running on {server.info.describe()})")
+
+
+def _option(config: pytest.Config) -> str | None:
+    value = config.getoption("--crdb-url", default=None)
+    return str(value) if value else None
