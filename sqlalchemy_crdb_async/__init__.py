@@ -32,19 +32,47 @@ import warnings
 from sqlalchemy.dialects import registry as _registry
 
 from .base import CockroachDBDialect
-from .errors import ConnectParameterError, DialectConflictWarning, UnrecognizedServerError
+from .classify import Classification, ErrorKind, classify
+from .errors import (
+    AmbiguousCommitError,
+    ConnectParameterError,
+    DialectConflictWarning,
+    ReplayMismatchError,
+    RetriesExhaustedError,
+    TransactionRetryError,
+    UnrecognizedServerError,
+)
+from .observe import RetryEvent, RetryStats, retry_stats
+from .policy import RetryPolicy
+from .replay import retrying_session
+from .retry import Attempt, retrying, run_transaction
 from .server import ServerInfo, parse_server_version
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AmbiguousCommitError",
+    "Attempt",
+    "Classification",
     "CockroachDBDialect",
     "ConnectParameterError",
     "DialectConflictWarning",
+    "ErrorKind",
+    "ReplayMismatchError",
+    "RetriesExhaustedError",
+    "RetryEvent",
+    "RetryPolicy",
+    "RetryStats",
     "ServerInfo",
+    "TransactionRetryError",
     "UnrecognizedServerError",
     "__version__",
+    "classify",
     "parse_server_version",
+    "retry_stats",
+    "retrying",
+    "retrying_session",
+    "run_transaction",
 ]
 
 #: (name SQLAlchemy looks up, module, class) for every scheme this package serves.
