@@ -34,8 +34,13 @@ def _pytest(session: nox.Session, *extra: str) -> None:
     if not Path("tests/compliance").is_dir():
         return
     session.run(
-        "python", "-m", "pytest", "-c", "tests/compliance/pytest.ini",
-        "tests/compliance", *extra,
+        "python",
+        "-m",
+        "pytest",
+        "-c",
+        "tests/compliance/pytest.ini",
+        "tests/compliance",
+        *extra,
         success_codes=[0],
     )
 

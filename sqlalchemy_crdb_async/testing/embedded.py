@@ -37,7 +37,10 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from types import TracebackType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from types import TracebackType
 
 __all__ = ["EmbeddedPostgres", "PostgresNotFoundError", "find_postgres_bindir"]
 
@@ -118,9 +121,14 @@ class EmbeddedPostgres:
         self,
         bindir: Path | None = None,
         settings: dict[str, str] | None = None,
+        hba: str | None = None,
     ) -> None:
+        """``settings`` are added to postgresql.conf (values quoted as SQL
+        literals where PostgreSQL wants it); ``hba``, when given, replaces
+        pg_hba.conf (default: trust for everyone)."""
         self.bindir = bindir or find_postgres_bindir()
         self.settings = {**SERVER_SETTINGS, **(settings or {})}
+        self.hba = hba
         self.port: int | None = None
         self._dir: Path | None = None
         self._process: subprocess.Popen[bytes] | None = None
@@ -140,7 +148,7 @@ class EmbeddedPostgres:
         return self._dir / "data"
 
     def version(self) -> str:
-        """``postgres --version`` of the binaries, e.g. ``postgres (PostgreSQL) 15.18``."""
+        """``postgres --version``, e.g. ``postgres (PostgreSQL) 15.18``."""
         out = subprocess.run(
             [str(self.bindir / "postgres"), "--version"],
             check=True,
@@ -229,12 +237,15 @@ class EmbeddedPostgres:
         )
         if result.returncode != 0:
             raise RuntimeError(
-                f"initdb failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+                f"initdb failed ({result.returncode}):\n"
+                f"{result.stdout}\n{result.stderr}"
             )
         with open(self.datadir / "postgresql.conf", "a", encoding="utf-8") as conf:
             conf.write("\n# sqlalchemy-crdb-async test server\n")
             for key, value in self.settings.items():
                 conf.write(f"{key} = {value}\n")
+        if self.hba is not None:
+            (self.datadir / "pg_hba.conf").write_text(self.hba)
 
     def _launch(self) -> bool:
         assert self._dir is not None
@@ -276,8 +287,9 @@ class EmbeddedPostgres:
             return False
         if len(lines) < 8 or lines[7].strip() != "ready":
             return False
-        with contextlib.suppress(OSError), socket.create_connection(
-            ("127.0.0.1", self.port or 0), timeout=1
+        with (
+            contextlib.suppress(OSError),
+            socket.create_connection(("127.0.0.1", self.port or 0), timeout=1),
         ):
             return True
         return False
@@ -290,6 +302,10 @@ class EmbeddedPostgres:
         except FileNotFoundError:
             return "(no log)"
         return "\n".join(text.splitlines()[-lines:])
+
+    def chown(self, path: Path) -> None:
+        """Give ``path`` to the user the server runs as (for key files, as root)."""
+        self._chown(path)
 
     def _chown(self, path: Path) -> None:
         if self._run_as is None:
