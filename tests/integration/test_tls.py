@@ -52,6 +52,8 @@ def _tls_server(certs: Certs, hba: str) -> EmbeddedPostgres:
         },
         hba=hba,
     )
+    if not pg.supports_ssl():
+        pytest.skip(f"needs PostgreSQL built with TLS; {pg.bindir} was built without")
     # PostgreSQL refuses a key file others can read, or one it does not own.
     pg_key = certs.server_key
     os.chmod(pg_key, 0o600)
