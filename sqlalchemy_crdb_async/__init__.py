@@ -78,9 +78,21 @@ __all__ = [
 #: (name SQLAlchemy looks up, module, class) for every scheme this package serves.
 DIALECTS = (
     ("cockroachdb", "sqlalchemy_crdb_async.psycopg2", "CockroachDBDialect_psycopg2"),
-    ("cockroachdb.psycopg2", "sqlalchemy_crdb_async.psycopg2", "CockroachDBDialect_psycopg2"),
-    ("cockroachdb.asyncpg", "sqlalchemy_crdb_async.asyncpg", "CockroachDBDialect_asyncpg"),
-    ("cockroachdb.psycopg", "sqlalchemy_crdb_async.psycopg", "CockroachDBDialect_psycopg"),
+    (
+        "cockroachdb.psycopg2",
+        "sqlalchemy_crdb_async.psycopg2",
+        "CockroachDBDialect_psycopg2",
+    ),
+    (
+        "cockroachdb.asyncpg",
+        "sqlalchemy_crdb_async.asyncpg",
+        "CockroachDBDialect_asyncpg",
+    ),
+    (
+        "cockroachdb.psycopg",
+        "sqlalchemy_crdb_async.psycopg",
+        "CockroachDBDialect_psycopg",
+    ),
     (
         "cockroachdb.psycopg_async",
         "sqlalchemy_crdb_async.psycopg",
