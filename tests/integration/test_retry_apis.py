@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from retry_support import count_rows, fail_times, install, new_counter
+from tests.integration.retry_support import count_rows, fail_times, install, new_counter
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import (

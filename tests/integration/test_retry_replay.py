@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from retry_support import count_rows, install, new_counter
+from tests.integration.retry_support import count_rows, install, new_counter
 from sqlalchemy import Integer, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
