@@ -16,6 +16,7 @@ SQLAlchemy marked as a disconnect      ``AMBIGUOUS`` when it was
 40003 statement completion unknown     ``AMBIGUOUS``
 :class:`.ReplayMismatchError`          ``RETRY`` (re-run the body)
 :class:`.AmbiguousCommitError`         ``AMBIGUOUS``
+:class:`.RetriesExhaustedError`        ``RAISE`` (giving up is final)
 anything else                          ``RAISE`` (propagate unchanged)
 =====================================  ===========================================
 
@@ -172,8 +173,11 @@ def classify(
     ``disconnect`` overrides the disconnect detection (callers that hold a raw
     driver error pass ``dialect.is_disconnect(...)``).
     """
-    from .errors import AmbiguousCommitError, ReplayMismatchError
+    from .errors import AmbiguousCommitError, ReplayMismatchError, RetriesExhaustedError
 
+    if isinstance(error, RetriesExhaustedError):
+        # Giving up is final: an enclosing helper must not multiply the attempts.
+        return Classification(ErrorKind.RAISE, sqlstate_of(error))
     if isinstance(error, ReplayMismatchError):
         return Classification(ErrorKind.RETRY, sqlstate_of(error), "REPLAY_MISMATCH")
     if isinstance(error, AmbiguousCommitError):
