@@ -73,7 +73,8 @@ async def core_transfer(conn: AsyncConnection, a: int, b: int, amount: int) -> N
 async def orm_transfer(session: AsyncSession, a: int, b: int, amount: int) -> None:
     src = await session.get(Account, a)
     dst = await session.get(Account, b)
-    assert src is not None and dst is not None
+    assert src is not None
+    assert dst is not None
     # the unit of work flushes UPDATEs in primary-key order: no deadlocks
     src.balance -= amount
     dst.balance += amount
@@ -119,7 +120,9 @@ def apis(policy: crdb.RetryPolicy, plain: PlainLoop) -> dict[str, Transfer]:
             async with attempt as conn:
                 await core_transfer(conn, a, b, amount)
 
-    async def retrying_session(engine: AsyncEngine, a: int, b: int, amount: int) -> None:
+    async def retrying_session(
+        engine: AsyncEngine, a: int, b: int, amount: int
+    ) -> None:
         async def body(_: object) -> None:
             async with crdb.retrying_session(engine, policy=policy) as session:
                 await orm_transfer(session, a, b, amount)
@@ -147,7 +150,10 @@ async def reset(engine: AsyncEngine, accounts: int) -> None:
 
 
 async def measure(
-    engine: AsyncEngine, name: str, transfer: Transfer, args: argparse.Namespace,
+    engine: AsyncEngine,
+    name: str,
+    transfer: Transfer,
+    args: argparse.Namespace,
     plain: PlainLoop,
 ) -> dict[str, Any]:
     await reset(engine, args.accounts)
@@ -211,7 +217,7 @@ async def amain(args: argparse.Namespace) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     try:
         for round_ in range(args.rounds):
-            order = names[round_ % len(names):] + names[: round_ % len(names)]
+            order = names[round_ % len(names) :] + names[: round_ % len(names)]
             for name in order:
                 rows.append(await measure(engine, name, table[name], args, plain))
     finally:
@@ -235,9 +241,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
-        cols = ["api", "transfers", "seconds", "transfers_per_s", "retries",
-                "retries_per_commit", "replays", "replay_mismatches", "errors",
-                "balance_conserved"]
+        cols = [
+            "api",
+            "transfers",
+            "seconds",
+            "transfers_per_s",
+            "retries",
+            "retries_per_commit",
+            "replays",
+            "replay_mismatches",
+            "errors",
+            "balance_conserved",
+        ]
         print("| " + " | ".join(cols) + " |")
         print("|" + "---|" * len(cols))
         for row in rows:

@@ -42,7 +42,13 @@ from sqlalchemy import exc as sa_exc
 
 from . import sqlstate as codes
 
-__all__ = ["Classification", "ErrorKind", "classify", "crdb_retry_reason", "sqlstate_of"]
+__all__ = [
+    "Classification",
+    "ErrorKind",
+    "classify",
+    "crdb_retry_reason",
+    "sqlstate_of",
+]
 
 
 class ErrorKind(enum.Enum):
@@ -111,9 +117,7 @@ def _chain(error: BaseException) -> list[BaseException]:
         if item is None or any(item is s for s in seen) or len(seen) > 8:
             continue
         seen.append(item)
-        if isinstance(item, sa_exc.DBAPIError) and isinstance(
-            item.orig, BaseException
-        ):
+        if isinstance(item, sa_exc.DBAPIError) and isinstance(item.orig, BaseException):
             todo.append(item.orig)
         todo.append(item.__cause__)
     return seen

@@ -25,14 +25,16 @@ import logging
 import threading
 import weakref
 from collections import Counter
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import Engine
 
-from .classify import Classification
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from .classify import Classification
 
 try:  # OpenTelemetry is optional.
     from opentelemetry import trace as _otel_trace

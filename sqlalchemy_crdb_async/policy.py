@@ -29,7 +29,6 @@ from __future__ import annotations
 import math
 import random
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -38,6 +37,8 @@ from .errors import AmbiguousCommitError, RetriesExhaustedError
 from .observe import RetryEvent, counters_for, report_retry
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from sqlalchemy.engine import Engine
 
 __all__ = ["AttemptLoop", "Jitter", "RetryPolicy"]
@@ -61,7 +62,9 @@ def _check_number(name: str, value: object, minimum: float, *, open_: bool) -> N
     )
     if not ok:
         bound = f"> {minimum}" if open_ else f">= {minimum}"
-        raise ValueError(f"RetryPolicy.{name} must be a finite number {bound}, got {value!r}")
+        raise ValueError(
+            f"RetryPolicy.{name} must be a finite number {bound}, got {value!r}"
+        )
 
 
 @dataclass(frozen=True)

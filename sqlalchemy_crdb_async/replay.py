@@ -74,7 +74,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -91,6 +90,8 @@ from .policy import AttemptLoop, RetryPolicy
 from .retry import inject_statement, shielded, sync_engine_of
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Sequence
+
     from sqlalchemy.engine import Connection, Dialect, Engine
     from sqlalchemy.engine.interfaces import (
         DBAPIConnection,

@@ -60,8 +60,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeVar, Union, overload
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import (
@@ -76,6 +75,7 @@ from .classify import ErrorKind
 from .policy import AttemptLoop, RetryPolicy
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Awaitable, Callable
     from types import TracebackType
 
     from sqlalchemy.engine import Engine
@@ -85,10 +85,7 @@ __all__ = ["Attempt", "retrying", "run_transaction"]
 _T = TypeVar("_T")
 log = logging.getLogger("sqlalchemy_crdb_async.retry")
 
-AsyncTarget = Union[
-    AsyncEngine, AsyncConnection, "async_sessionmaker[Any]", AsyncSession
-]
-Handle = Union[AsyncConnection, AsyncSession]
+Handle = AsyncConnection | AsyncSession
 
 _background: set[asyncio.Future[Any]] = set()
 

@@ -58,4 +58,6 @@ def is_connection_lost(sqlstate: str | None) -> bool:
     """True for class 08 and for 57P01/57P02: the connection is gone."""
     if sqlstate is None:
         return False
-    return sqlstate.startswith(CONNECTION_EXCEPTION_CLASS) or sqlstate in CONNECTION_LOST
+    return (
+        sqlstate.startswith(CONNECTION_EXCEPTION_CLASS) or sqlstate in CONNECTION_LOST
+    )

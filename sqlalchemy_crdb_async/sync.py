@@ -34,8 +34,7 @@ import dataclasses
 import inspect
 import logging
 import time
-from collections.abc import Callable
-from typing import Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, Engine
@@ -44,6 +43,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from .classify import ErrorKind
 from .policy import DEFAULT_POLICY, AttemptLoop, RetryPolicy
 from .retry import inject_statement
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 __all__ = ["run_transaction"]
 
@@ -87,9 +89,12 @@ def _policy_from(
     base = DEFAULT_POLICY
     changes: dict[str, Any] = {}
     if max_retries is not _UNSET:
-        if max_retries is None or isinstance(max_retries, bool) or not isinstance(
-            max_retries, int
-        ) or max_retries < 0:
+        if (
+            max_retries is None
+            or isinstance(max_retries, bool)
+            or not isinstance(max_retries, int)
+            or max_retries < 0
+        ):
             raise sa_exc.ArgumentError(
                 f"run_transaction(): max_retries must be an integer >= 0, got "
                 f"{max_retries!r} (the older package's None, 'retry forever', is "
@@ -97,9 +102,11 @@ def _policy_from(
             )
         changes["max_attempts"] = max_retries + 1
     if max_backoff is not _UNSET:
-        if isinstance(max_backoff, bool) or not isinstance(
-            max_backoff, (int, float)
-        ) or max_backoff < 0:
+        if (
+            isinstance(max_backoff, bool)
+            or not isinstance(max_backoff, (int, float))
+            or max_backoff < 0
+        ):
             raise sa_exc.ArgumentError(
                 "run_transaction(): max_backoff must be a number of seconds >= 0, "
                 f"got {max_backoff!r}"

@@ -9,8 +9,10 @@ that a retry performs).
 from __future__ import annotations
 
 import itertools
+from typing import TYPE_CHECKING
 
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 SETUP = [
     # fail_times(n, seq): raise 40001 on the first n calls counted by seq.
@@ -71,5 +73,7 @@ async def fail_times(conn: AsyncConnection, n: int, seq: str) -> None:
 
 async def count_rows(engine: AsyncEngine, table: str, where: str = "true") -> int:
     async with engine.connect() as conn:
-        result = await conn.exec_driver_sql(f"SELECT count(*) FROM {table} WHERE {where}")
+        result = await conn.exec_driver_sql(
+            f"SELECT count(*) FROM {table} WHERE {where}"
+        )
         return int(result.scalar_one())

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
-from tests.integration.retry_support import count_rows, fail_times, install, new_counter
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import (
@@ -24,6 +22,10 @@ from sqlalchemy_crdb_async import (
     retrying,
     run_transaction,
 )
+from tests.integration.retry_support import count_rows, fail_times, install, new_counter
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
 
 FAST = RetryPolicy(initial_backoff_s=0.001, max_backoff_s=0.01)
 TARGETS = ["engine", "connection", "sessionmaker", "session"]
@@ -68,7 +70,8 @@ async def test_run_transaction_retries_40001_at_a_statement(
         calls += 1
         conn = await _conn(handle)
         await conn.exec_driver_sql(
-            f"INSERT INTO commit_probe (seq, failures, note) VALUES ('{seq}', 0, 'stmt')"
+            "INSERT INTO commit_probe (seq, failures, note) "
+            f"VALUES ('{seq}', 0, 'stmt')"
         )
         await fail_times(conn, 2, seq)
         return "done"
@@ -80,9 +83,10 @@ async def test_run_transaction_retries_40001_at_a_statement(
     # the two failed attempts were rolled back: one row committed
     assert await count_rows(db, "commit_probe", f"seq = '{seq}'") == 1
     assert after.retries - before.retries == 2
-    assert after.retries_by_sqlstate["40001"] - before.retries_by_sqlstate.get(
-        "40001", 0
-    ) == 2
+    assert (
+        after.retries_by_sqlstate["40001"] - before.retries_by_sqlstate.get("40001", 0)
+        == 2
+    )
     assert after.commits - before.commits == 1
 
 
@@ -147,7 +151,9 @@ async def test_non_retryable_error_propagates_unchanged_after_one_attempt(
 async def test_exhausted_retries_keep_the_last_error(db: AsyncEngine) -> None:
     events: list[RetryEvent] = []
     policy = RetryPolicy(
-        max_attempts=3, initial_backoff_s=0.001, max_backoff_s=0.001,
+        max_attempts=3,
+        initial_backoff_s=0.001,
+        max_backoff_s=0.001,
         on_retry=events.append,
     )
 
@@ -173,7 +179,10 @@ async def test_exhausted_retries_keep_the_last_error(db: AsyncEngine) -> None:
 
 async def test_deadline_stops_retrying(db: AsyncEngine) -> None:
     policy = RetryPolicy(
-        max_attempts=100, initial_backoff_s=0.2, max_backoff_s=0.2, jitter="none",
+        max_attempts=100,
+        initial_backoff_s=0.2,
+        max_backoff_s=0.2,
+        jitter="none",
         deadline_s=0.05,
     )
 
@@ -182,7 +191,7 @@ async def test_deadline_stops_retrying(db: AsyncEngine) -> None:
             "DO $$ BEGIN RAISE EXCEPTION USING ERRCODE = 'deadlock_detected'; END $$"
         )
 
-    with pytest.raises(RetriesExhaustedError, match="deadline_s=0.05") as info:
+    with pytest.raises(RetriesExhaustedError, match=r"deadline_s=0\.05") as info:
         await run_transaction(db, always, policy=policy)
     assert info.value.attempts == 1
 

@@ -17,10 +17,10 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING
 
 import pytest
 from sqlalchemy import Integer, text
-from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -37,6 +37,9 @@ from sqlalchemy_crdb_async import (
     retrying_session,
     run_transaction,
 )
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
 
 ACCOUNTS = 100
 TASKS = 64

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from tests.integration.retry_support import count_rows, install, new_counter
 from sqlalchemy import Integer, select, text
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -15,6 +15,7 @@ from sqlalchemy_crdb_async import (
     retrying_session,
     run_transaction,
 )
+from tests.integration.retry_support import count_rows, install, new_counter
 
 FAST = RetryPolicy(initial_backoff_s=0.001, max_backoff_s=0.01)
 
@@ -100,14 +101,19 @@ async def test_replay_mismatch_when_a_concurrent_writer_changed_what_was_read(
 ) -> None:
     seq = await new_counter(db)
     before = retry_stats(db)
-    with pytest.raises(ReplayMismatchError) as info:
+
+    async def body() -> None:
         async with retrying_session(db, policy=FAST) as session:
             two = await session.get(KV, 2)
-            assert two is not None and two.v == 200
+            assert two is not None
+            assert two.v == 200
             # another transaction commits a change to what we read ...
             await _change_row_elsewhere(db)
             # ... then we hit a retryable error: the replay reads v = 1200
             await session.execute(text(f"SELECT fail_times(1, '{seq}')"))
+
+    with pytest.raises(ReplayMismatchError) as info:
+        await body()
     assert info.value.orig is not None
     assert "statement 1 of 1" in str(info.value)
     assert retry_stats(db).replay_mismatches - before.replay_mismatches == 1
@@ -138,33 +144,38 @@ async def test_run_transaction_reruns_the_body_after_a_mismatch(
 
 
 async def test_non_retryable_error_propagates_and_rolls_back(db: AsyncEngine) -> None:
-    with pytest.raises(Exception, match="duplicate key") as info:
+    async def body() -> None:
         async with retrying_session(db) as session:
             session.add(KV(k=9, v=9))
             await session.flush()
             await session.execute(text("INSERT INTO kv VALUES (1, 1)"))
-    assert getattr(info.value, "orig", None) is not None
+
+    with pytest.raises(sa_exc.IntegrityError, match="duplicate key") as info:
+        await body()
+    assert info.value.orig.sqlstate == "23505"  # type: ignore[union-attr]
     assert await count_rows(db, "kv", "k = 9") == 0
 
 
 async def test_streamed_results_are_refused(db: AsyncEngine) -> None:
-    seq = await new_counter(db)
-    with pytest.raises(Exception, match="cannot be fingerprinted"):
+    async def body() -> None:
         async with retrying_session(db) as session:
             result = await session.stream(select(KV))
             await result.all()
-            await session.execute(text(f"SELECT fail_times(0, '{seq}')"))
+
+    with pytest.raises(sa_exc.InvalidRequestError, match="cannot be fingerprinted"):
+        await body()
 
 
 async def test_bad_target_is_refused() -> None:
-    with pytest.raises(Exception, match="async_sessionmaker or AsyncEngine"):
-        async with retrying_session(object()):  # type: ignore[arg-type]
-            pass
+    session = retrying_session(object())  # type: ignore[arg-type]
+    with pytest.raises(sa_exc.ArgumentError, match="async_sessionmaker or AsyncEngine"):
+        await session.__aenter__()
 
 
 async def test_session_is_usable_after_the_block(db: AsyncEngine) -> None:
     Session = async_sessionmaker(db, expire_on_commit=False)
     async with retrying_session(Session) as session:
         kv = await session.get(KV, 1)
-    assert kv is not None and kv.v == 100
+    assert kv is not None
+    assert kv.v == 100  # loaded in the block, readable after the commit
     assert isinstance(session, AsyncSession)

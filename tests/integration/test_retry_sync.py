@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from sqlalchemy import create_engine
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from sqlalchemy_crdb_async import RetriesExhaustedError, RetryPolicy, retry_stats
 from sqlalchemy_crdb_async.sync import run_transaction
 from tests.integration.retry_support import SETUP
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from sqlalchemy.engine import URL, Connection, Engine
 
 FAST = RetryPolicy(initial_backoff_s=0.001, max_backoff_s=0.01)
 _ids = itertools.count()

@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from sqlalchemy import text
-from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -36,10 +34,16 @@ from sqlalchemy_crdb_async import (
     run_transaction,
 )
 
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Awaitable, Callable
+
+    from sqlalchemy.engine import URL
+
 FAST = RetryPolicy(initial_backoff_s=0.001, max_backoff_s=0.01)
 SETUP = [
-    "CREATE TABLE IF NOT EXISTS rows (id serial PRIMARY KEY, tag text NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS kill_probe (id serial PRIMARY KEY, seq text, kills int)",
+    "CREATE TABLE IF NOT EXISTS rows (id serial PRIMARY KEY, tag text)",
+    "CREATE TABLE IF NOT EXISTS kill_probe"
+    " (id serial PRIMARY KEY, seq text, kills int)",
     # Terminates its own backend at COMMIT the first `kills` times.
     """
     CREATE OR REPLACE FUNCTION kill_probe_check() RETURNS trigger
@@ -180,7 +184,9 @@ async def test_backend_terminated_during_commit_is_ambiguous(
     assert info.value.__cause__ is not None
     assert retry_stats(db).ambiguous - before.ambiguous == 1
     # the backend died before its commit record: nothing was committed
-    assert await _scalar(db, f"SELECT count(*) FROM kill_probe WHERE seq = '{seq}'") == 0
+    assert (
+        await _scalar(db, f"SELECT count(*) FROM kill_probe WHERE seq = '{seq}'") == 0
+    )
 
 
 @pytest.mark.parametrize("api", APIS)
@@ -189,10 +195,14 @@ async def test_backend_terminated_during_commit_is_retried_when_idempotent(
 ) -> None:
     seq = await _new_seq(db)
     await _run(api, db, _kill_at_commit(seq, 1), idempotent=True)
-    assert await _scalar(db, f"SELECT count(*) FROM kill_probe WHERE seq = '{seq}'") == 1
+    assert (
+        await _scalar(db, f"SELECT count(*) FROM kill_probe WHERE seq = '{seq}'") == 1
+    )
 
 
-async def test_retrying_session_commit_termination_is_ambiguous(db: AsyncEngine) -> None:
+async def test_retrying_session_commit_termination_is_ambiguous(
+    db: AsyncEngine,
+) -> None:
     seq = await _new_seq(db)
     with pytest.raises(AmbiguousCommitError):
         async with retrying_session(db, policy=FAST) as session:
@@ -213,7 +223,9 @@ async def test_retrying_session_commit_termination_idempotent_outer_retry(
 
     await run_transaction(db, body, policy=FAST, idempotent=True)
     assert runs == 2
-    assert await _scalar(db, f"SELECT count(*) FROM kill_probe WHERE seq = '{seq}'") == 1
+    assert (
+        await _scalar(db, f"SELECT count(*) FROM kill_probe WHERE seq = '{seq}'") == 1
+    )
 
 
 # -- cancellation ------------------------------------------------------------
@@ -237,8 +249,12 @@ async def _settled(db: AsyncEngine, admin: AsyncEngine) -> tuple[int, int]:
 CANCEL_APIS = [*APIS, "retrying_session"]
 
 
-async def _run_any(api: str, db: AsyncEngine, work: Callable[[Any], Awaitable[None]],
-                   policy: RetryPolicy) -> None:
+async def _run_any(
+    api: str,
+    db: AsyncEngine,
+    work: Callable[[Any], Awaitable[None]],
+    policy: RetryPolicy,
+) -> None:
     if api == "retrying_session":
         async with retrying_session(db, policy=policy) as session:
             await work(session)
@@ -295,4 +311,6 @@ async def test_cancel_during_backoff_sleep_leaves_nothing_open(
     with pytest.raises(asyncio.CancelledError):
         await task
     assert await _settled(db, admin) == (0, 0)
-    assert await _scalar(db, "SELECT count(*) FROM rows WHERE tag = 'cancel-sleep'") == 0
+    assert (
+        await _scalar(db, "SELECT count(*) FROM rows WHERE tag = 'cancel-sleep'") == 0
+    )

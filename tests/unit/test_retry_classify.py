@@ -8,8 +8,7 @@ asyncpg adapter, wrapped in ``sqlalchemy.exc.DBAPIError``) and classified.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 import pytest
@@ -25,6 +24,9 @@ from sqlalchemy_crdb_async import (
 )
 from sqlalchemy_crdb_async.classify import classify_sqlstate, crdb_retry_reason
 from tests import facts
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 DBAPI = AsyncAdapt_asyncpg_dbapi(asyncpg)
 MESSAGE_KEYS = ("message", "message_prefix", "message_prefix_only", "docs_snippet")
@@ -72,9 +74,16 @@ def _records() -> Iterator[tuple[str, str | None, str | None, str]]:
                     yield from walk(value, f"{where}.{key}", code, reason)
 
     for section, body in data.items():
-        if section in ("about", "general_rules", "retry_hint", "pgcodes_seen_in_source"):
+        if section in (
+            "about",
+            "general_rules",
+            "retry_hint",
+            "pgcodes_seen_in_source",
+        ):
             continue
-        code = next((c for s, c in SECTION_CODES.items() if section.startswith(s)), None)
+        code = next(
+            (c for s, c in SECTION_CODES.items() if section.startswith(s)), None
+        )
         if section.startswith("kv_error_formats"):
             for name, fmt in body["formats"].items():
                 # KV errors reach clients inside a 40001 "restart transaction" error
@@ -112,8 +121,9 @@ def test_the_facts_have_records() -> None:
     assert "ambiguous_result_40003" in sections
 
 
-@pytest.mark.parametrize(("where", "code", "reason", "message"), RECORDS,
-                         ids=[r[0] for r in RECORDS])
+@pytest.mark.parametrize(
+    ("where", "code", "reason", "message"), RECORDS, ids=[r[0] for r in RECORDS]
+)
 def test_every_errors_json_record_is_classified(
     where: str, code: str | None, reason: str | None, message: str
 ) -> None:
@@ -157,20 +167,29 @@ def test_every_pgcode_seen_in_cockroachdb_source() -> None:
         "XXA00": ErrorKind.RAISE,  # committed: never run again
         "XXUUU": ErrorKind.RAISE,
     }
-    codes = {k for k in facts.load("errors.json")["pgcodes_seen_in_source"] if k != "source"}
+    codes = {
+        k for k in facts.load("errors.json")["pgcodes_seen_in_source"] if k != "source"
+    }
     assert codes == set(expected)
     for code, kind in expected.items():
         assert classify(as_sqlalchemy_error(code, "x")).kind is kind, code
 
 
 def test_reason_codes_from_messages() -> None:
-    assert crdb_retry_reason(
-        "restart transaction: TransactionRetryWithProtoRefreshError: "
-        "TransactionAbortedError(ABORT_REASON_CLIENT_REJECT)"
-    ) == "ABORT_REASON_CLIENT_REJECT"
-    assert crdb_retry_reason(
-        "could not serialize access due to read/write dependencies among transactions"
-    ) is None  # PostgreSQL's own 40001
+    assert (
+        crdb_retry_reason(
+            "restart transaction: TransactionRetryWithProtoRefreshError: "
+            "TransactionAbortedError(ABORT_REASON_CLIENT_REJECT)"
+        )
+        == "ABORT_REASON_CLIENT_REJECT"
+    )
+    assert (
+        crdb_retry_reason(
+            "could not serialize access due to read/write dependencies "
+            "among transactions"
+        )
+        is None
+    )  # PostgreSQL's own 40001
 
 
 def test_cached_plan_error_is_retried_after_clearing_the_cache() -> None:

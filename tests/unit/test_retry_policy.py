@@ -13,9 +13,18 @@ from sqlalchemy_crdb_async import RetryPolicy
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"max_attempts": 0}, "RetryPolicy.max_attempts must be an integer >= 1, got 0"),
-        ({"max_attempts": 2.5}, "RetryPolicy.max_attempts must be an integer >= 1, got 2.5"),
-        ({"max_attempts": True}, "RetryPolicy.max_attempts must be an integer >= 1, got True"),
+        (
+            {"max_attempts": 0},
+            "RetryPolicy.max_attempts must be an integer >= 1, got 0",
+        ),
+        (
+            {"max_attempts": 2.5},
+            "RetryPolicy.max_attempts must be an integer >= 1, got 2.5",
+        ),
+        (
+            {"max_attempts": True},
+            "RetryPolicy.max_attempts must be an integer >= 1, got True",
+        ),
         (
             {"initial_backoff_s": -1},
             "RetryPolicy.initial_backoff_s must be a finite number >= 0, got -1",
@@ -24,7 +33,10 @@ from sqlalchemy_crdb_async import RetryPolicy
             {"max_backoff_s": float("inf")},
             "RetryPolicy.max_backoff_s must be a finite number >= 0, got inf",
         ),
-        ({"multiplier": 0.5}, "RetryPolicy.multiplier must be a finite number >= 1, got 0.5"),
+        (
+            {"multiplier": 0.5},
+            "RetryPolicy.multiplier must be a finite number >= 1, got 0.5",
+        ),
         (
             {"initial_backoff_s": 2.0, "max_backoff_s": 1.0},
             "RetryPolicy.max_backoff_s (1.0) must be >= initial_backoff_s (2.0)",
@@ -33,7 +45,10 @@ from sqlalchemy_crdb_async import RetryPolicy
             {"jitter": "half"},
             "RetryPolicy.jitter must be one of 'full', 'equal', 'none', got 'half'",
         ),
-        ({"deadline_s": 0}, "RetryPolicy.deadline_s must be a finite number > 0, got 0"),
+        (
+            {"deadline_s": 0},
+            "RetryPolicy.deadline_s must be a finite number > 0, got 0",
+        ),
         ({"on_retry": 3}, "RetryPolicy.on_retry must be callable or None, got 3"),
     ],
 )
