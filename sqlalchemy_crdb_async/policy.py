@@ -26,6 +26,7 @@ with ``time.sleep``, and only after the transaction is rolled back.
 
 from __future__ import annotations
 
+import inspect
 import math
 import random
 import time
@@ -121,6 +122,16 @@ class RetryPolicy:
         if self.on_retry is not None and not callable(self.on_retry):
             raise ValueError(
                 f"RetryPolicy.on_retry must be callable or None, got {self.on_retry!r}"
+            )
+        if inspect.iscoroutinefunction(self.on_retry):
+            raise ValueError(
+                "RetryPolicy.on_retry must be a plain function: it is called, not "
+                f"awaited, got the coroutine function {self.on_retry!r}"
+            )
+        if not isinstance(self.inject_retry_errors, bool):
+            raise ValueError(
+                "RetryPolicy.inject_retry_errors must be True or False, got "
+                f"{self.inject_retry_errors!r}"
             )
 
     def backoff_s(self, retry: int, rng: random.Random | None = None) -> float:

@@ -26,7 +26,9 @@ error (40001, 40P01, a cached-plan 0A000; see :mod:`.classify`):
    cockroach_restart`` then ``COMMIT``, which keeps its place in line;
    crdb-facts/session_vars.md section 3); on PostgreSQL with a full ROLLBACK,
    the next statement BEGINs a new transaction;
-2. the helper sleeps (``asyncio.sleep``, per the :class:`.RetryPolicy`);
+2. the helper sleeps (``asyncio.sleep``, per the :class:`.RetryPolicy`), after
+   the rollback: on PostgreSQL no transaction is open meanwhile; on CockroachDB
+   the transaction stays open, its writes discarded, so it keeps its priority;
 3. the log is replayed on the same connection, comparing fingerprints. All
    equal: the failed statement runs again and returns its result to the body as
    if nothing happened (or the COMMIT is sent again). One differs:

@@ -348,6 +348,10 @@ class _Retrying:
                 if self._decide(commit_error, scope.commit_sent):
                     return True
                 raise
+            except BaseException:  # cancelled during COMMIT
+                await scope.abort()
+                self.done = True
+                raise
             self.loop.committed()
             self.done = True
             return False

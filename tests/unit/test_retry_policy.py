@@ -59,6 +59,15 @@ def test_bad_values_are_refused_with_exact_messages(
         RetryPolicy(**kwargs)
 
 
+async def _async_hook(event: object) -> None:
+    return None
+
+
+def test_async_on_retry_is_refused() -> None:
+    with pytest.raises(ValueError, match="on_retry must be a plain function"):
+        RetryPolicy(on_retry=_async_hook)  # type: ignore[arg-type]
+
+
 def test_policy_is_frozen() -> None:
     policy = RetryPolicy()
     with pytest.raises(AttributeError):
