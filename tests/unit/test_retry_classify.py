@@ -108,7 +108,12 @@ def as_sqlalchemy_error(
     translate = DBAPI._asyncpg_error_translate
     cls = next(translate[c] for c in type(server_error).__mro__ if c in translate)
     try:
-        raise cls(message, server_error) from server_error
+        adapted_error = cls(message, server_error)
+    except TypeError:  # SQLAlchemy 2.0: message only, sqlstate set afterwards
+        adapted_error = cls(message)
+        adapted_error.pgcode = adapted_error.sqlstate = server_error.sqlstate
+    try:
+        raise adapted_error from server_error
     except DBAPI.Error as adapted:
         return sa_exc.DBAPIError.instance("SELECT 1", None, adapted, DBAPI.Error)
     raise AssertionError("unreachable")
