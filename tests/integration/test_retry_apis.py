@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -303,3 +304,23 @@ async def test_cached_plan_error_is_retried(db: AsyncEngine) -> None:
         assert await run_transaction(conn, read) == 1
     assert calls == 3
     assert retry_stats(db).retries_by_sqlstate.get("0A000", 0) - before == 1
+
+
+async def test_each_retry_is_logged_at_debug(
+    db: AsyncEngine, caplog: pytest.LogCaptureFixture
+) -> None:
+    seq = await new_counter(db)
+
+    async def work(conn: AsyncConnection) -> None:
+        await fail_times(conn, 1, seq)
+
+    with caplog.at_level(logging.DEBUG, logger="sqlalchemy_crdb_async.retry"):
+        await run_transaction(db, work, policy=FAST)
+    lines = [r.getMessage() for r in caplog.records if r.name.endswith(".retry")]
+    assert len(lines) == 1
+    assert "attempt 1 failed with SQLSTATE 40001" in lines[0]
+
+
+def test_retry_stats_needs_an_engine() -> None:
+    with pytest.raises(TypeError, match="takes an AsyncEngine or Engine, got str"):
+        retry_stats("postgresql://")

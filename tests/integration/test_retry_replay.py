@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pytest
 from sqlalchemy import Integer, select, text
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from sqlalchemy_crdb_async import (
@@ -16,6 +23,9 @@ from sqlalchemy_crdb_async import (
     run_transaction,
 )
 from tests.integration.retry_support import count_rows, install, new_counter
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
 
 FAST = RetryPolicy(initial_backoff_s=0.001, max_backoff_s=0.01)
 
@@ -179,3 +189,36 @@ async def test_session_is_usable_after_the_block(db: AsyncEngine) -> None:
     assert kv is not None
     assert kv.v == 100  # loaded in the block, readable after the commit
     assert isinstance(session, AsyncSession)
+
+
+async def test_replay_with_psycopg_async(crdb_url: URL) -> None:
+    eng = create_async_engine(crdb_url.set(drivername="cockroachdb+psycopg_async"))
+    try:
+        await install(eng)
+        seq = await new_counter(eng)
+        runs = 0
+        async with retrying_session(eng, policy=FAST) as session:
+            runs += 1
+            first = (
+                await session.execute(text("SELECT k, v FROM kv ORDER BY k"))
+            ).all()
+            await session.execute(text(f"SELECT fail_times(2, '{seq}')"))
+        assert runs == 1
+        assert len(first) == 2
+        assert retry_stats(eng).replays == 2
+    finally:
+        await eng.dispose()
+
+
+@pytest.mark.crdb_only
+async def test_injected_retry_errors_are_replayed_on_cockroachdb(
+    db: AsyncEngine,
+) -> None:
+    runs = 0
+    policy = RetryPolicy(inject_retry_errors=True, initial_backoff_s=0.001)
+    before = retry_stats(db)
+    async with retrying_session(db, policy=policy) as session:
+        runs += 1
+        await session.execute(text("SELECT v FROM kv WHERE k = 1"))
+    assert runs == 1
+    assert retry_stats(db).replays - before.replays >= 1
