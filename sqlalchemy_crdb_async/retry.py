@@ -46,9 +46,9 @@ Rules the helpers keep:
   ``SAVEPOINT cockroach_restart`` protocol would keep the transaction's
   priority, but it keeps the transaction open while backing off. Use
   :func:`.retrying_session` for the savepoint protocol.
-- With ``async with attempt`` every error from the body is seen by the helper;
-  a ``try/except`` inside the body that swallows a 40001 leaves an aborted
-  transaction that fails at COMMIT (and is then retried).
+- Let database errors leave the body: a ``try/except`` inside it that swallows
+  a 40001 defeats the retry (PostgreSQL answers COMMIT of an aborted
+  transaction with a silent ROLLBACK, so the work would be lost, not retried).
 
 See also: :mod:`.replay` (``retrying_session``), :mod:`.sync` (sync API),
 :mod:`.policy` (``RetryPolicy``), :func:`.retry_stats`; DESIGN.md section 5;
