@@ -11,10 +11,18 @@ from ``--tasks`` concurrent tasks at SERIALIZABLE, in the same process and run:
 
 ``plain_loop``           a hand-written loop: catch DBAPIError with SQLSTATE
                          40001/40P01, sleep with the same backoff, run again
-``run_transaction``      :func:`sqlalchemy_crdb_async.run_transaction`, ORM
+``run_transaction``      :func:`sqlalchemy_crdb_async.run_transaction`, Core
+``run_transaction_orm``  the same with an ``async_sessionmaker`` and the ORM
 ``retrying``             :func:`sqlalchemy_crdb_async.retrying`, Core
-``retrying_session``     :func:`sqlalchemy_crdb_async.retrying_session` inside
-                         ``run_transaction`` (re-run on ReplayMismatchError)
+``retrying_session``     :func:`sqlalchemy_crdb_async.retrying_session` (ORM)
+                         inside ``run_transaction`` (re-run on
+                         ReplayMismatchError)
+
+The plain loop, ``run_transaction`` and ``retrying`` run the same Core
+statements, so their numbers compare directly; the ORM rows show the ORM's cost
+on top. The machine's load moves these numbers a lot (a contended workload
+aborts more when transactions run longer): compare rows of one run, and use
+``--rounds`` to see the spread.
 
 For each it reports committed transfers per second, retries per commit, and
 checks that the total balance is conserved. The order of the APIs rotates
@@ -87,6 +95,7 @@ class PlainLoop:
         self.policy = policy
         self.retries = 0
         self.commits = 0
+        self.by_sqlstate: dict[str, int] = {}
 
     async def run(self, engine: AsyncEngine, a: int, b: int, amount: int) -> None:
         for attempt in range(1, 1_000):
@@ -98,6 +107,7 @@ class PlainLoop:
                 if code not in ("40001", "40P01"):
                     raise
                 self.retries += 1
+                self.by_sqlstate[code] = self.by_sqlstate.get(code, 0) + 1
                 await asyncio.sleep(self.policy.backoff_s(attempt))
                 continue
             self.commits += 1
@@ -110,6 +120,13 @@ Transfer = Callable[[AsyncEngine, int, int, int], Awaitable[None]]
 
 def apis(policy: crdb.RetryPolicy, plain: PlainLoop) -> dict[str, Transfer]:
     async def run_transaction(engine: AsyncEngine, a: int, b: int, amount: int) -> None:
+        await crdb.run_transaction(
+            engine, lambda c: core_transfer(c, a, b, amount), policy=policy
+        )
+
+    async def run_transaction_orm(
+        engine: AsyncEngine, a: int, b: int, amount: int
+    ) -> None:
         maker = async_sessionmaker(engine)
         await crdb.run_transaction(
             maker, lambda s: orm_transfer(s, a, b, amount), policy=policy
@@ -134,6 +151,7 @@ def apis(policy: crdb.RetryPolicy, plain: PlainLoop) -> dict[str, Transfer]:
     return {
         "plain_loop": plain.run,
         "run_transaction": run_transaction,
+        "run_transaction_orm": run_transaction_orm,
         "retrying": retrying,
         "retrying_session": retrying_session,
     }
@@ -160,6 +178,7 @@ async def measure(
     per_task = -(-args.transfers // args.tasks)
     crdb.retry_stats(engine, reset=True)
     plain.retries = plain.commits = 0
+    plain.by_sqlstate = {}
 
     async def worker(seed: int) -> None:
         rng = random.Random(seed)
@@ -176,11 +195,13 @@ async def measure(
     stats = crdb.retry_stats(engine)
     if name == "plain_loop":
         commits, retries = plain.commits, plain.retries
+        by_sqlstate = dict(plain.by_sqlstate)
     else:
         # retrying_session: commits of the outer run_transaction and the inner
         # session are both counted; count transfers, not helper commits.
         commits = per_task * args.tasks - len(errors)
         retries = stats.retries
+        by_sqlstate = dict(stats.retries_by_sqlstate)
     async with engine.connect() as conn:
         total = (
             await conn.exec_driver_sql("SELECT sum(balance) FROM bench_bank_accounts")
@@ -192,6 +213,7 @@ async def measure(
         "transfers_per_s": round(commits / elapsed, 1),
         "retries": retries,
         "retries_per_commit": round(retries / commits, 3) if commits else None,
+        "retries_by_sqlstate": by_sqlstate,
         "replays": stats.replays,
         "replay_mismatches": stats.replay_mismatches,
         "errors": len(errors),
@@ -213,7 +235,7 @@ async def amain(args: argparse.Namespace) -> list[dict[str, Any]]:
     policy = crdb.RetryPolicy(max_attempts=args.max_attempts)
     plain = PlainLoop(policy)
     table = apis(policy, plain)
-    names = list(table)
+    names = [n for n in table if not args.only or n in args.only]
     rows: list[dict[str, Any]] = []
     try:
         for round_ in range(args.rounds):
@@ -234,6 +256,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tasks", type=int, default=64)
     parser.add_argument("--transfers", type=int, default=2048)
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument(
+        "--only", action="append", default=None, help="run only this API (repeatable)"
+    )
     parser.add_argument("--max-attempts", type=int, default=100)
     parser.add_argument("--json", action="store_true", help="print JSON rows")
     args = parser.parse_args(argv)
