@@ -25,8 +25,8 @@ As root, ``initdb`` and ``postgres`` refuse to run, so they run as the
 from __future__ import annotations
 
 import atexit
-import ctypes
 import contextlib
+import ctypes
 import glob
 import importlib.util
 import os
