@@ -355,6 +355,7 @@ class CockroachPool(AsyncAdaptedQueuePool):
         state = _state(record)
         if state is not None and not state.lost:
             state.lost = True
+            self._counters.connections_lost += 1
             self._mark_host(state.host, suspect=True)
             self._wake_maintenance()
 
@@ -383,7 +384,9 @@ class CockroachPool(AsyncAdaptedQueuePool):
     ) -> str | None:
         if state.retire:
             return "drain"
-        if state.lost or _driver_closed(record):
+        if state.lost:
+            return "lost, counted"
+        if _driver_closed(record):
             return "lost"
         if state.deadline is not None and now >= state.deadline:
             return "lifetime"
@@ -395,7 +398,7 @@ class CockroachPool(AsyncAdaptedQueuePool):
             c.invalidated_by_drain += 1
         elif reason == "lost":
             c.connections_lost += 1
-        else:
+        elif reason == "lifetime":
             c.recycled_by_lifetime += 1
 
     def _before_return(self, record: ConnectionPoolEntry) -> None:

@@ -1,0 +1,325 @@
+"""CockroachPool against the live server: lifetimes, pings, resets, faults, types.
+
+Faults are real: ``pg_terminate_backend`` from a second connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import asyncpg
+import pytest
+from sqlalchemy import event, exc, text
+from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from sqlalchemy_crdb_async import CockroachPool, PoolSettings, pool_stats
+from sqlalchemy_crdb_async.pool_session import PING_SQL
+
+WAIT_S = 15.0
+
+
+def plain_url(url: URL) -> str:
+    return url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+@pytest.fixture
+async def admin(crdb_url: URL) -> AsyncIterator[asyncpg.Connection]:
+    """A connection outside any pool, for looking at and killing sessions."""
+    conn = await asyncpg.connect(plain_url(crdb_url))
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+async def make_engine(crdb_url: URL) -> AsyncIterator[Callable[..., AsyncEngine]]:
+    engines: list[AsyncEngine] = []
+
+    def make(**settings: Any) -> AsyncEngine:
+        eng = create_async_engine(crdb_url, **PoolSettings(**settings).engine_kwargs())
+        engines.append(eng)
+        return eng
+
+    yield make
+    for eng in engines:
+        await eng.dispose()
+
+
+async def backend_pid(eng: AsyncEngine) -> int:
+    async with eng.connect() as conn:
+        return int((await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one())
+
+
+async def live_pids(admin: asyncpg.Connection) -> set[int]:
+    rows = await admin.fetch("SELECT pid FROM pg_stat_activity WHERE pid IS NOT NULL")
+    return {int(r["pid"]) for r in rows}
+
+
+async def wait_until(predicate: Callable[[], Any], what: str) -> None:
+    deadline = asyncio.get_running_loop().time() + WAIT_S
+    while not await predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            pytest.fail(f"gave up after {WAIT_S} s waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+async def settle() -> None:
+    """asyncpg calls query loggers with ``loop.call_soon``: let them run."""
+    for _ in range(3):
+        await asyncio.sleep(0)
+
+
+def query_log(eng: AsyncEngine) -> list[str]:
+    """Every statement asyncpg sends on the engine's connections, in order."""
+    log: list[str] = []
+
+    @event.listens_for(eng.sync_engine, "connect")
+    def _attach(dbapi_conn: Any, record: Any) -> None:
+        record.driver_connection.add_query_logger(lambda q: log.append(q.query))
+
+    return log
+
+
+async def test_engine_uses_cockroach_pool(make_engine: Callable[..., AsyncEngine]) -> None:
+    eng = make_engine(pool_size=3)
+    assert isinstance(eng.pool, CockroachPool)
+    assert (await backend_pid(eng)) > 0
+    stats = pool_stats(eng)
+    assert stats["pool_size"] == 3
+    assert stats["checkouts"] == 1
+    assert stats["connections"] == 1
+    assert stats["checked_out"] == 0
+
+
+async def test_jitter_spreads_deadlines(make_engine: Callable[..., AsyncEngine]) -> None:
+    eng = make_engine(pool_size=8, max_lifetime_s=100.0, lifetime_jitter_fraction=0.5)
+
+    async def hold() -> None:
+        async with eng.connect() as conn:
+            await conn.execute(text("SELECT pg_sleep(0.2)"))
+
+    await asyncio.gather(*(hold() for _ in range(8)))
+    lifetimes = [c.lifetime_s for c in eng.pool.connections()]  # type: ignore[attr-defined]
+    assert len(lifetimes) == 8
+    assert all(lt is not None and 50.0 <= lt <= 100.0 for lt in lifetimes)
+    assert len({round(lt or 0, 6) for lt in lifetimes}) == 8
+
+
+async def test_no_jitter_gives_equal_lifetimes(
+    make_engine: Callable[..., AsyncEngine],
+) -> None:
+    eng = make_engine(pool_size=3, max_lifetime_s=60.0, lifetime_jitter_fraction=0.0)
+    await asyncio.gather(*(backend_pid(eng) for _ in range(3)))
+    lifetimes = {c.lifetime_s for c in eng.pool.connections()}  # type: ignore[attr-defined]
+    assert lifetimes == {60.0}
+
+
+async def test_idle_connection_past_lifetime_is_closed_without_checkout(
+    make_engine: Callable[..., AsyncEngine], admin: asyncpg.Connection
+) -> None:
+    eng = make_engine(
+        pool_size=3,
+        max_lifetime_s=0.5,
+        lifetime_jitter_fraction=0.0,
+        maintenance_interval_s=0.1,
+    )
+    pids = set(await asyncio.gather(*(backend_pid(eng) for _ in range(3))))
+    assert pids <= await live_pids(admin)
+
+    async def all_closed() -> bool:
+        return not (pids & await live_pids(admin))
+
+    await wait_until(all_closed, "idle expired connections to close")
+    stats = pool_stats(eng)
+    assert stats["recycled_by_lifetime"] >= len(pids)
+    assert stats["connections"] == 0
+
+
+async def test_connection_past_lifetime_is_closed_on_return(
+    make_engine: Callable[..., AsyncEngine], admin: asyncpg.Connection
+) -> None:
+    eng = make_engine(
+        pool_size=1,
+        max_lifetime_s=0.3,
+        lifetime_jitter_fraction=0.0,
+        maintenance_interval_s=3600.0,
+    )
+    async with eng.connect() as conn:
+        pid = (await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+        await conn.execute(text("SELECT pg_sleep(0.5)"))
+    # Closed by the return itself (asyncpg's Terminate was sent and awaited);
+    # the server removes the backend right after.
+    async def gone() -> bool:
+        return pid not in await live_pids(admin)
+
+    await wait_until(gone, "the returned expired connection's backend to exit")
+    assert pool_stats(eng)["recycled_by_lifetime"] == 1
+    assert await backend_pid(eng) != pid
+
+
+async def test_ping_only_after_idle_and_one_statement(
+    make_engine: Callable[..., AsyncEngine],
+) -> None:
+    eng = make_engine(pool_size=1, idle_before_ping_s=0.3)
+    log = query_log(eng)
+    await backend_pid(eng)
+
+    log.clear()
+    async with eng.connect():
+        await settle()
+        assert log == []  # reused at once: no ping
+    log.clear()
+    await asyncio.sleep(0.5)
+    async with eng.connect():
+        await settle()
+        assert log == [PING_SQL]
+    assert pool_stats(eng)["pings_sent"] == 1
+
+
+async def test_stock_pre_ping_costs_three_statements(crdb_url: URL) -> None:
+    # The baseline the one-statement ping is measured against.
+    eng = create_async_engine(crdb_url, pool_size=1, pool_pre_ping=True)
+    try:
+        log = query_log(eng)
+        await backend_pid(eng)
+        log.clear()
+        async with eng.connect():
+            await settle()
+            assert len(log) == 3
+    finally:
+        await eng.dispose()
+
+
+async def test_server_shutdown_code_invalidates_and_recycles_host(
+    make_engine: Callable[..., AsyncEngine], admin: asyncpg.Connection
+) -> None:
+    eng = make_engine(pool_size=2, maintenance_interval_s=0.1)
+
+    async def two() -> tuple[int, int]:
+        async with eng.connect() as a, eng.connect() as b:
+            pa = (await a.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+            pb = (await b.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+            return pa, pb
+
+    idle_pid, victim_pid = await two()
+    async with eng.connect() as conn:
+        pid = (await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+        other = victim_pid if pid == idle_pid else idle_pid
+
+        async def kill() -> None:
+            await asyncio.sleep(0.3)
+            await admin.fetchval("SELECT pg_terminate_backend($1)", pid)
+
+        killer = asyncio.create_task(kill())
+        with pytest.raises(exc.DBAPIError) as caught:
+            await conn.execute(text("SELECT pg_sleep(10)"))
+        await killer
+        assert caught.value.connection_invalidated
+    # PostgreSQL sent 57P01 (admin_shutdown) before closing the socket; the
+    # pool also closed the idle connection to the same host.
+    async def other_closed() -> bool:
+        return other not in await live_pids(admin)
+
+    await wait_until(other_closed, "the idle connection to the same host to close")
+    assert pool_stats(eng)["invalidated_by_drain"] >= 2
+    assert await backend_pid(eng) not in {pid, other}
+
+
+async def test_idle_connection_killed_by_server_is_replaced_silently(
+    make_engine: Callable[..., AsyncEngine], admin: asyncpg.Connection
+) -> None:
+    eng = make_engine(pool_size=1, idle_before_ping_s=None)
+    pid = await backend_pid(eng)
+    await admin.fetchval("SELECT pg_terminate_backend($1)", pid)
+
+    async def noticed() -> bool:
+        return pool_stats(eng)["connections_lost"] == 1
+
+    # asyncpg tells the pool when the server closes an idle connection.
+    await wait_until(noticed, "the pool to notice the closed connection")
+    new_pid = await backend_pid(eng)  # no error: the dead one was not handed out
+    assert new_pid != pid
+    assert pool_stats(eng)["connections_lost"] == 1
+
+
+async def test_session_state_does_not_leak(make_engine: Callable[..., AsyncEngine]) -> None:
+    eng = make_engine(pool_size=1)
+    select_one = text("SELECT CAST(:x AS int) + 1")
+    async with eng.connect() as conn:
+        pid = (await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+        defaults = (
+            await conn.execute(
+                text("SELECT current_setting('application_name'), "
+                     "current_setting('statement_timeout')")
+            )
+        ).one()
+        await conn.execute(text("SET application_name = 'borrower_one'"))
+        await conn.execute(text("SET statement_timeout = '1234ms'"))
+        await conn.execute(text("CREATE TEMP TABLE scratch (x int)"))
+        assert (await conn.execute(select_one, {"x": 1})).scalar_one() == 2
+        await conn.commit()
+    async with eng.connect() as conn:
+        assert (await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one() == pid
+        now = (
+            await conn.execute(
+                text("SELECT current_setting('application_name'), "
+                     "current_setting('statement_timeout')")
+            )
+        ).one()
+        assert tuple(now) == tuple(defaults)
+        temp = await conn.execute(text("SELECT to_regclass('pg_temp.scratch')"))
+        assert temp.scalar_one() is None
+        # prepared statements cached on the connection survive the reset
+        assert (await conn.execute(select_one, {"x": 2})).scalar_one() == 3
+    assert pool_stats(eng)["resets"] == 2
+
+
+async def test_startup_application_name_survives_reset(crdb_url: URL) -> None:
+    url = crdb_url.update_query_dict({"application_name": "svc"})
+    eng = create_async_engine(url, **PoolSettings(pool_size=1).engine_kwargs())
+    try:
+        for _ in range(2):
+            async with eng.connect() as conn:
+                name = await conn.execute(text("SELECT current_setting('application_name')"))
+                assert name.scalar_one() == "svc"
+                await conn.execute(text("SET application_name = 'other'"))
+    finally:
+        await eng.dispose()
+
+
+@pytest.mark.parametrize("shared", [True, False])
+async def test_new_connection_reuses_type_introspection(
+    make_engine: Callable[..., AsyncEngine], admin: asyncpg.Connection, shared: bool
+) -> None:
+    await admin.execute(
+        "DROP TABLE IF EXISTS moods; DROP TYPE IF EXISTS mood; "
+        "CREATE TYPE mood AS ENUM ('ok', 'meh'); "
+        "CREATE TABLE moods (id int PRIMARY KEY, m mood, ms mood[]); "
+        "INSERT INTO moods VALUES (1, 'ok', ARRAY['ok','meh']::mood[])"
+    )
+    eng = make_engine(pool_size=1, share_type_introspection=shared)
+    log = query_log(eng)
+    query = text("SELECT m, ms FROM moods WHERE id = 1")
+
+    def introspections() -> int:
+        return sum(1 for q in log if "pg_type" in q)
+
+    async with eng.connect() as conn:
+        assert (await conn.execute(query)).one() == ("ok", ["ok", "meh"])
+        await settle()
+        first = introspections()
+        await conn.invalidate()  # the next checkout opens a new connection
+    assert first >= 1
+    log.clear()
+    async with eng.connect() as conn:
+        assert (await conn.execute(query)).one() == ("ok", ["ok", "meh"])
+        await settle()
+    if shared:
+        assert introspections() == 0
+        assert pool_stats(eng)["types_shared"] >= 1
+    else:
+        assert introspections() == first
