@@ -215,7 +215,7 @@ class PoolSettings:
         own ``pool_pre_ping`` and ``pool_recycle`` are off: the pool pings and
         recycles itself.
         """
-        from .pool_impl import CockroachPool  # noqa: PLC0415 - pool_impl imports us
+        from .pool_impl import CockroachPool
 
         return {
             "poolclass": CockroachPool,
@@ -273,8 +273,8 @@ class PoolStats(TypedDict):
 
 
 def pool_stats(engine: AsyncEngine | Engine) -> PoolStats:
-    """The :class:`PoolStats` of an engine made with :meth:`PoolSettings.engine_kwargs`."""
-    from .pool_impl import CockroachPool  # noqa: PLC0415 - pool_impl imports us
+    """The :class:`PoolStats` of an engine made with ``PoolSettings.engine_kwargs()``."""
+    from .pool_impl import CockroachPool
 
     pool = engine.pool
     if not isinstance(pool, CockroachPool):

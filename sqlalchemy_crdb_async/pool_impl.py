@@ -39,12 +39,12 @@ A background task
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import logging
 import random
 import time
 import weakref
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -62,6 +62,8 @@ from .pool_types import SharedTypeCache, connection_class
 from .sqlstate import SERVER_SHUTDOWN_CODES, sqlstates_of
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from sqlalchemy.engine import ExceptionContext
     from sqlalchemy.engine.interfaces import DBAPIConnection, Dialect
     from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
@@ -153,13 +155,13 @@ class CockroachPool(AsyncAdaptedQueuePool):
     ) -> _CreatorWRecFnType:
         invoke = super()._should_wrap_creator(creator)
 
-        def create(record: ConnectionPoolEntry) -> DBAPIConnection:
+        def create(rec: ConnectionPoolEntry) -> DBAPIConnection:
             token = _CONNECTING.set(self)
             try:
-                dbapi_connection = invoke(record)
+                dbapi_connection = invoke(rec)
             finally:
                 _CONNECTING.reset(token)
-            self._on_connected(record, dbapi_connection)
+            self._on_connected(rec, dbapi_connection)
             return dbapi_connection
 
         return create
@@ -276,7 +278,9 @@ class CockroachPool(AsyncAdaptedQueuePool):
     def stats(self) -> PoolStats:
         """A :class:`.pool.PoolStats` snapshot (what :func:`.pool_stats` returns)."""
         c = self._counters
-        open_records = [r for r in list(self._records) if r.dbapi_connection is not None]
+        open_records = [
+            r for r in list(self._records) if r.dbapi_connection is not None
+        ]
         checked_out = sum(1 for r in list(self._records) if r.in_use)
         idle = sum(1 for r in open_records if not r.in_use)
         return PoolStats(
@@ -420,7 +424,7 @@ class CockroachPool(AsyncAdaptedQueuePool):
         else:
             driver = asyncpg_of(record)
             if driver is not None and driver.is_in_transaction():
-                from sqlalchemy.util import await_only  # noqa: PLC0415
+                from sqlalchemy.util import await_only
 
                 await_only(driver.execute("ROLLBACK"))
         state.last_used = time.monotonic()
@@ -432,7 +436,9 @@ class CockroachPool(AsyncAdaptedQueuePool):
         else:
             self._mark_host(host, suspect=True)
 
-    def _mark_host(self, host: Host, *, suspect: bool = False, retire: bool = False) -> None:
+    def _mark_host(
+        self, host: Host, *, suspect: bool = False, retire: bool = False
+    ) -> None:
         for record in list(self._records):
             state = _state(record)
             if state is None or record.dbapi_connection is None or state.host != host:
@@ -445,7 +451,7 @@ class CockroachPool(AsyncAdaptedQueuePool):
     def _prepare_connect(self, dialect: Dialect, cparams: dict[str, Any]) -> None:
         hosts, ports = cparams.get("host"), cparams.get("port")
         if isinstance(hosts, list) and isinstance(ports, list) and len(hosts) > 1:
-            first = self._least_used_host(list(zip(hosts, ports)))
+            first = self._least_used_host(list(zip(hosts, ports, strict=True)))
             cparams["host"] = hosts[first:] + hosts[:first]
             cparams["port"] = ports[first:] + ports[:first]
         if self._settings.share_type_introspection and dialect.driver == "asyncpg":
@@ -460,13 +466,18 @@ class CockroachPool(AsyncAdaptedQueuePool):
         counts = {(str(h), int(p)): 0 for h, p in candidates}
         for record in list(self._records):
             state = _state(record)
-            if state is not None and record.dbapi_connection is not None:
-                if state.host in counts:
-                    counts[state.host] += 1  # type: ignore[index]
+            if (
+                state is not None
+                and record.dbapi_connection is not None
+                and state.host in counts
+            ):
+                counts[state.host] += 1
         self._host_turn += 1
         n = len(candidates)
         order = [(self._host_turn + i) % n for i in range(n)]
-        return min(order, key=lambda i: counts[(str(candidates[i][0]), int(candidates[i][1]))])
+        return min(
+            order, key=lambda i: counts[(str(candidates[i][0]), int(candidates[i][1]))]
+        )
 
     # -- background maintenance -----------------------------------------------
 
@@ -480,7 +491,9 @@ class CockroachPool(AsyncAdaptedQueuePool):
             return
         self._wake = asyncio.Event()
         self._maintenance = loop.create_task(
-            _maintain(weakref.ref(self), self._settings.maintenance_interval_s, self._wake),
+            _maintain(
+                weakref.ref(self), self._settings.maintenance_interval_s, self._wake
+            ),
             name=f"sqlalchemy_crdb_async pool maintenance {id(self):#x}",
         )
 
@@ -526,10 +539,8 @@ async def _maintain(
     pool_ref: Callable[[], CockroachPool | None], interval_s: float, wake: asyncio.Event
 ) -> None:
     while True:
-        try:
+        with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(wake.wait(), interval_s)
-        except asyncio.TimeoutError:
-            pass
         wake.clear()
         pool = pool_ref()
         if pool is None:

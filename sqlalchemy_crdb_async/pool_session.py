@@ -42,7 +42,7 @@ from .sqlstate import FEATURE_NOT_SUPPORTED, SYNTAX_ERROR, sqlstates_of
 
 if TYPE_CHECKING:
     from sqlalchemy.engine.interfaces import Dialect
-    from sqlalchemy.pool import ConnectionPoolEntry
+    from sqlalchemy.pool import ConnectionPoolEntry, ManagesConnection
 
 __all__ = ["PING_SQL", "SessionReset", "ping"]
 
@@ -59,13 +59,13 @@ CRDB_RESET = ("CLOSE ALL; RESET ALL; DISCARD SEQUENCES; DISCARD TEMP", "RESET AL
 _UNSUPPORTED = frozenset({SYNTAX_ERROR, FEATURE_NOT_SUPPORTED})
 
 
-def asyncpg_of(record: ConnectionPoolEntry) -> Any | None:
+def asyncpg_of(record: ManagesConnection) -> Any | None:
     """The record's ``asyncpg.Connection``, or None for other drivers."""
     driver = record.driver_connection
     return driver if isinstance(driver, asyncpg.Connection) else None
 
 
-def ping(record: ConnectionPoolEntry, dialect: Dialect, timeout_s: float) -> None:
+def ping(record: ManagesConnection, dialect: Dialect, timeout_s: float) -> None:
     """One round trip; raises when the connection is dead."""
     driver = asyncpg_of(record)
     if driver is not None:

@@ -24,10 +24,12 @@ user is subclassed, not replaced.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
 
 __all__ = ["SharedTypeCache", "connection_class"]
 
@@ -79,7 +81,7 @@ def connection_class(
 ) -> type[Any]:
     """An ``asyncpg.Connection`` subclass of ``base`` that consults ``cache``."""
 
-    class SharedTypesConnection(base):  # type: ignore[misc,valid-type]
+    class SharedTypesConnection(base):  # type: ignore[misc]
         async def _introspect_types(self, typeoids: Any, timeout: Any) -> Any:
             oids = list(typeoids)
             rows = cache.lookup(oids)

@@ -6,17 +6,20 @@ Faults are real: ``pg_terminate_backend`` from a second connection.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 import pytest
 from sqlalchemy import event, exc, text
-from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from sqlalchemy_crdb_async import CockroachPool, PoolSettings, pool_stats
 from sqlalchemy_crdb_async.pool_session import PING_SQL
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable
+
+    from sqlalchemy.engine import URL
 
 WAIT_S = 15.0
 
@@ -84,7 +87,9 @@ def query_log(eng: AsyncEngine) -> list[str]:
     return log
 
 
-async def test_engine_uses_cockroach_pool(make_engine: Callable[..., AsyncEngine]) -> None:
+async def test_engine_uses_cockroach_pool(
+    make_engine: Callable[..., AsyncEngine],
+) -> None:
     eng = make_engine(pool_size=3)
     assert isinstance(eng.pool, CockroachPool)
     assert (await backend_pid(eng)) > 0
@@ -95,7 +100,9 @@ async def test_engine_uses_cockroach_pool(make_engine: Callable[..., AsyncEngine
     assert stats["checked_out"] == 0
 
 
-async def test_jitter_spreads_deadlines(make_engine: Callable[..., AsyncEngine]) -> None:
+async def test_jitter_spreads_deadlines(
+    make_engine: Callable[..., AsyncEngine],
+) -> None:
     eng = make_engine(pool_size=8, max_lifetime_s=100.0, lifetime_jitter_fraction=0.5)
 
     async def hold() -> None:
@@ -151,6 +158,7 @@ async def test_connection_past_lifetime_is_closed_on_return(
     async with eng.connect() as conn:
         pid = (await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one()
         await conn.execute(text("SELECT pg_sleep(0.5)"))
+
     # Closed by the return itself (asyncpg's Terminate was sent and awaited);
     # the server removes the backend right after.
     async def gone() -> bool:
@@ -219,6 +227,7 @@ async def test_server_shutdown_code_invalidates_and_recycles_host(
             await conn.execute(text("SELECT pg_sleep(10)"))
         await killer
         assert caught.value.connection_invalidated
+
     # PostgreSQL sent 57P01 (admin_shutdown) before closing the socket; the
     # pool also closed the idle connection to the same host.
     async def other_closed() -> bool:
@@ -246,15 +255,19 @@ async def test_idle_connection_killed_by_server_is_replaced_silently(
     assert pool_stats(eng)["connections_lost"] == 1
 
 
-async def test_session_state_does_not_leak(make_engine: Callable[..., AsyncEngine]) -> None:
+async def test_session_state_does_not_leak(
+    make_engine: Callable[..., AsyncEngine],
+) -> None:
     eng = make_engine(pool_size=1)
     select_one = text("SELECT CAST(:x AS int) + 1")
     async with eng.connect() as conn:
         pid = (await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one()
         defaults = (
             await conn.execute(
-                text("SELECT current_setting('application_name'), "
-                     "current_setting('statement_timeout')")
+                text(
+                    "SELECT current_setting('application_name'), "
+                    "current_setting('statement_timeout')"
+                )
             )
         ).one()
         await conn.execute(text("SET application_name = 'borrower_one'"))
@@ -266,8 +279,10 @@ async def test_session_state_does_not_leak(make_engine: Callable[..., AsyncEngin
         assert (await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one() == pid
         now = (
             await conn.execute(
-                text("SELECT current_setting('application_name'), "
-                     "current_setting('statement_timeout')")
+                text(
+                    "SELECT current_setting('application_name'), "
+                    "current_setting('statement_timeout')"
+                )
             )
         ).one()
         assert tuple(now) == tuple(defaults)
@@ -284,7 +299,9 @@ async def test_startup_application_name_survives_reset(crdb_url: URL) -> None:
     try:
         for _ in range(2):
             async with eng.connect() as conn:
-                name = await conn.execute(text("SELECT current_setting('application_name')"))
+                name = await conn.execute(
+                    text("SELECT current_setting('application_name')")
+                )
                 assert name.scalar_one() == "svc"
                 await conn.execute(text("SET application_name = 'other'"))
     finally:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import TYPE_CHECKING
 
 import asyncpg
 import pytest
@@ -18,7 +18,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from sqlalchemy_crdb_async import PoolSettings, pool_stats
 from sqlalchemy_crdb_async.testing import EmbeddedPostgres
-from sqlalchemy_crdb_async.testing.provider import TestServer
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+
+    from sqlalchemy_crdb_async.testing.provider import TestServer
 
 SETTLE_S = 20.0
 

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 import pytest
 from sqlalchemy import text
-from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from sqlalchemy_crdb_async import PoolSettings, pool_stats
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Awaitable, Callable
+
+    from sqlalchemy.engine import URL
 
 TASKS = 10_000
 POOL_SIZE = 16
@@ -60,7 +63,11 @@ async def wait_for(predicate: Callable[[], Awaitable[bool]], what: str) -> None:
 async def test_ten_thousand_tasks_on_sixteen_connections(engine16: AsyncEngine) -> None:
     async def work(i: int) -> int:
         async with engine16.connect() as conn:
-            return int((await conn.execute(text("SELECT CAST(:i AS int)"), {"i": i})).scalar_one())
+            return int(
+                (
+                    await conn.execute(text("SELECT CAST(:i AS int)"), {"i": i})
+                ).scalar_one()
+            )
 
     results = await asyncio.gather(*(work(i) for i in range(TASKS)))
     assert results == list(range(TASKS))

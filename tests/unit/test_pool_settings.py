@@ -29,9 +29,21 @@ def test_frozen() -> None:
     ("kwargs", "error", "message"),
     [
         ({"pool_size": 0}, ValueError, "PoolSettings.pool_size must be >= 1, got 0"),
-        ({"pool_size": 2.5}, TypeError, "PoolSettings.pool_size must be an int, got 2.5"),
-        ({"pool_size": True}, TypeError, "PoolSettings.pool_size must be an int, got True"),
-        ({"max_overflow": -1}, ValueError, "PoolSettings.max_overflow must be >= 0, got -1"),
+        (
+            {"pool_size": 2.5},
+            TypeError,
+            "PoolSettings.pool_size must be an int, got 2.5",
+        ),
+        (
+            {"pool_size": True},
+            TypeError,
+            "PoolSettings.pool_size must be an int, got True",
+        ),
+        (
+            {"max_overflow": -1},
+            ValueError,
+            "PoolSettings.max_overflow must be >= 0, got -1",
+        ),
         (
             {"pool_timeout_s": 0},
             ValueError,
@@ -89,25 +101,28 @@ def test_none_disables_lifetime_and_ping() -> None:
     ("vcpus", "instances", "size"),
     [(4, 1, 16), (12, 3, 16), (8, 3, 10), (1, 8, 1), (32, 4, 32)],
 )
-def test_for_cluster_shares_four_per_vcpu(vcpus: int, instances: int, size: int) -> None:
+def test_for_cluster_shares_four_per_vcpu(
+    vcpus: int, instances: int, size: int
+) -> None:
     s = PoolSettings.for_cluster(vcpus=vcpus, app_instances=instances)
     assert s.pool_size == size
     assert s.max_overflow == 0
 
 
 def test_for_cluster_overrides_and_ratio() -> None:
-    s = PoolSettings.for_cluster(
-        vcpus=10, connections_per_vcpu=2, max_lifetime_s=60.0
-    )
+    s = PoolSettings.for_cluster(vcpus=10, connections_per_vcpu=2, max_lifetime_s=60.0)
     assert s.pool_size == 20
     assert s.max_lifetime_s == 60.0
 
 
 def test_for_cluster_rejects_bad_input() -> None:
-    with pytest.raises(ValueError, match=r"^PoolSettings.for_cluster.vcpus must be >= 1, got 0$"):
+    with pytest.raises(
+        ValueError, match=r"^PoolSettings.for_cluster.vcpus must be >= 1, got 0$"
+    ):
         PoolSettings.for_cluster(vcpus=0)
     with pytest.raises(
-        ValueError, match=r"^PoolSettings.for_cluster.app_instances must be >= 1, got 0$"
+        ValueError,
+        match=r"^PoolSettings.for_cluster.app_instances must be >= 1, got 0$",
     ):
         PoolSettings.for_cluster(vcpus=4, app_instances=0)
     with pytest.raises(TypeError, match="unknown setting"):
