@@ -273,7 +273,7 @@ class PoolStats(TypedDict):
 
 
 def pool_stats(engine: AsyncEngine | Engine) -> PoolStats:
-    """The :class:`PoolStats` of an engine made with ``PoolSettings.engine_kwargs()``."""
+    """:class:`PoolStats` of an engine made with ``PoolSettings.engine_kwargs()``."""
     from .pool_impl import CockroachPool
 
     pool = engine.pool

@@ -25,22 +25,19 @@ in :mod:`.pool`. How it hooks into SQLAlchemy (``sqlalchemy.pool.base``):
     connection; here only connections to the same host are affected: closed
     when the server said it is shutting down (57P01/57P02/57P03), pinged
     before their next use otherwise.
-Dialect events (installed once per dialect)
+Dialect events and a background task (:mod:`.pool_events`)
     ``do_connect`` orders a multi-host URL's hosts, least-used first, and
     passes asyncpg the shared-introspection connection class
     (:mod:`.pool_types`); ``handle_error`` treats the shutdown SQLSTATEs as
-    disconnects even while the socket is still open.
-A background task
-    every ``maintenance_interval_s`` closes idle connections past their
-    deadline or to a draining host. It holds the pool weakly and stops on
-    ``dispose()``.
+    disconnects even while the socket is still open. Every
+    ``maintenance_interval_s`` a task closes idle connections past their
+    deadline or to a draining host; it stops on ``dispose()``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 import logging
 import random
 import time
@@ -49,22 +46,19 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
-from sqlalchemy import event, exc
+from sqlalchemy import exc
 from sqlalchemy.pool import AsyncAdaptedQueuePool
-from sqlalchemy.util import greenlet_spawn
 from sqlalchemy.util.concurrency import in_greenlet
 from sqlalchemy.util.queue import Empty
 from typing_extensions import override
 
 from .pool import PoolSettings, PoolStats
+from .pool_events import CONNECTING, install_dialect_listeners, maintain
 from .pool_session import SessionReset, asyncpg_of, ping
 from .pool_types import SharedTypeCache, connection_class
-from .sqlstate import SERVER_SHUTDOWN_CODES, sqlstates_of
+from .sqlstate import is_server_shutdown
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
-    from sqlalchemy.engine import ExceptionContext
     from sqlalchemy.engine.interfaces import DBAPIConnection, Dialect
     from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
     from sqlalchemy.pool.base import _CreatorFnType, _CreatorWRecFnType
@@ -74,9 +68,6 @@ __all__ = ["CockroachPool", "ConnectionInfo"]
 log = logging.getLogger(__name__)
 
 _STATE_KEY = "sqlalchemy_crdb_async.pool"
-_CONNECTING: contextvars.ContextVar[CockroachPool | None] = contextvars.ContextVar(
-    "sqlalchemy_crdb_async_pool_connecting", default=None
-)
 
 Host = tuple[str, int] | None
 
@@ -140,7 +131,7 @@ class CockroachPool(AsyncAdaptedQueuePool):
         super().__init__(creator, **kw)
         dialect = kw.get("dialect")
         if dialect is not None and hasattr(dialect, "dispatch"):
-            _install_dialect_listeners(dialect)
+            install_dialect_listeners(dialect)
 
     @property
     def settings(self) -> PoolSettings:
@@ -156,11 +147,11 @@ class CockroachPool(AsyncAdaptedQueuePool):
         invoke = super()._should_wrap_creator(creator)
 
         def create(rec: ConnectionPoolEntry) -> DBAPIConnection:
-            token = _CONNECTING.set(self)
+            token = CONNECTING.set(self)
             try:
                 dbapi_connection = invoke(rec)
             finally:
-                _CONNECTING.reset(token)
+                CONNECTING.reset(token)
             self._on_connected(rec, dbapi_connection)
             return dbapi_connection
 
@@ -239,7 +230,7 @@ class CockroachPool(AsyncAdaptedQueuePool):
     ) -> None:
         state = _state(connection)
         host = state.host if state is not None else None
-        if _is_shutdown(exception):
+        if is_server_shutdown(exception):
             self._counters.invalidated_by_drain += 1
         else:
             self._counters.connections_lost += 1
@@ -270,7 +261,9 @@ class CockroachPool(AsyncAdaptedQueuePool):
     def dispose(self) -> None:
         task, self._maintenance = self._maintenance, None
         if task is not None and not task.done():
-            task.cancel()
+            # the task's event loop may be closed already (then it never runs)
+            with contextlib.suppress(RuntimeError):
+                task.cancel()
         super().dispose()
 
     # -- public views --------------------------------------------------------
@@ -430,7 +423,7 @@ class CockroachPool(AsyncAdaptedQueuePool):
         state.last_used = time.monotonic()
 
     def _host_trouble(self, host: Host, error: BaseException | None) -> None:
-        if _is_shutdown(error):
+        if is_server_shutdown(error):
             self._mark_host(host, retire=True)
             self._wake_maintenance()
         else:
@@ -482,16 +475,16 @@ class CockroachPool(AsyncAdaptedQueuePool):
     # -- background maintenance -----------------------------------------------
 
     def _ensure_maintenance(self) -> None:
-        task = self._maintenance
-        if task is not None and not task.done():
-            return
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             return
+        task = self._maintenance
+        if task is not None and not task.done() and task.get_loop() is loop:
+            return
         self._wake = asyncio.Event()
         self._maintenance = loop.create_task(
-            _maintain(
+            maintain(
                 weakref.ref(self), self._settings.maintenance_interval_s, self._wake
             ),
             name=f"sqlalchemy_crdb_async pool maintenance {id(self):#x}",
@@ -535,58 +528,12 @@ class CockroachPool(AsyncAdaptedQueuePool):
                 super()._do_return_conn(record)
 
 
-async def _maintain(
-    pool_ref: Callable[[], CockroachPool | None], interval_s: float, wake: asyncio.Event
-) -> None:
-    while True:
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(wake.wait(), interval_s)
-        wake.clear()
-        pool = pool_ref()
-        if pool is None:
-            return
-        try:
-            await greenlet_spawn(pool._close_idle_due)
-        except Exception:
-            log.exception("pool maintenance failed")
-        del pool
-
-
-# -- dialect listeners (module level, so installing twice is detectable) ------
-
-
-def _on_do_connect(
-    dialect: Dialect, conn_rec: Any, cargs: list[Any], cparams: dict[str, Any]
-) -> None:
-    pool = _CONNECTING.get()
-    if pool is not None:
-        pool._prepare_connect(dialect, cparams)
-
-
-def _on_handle_error(context: ExceptionContext) -> None:
-    # A server that says it is going away may still have the socket open
-    # (CockroachDB sends 57P01 to a draining node's sessions, then closes).
-    if _is_shutdown(context.original_exception):
-        context.is_disconnect = True
-
-
-def _install_dialect_listeners(dialect: Dialect) -> None:
-    if not event.contains(dialect, "do_connect", _on_do_connect):
-        event.listen(dialect, "do_connect", _on_do_connect)
-    if not event.contains(dialect, "handle_error", _on_handle_error):
-        event.listen(dialect, "handle_error", _on_handle_error)
-
-
 def _state(entry: Any) -> _ConnState | None:
     info = getattr(entry, "info", None)
     if info is None:
         return None
     state = info.get(_STATE_KEY)
     return state if isinstance(state, _ConnState) else None
-
-
-def _is_shutdown(error: BaseException | None) -> bool:
-    return bool(SERVER_SHUTDOWN_CODES.intersection(sqlstates_of(error)))
 
 
 def _driver_closed(record: ConnectionPoolEntry) -> bool:

@@ -22,6 +22,7 @@ __all__ = [
     "FEATURE_NOT_SUPPORTED",
     "SERVER_SHUTDOWN_CODES",
     "SYNTAX_ERROR",
+    "is_server_shutdown",
     "sqlstates_of",
 ]
 
@@ -62,3 +63,8 @@ def sqlstates_of(exc: BaseException | None) -> list[str]:
             if isinstance(nxt, BaseException):
                 todo.append(nxt)
     return found
+
+
+def is_server_shutdown(exc: BaseException | None) -> bool:
+    """True when ``exc`` (or a cause) carries one of :data:`SERVER_SHUTDOWN_CODES`."""
+    return bool(SERVER_SHUTDOWN_CODES.intersection(sqlstates_of(exc)))
