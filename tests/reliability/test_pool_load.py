@@ -79,9 +79,24 @@ async def test_ten_thousand_tasks_on_sixteen_connections(engine16: AsyncEngine) 
     assert stats["waiting"] == 0
 
 
+@pytest.mark.parametrize(
+    "idle_before_ping_s",
+    [pytest.param(0.0, id="ping-every-checkout"), pytest.param(1.0, id="default")],
+)
 async def test_random_cancellation_leaks_nothing(
-    engine16: AsyncEngine, crdb_url: URL
+    crdb_url: URL, idle_before_ping_s: float
 ) -> None:
+    settings = PoolSettings(
+        pool_size=POOL_SIZE, pool_timeout_s=120.0, idle_before_ping_s=idle_before_ping_s
+    )
+    engine16 = create_async_engine(crdb_url, **settings.engine_kwargs())
+    try:
+        await _cancel_randomly(engine16, crdb_url)
+    finally:
+        await engine16.dispose()
+
+
+async def _cancel_randomly(engine16: AsyncEngine, crdb_url: URL) -> None:
     async with engine16.begin() as conn:
         await conn.execute(text("CREATE TABLE IF NOT EXISTS hits (n int)"))
     rng = random.Random(5)
