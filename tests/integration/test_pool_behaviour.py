@@ -15,20 +15,16 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from sqlalchemy_crdb_async import CockroachPool, PoolSettings, pool_stats
 from sqlalchemy_crdb_async.pool_session import PING_SQL
+from tests.pool_support import plain_url, wait_for
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
 
     from sqlalchemy.engine import URL
 
-WAIT_S = 15.0
 COUNT_SCRATCH = (
     "SELECT count(*) FROM information_schema.tables WHERE table_name = 'scratch'"
 )
-
-
-def plain_url(url: URL) -> str:
-    return url.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 @pytest.fixture
@@ -63,14 +59,6 @@ async def backend_pid(eng: AsyncEngine) -> int:
 async def live_pids(admin: asyncpg.Connection) -> set[int]:
     rows = await admin.fetch("SELECT pid FROM pg_stat_activity WHERE pid IS NOT NULL")
     return {int(r["pid"]) for r in rows}
-
-
-async def wait_until(predicate: Callable[[], Any], what: str) -> None:
-    deadline = asyncio.get_running_loop().time() + WAIT_S
-    while not await predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            pytest.fail(f"gave up after {WAIT_S} s waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 async def settle() -> None:
@@ -143,7 +131,7 @@ async def test_idle_connection_past_lifetime_is_closed_without_checkout(
     async def all_closed() -> bool:
         return not (pids & await live_pids(admin))
 
-    await wait_until(all_closed, "idle expired connections to close")
+    await wait_for(all_closed, "idle expired connections to close")
     stats = pool_stats(eng)
     assert stats["recycled_by_lifetime"] >= len(pids)
     assert stats["connections"] == 0
@@ -167,7 +155,7 @@ async def test_connection_past_lifetime_is_closed_on_return(
     async def gone() -> bool:
         return pid not in await live_pids(admin)
 
-    await wait_until(gone, "the returned expired connection's backend to exit")
+    await wait_for(gone, "the returned expired connection's backend to exit")
     assert pool_stats(eng)["recycled_by_lifetime"] == 1
     assert await backend_pid(eng) != pid
 
@@ -236,7 +224,7 @@ async def test_server_shutdown_code_invalidates_and_recycles_host(
     async def other_closed() -> bool:
         return other not in await live_pids(admin)
 
-    await wait_until(other_closed, "the idle connection to the same host to close")
+    await wait_for(other_closed, "the idle connection to the same host to close")
     assert pool_stats(eng)["invalidated_by_drain"] >= 2
     assert await backend_pid(eng) not in {pid, other}
 
@@ -252,7 +240,7 @@ async def test_idle_connection_killed_by_server_is_replaced_silently(
         return pool_stats(eng)["connections_lost"] == 1
 
     # asyncpg tells the pool when the server closes an idle connection.
-    await wait_until(noticed, "the pool to notice the closed connection")
+    await wait_for(noticed, "the pool to notice the closed connection")
     new_pid = await backend_pid(eng)  # no error: the dead one was not handed out
     assert new_pid != pid
     assert pool_stats(eng)["connections_lost"] == 1

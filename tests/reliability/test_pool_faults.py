@@ -18,13 +18,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from sqlalchemy_crdb_async import PoolSettings, pool_stats
 from sqlalchemy_crdb_async.testing import EmbeddedPostgres
+from tests.pool_support import wait_for
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+    from collections.abc import AsyncIterator, Iterator
 
     from sqlalchemy_crdb_async.testing.provider import TestServer
-
-SETTLE_S = 20.0
 
 
 @pytest.fixture(scope="module")
@@ -51,15 +50,6 @@ def url_for(*servers: EmbeddedPostgres) -> URL:
         database="postgres",
         query={"host": hosts} if len(hosts) > 1 else {"host": hosts[0]},
     )
-
-
-async def wait_for(predicate: Callable[[], Awaitable[bool]], what: str) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + SETTLE_S
-    while not await predicate():
-        if loop.time() > deadline:
-            pytest.fail(f"gave up after {SETTLE_S} s waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 @pytest.fixture

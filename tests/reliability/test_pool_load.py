@@ -12,19 +12,15 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from sqlalchemy_crdb_async import PoolSettings, pool_stats
+from tests.pool_support import plain_url, wait_for
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Awaitable, Callable
+    from collections.abc import AsyncIterator
 
     from sqlalchemy.engine import URL
 
 TASKS = 10_000
 POOL_SIZE = 16
-SETTLE_S = 30.0
-
-
-def plain_url(url: URL) -> str:
-    return url.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 @pytest.fixture
@@ -49,15 +45,6 @@ async def sessions_idle_in_transaction(crdb_url: URL) -> int:
         )
     finally:
         await conn.close()
-
-
-async def wait_for(predicate: Callable[[], Awaitable[bool]], what: str) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + SETTLE_S
-    while not await predicate():
-        if loop.time() > deadline:
-            pytest.fail(f"gave up after {SETTLE_S} s waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 async def test_ten_thousand_tasks_on_sixteen_connections(engine16: AsyncEngine) -> None:
