@@ -108,8 +108,9 @@ class PoolSettings:
         this, so connections opened together expire apart.
     ``idle_before_ping_s``
         A connection idle for longer than this is pinged at checkout;
-        ``None`` never pings. A connection whose socket the server already
-        closed is replaced without a ping.
+        ``None`` never pings for idleness. A connection whose host just lost
+        another connection is pinged anyway; one whose socket the server
+        already closed is replaced without a ping.
     ``ping_timeout_s``
         A ping not answered in time counts as a dead connection.
     ``reset_on_return``
@@ -231,7 +232,8 @@ class PoolSettings:
 
 
 class PoolStats(TypedDict):
-    """A snapshot of one pool; counters count since the pool was created.
+    """A snapshot of one pool; counters count since the pool was created
+    (``engine.dispose()`` replaces the pool, and so starts them again).
 
     ``pool_size``             configured size (connections kept open)
     ``pool_max``              most connections at once (size + overflow)

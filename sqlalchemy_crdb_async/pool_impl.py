@@ -211,7 +211,8 @@ class CockroachPool(AsyncAdaptedQueuePool):
         try:
             self._before_return(record)
         except BaseException as err:
-            log.warning("connection failed its reset on return; dropping it: %r", err)
+            level = logging.WARNING if isinstance(err, Exception) else logging.DEBUG
+            log.log(level, "dropping a connection whose return failed: %r", err)
             try:
                 record.invalidate(e=err)
             finally:
@@ -365,10 +366,12 @@ class CockroachPool(AsyncAdaptedQueuePool):
         return fairy
 
     def _ping_due(self, state: _ConnState) -> bool:
+        if state.last_used is None:
+            return False  # fresh from connect
+        if state.suspect:
+            return True  # its host just lost a connection
         threshold = self._settings.idle_before_ping_s
-        if threshold is None or state.last_used is None:
-            return False  # never pinging, or fresh from connect
-        return state.suspect or time.monotonic() - state.last_used > threshold
+        return threshold is not None and time.monotonic() - state.last_used > threshold
 
     def _dialect_for_ping(self) -> Dialect:
         return self._dialect  # type: ignore[return-value]

@@ -341,3 +341,21 @@ async def test_new_connection_reuses_type_introspection(
         assert pool_stats(eng)["types_shared"] >= 1
     else:
         assert introspections() == first
+
+
+async def test_psycopg_async_gets_the_generic_ping_and_reset(crdb_url: URL) -> None:
+    url = crdb_url.set(drivername="cockroachdb+psycopg_async")
+    settings = PoolSettings(pool_size=1, idle_before_ping_s=0.0)
+    eng = create_async_engine(url, **settings.engine_kwargs())
+    try:
+        for _ in range(2):
+            async with eng.connect() as conn:
+                name = text("SELECT current_setting('application_name')")
+                assert (await conn.execute(name)).scalar_one() == ""
+                await conn.execute(text("SET application_name = 'leak'"))
+        stats = pool_stats(eng)
+        assert stats["connections_opened"] == 1
+        assert stats["pings_sent"] == 1
+        assert stats["resets"] == 2
+    finally:
+        await eng.dispose()
