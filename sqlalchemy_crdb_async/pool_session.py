@@ -22,9 +22,11 @@ Reset
     (``DISCARD ALL`` there deallocates prepared statements too, and
     ``DISCARD SEQUENCES``/``TEMP`` exist in recent versions: cockroach logic
     test ``pkg/sql/logictest/testdata/logic_test/discard``); a server that
-    rejects it (syntax error or feature not supported) gets ``RESET ALL``
-    from then on. asyncpg's own pool sends nothing at all to CockroachDB
-    (its ``_detect_server_capabilities`` turns ``sql_reset`` off there).
+    rejects it (any refusal: syntax, unsupported, or not allowed in the
+    implicit transaction of a multi-statement query) gets ``RESET ALL`` from
+    then on, with one warning in the log. asyncpg's own pool sends nothing
+    at all to CockroachDB (its ``_detect_server_capabilities`` turns
+    ``sql_reset`` off there).
 
     A transaction the server still has open (a ``BEGIN`` cancelled after it
     was sent, which SQLAlchemy never saw succeed) is rolled back and the reset
@@ -33,12 +35,13 @@ Reset
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
 from sqlalchemy.util import await_only
 
-from .sqlstate import FEATURE_NOT_SUPPORTED, SYNTAX_ERROR, sqlstates_of
+from .sqlstate import sqlstates_of
 
 if TYPE_CHECKING:
     from sqlalchemy.engine.interfaces import Dialect
@@ -56,7 +59,21 @@ PG_RESET = (
 # RESET ALL alone for servers that reject the longer form.
 CRDB_RESET = ("CLOSE ALL; RESET ALL; DISCARD SEQUENCES; DISCARD TEMP", "RESET ALL")
 
-_UNSUPPORTED = frozenset({SYNTAX_ERROR, FEATURE_NOT_SUPPORTED})
+log = logging.getLogger(__name__)
+
+
+def _rejected(err: BaseException) -> bool:
+    """The server answered and refused the statement (not a connection problem).
+
+    Which of the reset's statements a CockroachDB version refuses, and with
+    which code (42601 syntax, 0A000 unsupported, 25001 not in a transaction
+    block), is not known for every version, so any refusal falls back.
+    """
+    codes = sqlstates_of(err)
+    return bool(codes) and not any(c[:2] in _CONNECTION_CLASSES for c in codes)
+
+
+_CONNECTION_CLASSES = frozenset({"08", "57"})
 
 
 def asyncpg_of(record: ManagesConnection) -> Any | None:
@@ -113,9 +130,16 @@ class SessionReset:
                 if (
                     is_cockroachdb
                     and self._crdb_variant + 1 < len(CRDB_RESET)
-                    and _UNSUPPORTED.intersection(sqlstates_of(err))
+                    and _rejected(err)
                     and not driver.is_in_transaction()
                 ):
+                    log.warning(
+                        "CockroachDB rejected the session reset %r (%s); using %r "
+                        "from now on",
+                        sql,
+                        ",".join(sqlstates_of(err)),
+                        CRDB_RESET[self._crdb_variant + 1],
+                    )
                     self._crdb_variant += 1
                     continue
                 raise

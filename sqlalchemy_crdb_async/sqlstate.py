@@ -19,9 +19,7 @@ __all__ = [
     "ADMIN_SHUTDOWN",
     "CANNOT_CONNECT_NOW",
     "CRASH_SHUTDOWN",
-    "FEATURE_NOT_SUPPORTED",
     "SERVER_SHUTDOWN_CODES",
-    "SYNTAX_ERROR",
     "is_server_shutdown",
     "sqlstates_of",
 ]
@@ -36,11 +34,6 @@ CRASH_SHUTDOWN = "57P02"
 CANNOT_CONNECT_NOW = "57P03"
 #: The server says it is going away: connections to it should be dropped.
 SERVER_SHUTDOWN_CODES = frozenset({ADMIN_SHUTDOWN, CRASH_SHUTDOWN, CANNOT_CONNECT_NOW})
-
-#: 0A000 feature_not_supported.
-FEATURE_NOT_SUPPORTED = "0A000"
-#: 42601 syntax_error.
-SYNTAX_ERROR = "42601"
 
 _MAX_CHAIN = 8
 

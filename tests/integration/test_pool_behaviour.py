@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from sqlalchemy_crdb_async import CockroachPool, PoolSettings, pool_stats
 from sqlalchemy_crdb_async.pool_session import PING_SQL
+from sqlalchemy_crdb_async.sqlstate import is_server_shutdown, sqlstates_of
 from tests.pool_support import plain_url, wait_for
 
 if TYPE_CHECKING:
@@ -359,3 +360,15 @@ async def test_psycopg_async_gets_the_generic_ping_and_reset(crdb_url: URL) -> N
         assert stats["resets"] == 2
     finally:
         await eng.dispose()
+
+
+async def test_sqlstates_are_read_through_sqlalchemy_wrapping(
+    make_engine: Callable[..., AsyncEngine],
+) -> None:
+    eng = make_engine(pool_size=1)
+    async with eng.connect() as conn:
+        with pytest.raises(exc.ProgrammingError) as caught:
+            await conn.execute(text("SELEC 1"))
+    assert sqlstates_of(caught.value) == ["42601"]
+    assert not is_server_shutdown(caught.value)
+    assert pool_stats(eng)["connections_lost"] == 0
