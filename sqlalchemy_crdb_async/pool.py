@@ -236,7 +236,8 @@ class PoolStats(TypedDict):
     (``engine.dispose()`` replaces the pool, and so starts them again).
 
     ``pool_size``             configured size (connections kept open)
-    ``pool_max``              most connections at once (size + overflow)
+    ``pool_max``              most connections at once (size + overflow; -1 when
+                              the overflow is unlimited)
     ``connections``           connections open now
     ``checked_out``           connections lent out now
     ``idle``                  open connections waiting in the pool now

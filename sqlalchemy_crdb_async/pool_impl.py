@@ -83,6 +83,9 @@ class _ConnState:
     suspect: bool = False
     retire: bool = False
     lost: bool = False
+    #: How its loss was counted: "lost" or "drain" (several paths can notice
+    #: one loss; a shutdown SQLSTATE, seen later, turns "lost" into "drain").
+    counted: str | None = None
 
 
 @dataclass(frozen=True)
@@ -119,6 +122,8 @@ class CockroachPool(AsyncAdaptedQueuePool):
         crdb_pool_settings: PoolSettings | None = None,
         **kw: Any,
     ) -> None:
+        # Sizes and timeout come from SQLAlchemy's own arguments (which
+        # engine_kwargs() fills in); the settings supply the rest.
         self._settings = crdb_pool_settings or PoolSettings()
         self._counters = _Counters()
         self._records: weakref.WeakSet[ConnectionPoolEntry] = weakref.WeakSet()
@@ -175,14 +180,14 @@ class CockroachPool(AsyncAdaptedQueuePool):
         if state is not None and record.dbapi_connection is not None:
             reason = self._close_reason(record, state, time.monotonic())
             if reason is not None:
-                self._count_closed(reason)
+                self._count_closed(state, reason)
                 # SQLAlchemy reconnects a soft-invalidated record on checkout.
                 record.invalidate(soft=True)
         return record
 
     @override
     def connect(self) -> PoolProxiedConnection:
-        attempts = self._settings.pool_size + self._settings.max_overflow + 1
+        attempts = self.size() + max(self._max_overflow, 0) + 1
         for _ in range(attempts):
             fairy = super().connect()
             state = _state(fairy)
@@ -192,7 +197,7 @@ class CockroachPool(AsyncAdaptedQueuePool):
             try:
                 ping(fairy, self._dialect_for_ping(), self._settings.ping_timeout_s)
             except Exception as err:
-                self._counters.connections_lost += 1
+                self._count_loss(state, drain=is_server_shutdown(err))
                 self._host_trouble(state.host, err)
                 fairy.invalidate(err)
                 continue
@@ -231,10 +236,7 @@ class CockroachPool(AsyncAdaptedQueuePool):
     ) -> None:
         state = _state(connection)
         host = state.host if state is not None else None
-        if is_server_shutdown(exception):
-            self._counters.invalidated_by_drain += 1
-        else:
-            self._counters.connections_lost += 1
+        self._count_loss(state, drain=is_server_shutdown(exception))
         self._host_trouble(host, exception)
         if _checkin and getattr(connection, "is_valid", False):
             connection.invalidate(exception)
@@ -277,9 +279,10 @@ class CockroachPool(AsyncAdaptedQueuePool):
         ]
         checked_out = sum(1 for r in list(self._records) if r.in_use)
         idle = sum(1 for r in open_records if not r.in_use)
+        size, overflow = self.size(), self._max_overflow
         return PoolStats(
-            pool_size=self._settings.pool_size,
-            pool_max=self._settings.pool_size + self._settings.max_overflow,
+            pool_size=size,
+            pool_max=size + overflow if overflow >= 0 else -1,
             connections=len(open_records),
             checked_out=checked_out,
             idle=idle,
@@ -353,7 +356,7 @@ class CockroachPool(AsyncAdaptedQueuePool):
         state = _state(record)
         if state is not None and not state.lost:
             state.lost = True
-            self._counters.connections_lost += 1
+            self._count_loss(state, drain=False)
             self._mark_host(state.host, suspect=True)
             self._wake_maintenance()
 
@@ -384,22 +387,30 @@ class CockroachPool(AsyncAdaptedQueuePool):
     ) -> str | None:
         if state.retire:
             return "drain"
-        if state.lost:
-            return "lost, counted"
-        if _driver_closed(record):
+        if state.lost or _driver_closed(record):
             return "lost"
         if state.deadline is not None and now >= state.deadline:
             return "lifetime"
         return None
 
-    def _count_closed(self, reason: str) -> None:
+    def _count_closed(self, state: _ConnState, reason: str) -> None:
+        if reason == "lifetime":
+            self._counters.recycled_by_lifetime += 1
+        else:
+            self._count_loss(state, drain=reason == "drain")
+
+    def _count_loss(self, state: _ConnState | None, *, drain: bool) -> None:
         c = self._counters
-        if reason == "drain":
+        if state is not None:
+            if state.counted == "drain" or (state.counted == "lost" and not drain):
+                return
+            if state.counted == "lost":
+                c.connections_lost -= 1
+            state.counted = "drain" if drain else "lost"
+        if drain:
             c.invalidated_by_drain += 1
-        elif reason == "lost":
+        else:
             c.connections_lost += 1
-        elif reason == "lifetime":
-            c.recycled_by_lifetime += 1
 
     def _before_return(self, record: ConnectionPoolEntry) -> None:
         state = _state(record)
@@ -411,7 +422,7 @@ class CockroachPool(AsyncAdaptedQueuePool):
             return
         reason = self._close_reason(record, state, time.monotonic())
         if reason is not None:
-            self._count_closed(reason)
+            self._count_closed(state, reason)
             record.close()
             return
         if self._settings.reset_on_return:
@@ -507,23 +518,23 @@ class CockroachPool(AsyncAdaptedQueuePool):
                 taken.append(queue.get_nowait())
             except Empty:
                 break
-        due: list[tuple[ConnectionPoolEntry, str]] = []
+        due: list[tuple[ConnectionPoolEntry, _ConnState, str]] = []
         keep: list[ConnectionPoolEntry] = []
         for record in taken:
             state = _state(record)
             reason = None
             if state is not None and record.dbapi_connection is not None:
                 reason = self._close_reason(record, state, now)
-            if reason is None:
+            if state is None or reason is None:
                 keep.append(record)
             else:
-                due.append((record, reason))
+                due.append((record, state, reason))
         # put back in the order they came out (a LIFO queue pops from the end)
         for record in reversed(keep) if queue.use_lifo else keep:
             queue.put_nowait(record)
-        for record, reason in due:
+        for record, state, reason in due:
             try:
-                self._count_closed(reason)
+                self._count_closed(state, reason)
                 record.close()
             except Exception:
                 log.exception("closing an idle connection failed")

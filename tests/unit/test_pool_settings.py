@@ -156,3 +156,16 @@ def test_pool_stats_names_the_fix_for_a_stock_engine() -> None:
     eng = create_async_engine("cockroachdb+asyncpg://root@localhost:26257/defaultdb")
     with pytest.raises(TypeError, match=r"PoolSettings\(\)\.engine_kwargs\(\)"):
         pool_stats(eng)
+
+
+def test_pool_class_alone_takes_sqlalchemy_sizes() -> None:
+    eng = create_async_engine(
+        "cockroachdb+asyncpg://root@localhost:26257/defaultdb",
+        poolclass=CockroachPool,
+        pool_size=3,
+    )
+    stats = pool_stats(eng)
+    assert stats["pool_size"] == 3
+    assert stats["pool_max"] == 13  # SQLAlchemy's default max_overflow is 10
+    assert isinstance(eng.pool, CockroachPool)
+    assert eng.pool.settings == PoolSettings()
