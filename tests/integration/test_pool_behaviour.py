@@ -377,3 +377,36 @@ async def test_sqlstates_are_read_through_sqlalchemy_wrapping(
     assert sqlstates_of(caught.value) == ["42601"]
     assert not is_server_shutdown(caught.value)
     assert pool_stats(eng)["connections_lost"] == 0
+
+
+async def test_overflow_and_expiry_keep_the_pool_consistent(
+    make_engine: Callable[..., AsyncEngine],
+) -> None:
+    eng = make_engine(
+        pool_size=2,
+        max_overflow=2,
+        max_lifetime_s=0.4,
+        lifetime_jitter_fraction=0.5,
+        maintenance_interval_s=0.05,
+    )
+    barrier = asyncio.Barrier(4)
+
+    async def hold() -> None:
+        async with eng.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+            await barrier.wait()
+
+    for _ in range(3):
+        await asyncio.gather(*(hold() for _ in range(4)))
+
+        async def drained() -> bool:
+            return pool_stats(eng)["connections"] == 0
+
+        await wait_for(drained, "every connection to expire or be discarded")
+    stats = pool_stats(eng)
+    assert stats["checked_out"] == 0
+    assert stats["checkouts"] == 12
+    assert stats["timeouts"] == 0
+    # SQLAlchemy's own bookkeeping agrees: nothing out, no overflow left over
+    assert eng.pool.checkedout() == 0  # type: ignore[attr-defined]
+    assert eng.pool.overflow() <= 0  # type: ignore[attr-defined]
