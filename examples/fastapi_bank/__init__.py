@@ -1,1 +1,1 @@
-"""A FastAPI service on CockroachDB, written the way this library means it to be used."""
+"""A FastAPI service on CockroachDB, written as this library means it to be used."""
