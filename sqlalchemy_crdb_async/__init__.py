@@ -46,6 +46,8 @@ from .observe import RetryEvent, RetryStats, retry_stats
 from .policy import RetryPolicy
 from .replay import retrying_session
 from .retry import Attempt, retrying, run_transaction
+from .pool import PoolSettings, PoolStats, pool_stats
+from .pool_impl import CockroachPool
 from .server import ServerInfo, parse_server_version
 
 __version__ = "0.1.0"
@@ -55,9 +57,12 @@ __all__ = [
     "Attempt",
     "Classification",
     "CockroachDBDialect",
+    "CockroachPool",
     "ConnectParameterError",
     "DialectConflictWarning",
     "ErrorKind",
+    "PoolSettings",
+    "PoolStats",
     "ReplayMismatchError",
     "RetriesExhaustedError",
     "RetryEvent",
@@ -69,6 +74,7 @@ __all__ = [
     "__version__",
     "classify",
     "parse_server_version",
+    "pool_stats",
     "retry_stats",
     "retrying",
     "retrying_session",

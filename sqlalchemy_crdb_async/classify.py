@@ -123,21 +123,10 @@ def _chain(error: BaseException) -> list[BaseException]:
     return seen
 
 
-def _code_of(error: BaseException) -> str | None:
-    for attr in ("sqlstate", "pgcode"):
-        value = getattr(error, attr, None)
-        if isinstance(value, str) and len(value) == 5:
-            return value
-    return None
-
-
 def sqlstate_of(error: BaseException) -> str | None:
     """The SQLSTATE carried by ``error`` or the driver error it wraps."""
-    for item in _chain(error):
-        code = _code_of(item)
-        if code is not None:
-            return code
-    return None
+    found = codes.sqlstates_of(error)
+    return found[0] if found else None
 
 
 def _routine_of(error: BaseException) -> str | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from typing import TYPE_CHECKING
 
 import pytest
@@ -91,14 +92,31 @@ async def test_unknown_level_lists_the_valid_ones(
         assert level in message
 
 
-async def test_unknown_engine_level_fails_at_connect(crdb_url: URL) -> None:
-    engine = create_async_engine(crdb_url, isolation_level="CHAOS")
+async def test_unknown_engine_level_fails_at_connect_and_closes_it(
+    crdb_url: URL, engine: AsyncEngine
+) -> None:
+    app = "isolation-chaos-probe"
+    bad = create_async_engine(
+        crdb_url.update_query_dict({"application_name": app}), isolation_level="CHAOS"
+    )
+    gc.disable()  # a leaked connection must not be rescued by the collector
     try:
-        with pytest.raises(ArgumentError, match="SERIALIZABLE"):
-            async with engine.connect():
-                pass
+        for _ in range(3):
+            with pytest.raises(ArgumentError, match="SERIALIZABLE"):
+                async with bad.connect():
+                    pass
+        await bad.dispose()
+        # The refused connections were closed, not left for the collector.
+        async with engine.connect() as conn:
+            lingering = await conn.scalar(
+                sa.text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = :a"
+                ),
+                {"a": app},
+            )
+        assert lingering == 0
     finally:
-        await engine.dispose()
+        gc.enable()
 
 
 @pytest.mark.crdb_only

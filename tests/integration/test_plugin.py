@@ -11,7 +11,7 @@ if TYPE_CHECKING:
 
 pytest_plugins = ["pytester"]
 
-USER_TESTS = '''
+USER_TESTS = """
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -31,7 +31,7 @@ async def test_gets_its_own_database(crdb_url):
 @pytest.mark.crdb_only
 def test_needs_cockroach():
     pass
-'''
+"""
 
 
 def test_user_suite_with_crdb_test_url(
@@ -55,9 +55,11 @@ def test_user_suite_with_crdb_test_url(
         result.stdout.fnmatch_lines(["*needs CockroachDB (running on PostgreSQL*"])
     # The module's database was dropped afterwards.
     names = crdb_server._run(
-        lambda conn: conn.fetch("SELECT datname FROM pg_database")
-        if not crdb_server.is_cockroachdb
-        else conn.fetch("SELECT name AS datname FROM crdb_internal.databases")
+        lambda conn: (
+            conn.fetch("SELECT datname FROM pg_database")
+            if not crdb_server.is_cockroachdb
+            else conn.fetch("SELECT name AS datname FROM crdb_internal.databases")
+        )
     )
     assert "t_test_user_suite" not in {r["datname"] for r in names}
 
