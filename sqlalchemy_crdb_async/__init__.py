@@ -44,10 +44,10 @@ from .errors import (
 )
 from .observe import RetryEvent, RetryStats, retry_stats
 from .policy import RetryPolicy
-from .replay import retrying_session
-from .retry import Attempt, retrying, run_transaction
 from .pool import PoolSettings, PoolStats, pool_stats
 from .pool_impl import CockroachPool
+from .replay import retrying_session
+from .retry import Attempt, retrying, run_transaction
 from .server import ServerInfo, parse_server_version
 
 __version__ = "0.1.0"
