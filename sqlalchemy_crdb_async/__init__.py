@@ -27,6 +27,7 @@ URL scheme                     dialect
 from __future__ import annotations
 
 import importlib.metadata
+import importlib.util
 import warnings
 
 from sqlalchemy.dialects import registry as _registry
@@ -80,5 +81,12 @@ def _warn_if_other_dialect_installed() -> None:
     )
 
 
+def _register_alembic() -> None:
+    # Alembic finds implementations by dialect name once their class exists.
+    if importlib.util.find_spec("alembic") is not None:
+        from . import alembic  # noqa: F401 - registers CockroachDBImpl
+
+
 _register()
+_register_alembic()
 _warn_if_other_dialect_installed()

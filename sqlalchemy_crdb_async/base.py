@@ -43,9 +43,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import schema
 from sqlalchemy.dialects.postgresql.base import PGDialect
+from sqlalchemy.engine import reflection
 from typing_extensions import override
 
+from . import reflection as crdb_reflection
+from .compiler import (
+    CockroachDBCompiler,
+    CockroachDBDDLCompiler,
+    CockroachDBIdentifierPreparer,
+    CockroachDBTypeCompiler,
+)
 from .server import ServerFlavor, ServerInfo, parse_server_version
 
 if TYPE_CHECKING:
@@ -62,11 +71,34 @@ DETECT_SERVER_SQL = "SELECT version(), current_setting('server_version')"
 _CRDB_READ_COMMITTED_SINCE = (23, 2, 0)
 
 
+_CRDB_INDEX_ARGS: dict[str, Any] = {
+    "storing": None,
+    "hash_sharded": False,
+    "bucket_count": None,
+    "inverted": False,
+}
+
+
 class CockroachDBDialect(PGDialect):
     """CockroachDB behaviour shared by every driver; see the module docstring."""
 
     name = "cockroachdb"
     supports_statement_cache = True
+
+    statement_compiler = CockroachDBCompiler
+    ddl_compiler = CockroachDBDDLCompiler
+    type_compiler_cls = CockroachDBTypeCompiler
+    preparer = CockroachDBIdentifierPreparer
+
+    #: PostgreSQL's keyword arguments under this dialect's prefix, plus
+    #: CockroachDB's own index options (see :mod:`.compiler`).
+    construct_arguments = [
+        (
+            cls,
+            {**args, **_CRDB_INDEX_ARGS} if cls is schema.Index else dict(args),
+        )
+        for cls, args in PGDialect.construct_arguments or []
+    ]
 
     #: What the server said on the first connection; None until then.
     server_info: ServerInfo | None = None
@@ -107,3 +139,76 @@ class CockroachDBDialect(PGDialect):
         if self.crdb_at_least(*_CRDB_READ_COMMITTED_SINCE):
             levels.append("READ COMMITTED")
         return levels
+
+    # -- reflection (see reflection.py) --------------------------------------
+
+    @override
+    def get_multi_columns(
+        self, connection: Connection, schema: str | None, filter_names: Any,
+        scope: Any, kind: Any, **kw: Any,
+    ) -> Any:
+        columns = super().get_multi_columns(
+            connection, schema, filter_names, scope, kind, **kw
+        )
+        if not self.is_cockroachdb:
+            return columns
+        # CockroachDB: exact types, hidden columns, unique_rowid() (reflection.py)
+        return crdb_reflection.crdb_columns(
+            columns,
+            connection,
+            schema or self.default_schema_name,
+            include_hidden=bool(kw.get("include_hidden", False)),
+        )
+
+    @override
+    def get_multi_indexes(
+        self, connection: Connection, schema: str | None, filter_names: Any,
+        scope: Any, kind: Any, **kw: Any,
+    ) -> Any:
+        if not self.is_cockroachdb:
+            return crdb_reflection.rename_pg_options(
+                super().get_multi_indexes(
+                    connection, schema, filter_names, scope, kind, **kw
+                )
+            )
+        # CockroachDB: pg_indexes.indexdef has STORING / USING HASH, and pg_am
+        # has no btree row (crdb-facts/indexes.json pg_indexes, pg_am)
+        tables = self._get_table_oids(
+            connection, schema, filter_names, scope, kind, **kw
+        )
+        return crdb_reflection.crdb_indexes(
+            connection, schema, self.default_schema_name, [n for _, n in tables]
+        )
+
+    @override
+    def get_multi_table_options(
+        self, connection: Connection, schema: str | None, filter_names: Any,
+        scope: Any, kind: Any, **kw: Any,
+    ) -> Any:
+        return crdb_reflection.rename_pg_options(
+            super().get_multi_table_options(
+                connection, schema, filter_names, scope, kind, **kw
+            )
+        )
+
+    @override
+    def get_multi_pk_constraint(
+        self, connection: Connection, schema: str | None, filter_names: Any,
+        scope: Any, kind: Any, **kw: Any,
+    ) -> Any:
+        return crdb_reflection.rename_pg_options(
+            super().get_multi_pk_constraint(
+                connection, schema, filter_names, scope, kind, **kw
+            )
+        )
+
+    @override
+    def get_multi_unique_constraints(
+        self, connection: Connection, schema: str | None, filter_names: Any,
+        scope: Any, kind: Any, **kw: Any,
+    ) -> Any:
+        return crdb_reflection.rename_pg_options(
+            super().get_multi_unique_constraints(
+                connection, schema, filter_names, scope, kind, **kw
+            )
+        )

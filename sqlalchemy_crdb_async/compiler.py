@@ -1,0 +1,198 @@
+"""Statement, DDL and type compilers and the identifier preparer.
+
+Each class extends SQLAlchemy's PostgreSQL one and changes only what
+CockroachDB needs; on PostgreSQL the output is the PostgreSQL dialect's.
+
+DDL options
+-----------
+Every ``postgresql_*`` keyword of SQLAlchemy's PostgreSQL dialect is also
+accepted as ``cockroachdb_*`` (reflection returns ``cockroachdb_*`` keys, since
+this dialect is named ``cockroachdb``). CockroachDB-only index options:
+
+``cockroachdb_storing=["c", ...]``
+    a covering index, ``STORING (c)`` (crdb-facts/session_vars.md section 6); on
+    PostgreSQL the same meaning is spelled ``INCLUDE (c)``, which is emitted there.
+``cockroachdb_hash_sharded=True`` / ``cockroachdb_bucket_count=N``
+    ``USING HASH [WITH (bucket_count=N)]``; CockroachDB only (a ``CompileError``
+    on PostgreSQL).
+``cockroachdb_inverted=True``
+    ``CREATE INVERTED INDEX`` on CockroachDB, ``USING gin`` on PostgreSQL.
+``cockroachdb_where=<expr>``
+    a partial index (as ``postgresql_where``).
+
+Types on CockroachDB
+--------------------
+``Integer`` is written ``INT4``, because CockroachDB's ``INTEGER`` means ``INT8``
+(``default_int_size`` 8, crdb-facts/session_vars.md section 1); ``JSON`` is
+written ``JSONB`` (CockroachDB stores JSON as JSONB, crdb-facts
+pg_catalog_support.md section 6). An autoincrementing integer primary key is
+still ``SERIAL``, which CockroachDB turns into ``INT8 DEFAULT unique_rowid()``
+(crdb-facts information_schema_columns.json ``serial_rowid_default``).
+
+Identifier quoting covers PostgreSQL's reserved words and CockroachDB's
+(``sql.y`` ``reserved_keyword``: ``index``, ``nothing``, ``role``, ``view``,
+``virtual``, ``work``, ``family`` besides PostgreSQL's own).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import exc, schema
+from sqlalchemy.dialects.postgresql.base import (
+    RESERVED_WORDS,
+    PGCompiler,
+    PGDDLCompiler,
+    PGIdentifierPreparer,
+    PGTypeCompiler,
+)
+from sqlalchemy.sql import coercions, roles
+from sqlalchemy.sql import expression as sql_expr
+from typing_extensions import override
+
+__all__ = [
+    "CRDB_RESERVED_WORDS",
+    "CockroachDBCompiler",
+    "CockroachDBDDLCompiler",
+    "CockroachDBIdentifierPreparer",
+    "CockroachDBTypeCompiler",
+]
+
+# CockroachDB's reserved keywords that PostgreSQL does not reserve
+# (cockroach pkg/sql/parser/sql.y, reserved_keyword; a name stays quoted
+# forever once it was a keyword in some version).
+CRDB_RESERVED_WORDS = frozenset(
+    {"family", "index", "nothing", "role", "view", "virtual", "work"}
+)
+
+
+class CockroachDBIdentifierPreparer(PGIdentifierPreparer):
+    reserved_words = RESERVED_WORDS | CRDB_RESERVED_WORDS
+
+
+def _is_crdb(dialect: Any) -> bool:
+    return bool(getattr(dialect, "is_cockroachdb", False))
+
+
+class CockroachDBTypeCompiler(PGTypeCompiler):
+    @override
+    def visit_INTEGER(self, type_: Any, **kw: Any) -> str:
+        # CockroachDB: INTEGER is INT8 (crdb-facts session_vars.md s.1)
+        return "INT4" if _is_crdb(self.dialect) else "INTEGER"
+
+    @override
+    def visit_JSON(self, type_: Any, **kw: Any) -> str:
+        # CockroachDB stores JSON as JSONB (crdb-facts pg_catalog_support.md s.6)
+        return "JSONB" if _is_crdb(self.dialect) else "JSON"
+
+
+def _mirror_options(element: Any) -> None:
+    """Copy ``cockroachdb_*`` options PostgreSQL also knows into ``postgresql_*``.
+
+    SQLAlchemy's PostgreSQL DDL compiler reads ``dialect_options["postgresql"]``;
+    mirroring lets it honour the same options given with this dialect's prefix.
+    An explicitly set ``postgresql_*`` value wins.
+    """
+    options = getattr(element, "dialect_options", None)
+    if options is None:
+        return
+    ours = options["cockroachdb"]._non_defaults
+    if not ours:
+        return
+    pg = options["postgresql"]
+    for key, value in ours.items():
+        if key in pg and key not in pg._non_defaults:
+            pg[key] = value
+
+
+def _ddl_targets(statement: Any) -> list[Any]:
+    element = getattr(statement, "element", None)
+    if element is None:
+        return []
+    targets = [element]
+    if isinstance(element, schema.Table):
+        targets.extend(element.constraints)
+        targets.extend(element.indexes)
+    return targets
+
+
+class CockroachDBDDLCompiler(PGDDLCompiler):
+    def __init__(self, dialect: Any, statement: Any, **kw: Any) -> None:
+        for target in _ddl_targets(statement):
+            _mirror_options(target)
+        super().__init__(dialect, statement, **kw)
+
+    @override
+    def visit_create_index(self, create: Any, **kw: Any) -> str:
+        index = create.element
+        ours = index.dialect_options["cockroachdb"]
+        pg = index.dialect_options["postgresql"]
+        if ours["hash_sharded"] or ours["bucket_count"] is not None:
+            if not _is_crdb(self.dialect):
+                raise exc.CompileError(
+                    f"index {index.name!r}: cockroachdb_hash_sharded is "
+                    "CockroachDB-only (USING HASH); PostgreSQL has no hash-sharded "
+                    "indexes. Drop the option for PostgreSQL."
+                )
+        if not _is_crdb(self.dialect):
+            # the same meaning in PostgreSQL's spelling
+            if ours["storing"] and not pg["include"]:
+                pg["include"] = ours["storing"]
+            if ours["inverted"] and not pg["using"]:
+                pg["using"] = "gin"
+            return str(super().visit_create_index(create, **kw))
+        return self._crdb_create_index(create, index, ours, pg)
+
+    def _crdb_create_index(self, create: Any, index: Any, ours: Any, pg: Any) -> str:
+        self._verify_index_table(index)
+        preparer = self.preparer
+        using = (pg["using"] or "").lower()
+        inverted = bool(ours["inverted"]) or using in ("gin", "inverted")
+        text = "CREATE "
+        if index.unique:
+            text += "UNIQUE "
+        if inverted:
+            text += "INVERTED "  # crdb-facts session_vars.md s.6 (inverted index)
+        text += "INDEX "
+        if create.if_not_exists:
+            text += "IF NOT EXISTS "
+        text += "{} ON {} ".format(
+            self._prepared_index_name(index, include_schema=False),
+            preparer.format_table(index.table),
+        )
+        text += "({})".format(
+            ", ".join(
+                self.sql_compiler.process(
+                    expr.self_group()
+                    if not isinstance(expr, sql_expr.ColumnClause)
+                    else expr,
+                    include_table=False,
+                    literal_binds=True,
+                )
+                for expr in index.expressions
+            )
+        )
+        if ours["hash_sharded"] or ours["bucket_count"] is not None:
+            # crdb-facts session_vars.md s.6 (hash-sharded index), range [2, 2048]
+            text += " USING HASH"
+            if ours["bucket_count"] is not None:
+                text += f" WITH (bucket_count={int(ours['bucket_count'])})"
+        storing = ours["storing"] or pg["include"]
+        if storing:
+            text += " STORING ({})".format(
+                ", ".join(
+                    preparer.quote(c if isinstance(c, str) else c.name)
+                    for c in storing
+                )
+            )
+        where = pg["where"]
+        if where is not None:
+            where = coercions.expect(roles.DDLExpressionRole, where)
+            text += " WHERE " + self.sql_compiler.process(
+                where, include_table=False, literal_binds=True
+            )
+        return text
+
+
+class CockroachDBCompiler(PGCompiler):
+    """PostgreSQL's statement compiler plus the constructs in :mod:`.sql`."""
