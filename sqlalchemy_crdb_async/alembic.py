@@ -46,11 +46,10 @@ __all__ = ["CockroachDBImpl"]
 
 
 def _option(item: Any, name: str) -> Any:
+    # dialect_kwargs answers a declared option's default (False/None) when
+    # unset, so an unset cockroachdb_* falls through to postgresql_*.
     kwargs = item.dialect_kwargs
-    value = kwargs.get(f"cockroachdb_{name}")
-    if value is None:
-        value = kwargs.get(f"postgresql_{name}")
-    return value
+    return kwargs.get(f"cockroachdb_{name}") or kwargs.get(f"postgresql_{name}")
 
 
 class CockroachDBImpl(PostgresqlImpl):
