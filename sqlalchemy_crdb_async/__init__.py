@@ -33,8 +33,23 @@ import warnings
 from sqlalchemy.dialects import registry as _registry
 
 from .base import CockroachDBDialect
-from .errors import ConnectParameterError, DialectConflictWarning, UnrecognizedServerError
+from .errors import (
+    ConnectParameterError,
+    DialectConflictWarning,
+    UnrecognizedServerError,
+)
 from .server import ServerInfo, parse_server_version
+from .sql import (
+    Upsert,
+    as_of_system_time,
+    follower_read_timestamp,
+    index_hint,
+    timestampdiff,
+    unique_rowid,
+    upsert,
+    uuid_primary_key,
+    with_max_staleness,
+)
 
 __version__ = "0.1.0"
 
@@ -44,16 +59,37 @@ __all__ = [
     "DialectConflictWarning",
     "ServerInfo",
     "UnrecognizedServerError",
+    "Upsert",
     "__version__",
+    "as_of_system_time",
+    "follower_read_timestamp",
+    "index_hint",
     "parse_server_version",
+    "timestampdiff",
+    "unique_rowid",
+    "upsert",
+    "uuid_primary_key",
+    "with_max_staleness",
 ]
 
 #: (name SQLAlchemy looks up, module, class) for every scheme this package serves.
 DIALECTS = (
     ("cockroachdb", "sqlalchemy_crdb_async.psycopg2", "CockroachDBDialect_psycopg2"),
-    ("cockroachdb.psycopg2", "sqlalchemy_crdb_async.psycopg2", "CockroachDBDialect_psycopg2"),
-    ("cockroachdb.asyncpg", "sqlalchemy_crdb_async.asyncpg", "CockroachDBDialect_asyncpg"),
-    ("cockroachdb.psycopg", "sqlalchemy_crdb_async.psycopg", "CockroachDBDialect_psycopg"),
+    (
+        "cockroachdb.psycopg2",
+        "sqlalchemy_crdb_async.psycopg2",
+        "CockroachDBDialect_psycopg2",
+    ),
+    (
+        "cockroachdb.asyncpg",
+        "sqlalchemy_crdb_async.asyncpg",
+        "CockroachDBDialect_asyncpg",
+    ),
+    (
+        "cockroachdb.psycopg",
+        "sqlalchemy_crdb_async.psycopg",
+        "CockroachDBDialect_psycopg",
+    ),
     (
         "cockroachdb.psycopg_async",
         "sqlalchemy_crdb_async.psycopg",

@@ -45,7 +45,6 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import schema
 from sqlalchemy.dialects.postgresql.base import PGDialect
-from sqlalchemy.engine import reflection
 from typing_extensions import override
 
 from . import reflection as crdb_reflection
@@ -144,8 +143,13 @@ class CockroachDBDialect(PGDialect):
 
     @override
     def get_multi_columns(
-        self, connection: Connection, schema: str | None, filter_names: Any,
-        scope: Any, kind: Any, **kw: Any,
+        self,
+        connection: Connection,
+        schema: str | None,
+        filter_names: Any,
+        scope: Any,
+        kind: Any,
+        **kw: Any,
     ) -> Any:
         columns = super().get_multi_columns(
             connection, schema, filter_names, scope, kind, **kw
@@ -162,8 +166,13 @@ class CockroachDBDialect(PGDialect):
 
     @override
     def get_multi_indexes(
-        self, connection: Connection, schema: str | None, filter_names: Any,
-        scope: Any, kind: Any, **kw: Any,
+        self,
+        connection: Connection,
+        schema: str | None,
+        filter_names: Any,
+        scope: Any,
+        kind: Any,
+        **kw: Any,
     ) -> Any:
         if not self.is_cockroachdb:
             return crdb_reflection.rename_pg_options(
@@ -182,8 +191,13 @@ class CockroachDBDialect(PGDialect):
 
     @override
     def get_multi_table_options(
-        self, connection: Connection, schema: str | None, filter_names: Any,
-        scope: Any, kind: Any, **kw: Any,
+        self,
+        connection: Connection,
+        schema: str | None,
+        filter_names: Any,
+        scope: Any,
+        kind: Any,
+        **kw: Any,
     ) -> Any:
         return crdb_reflection.rename_pg_options(
             super().get_multi_table_options(
@@ -193,8 +207,13 @@ class CockroachDBDialect(PGDialect):
 
     @override
     def get_multi_pk_constraint(
-        self, connection: Connection, schema: str | None, filter_names: Any,
-        scope: Any, kind: Any, **kw: Any,
+        self,
+        connection: Connection,
+        schema: str | None,
+        filter_names: Any,
+        scope: Any,
+        kind: Any,
+        **kw: Any,
     ) -> Any:
         return crdb_reflection.rename_pg_options(
             super().get_multi_pk_constraint(
@@ -204,8 +223,13 @@ class CockroachDBDialect(PGDialect):
 
     @override
     def get_multi_unique_constraints(
-        self, connection: Connection, schema: str | None, filter_names: Any,
-        scope: Any, kind: Any, **kw: Any,
+        self,
+        connection: Connection,
+        schema: str | None,
+        filter_names: Any,
+        scope: Any,
+        kind: Any,
+        **kw: Any,
     ) -> Any:
         return crdb_reflection.rename_pg_options(
             super().get_multi_unique_constraints(

@@ -158,11 +158,7 @@ class CockroachDBDDLCompiler(PGDDLCompiler):
         if create.if_not_exists or inline:
             # created inside CREATE TABLE already: a no-op, not a schema change
             text += "IF NOT EXISTS "
-        text += "{} ON {} {}".format(
-            self._prepared_index_name(index, include_schema=False),
-            self.preparer.format_table(index.table),
-            body,
-        )
+        text += f"{self._prepared_index_name(index, include_schema=False)} ON {self.preparer.format_table(index.table)} {body}"
         return text
 
     def _crdb_index_parts(self, index: Any, ours: Any, pg: Any) -> tuple[str, str]:
@@ -194,8 +190,7 @@ class CockroachDBDDLCompiler(PGDDLCompiler):
         if storing:
             body += " STORING ({})".format(
                 ", ".join(
-                    preparer.quote(c if isinstance(c, str) else c.name)
-                    for c in storing
+                    preparer.quote(c if isinstance(c, str) else c.name) for c in storing
                 )
             )
         where = pg["where"]
@@ -266,8 +261,14 @@ class CockroachDBCompiler(PGCompiler):
             froms = [*froms[:-1], crdb_sql.AsOfFrom(froms[-1], aost[-1])]
         return str(
             super()._compose_select_body(
-                text, select, compile_state, inner_columns, froms, byfrom,
-                toplevel, kwargs,
+                text,
+                select,
+                compile_state,
+                inner_columns,
+                froms,
+                byfrom,
+                toplevel,
+                kwargs,
             )
         )
 

@@ -143,9 +143,7 @@ def _compile_upsert(element: Upsert, compiler: Any, **kw: Any) -> str:
 
 def _inserted_keys(element: Upsert, compiler: Any) -> list[str]:
     if element._multi_values:
-        return [
-            c if isinstance(c, str) else c.key for c in element._multi_values[0][0]
-        ]
+        return [c if isinstance(c, str) else c.key for c in element._multi_values[0][0]]
     if element._values:
         return [c if isinstance(c, str) else c.key for c in element._values]
     if element.select is not None and element._select_names:
@@ -165,7 +163,9 @@ def follower_read_timestamp() -> _Staleness:
     return _Staleness("follower_read_timestamp()")
 
 
-def with_max_staleness(interval: str | dt.timedelta, nearest_only: bool = False) -> _Staleness:
+def with_max_staleness(
+    interval: str | dt.timedelta, nearest_only: bool = False
+) -> _Staleness:
     """``with_max_staleness(INTERVAL)``: a bounded-staleness read."""
     if isinstance(interval, dt.timedelta):
         if interval <= dt.timedelta(0):
@@ -295,7 +295,7 @@ _UNIT_SECONDS = {
 _UNITS = (*_UNIT_SECONDS, "month", "quarter", "year")
 
 
-class timestampdiff(FunctionElement[int]):  # noqa: N801 - SQL function name
+class timestampdiff(FunctionElement[int]):
     """``timestampdiff(unit, start, end)``: whole ``unit``s from start to end.
 
     As MySQL's ``TIMESTAMPDIFF`` (and the older package's helper): truncated
@@ -324,9 +324,7 @@ def _compile_timestampdiff(element: timestampdiff, compiler: Any, **kw: Any) -> 
     e = compiler.process(end, **kw)
     if element.unit in _UNIT_SECONDS:
         seconds = _UNIT_SECONDS[element.unit]
-        return (
-            f"CAST(trunc(extract(epoch FROM ({e}) - ({s})) / {seconds!r}) AS BIGINT)"
-        )
+        return f"CAST(trunc(extract(epoch FROM ({e}) - ({s})) / {seconds!r}) AS BIGINT)"
     months = (
         f"(extract(year FROM age({e}, {s})) * 12 + extract(month FROM age({e}, {s})))"
     )
@@ -334,7 +332,7 @@ def _compile_timestampdiff(element: timestampdiff, compiler: Any, **kw: Any) -> 
     return f"CAST(trunc({months} / {divisor}) AS BIGINT)"
 
 
-class unique_rowid(FunctionElement[int]):  # noqa: N801 - SQL function name
+class unique_rowid(FunctionElement[int]):
     """CockroachDB's ``unique_rowid()``: what SERIAL means there (INT8)."""
 
     type = sqltypes.BigInteger()
@@ -359,4 +357,3 @@ def uuid_primary_key(name: str = "id", **column_kw: Any) -> Column[Any]:
     """
     column_kw.setdefault("server_default", text("gen_random_uuid()"))
     return Column(name, sqltypes.Uuid(), primary_key=True, **column_kw)
-

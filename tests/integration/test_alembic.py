@@ -47,7 +47,9 @@ def realistic_model() -> sa.MetaData:
         sa.Column("avatar", sa.LargeBinary),
         sa.Column("prefs", pg.JSONB),
         sa.Column("tags", pg.ARRAY(sa.Text)),
-        sa.Column("email_lower", sa.String(200), sa.Computed("lower(email)", persisted=True)),
+        sa.Column(
+            "email_lower", sa.String(200), sa.Computed("lower(email)", persisted=True)
+        ),
         sa.Index("ix_customer_name", "name"),
         sa.Index("ix_customer_vip_score", "score", postgresql_where=sa.text("vip")),
         sa.Index("ix_customer_prefs", "prefs", postgresql_using="gin"),
@@ -76,7 +78,9 @@ def realistic_model() -> sa.MetaData:
 
 
 @pytest.fixture
-async def created(engine: AsyncEngine) -> AsyncIterator[tuple[AsyncEngine, sa.MetaData]]:
+async def created(
+    engine: AsyncEngine,
+) -> AsyncIterator[tuple[AsyncEngine, sa.MetaData]]:
     meta = realistic_model()
     async with engine.begin() as conn:
         await conn.run_sync(meta.drop_all)
@@ -127,23 +131,35 @@ async def test_rename_table_and_alter_identity(
 ) -> None:
     engine, _ = created
     async with engine.begin() as conn:
-        await conn.run_sync(_migrate, lambda op: op.create_table(
-            "ledger",
-            sa.Column("id", sa.BigInteger, sa.Identity(start=1), primary_key=True),
-            sa.Column("amount", sa.Integer),
-        ))
+        await conn.run_sync(
+            _migrate,
+            lambda op: op.create_table(
+                "ledger",
+                sa.Column("id", sa.BigInteger, sa.Identity(start=1), primary_key=True),
+                sa.Column("amount", sa.Integer),
+            ),
+        )
     try:
         async with engine.begin() as conn:
-            await conn.run_sync(_migrate, lambda op: op.rename_table("ledger", "journal"))
-            await conn.run_sync(_migrate, lambda op: op.alter_column(
-                "journal", "id",
-                existing_type=sa.BigInteger,
-                server_default=sa.Identity(start=100, increment=5, always=True),
-                existing_server_default=sa.Identity(start=1),
-            ))
+            await conn.run_sync(
+                _migrate, lambda op: op.rename_table("ledger", "journal")
+            )
+            await conn.run_sync(
+                _migrate,
+                lambda op: op.alter_column(
+                    "journal",
+                    "id",
+                    existing_type=sa.BigInteger,
+                    server_default=sa.Identity(start=100, increment=5, always=True),
+                    existing_server_default=sa.Identity(start=1),
+                ),
+            )
         async with engine.connect() as conn:
             names, cols = await conn.run_sync(
-                lambda c: (inspect(c).get_table_names(), inspect(c).get_columns("journal"))
+                lambda c: (
+                    inspect(c).get_table_names(),
+                    inspect(c).get_columns("journal"),
+                )
             )
         assert "journal" in names
         assert "ledger" not in names
@@ -172,7 +188,9 @@ async def test_failed_migration_rolls_back_its_ddl_on_postgresql(
     engine: AsyncEngine,
 ) -> None:
     if engine.dialect.is_cockroachdb:  # type: ignore[attr-defined]
-        pytest.skip("CockroachDB commits before each DDL statement (session_vars.md s.7)")
+        pytest.skip(
+            "CockroachDB commits before each DDL statement (session_vars.md s.7)"
+        )
 
     def migration(op: Operations) -> None:
         op.create_table("half_done", sa.Column("id", sa.Integer, primary_key=True))

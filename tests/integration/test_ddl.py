@@ -23,7 +23,10 @@ def model() -> sa.MetaData:
         sa.Column("price", sa.Integer, nullable=False),
         sa.Column("name", sa.String(40)),
         sa.Column("double", sa.Integer, sa.Computed("price * 2", persisted=True)),
-        sa.Column("attrs", sa.JSON().with_variant(sa.dialects.postgresql.JSONB(), "cockroachdb")),
+        sa.Column(
+            "attrs",
+            sa.JSON().with_variant(sa.dialects.postgresql.JSONB(), "cockroachdb"),
+        ),
         sa.Index("ix_gadget_price_cover", "price", cockroachdb_storing=["name"]),
         sa.Index("ix_gadget_cheap", "price", cockroachdb_where=sa.text("price < 10")),
         sa.Index("ix_gadget_attrs", "attrs", cockroachdb_inverted=True),
@@ -75,7 +78,9 @@ async def test_identity_computed_uuid_defaults(created: AsyncEngine) -> None:
     async with created.begin() as conn:
         rows = (
             await conn.execute(
-                gadget.insert().returning(gadget.c.id, gadget.c.serial, gadget.c.double),
+                gadget.insert().returning(
+                    gadget.c.id, gadget.c.serial, gadget.c.double
+                ),
                 [{"price": 3, "name": "a"}, {"price": 5, "name": "b"}],
             )
         ).all()
@@ -138,7 +143,12 @@ async def test_crdb_hash_sharded_and_unique_rowid(engine: AsyncEngine) -> None:
         meta,
         sa.Column("id", sa.BigInteger, primary_key=True, server_default=unique_rowid()),
         sa.Column("ts", sa.DateTime),
-        sa.Index("ix_events_ts", "ts", cockroachdb_hash_sharded=True, cockroachdb_bucket_count=8),
+        sa.Index(
+            "ix_events_ts",
+            "ts",
+            cockroachdb_hash_sharded=True,
+            cockroachdb_bucket_count=8,
+        ),
     )
     async with engine.begin() as conn:
         await conn.run_sync(meta.drop_all)

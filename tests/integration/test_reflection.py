@@ -87,7 +87,9 @@ async def schema(engine: AsyncEngine) -> AsyncIterator[AsyncEngine]:
     async with engine.begin() as conn:
         await conn.run_sync(metadata.drop_all)
         await conn.run_sync(metadata.create_all)
-        await conn.exec_driver_sql("CREATE VIEW everything_view AS SELECT id FROM everything")
+        await conn.exec_driver_sql(
+            "CREATE VIEW everything_view AS SELECT id FROM everything"
+        )
     try:
         yield engine
     finally:
@@ -102,7 +104,10 @@ async def _inspect(engine: AsyncEngine, fn: Any) -> Any:
 
 
 async def test_every_type_round_trips(schema: AsyncEngine) -> None:
-    columns = {c["name"]: c for c in await _inspect(schema, lambda i: i.get_columns("everything"))}
+    columns = {
+        c["name"]: c
+        for c in await _inspect(schema, lambda i: i.get_columns("everything"))
+    }
     for name, (cls, attrs) in EXPECTED.items():
         reflected = columns[name]["type"]
         assert isinstance(reflected, cls), (name, reflected)
@@ -115,7 +120,10 @@ async def test_every_type_round_trips(schema: AsyncEngine) -> None:
 
 
 async def test_identity_computed_comments(schema: AsyncEngine) -> None:
-    columns = {c["name"]: c for c in await _inspect(schema, lambda i: i.get_columns("everything"))}
+    columns = {
+        c["name"]: c
+        for c in await _inspect(schema, lambda i: i.get_columns("everything"))
+    }
     assert columns["id"]["identity"]["always"] is True
     assert columns["id"]["autoincrement"] is True
     assert columns["twice"]["computed"] == {"sqltext": "(big * 2)", "persisted": True}
@@ -127,13 +135,18 @@ async def test_identity_computed_comments(schema: AsyncEngine) -> None:
 
 
 async def test_indexes_use_this_dialects_option_names(schema: AsyncEngine) -> None:
-    indexes = {i["name"]: i for i in await _inspect(schema, lambda i: i.get_indexes("everything"))}
+    indexes = {
+        i["name"]: i
+        for i in await _inspect(schema, lambda i: i.get_indexes("everything"))
+    }
     assert indexes["ix_partial"]["dialect_options"]["cockroachdb_where"] == "(big > 0)"
     assert indexes["ix_covering"]["dialect_options"]["cockroachdb_include"] == ["vc"]
     assert indexes["ix_gin"]["dialect_options"]["cockroachdb_using"] == "gin"
     assert indexes["ix_expr"]["expressions"] == ["lower(txt)"]
     for index in indexes.values():
-        assert not any(k.startswith("postgresql_") for k in index.get("dialect_options", {}))
+        assert not any(
+            k.startswith("postgresql_") for k in index.get("dialect_options", {})
+        )
 
 
 async def test_reflected_table_recreates_identically(schema: AsyncEngine) -> None:
@@ -169,15 +182,21 @@ async def test_views_are_views(schema: AsyncEngine) -> None:
 async def test_get_multi_issues_one_query_per_kind(engine: AsyncEngine) -> None:
     meta = sa.MetaData()
     for n in range(6):
-        sa.Table(f"multi_{n}", meta, sa.Column("id", sa.Integer, primary_key=True),
-                 sa.Column("v", sa.Integer, index=True))
+        sa.Table(
+            f"multi_{n}",
+            meta,
+            sa.Column("id", sa.Integer, primary_key=True),
+            sa.Column("v", sa.Integer, index=True),
+        )
     async with engine.begin() as conn:
         await conn.run_sync(meta.create_all)
     try:
         async with engine.connect() as conn:
             await conn.run_sync(_count_statements, ["multi_0"])  # dialect-level caches
             one = await conn.run_sync(_count_statements, ["multi_0"])
-            six = await conn.run_sync(_count_statements, [f"multi_{n}" for n in range(6)])
+            six = await conn.run_sync(
+                _count_statements, [f"multi_{n}" for n in range(6)]
+            )
         assert one == six, (one, six)
     finally:
         async with engine.begin() as conn:
@@ -232,6 +251,8 @@ async def test_crdb_hidden_rowid_and_int8(engine: AsyncEngine) -> None:
     assert [c["name"] for c in columns] == ["a", "j"]
     assert isinstance(columns[0]["type"], pg.BIGINT)  # INT is INT8
     assert isinstance(columns[1]["type"], pg.JSONB)  # JSON is JSONB
-    hidden = await _inspect(engine, lambda i: i.get_columns("no_pk", include_hidden=True))
+    hidden = await _inspect(
+        engine, lambda i: i.get_columns("no_pk", include_hidden=True)
+    )
     assert [c["name"] for c in hidden] == ["a", "j", "rowid"]
     assert type_from_crdb("INT8") is not None

@@ -57,8 +57,12 @@ async def test_upsert_inserts_then_updates_only_given_columns(db: AsyncEngine) -
 
 async def test_upsert_many_rows(db: AsyncEngine) -> None:
     async with db.begin() as conn:
-        await conn.execute(upsert(accounts), [{"id": 1, "balance": 1}, {"id": 2, "balance": 2}])
-        await conn.execute(upsert(accounts), [{"id": 2, "balance": 20}, {"id": 3, "balance": 3}])
+        await conn.execute(
+            upsert(accounts), [{"id": 1, "balance": 1}, {"id": 2, "balance": 2}]
+        )
+        await conn.execute(
+            upsert(accounts), [{"id": 2, "balance": 20}, {"id": 3, "balance": 3}]
+        )
     assert await _rows(db) == [(1, 1, None), (2, 20, None), (3, 3, None)]
 
 
@@ -105,7 +109,9 @@ async def test_timestampdiff(
     engine: AsyncEngine, unit: str, start: dt.datetime, end: dt.datetime, expected: int
 ) -> None:
     stmt = sa.select(
-        timestampdiff(unit, sa.literal(start, sa.DateTime), sa.literal(end, sa.DateTime))
+        timestampdiff(
+            unit, sa.literal(start, sa.DateTime), sa.literal(end, sa.DateTime)
+        )
     )
     async with engine.connect() as conn:
         assert await conn.scalar(stmt) == expected
@@ -117,7 +123,9 @@ async def test_crdb_as_of_system_time_and_index_hints(db: AsyncEngine) -> None:
         await conn.execute(accounts.insert().values(id=1, balance=1, owner="a"))
     async with db.connect() as conn:
         # a read in the past sees the table as it was (empty or missing rows)
-        past = as_of_system_time(sa.select(sa.func.count()).select_from(accounts), "-1us")
+        past = as_of_system_time(
+            sa.select(sa.func.count()).select_from(accounts), "-1us"
+        )
         assert await conn.scalar(past) in (0, 1)
         hinted = (
             sa.select(accounts.c.id)

@@ -73,7 +73,9 @@ def make_table() -> sa.Table:
 # -- types and quoting ---------------------------------------------------------------
 
 
-def test_integer_is_int4_on_crdb_and_integer_on_postgres(crdb: Any, postgres: Any) -> None:
+def test_integer_is_int4_on_crdb_and_integer_on_postgres(
+    crdb: Any, postgres: Any
+) -> None:
     assert sql(sa.Integer(), crdb) == "INT4"
     assert sql(sa.Integer(), postgres) == "INTEGER"
     assert sql(sa.BigInteger(), crdb) == "BIGINT"
@@ -84,10 +86,14 @@ def test_json_is_jsonb_on_crdb(crdb: Any, postgres: Any) -> None:
     assert sql(sa.JSON(), postgres) == "JSON"
 
 
-@pytest.mark.parametrize("word", ["index", "family", "nothing", "virtual", "work", "role", "view"])
+@pytest.mark.parametrize(
+    "word", ["index", "family", "nothing", "virtual", "work", "role", "view"]
+)
 def test_crdb_reserved_words_are_quoted(crdb: Any, word: str) -> None:
     table = sa.table(word, sa.column(word))
-    assert sql(sa.select(table.c[word]), crdb) == f'SELECT "{word}"."{word}" FROM "{word}"'
+    assert (
+        sql(sa.select(table.c[word]), crdb) == f'SELECT "{word}"."{word}" FROM "{word}"'
+    )
 
 
 # -- DDL -------------------------------------------------------------------------------
@@ -133,13 +139,17 @@ def test_hash_sharded_index(crdb: Any, postgres: Any) -> None:
     assert sql(CreateIndex(sharded), crdb) == (
         "CREATE INDEX ix_h8 ON t (b) USING HASH WITH (bucket_count=8)"
     )
-    with pytest.raises(sa.exc.CompileError, match="cockroachdb_hash_sharded is CockroachDB-only"):
+    with pytest.raises(
+        sa.exc.CompileError, match="cockroachdb_hash_sharded is CockroachDB-only"
+    ):
         sql(CreateIndex(index), postgres)
 
 
 def test_postgresql_kwargs_work_on_crdb_too(crdb: Any) -> None:
     table = make_table()
-    index = sa.Index("ix_pg", table.c.a, postgresql_include=["b"], postgresql_where=table.c.a > 1)
+    index = sa.Index(
+        "ix_pg", table.c.a, postgresql_include=["b"], postgresql_where=table.c.a > 1
+    )
     assert sql(CreateIndex(index), crdb) == (
         "CREATE INDEX ix_pg ON t (a) STORING (b) WHERE a > 1"
     )
@@ -164,7 +174,9 @@ def test_computed_identity_and_defaults(crdb: Any) -> None:
 
 
 def test_unique_rowid_is_crdb_only(postgres: Any) -> None:
-    with pytest.raises(sa.exc.CompileError, match="unique_rowid\\(\\) is CockroachDB-only"):
+    with pytest.raises(
+        sa.exc.CompileError, match="unique_rowid\\(\\) is CockroachDB-only"
+    ):
         sql(sa.select(unique_rowid()), postgres)
 
 
@@ -215,11 +227,15 @@ def test_upsert_needs_a_primary_key(crdb: Any) -> None:
         ),
     ],
 )
-def test_as_of_system_time_ends_the_from_list(crdb: Any, value: Any, clause: str) -> None:
+def test_as_of_system_time_ends_the_from_list(
+    crdb: Any, value: Any, clause: str
+) -> None:
     table = make_table()
     other = sa.table("u", sa.column("id"))
     stmt = as_of_system_time(
-        sa.select(table.c.id).join(other, other.c.id == table.c.id).where(table.c.a > 1),
+        sa.select(table.c.id)
+        .join(other, other.c.id == table.c.id)
+        .where(table.c.a > 1),
         value,
     )
     assert sql(stmt, crdb) == (
@@ -249,12 +265,14 @@ def test_as_of_system_time_bad_values(bad: Any) -> None:
 
 def test_index_hints(crdb: Any, postgres: Any) -> None:
     table = make_table()
-    assert sql(sa.select(table.c.id).with_hint(table, *index_hint("ix_store")), crdb) == (
-        "SELECT t.id FROM t@ix_store"
-    )
+    assert sql(
+        sa.select(table.c.id).with_hint(table, *index_hint("ix_store")), crdb
+    ) == ("SELECT t.id FROM t@ix_store")
     forced = sa.select(table.c.id).with_hint(table, *index_hint("ix_store", force=True))
     assert sql(forced, crdb) == "SELECT t.id FROM t@{FORCE_INDEX=ix_store}"
-    desc = sa.select(table.c.id).with_hint(table, *index_hint("Mixed", direction="desc"))
+    desc = sa.select(table.c.id).with_hint(
+        table, *index_hint("Mixed", direction="desc")
+    )
     assert sql(desc, crdb) == 'SELECT t.id FROM t@{FORCE_INDEX="Mixed",DESC}'
     alias = table.alias("x")
     aliased = sa.select(alias.c.id).with_hint(alias, *index_hint("ix_store"))

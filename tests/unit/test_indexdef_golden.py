@@ -14,9 +14,7 @@ import pytest
 
 from sqlalchemy_crdb_async.reflection import parse_crdb_indexdef, split_top_level
 
-FACTS = json.loads(
-    (Path(__file__).parent / "crdb_facts" / "indexes.json").read_text()
-)
+FACTS = json.loads((Path(__file__).parent / "crdb_facts" / "indexes.json").read_text())
 
 PLAIN = {"column_sorting": None, "expressions": None, "dialect_options": None}
 
@@ -88,7 +86,9 @@ def test_pg_indexes_rows(era: str, table: str, name: str, indexdef: str) -> None
     parsed = parse_crdb_indexdef(indexdef)
     assert parsed["name"] == name
     if name == "primary":
-        column = "value" if table.endswith("_seq") else ("p" if table == "t1" else "rowid")
+        column = (
+            "value" if table.endswith("_seq") else ("p" if table == "t1" else "rowid")
+        )
         assert parsed["column_names"] == [column]
         # identity sequences list a non-unique "primary" index (indexes.json v25)
         assert parsed["unique"] is (not table.endswith("_seq"))

@@ -22,7 +22,9 @@ from sqlalchemy_crdb_async.reflection import (
 from sqlalchemy_crdb_async.types import crdb_type_name, type_from_crdb
 
 FACTS = json.loads(
-    (Path(__file__).parent / "crdb_facts" / "information_schema_columns.json").read_text()
+    (
+        Path(__file__).parent / "crdb_facts" / "information_schema_columns.json"
+    ).read_text()
 )
 CASES = {case["id"]: case for case in FACTS["information_schema_cases"]}
 DATA_TYPE_ROWS = CASES["data_types"]["rows"]
@@ -109,9 +111,9 @@ def test_parsed_type_agrees_with_information_schema_data_type(
         element = type_from_crdb(row["crdb_sql_type"].replace("[]", ""))
         assert repr(parsed.item_type) == repr(element)
         return
-    expected_cls = _DATA_TYPE_ALIASES.get(row["data_type"]) or ischema_names[
-        row["data_type"]
-    ]
+    expected_cls = (
+        _DATA_TYPE_ALIASES.get(row["data_type"]) or ischema_names[row["data_type"]]
+    )
     assert isinstance(parsed, expected_cls)
 
 
