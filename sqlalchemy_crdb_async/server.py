@@ -42,7 +42,9 @@ ServerFlavor = Literal["cockroachdb", "postgresql"]
 _CRDB_RE = re.compile(
     r"^CockroachDB (?P<distribution>CCL|OSS) "
     r"v(?P<major>\d+)\.(?P<minor>\d+)\.(?P<patch>\d+)(?P<suffix>-[0-9A-Za-z.\-]+)?"
-    r" \((?P<platform>[^,]+), built (?P<built>[^,]+), (?P<go>go[^)]*)\)\s*$"
+    # Build details; absent where only the head of the string is reported
+    # (crdb-facts/version.json "partial_strings": "CockroachDB OSS v20.1.0").
+    r"(?: \((?P<platform>[^,]+), built (?P<built>[^,]+), (?P<go>go[^)]*)\))?\s*$"
 )
 # PostgreSQL 15.18 (Debian ...) on ..., PostgreSQL 16.4 on ..., PostgreSQL 18beta1,
 # PostgreSQL 17devel, EnterpriseDB 9.6.1.

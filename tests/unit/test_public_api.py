@@ -1,0 +1,42 @@
+"""``__all__`` is the public API: sorted, importable, complete."""
+
+from __future__ import annotations
+
+import inspect
+
+import sqlalchemy_crdb_async
+
+
+def test_all_is_sorted_and_unique() -> None:
+    names = list(sqlalchemy_crdb_async.__all__)
+    assert names == sorted(names)
+    assert len(names) == len(set(names))
+
+
+def test_every_name_in_all_exists() -> None:
+    for name in sqlalchemy_crdb_async.__all__:
+        assert hasattr(sqlalchemy_crdb_async, name), name
+
+
+def test_every_public_class_and_function_is_in_all() -> None:
+    public = {
+        name
+        for name, value in vars(sqlalchemy_crdb_async).items()
+        if not name.startswith("_")
+        and (inspect.isclass(value) or inspect.isfunction(value))
+        and getattr(value, "__module__", "").startswith("sqlalchemy_crdb_async")
+    }
+    assert public <= set(sqlalchemy_crdb_async.__all__)
+
+
+def test_exported_errors_show_the_public_module() -> None:
+    for name in sqlalchemy_crdb_async.__all__:
+        value = getattr(sqlalchemy_crdb_async, name)
+        if inspect.isclass(value) and issubclass(value, BaseException):
+            assert value.__module__ == "sqlalchemy_crdb_async", name
+
+
+def test_version_matches_distribution() -> None:
+    from importlib.metadata import version
+
+    assert sqlalchemy_crdb_async.__version__ == version("sqlalchemy-crdb-async")
