@@ -36,7 +36,7 @@ from __future__ import annotations
 from typing import Any
 
 from alembic.ddl import postgresql as _alembic_pg
-from alembic.ddl.base import ColumnComment, RenameTable
+from alembic.ddl.base import ColumnComment, IdentityColumnDefault, RenameTable
 from alembic.ddl.postgresql import PostgresqlColumnType, PostgresqlImpl
 from sqlalchemy import types as sqltypes
 from sqlalchemy.ext.compiler import compiles
@@ -145,12 +145,12 @@ class CockroachDBImpl(PostgresqlImpl):
 
 
 def _is_serial(column: Any) -> bool:
-    table = column.table
+    table: Any = getattr(column, "table", None)
     return bool(
         column.primary_key
         and column is getattr(table, "_autoincrement_column", None)
-        and column.server_default is None
-        and column.identity is None
+        and getattr(column, "server_default", None) is None
+        and getattr(column, "identity", None) is None
     )
 
 
@@ -161,6 +161,6 @@ for _construct, _visit in (
     (RenameTable, _alembic_pg.visit_rename_table),
     (PostgresqlColumnType, _alembic_pg.visit_column_type),
     (ColumnComment, _alembic_pg.visit_column_comment),
-    (_alembic_pg.IdentityColumnDefault, _alembic_pg.visit_identity_column),
+    (IdentityColumnDefault, _alembic_pg.visit_identity_column),
 ):
     compiles(_construct, "cockroachdb")(_visit)

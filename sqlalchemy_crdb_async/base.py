@@ -41,9 +41,9 @@ SQLAlchemy's dialect for the driver accepts. Any other value raises
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from sqlalchemy import schema
+from sqlalchemy import schema as sa_schema
 from sqlalchemy.dialects.postgresql.base import PGDialect
 from typing_extensions import override
 
@@ -84,17 +84,18 @@ class CockroachDBDialect(PGDialect):
     name = "cockroachdb"
     supports_statement_cache = True
 
-    statement_compiler = CockroachDBCompiler
-    ddl_compiler = CockroachDBDDLCompiler
-    type_compiler_cls = CockroachDBTypeCompiler
-    preparer = CockroachDBIdentifierPreparer
+    # typed loosely: each driver's PostgreSQL dialect declares its own classes
+    statement_compiler: type[Any] = CockroachDBCompiler
+    ddl_compiler = CockroachDBDDLCompiler  # type: ignore[assignment]
+    type_compiler_cls: ClassVar[type[Any]] = CockroachDBTypeCompiler
+    preparer: type[Any] = CockroachDBIdentifierPreparer
 
     #: PostgreSQL's keyword arguments under this dialect's prefix, plus
     #: CockroachDB's own index options (see :mod:`.compiler`).
     construct_arguments = [
         (
             cls,
-            {**args, **_CRDB_INDEX_ARGS} if cls is schema.Index else dict(args),
+            {**args, **_CRDB_INDEX_ARGS} if cls is sa_schema.Index else dict(args),
         )
         for cls, args in PGDialect.construct_arguments or []
     ]
@@ -141,18 +142,21 @@ class CockroachDBDialect(PGDialect):
 
     # -- reflection (see reflection.py) --------------------------------------
 
+    @property
+    def _default_schema(self) -> str:
+        return self.default_schema_name or "public"
+
     @override
-    def get_multi_columns(
+    def get_multi_columns(  # type: ignore[override]
         self,
         connection: Connection,
-        schema: str | None,
-        filter_names: Any,
-        scope: Any,
-        kind: Any,
+        *,
+        schema: str | None = None,
+        filter_names: Any = None,
         **kw: Any,
     ) -> Any:
         columns = super().get_multi_columns(
-            connection, schema, filter_names, scope, kind, **kw
+            connection, schema=schema, filter_names=filter_names, **kw
         )
         if not self.is_cockroachdb:
             return columns
@@ -160,79 +164,75 @@ class CockroachDBDialect(PGDialect):
         return crdb_reflection.crdb_columns(
             columns,
             connection,
-            schema or self.default_schema_name,
+            schema or self._default_schema,
             include_hidden=bool(kw.get("include_hidden", False)),
         )
 
     @override
-    def get_multi_indexes(
+    def get_multi_indexes(  # type: ignore[override]
         self,
         connection: Connection,
-        schema: str | None,
-        filter_names: Any,
-        scope: Any,
-        kind: Any,
+        *,
+        schema: str | None = None,
+        filter_names: Any = None,
         **kw: Any,
     ) -> Any:
         if not self.is_cockroachdb:
             return crdb_reflection.rename_pg_options(
                 super().get_multi_indexes(
-                    connection, schema, filter_names, scope, kind, **kw
+                    connection, schema=schema, filter_names=filter_names, **kw
                 )
             )
         # CockroachDB: pg_indexes.indexdef has STORING / USING HASH, and pg_am
         # has no btree row (crdb-facts/indexes.json pg_indexes, pg_am)
         tables = self._get_table_oids(
-            connection, schema, filter_names, scope, kind, **kw
+            connection, schema, filter_names, kw.pop("scope"), kw.pop("kind"), **kw
         )
         return crdb_reflection.crdb_indexes(
-            connection, schema, self.default_schema_name, [n for _, n in tables]
+            connection, schema, self._default_schema, [n for _, n in tables]
         )
 
     @override
-    def get_multi_table_options(
+    def get_multi_table_options(  # type: ignore[override]
         self,
         connection: Connection,
-        schema: str | None,
-        filter_names: Any,
-        scope: Any,
-        kind: Any,
+        *,
+        schema: str | None = None,
+        filter_names: Any = None,
         **kw: Any,
     ) -> Any:
         return crdb_reflection.rename_pg_options(
             super().get_multi_table_options(
-                connection, schema, filter_names, scope, kind, **kw
+                connection, schema=schema, filter_names=filter_names, **kw
             )
         )
 
     @override
-    def get_multi_pk_constraint(
+    def get_multi_pk_constraint(  # type: ignore[override]
         self,
         connection: Connection,
-        schema: str | None,
-        filter_names: Any,
-        scope: Any,
-        kind: Any,
+        *,
+        schema: str | None = None,
+        filter_names: Any = None,
         **kw: Any,
     ) -> Any:
         return crdb_reflection.rename_pg_options(
             super().get_multi_pk_constraint(
-                connection, schema, filter_names, scope, kind, **kw
+                connection, schema=schema, filter_names=filter_names, **kw
             )
         )
 
     @override
-    def get_multi_unique_constraints(
+    def get_multi_unique_constraints(  # type: ignore[override]
         self,
         connection: Connection,
-        schema: str | None,
-        filter_names: Any,
-        scope: Any,
-        kind: Any,
+        *,
+        schema: str | None = None,
+        filter_names: Any = None,
         **kw: Any,
     ) -> Any:
         return crdb_reflection.rename_pg_options(
             super().get_multi_unique_constraints(
-                connection, schema, filter_names, scope, kind, **kw
+                connection, schema=schema, filter_names=filter_names, **kw
             )
         )

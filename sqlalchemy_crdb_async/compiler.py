@@ -130,17 +130,23 @@ class CockroachDBDDLCompiler(PGDDLCompiler):
         super().__init__(dialect, statement, **kw)
 
     @override
-    def visit_create_index(self, create: Any, **kw: Any) -> str:
+    def visit_create_index(
+        self,
+        create: Any,
+        include_schema: bool = False,
+        include_table_schema: bool = True,
+        **kw: Any,
+    ) -> str:
         index = create.element
         ours = index.dialect_options["cockroachdb"]
         pg = index.dialect_options["postgresql"]
-        if ours["hash_sharded"] or ours["bucket_count"] is not None:
-            if not _is_crdb(self.dialect):
-                raise exc.CompileError(
-                    f"index {index.name!r}: cockroachdb_hash_sharded is "
-                    "CockroachDB-only (USING HASH); PostgreSQL has no hash-sharded "
-                    "indexes. Drop the option for PostgreSQL."
-                )
+        sharded = ours["hash_sharded"] or ours["bucket_count"] is not None
+        if sharded and not _is_crdb(self.dialect):
+            raise exc.CompileError(
+                f"index {index.name!r}: cockroachdb_hash_sharded is "
+                "CockroachDB-only (USING HASH); PostgreSQL has no hash-sharded "
+                "indexes. Drop the option for PostgreSQL."
+            )
         if not _is_crdb(self.dialect):
             # the same meaning in PostgreSQL's spelling
             if ours["storing"] and not pg["include"]:
@@ -158,8 +164,8 @@ class CockroachDBDDLCompiler(PGDDLCompiler):
         if create.if_not_exists or inline:
             # created inside CREATE TABLE already: a no-op, not a schema change
             text += "IF NOT EXISTS "
-        text += f"{self._prepared_index_name(index, include_schema=False)} ON {self.preparer.format_table(index.table)} {body}"
-        return text
+        name = self._prepared_index_name(index, include_schema=False)
+        return f"{text}{name} ON {self.preparer.format_table(index.table)} {body}"
 
     def _crdb_index_parts(self, index: Any, ours: Any, pg: Any) -> tuple[str, str]:
         """``("UNIQUE "/"INVERTED "/"", "(cols) [USING HASH] [STORING] [WHERE]")``."""

@@ -35,12 +35,14 @@ crdb-facts/information_schema_columns.json and indexes.json
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import bindparam, text
 
 from .types import type_from_crdb
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
 
 __all__ = [
     "CRDB_INDEX_OPTIONS",

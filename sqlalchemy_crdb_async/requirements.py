@@ -32,7 +32,7 @@ def _is_crdb(config: Any) -> bool:
     return bool(getattr(config.db.dialect, "is_cockroachdb", False))
 
 
-def _not_on_crdb(reason: str) -> exclusions.compound:
+def _not_on_crdb(reason: str) -> Any:
     """Open on PostgreSQL; skipped on CockroachDB with ``reason``."""
     return exclusions.skip_if(_is_crdb, reason)
 
@@ -40,7 +40,7 @@ def _not_on_crdb(reason: str) -> exclusions.compound:
 _OPEN = exclusions.open
 
 
-class Requirements(SQLARequirements, AlembicRequirements):  # type: ignore[misc]
+class Requirements(SQLARequirements, AlembicRequirements):
     """SQLAlchemy's and Alembic's suite requirements for this dialect."""
 
     # -- transactions ------------------------------------------------------

@@ -121,7 +121,7 @@ def _compile_upsert(element: Upsert, compiler: Any, **kw: Any) -> str:
     if _is_crdb(compiler):
         if element._independent_ctes or getattr(compiler, "ctes", None):
             raise exc.CompileError("upsert() does not support CTEs on CockroachDB")
-        sql = compiler.visit_insert(element, **kw)
+        sql = str(compiler.visit_insert(element, **kw))
         if not sql.startswith("INSERT INTO"):
             raise exc.CompileError(f"cannot turn into UPSERT: {sql[:60]!r}")
         return "UPSERT" + sql[len("INSERT") :]

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from typing import Any
 
 from sqlalchemy import types as sqltypes
 from sqlalchemy.dialects import postgresql as pg
@@ -38,10 +39,10 @@ from sqlalchemy.types import TypeEngine
 
 __all__ = ["CRDB_TYPE_NAMES", "crdb_type_name", "type_from_crdb"]
 
-_Factory = Callable[[tuple[int, ...], "str | None"], TypeEngine[object]]
+_Factory = Callable[[tuple[int, ...], "str | None"], TypeEngine[Any]]
 
 
-def _plain(cls: type[TypeEngine[object]]) -> _Factory:
+def _plain(cls: type[TypeEngine[Any]]) -> _Factory:
     return lambda args, collation: cls()
 
 
@@ -49,8 +50,10 @@ def _string(cls: type[sqltypes.String]) -> _Factory:
     return lambda args, collation: cls(args[0] if args else None, collation=collation)
 
 
-def _numeric(args: tuple[int, ...], collation: str | None) -> TypeEngine[object]:
-    return pg.NUMERIC(*args[:2])  # type: ignore[return-value]
+def _numeric(args: tuple[int, ...], collation: str | None) -> TypeEngine[Any]:
+    precision = args[0] if args else None
+    scale = args[1] if len(args) > 1 else None
+    return pg.NUMERIC(precision, scale)
 
 
 def _timestamp(timezone: bool) -> _Factory:
@@ -69,8 +72,8 @@ def _bit(varying: bool) -> _Factory:
     return lambda args, collation: pg.BIT(args[0] if args else None, varying=varying)
 
 
-def _interval(args: tuple[int, ...], collation: str | None) -> TypeEngine[object]:
-    return pg.INTERVAL(precision=args[0] if args else None)  # type: ignore[return-value]
+def _interval(args: tuple[int, ...], collation: str | None) -> TypeEngine[Any]:
+    return pg.INTERVAL(precision=args[0] if args else None)
 
 
 #: CockroachDB type name (upper case, no arguments) -> SQLAlchemy type factory.
@@ -134,7 +137,7 @@ _TYPE_RE = re.compile(
 )
 
 
-def type_from_crdb(crdb_sql_type: str) -> TypeEngine[object] | None:
+def type_from_crdb(crdb_sql_type: str) -> TypeEngine[Any] | None:
     """The SQLAlchemy type for a ``crdb_sql_type`` string, or None if unknown.
 
     ``None`` means a user-defined type (an ENUM) or a type this module does not
@@ -151,11 +154,11 @@ def type_from_crdb(crdb_sql_type: str) -> TypeEngine[object] | None:
     element = factory(args, match["collation"])
     if match["array"]:
         # dimensions are not kept, as in PostgreSQL
-        return pg.ARRAY(element)  # type: ignore[return-value]
+        return pg.ARRAY(element)
     return element
 
 
-_GENERIC_NAMES: tuple[tuple[type[TypeEngine[object]], str], ...] = (
+_GENERIC_NAMES: tuple[tuple[type[TypeEngine[Any]], str], ...] = (
     (sqltypes.SmallInteger, "INT2"),
     (sqltypes.BigInteger, "INT8"),
     (sqltypes.Integer, "INT4"),
@@ -174,7 +177,7 @@ _GENERIC_NAMES: tuple[tuple[type[TypeEngine[object]], str], ...] = (
 )
 
 
-def crdb_type_name(type_: TypeEngine[object]) -> str:
+def crdb_type_name(type_: TypeEngine[Any]) -> str:
     """How CockroachDB names ``type_`` in ``crdb_sql_type`` (best effort).
 
     ``crdb_type_name(BigInteger())`` is ``"INT8"``; arrays get ``[]``.
@@ -202,4 +205,4 @@ def crdb_type_name(type_: TypeEngine[object]) -> str:
                 if type_.precision is not None:
                     return f"DECIMAL({type_.precision})"
             return name
-    return str(type_.compile(dialect=pg.dialect())).upper()
+    return str(type_.compile(dialect=pg.dialect())).upper()  # type: ignore[no-untyped-call]

@@ -10,19 +10,23 @@ and stopped at the end.
 
 from __future__ import annotations
 
+# ruff: noqa: E402 - SQLAlchemy's modules must be imported after the assert hook
 import asyncio
+from typing import TYPE_CHECKING
 
 import pytest
 
 pytest.register_assert_rewrite("sqlalchemy.testing.assertions")
 
-from sqlalchemy.engine import URL  # noqa: E402 - after the assert-rewrite hook
 from sqlalchemy.testing.plugin import pytestplugin as _sqla_plugin
 from sqlalchemy.testing.plugin.pytestplugin import *  # noqa: F403 - SQLAlchemy's hooks
 
 import sqlalchemy_crdb_async  # noqa: F401 - registers the cockroachdb dialects
 from sqlalchemy_crdb_async.asyncpg import CockroachDBDialect_asyncpg
 from sqlalchemy_crdb_async.testing.provider import TestServer, resolve_server
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
 
 DATABASE = "sqla_compliance"
 SCHEMAS = ("test_schema", "test_schema_2")

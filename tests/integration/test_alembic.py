@@ -3,8 +3,7 @@ identity changes, table renames, transactional DDL."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import sqlalchemy as sa
@@ -13,14 +12,18 @@ from alembic.migration import MigrationContext
 from alembic.operations import Operations
 from sqlalchemy import inspect
 from sqlalchemy.dialects import postgresql as pg
-from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sqlalchemy_crdb_async.alembic import CockroachDBImpl
 
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from sqlalchemy.engine import Connection
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
 
 def realistic_model() -> sa.MetaData:
-    """One of every type, every index kind, FKs, an enum, identity, computed, comments."""
+    """Every type, every index kind, FKs, an enum, identity, computed, comments."""
     meta = sa.MetaData()
     status = pg.ENUM("new", "paid", "shipped", name="order_status", metadata=meta)
     sa.Table(
@@ -111,7 +114,7 @@ async def test_autogenerate_reports_zero_differences_after_create_all(
 async def test_autogenerate_still_sees_real_changes(
     created: tuple[AsyncEngine, sa.MetaData],
 ) -> None:
-    engine, meta = created
+    engine, _meta = created
     changed = realistic_model()
     changed.tables["customer"].append_column(sa.Column("extra", sa.Integer))
     changed.tables["orders"].c.total.type = sa.Numeric(14, 2)

@@ -4,13 +4,17 @@ sequences, UUID keys, reserved words; CockroachDB-only paths are marked."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sqlalchemy_crdb_async.sql import unique_rowid, uuid_primary_key
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 
 def model() -> sa.MetaData:

@@ -3,17 +3,20 @@ table rules, batched get_multi_* queries, and the cockroachdb_* option keys."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy import event, inspect
 from sqlalchemy.dialects import postgresql as pg
-from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sqlalchemy_crdb_async.types import type_from_crdb
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from sqlalchemy.engine import Connection
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 metadata = sa.MetaData()
 mood = pg.ENUM("happy", "sad", name="mood")
@@ -233,11 +236,14 @@ def _twice(conn: Connection) -> tuple[int, int]:
     counts = []
     for _ in range(2):
         seen: list[str] = []
-        fn = lambda *a: seen.append(a[2])  # noqa: E731
-        event.listen(conn, "before_cursor_execute", fn)
+
+        def record(*args: Any, _seen: list[str] = seen) -> None:
+            _seen.append(args[2])
+
+        event.listen(conn, "before_cursor_execute", record)
         insp.get_columns("everything")
         insp.get_indexes("everything")
-        event.remove(conn, "before_cursor_execute", fn)
+        event.remove(conn, "before_cursor_execute", record)
         counts.append(len(seen))
     return counts[0], counts[1]
 

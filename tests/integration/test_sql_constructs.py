@@ -4,11 +4,10 @@ both servers; CockroachDB-only constructs refuse PostgreSQL with CompileError.""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sqlalchemy_crdb_async.sql import (
     as_of_system_time,
@@ -18,6 +17,11 @@ from sqlalchemy_crdb_async.sql import (
     upsert,
     with_max_staleness,
 )
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 meta = sa.MetaData()
 accounts = sa.Table(

@@ -315,7 +315,7 @@ def test_rowid_is_hidden_unless_asked() -> None:
 
 
 def test_unknown_type_without_fallback_is_a_clear_error() -> None:
-    with pytest.raises(ValueError, match="unknown CockroachDB type 'public.mood'"):
+    with pytest.raises(ValueError, match=r"unknown CockroachDB type 'public\.mood'"):
         column_from_information_schema(
             {"column_name": "m", "crdb_sql_type": "public.mood", "is_hidden": "NO"}
         )
