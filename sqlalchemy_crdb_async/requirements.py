@@ -476,3 +476,84 @@ class Requirements(SQLARequirements, AlembicRequirements):
     @property
     def window_functions(self) -> Any:
         return _OPEN()
+
+    @property
+    def window_range(self) -> Any:
+        # RANGE frames with offsets (https://www.cockroachlabs.com/docs/stable/window-functions)
+        return _OPEN()
+
+    @property
+    def window_range_numeric(self) -> Any:
+        return _OPEN()
+
+    @property
+    def window_range_non_numeric(self) -> Any:
+        return _OPEN()
+
+    @property
+    def indexes_check_column_order(self) -> Any:
+        return _OPEN()
+
+    @property
+    def float_or_double_precision_behaves_generically(self) -> Any:
+        return _OPEN()
+
+    @property
+    def skip_autocommit_rollback(self) -> Any:
+        return _OPEN()  # asyncpg's dialect detects autocommit (SQLAlchemy asyncpg.py)
+
+    @property
+    def temp_table_comment_reflection(self) -> Any:
+        return self.temporary_views
+
+    @property
+    def fk_deferrable_is_reflected(self) -> Any:
+        return self.deferrable_fks
+
+    def get_order_by_collation(self, config: Any) -> str:
+        # PostgreSQL always has POSIX; CockroachDB names ICU locales
+        # (crdb-facts information_schema_columns.json data_types, COLLATE en)
+        return "en" if _is_crdb(config) else "POSIX"
+
+    # -- closed, with the reason -----------------------------------------------
+
+    @property
+    def legacy_unconditional_json_extract(self) -> Any:
+        return exclusions.closed(
+            "a SQLite/MySQL-only legacy JSON_EXTRACT behaviour "
+            "(SQLAlchemy SuiteRequirements docstring)"
+        )
+
+    @property
+    def nvarchar_types(self) -> Any:
+        return exclusions.closed("no NCHAR/NVARCHAR types on PostgreSQL or CockroachDB")
+
+    @property
+    def fetch_percent(self) -> Any:
+        return exclusions.closed("FETCH FIRST ... PERCENT is not in PostgreSQL's grammar")
+
+    @property
+    def dbapi_lastrowid(self) -> Any:
+        return exclusions.closed(
+            "asyncpg has no cursor.lastrowid; SQLAlchemy's PostgreSQL dialects use "
+            "RETURNING"
+        )
+
+    @property
+    def autoincrement_on_composite_pk(self) -> Any:
+        return exclusions.closed(
+            "SQLAlchemy renders SERIAL only for a single-column integer primary key "
+            "(PGDDLCompiler.get_column_specification)"
+        )
+
+    @property
+    def repeated_column_foreign_keys(self) -> Any:
+        return _OPEN()
+
+    @property
+    def repeated_remote_col_foreign_keys(self) -> Any:
+        return exclusions.closed(
+            "PostgreSQL: 'foreign key referenced-columns list must not contain "
+            "duplicates' (SQLSTATE 42830)"
+        )
+
