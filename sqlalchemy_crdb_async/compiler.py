@@ -130,6 +130,19 @@ class CockroachDBDDLCompiler(PGDDLCompiler):
         super().__init__(dialect, statement, **kw)
 
     @override
+    def visit_computed_column(self, generated: Any, **kw: Any) -> str:
+        if not _is_crdb(self.dialect):
+            return str(super().visit_computed_column(generated, **kw))
+        # CockroachDB: `AS (expr) STORED` / `AS (expr) VIRTUAL` (crdb-facts
+        # session_vars.md s.6); unspecified persistence stays STORED, as
+        # SQLAlchemy writes it for servers reporting a version below 18.
+        sqltext = self.sql_compiler.process(
+            generated.sqltext, include_table=False, literal_binds=True
+        )
+        kind = "VIRTUAL" if generated.persisted is False else "STORED"
+        return f"AS ({sqltext}) {kind}"
+
+    @override
     def visit_create_index(
         self,
         create: Any,
