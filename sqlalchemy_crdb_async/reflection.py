@@ -117,7 +117,8 @@ def merge_crdb_column(
         computed.setdefault("persisted", True)
         merged["computed"] = computed
         merged["default"] = None
-    elif "column_default" in row:
+    elif "column_default" in row and not merged.get("identity"):
+        # an identity column's nextval(...) is its identity, not a default
         merged["default"] = strip_type_annotations(row["column_default"])
     merged.setdefault("default", None)
     if _yes(row.get("is_identity", "NO")):

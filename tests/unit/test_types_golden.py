@@ -17,6 +17,7 @@ from sqlalchemy.dialects.postgresql.base import ischema_names
 
 from sqlalchemy_crdb_async.reflection import (
     column_from_information_schema,
+    merge_crdb_column,
     strip_type_annotations,
 )
 from sqlalchemy_crdb_async.types import crdb_type_name, type_from_crdb
@@ -319,3 +320,29 @@ def test_unknown_type_without_fallback_is_a_clear_error() -> None:
         column_from_information_schema(
             {"column_name": "m", "crdb_sql_type": "public.mood", "is_hidden": "NO"}
         )
+
+
+def test_identity_found_by_postgresql_reflection_keeps_no_default() -> None:
+    # pg_attrdef shows nextval('public.t1_m_seq'::REGCLASS) for identity columns
+    # (crdb-facts pg_attrdef_v25); PostgreSQL-side reflection already made it an
+    # identity, so the information_schema default must not come back as a default.
+    rows = FACTS["pg_catalog_column_rows"]["pg_attrdef_v25"]["rows"]
+    nextval = next(r[4] for r in rows if r[4].startswith("nextval("))
+    column = merge_crdb_column(
+        {"name": "m", "identity": {"always": True, "start": 1}, "default": None},
+        {"column_name": "m", "crdb_sql_type": "INT8", "column_default": nextval},
+        include_hidden=False,
+    )
+    assert column is not None
+    assert column["default"] is None
+    assert column["identity"] == {"always": True, "start": 1}
+    assert column["autoincrement"] is True
+
+
+@pytest.mark.parametrize(
+    "row", FACTS["pg_catalog_column_rows"]["pg_attrdef_v25"]["rows"], ids=str
+)
+def test_pg_attrdef_defaults_are_readable_sql(row: list[Any]) -> None:
+    # adbin == adsrc == pg_get_expr() on CockroachDB (crdb-facts pg_attrdef_v25)
+    assert row[4] == row[5] == row[6]
+    assert strip_type_annotations(row[4]) == row[4]
