@@ -192,47 +192,31 @@ class CockroachDBDialect(PGDialect):
             connection, schema, self._default_schema, [n for _, n in tables]
         )
 
-    @override
-    def get_multi_table_options(  # type: ignore[override]
-        self,
-        connection: Connection,
-        *,
-        schema: str | None = None,
-        filter_names: Any = None,
-        **kw: Any,
-    ) -> Any:
-        return crdb_reflection.rename_pg_options(
-            super().get_multi_table_options(
-                connection, schema=schema, filter_names=filter_names, **kw
-            )
-        )
 
-    @override
-    def get_multi_pk_constraint(  # type: ignore[override]
-        self,
-        connection: Connection,
-        *,
-        schema: str | None = None,
-        filter_names: Any = None,
-        **kw: Any,
-    ) -> Any:
-        return crdb_reflection.rename_pg_options(
-            super().get_multi_pk_constraint(
-                connection, schema=schema, filter_names=filter_names, **kw
-            )
-        )
+def _renaming_options(name: str) -> Any:
+    """A ``get_multi_*`` that returns PostgreSQL's answer, options renamed."""
 
-    @override
-    def get_multi_unique_constraints(  # type: ignore[override]
-        self,
+    def get_multi(
+        self: CockroachDBDialect,
         connection: Connection,
         *,
         schema: str | None = None,
         filter_names: Any = None,
         **kw: Any,
     ) -> Any:
-        return crdb_reflection.rename_pg_options(
-            super().get_multi_unique_constraints(
-                connection, schema=schema, filter_names=filter_names, **kw
-            )
-        )
+        parent = getattr(super(CockroachDBDialect, self), name)
+        result = parent(connection, schema=schema, filter_names=filter_names, **kw)
+        return crdb_reflection.rename_pg_options(result)
+
+    get_multi.__name__ = get_multi.__qualname__ = name
+    return get_multi
+
+
+# Same queries on both servers; only the option keys become cockroachdb_*.
+for _name in (
+    "get_multi_table_options",
+    "get_multi_pk_constraint",
+    "get_multi_unique_constraints",
+):
+    setattr(CockroachDBDialect, _name, _renaming_options(_name))
+del _name

@@ -536,7 +536,7 @@ class Requirements(SQLARequirements, AlembicRequirements):
 
     @property
     def fetch_percent(self) -> Any:
-        return exclusions.closed("FETCH FIRST ... PERCENT is not in PostgreSQL's grammar")
+        return exclusions.closed("FETCH FIRST ... PERCENT: not PostgreSQL syntax")
 
     @property
     def dbapi_lastrowid(self) -> Any:
@@ -562,4 +562,3 @@ class Requirements(SQLARequirements, AlembicRequirements):
             "PostgreSQL: 'foreign key referenced-columns list must not contain "
             "duplicates' (SQLSTATE 42830)"
         )
-
