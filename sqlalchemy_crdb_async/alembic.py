@@ -9,12 +9,13 @@ What it changes from Alembic's PostgreSQL implementation:
 
 Transactional DDL
     On PostgreSQL, migrations run in one transaction, as Alembic does there.
-    On CockroachDB, ``transactional_ddl`` is False: from v25.1 the session
-    default ``autocommit_before_ddl = on`` commits the open transaction before
-    each schema change anyway, and CockroachDB's docs advise running schema
+    On CockroachDB, ``transactional_ddl`` is True only when the session has
+    ``autocommit_before_ddl = off``: with it on (the default from v25.1) the
+    server commits the open transaction before each schema change anyway, and
+    before v24.1 (no such variable) CockroachDB's docs advise running schema
     changes as single statements rather than in multi-statement transactions
-    (crdb-facts/session_vars.md section 7). Pass ``transactional_ddl=True`` to
-    ``context.configure`` to override.
+    (crdb-facts/session_vars.md section 7). Pass ``transactional_ddl=`` to
+    ``context.configure`` to decide yourself.
 
 Autogenerate on CockroachDB
     - ``Integer`` columns are created as ``INT4`` (see :mod:`.compiler`), but an
@@ -70,8 +71,7 @@ class CockroachDBImpl(PostgresqlImpl):
             dialect, connection, as_sql, transactional_ddl, output_buffer, context_opts
         )
         if transactional_ddl is None and self._is_crdb:
-            # autocommit_before_ddl (crdb-facts/session_vars.md section 7)
-            self.transactional_ddl = False
+            self.transactional_ddl = _crdb_allows_transactional_ddl(connection)
 
     @property
     def _is_crdb(self) -> bool:
@@ -142,6 +142,23 @@ class CockroachDBImpl(PostgresqlImpl):
             if not options.get(f"{prefix}_include"):
                 options.pop(f"{prefix}_include", None)
         return options
+
+
+def _crdb_allows_transactional_ddl(connection: Any) -> bool:
+    """True only when the session has ``autocommit_before_ddl`` off.
+
+    With it on (the default from v25.1, crdb-facts/session_vars.md section 7)
+    CockroachDB commits the open transaction before every schema change, so a
+    migration cannot be rolled back as a whole; before v24.1 the variable does
+    not exist and the docs advise against multi-statement DDL transactions.
+    Offline (``--sql``) runs cannot ask, and say False.
+    """
+    if connection is None:
+        return False
+    value = connection.exec_driver_sql(
+        "SELECT current_setting('autocommit_before_ddl', true)"
+    ).scalar()
+    return str(value).lower() in ("off", "false")
 
 
 def _is_serial(column: Any) -> bool:

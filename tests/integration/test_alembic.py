@@ -176,15 +176,15 @@ async def test_rename_table_and_alter_identity(
             await conn.exec_driver_sql("DROP TABLE IF EXISTS ledger")
 
 
-async def test_impl_is_registered_and_ddl_is_transactional_where_allowed(
+async def test_impl_is_registered_and_ddl_is_transactional_on_postgresql(
     engine: AsyncEngine,
 ) -> None:
     async with engine.connect() as conn:
         impl = await conn.run_sync(lambda c: MigrationContext.configure(c).impl)
         is_crdb = conn.dialect.is_cockroachdb  # type: ignore[attr-defined]
     assert isinstance(impl, CockroachDBImpl)
-    # CockroachDB commits before DDL (autocommit_before_ddl, session_vars.md s.7)
-    assert impl.transactional_ddl is (not is_crdb)
+    if not is_crdb:
+        assert impl.transactional_ddl is True
 
 
 async def test_failed_migration_rolls_back_its_ddl_on_postgresql(
@@ -205,3 +205,16 @@ async def test_failed_migration_rolls_back_its_ddl_on_postgresql(
     async with engine.connect() as conn:
         names = await conn.run_sync(lambda c: inspect(c).get_table_names())
     assert "half_done" not in names
+
+
+@pytest.mark.crdb_only
+async def test_crdb_ddl_is_transactional_only_without_autocommit_before_ddl(
+    engine: AsyncEngine,
+) -> None:
+    async with engine.connect() as conn:
+        await conn.exec_driver_sql("SET autocommit_before_ddl = off")
+        impl = await conn.run_sync(lambda c: MigrationContext.configure(c).impl)
+        assert impl.transactional_ddl is True
+        await conn.exec_driver_sql("SET autocommit_before_ddl = on")
+        impl = await conn.run_sync(lambda c: MigrationContext.configure(c).impl)
+        assert impl.transactional_ddl is False

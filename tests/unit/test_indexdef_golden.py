@@ -12,7 +12,11 @@ from typing import Any
 
 import pytest
 
-from sqlalchemy_crdb_async.reflection import parse_crdb_indexdef, split_top_level
+from sqlalchemy_crdb_async.reflection import (
+    parse_crdb_indexdef,
+    rename_pg_options,
+    split_top_level,
+)
 
 FACTS = json.loads((Path(__file__).parent / "crdb_facts" / "indexes.json").read_text())
 
@@ -180,4 +184,33 @@ def test_split_top_level_respects_nesting_and_quotes() -> None:
         "f(b, c)",
         "'x,y'",
         '"q,r"',
+    ]
+
+
+def test_rename_pg_options_renames_reflected_keys_only() -> None:
+    reflected = [
+        (
+            (None, "t"),
+            [
+                {
+                    "name": "i",
+                    "column_names": ["a"],
+                    "dialect_options": {"postgresql_include": ["b"]},
+                }
+            ],
+        ),
+        ((None, "u"), {"postgresql_with": {"fillfactor": "50"}, "comment": None}),
+    ]
+    assert rename_pg_options(reflected) == [
+        (
+            (None, "t"),
+            [
+                {
+                    "name": "i",
+                    "column_names": ["a"],
+                    "dialect_options": {"cockroachdb_include": ["b"]},
+                }
+            ],
+        ),
+        ((None, "u"), {"cockroachdb_with": {"fillfactor": "50"}, "comment": None}),
     ]
