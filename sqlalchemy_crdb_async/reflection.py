@@ -352,9 +352,10 @@ def parse_crdb_indexdef(indexdef: str) -> dict[str, Any]:
     return index
 
 
+# contype is the one-byte "char" type, which asyncpg returns as bytes: cast it.
 _INDEXES_SQL = """
 SELECT i.tablename, i.indexname, i.indexdef,
-       (SELECT c.contype FROM pg_catalog.pg_constraint AS c
+       (SELECT CAST(c.contype AS TEXT) FROM pg_catalog.pg_constraint AS c
           JOIN pg_catalog.pg_class AS t ON t.oid = c.conrelid
           JOIN pg_catalog.pg_namespace AS n ON n.oid = t.relnamespace
          WHERE n.nspname = i.schemaname AND t.relname = i.tablename
