@@ -38,6 +38,8 @@ from .errors import (
     DialectConflictWarning,
     UnrecognizedServerError,
 )
+from .pool import PoolSettings, PoolStats, pool_stats
+from .pool_impl import CockroachPool
 from .server import ServerInfo, parse_server_version
 from .sql import (
     Upsert,
@@ -55,8 +57,11 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CockroachDBDialect",
+    "CockroachPool",
     "ConnectParameterError",
     "DialectConflictWarning",
+    "PoolSettings",
+    "PoolStats",
     "ServerInfo",
     "UnrecognizedServerError",
     "Upsert",
@@ -65,6 +70,7 @@ __all__ = [
     "follower_read_timestamp",
     "index_hint",
     "parse_server_version",
+    "pool_stats",
     "timestampdiff",
     "unique_rowid",
     "upsert",

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import ctypes
 import glob
 import importlib.util
 import os
@@ -34,6 +35,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -47,6 +49,9 @@ __all__ = ["EmbeddedPostgres", "PostgresNotFoundError", "find_postgres_bindir"]
 STARTUP_TIMEOUT_S = 60.0
 SHUTDOWN_TIMEOUT_S = 30.0
 SYSTEM_USER = "postgres"
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+DIR_PREFIX = "crdb-async-pg-"
+OWNER_FILE = "owner.pid"
 
 #: Settings written to postgresql.conf: CockroachDB-like isolation, no durability.
 SERVER_SETTINGS: dict[str, str] = {
@@ -175,7 +180,9 @@ class EmbeddedPostgres:
         if self._run_as:
             _ensure_system_user(self._run_as)
             self.bindir = _reachable_bindir(self.bindir, self._run_as)
-        self._dir = Path(tempfile.mkdtemp(prefix="crdb-async-pg-"))
+        _remove_orphaned_dirs()
+        self._dir = Path(tempfile.mkdtemp(prefix=DIR_PREFIX))
+        (self._dir / OWNER_FILE).write_text(str(os.getpid()))
         atexit.register(self.stop)
         try:
             self._chown(self._dir)
@@ -282,6 +289,7 @@ class EmbeddedPostgres:
                 user=self._run_as,
                 cwd=self._dir,
                 start_new_session=True,
+                preexec_fn=_die_with_parent,
             )
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         while time.monotonic() < deadline:
@@ -330,6 +338,36 @@ class EmbeddedPostgres:
             return
         entry = pwd.getpwnam(self._run_as)
         os.chown(path, entry.pw_uid, entry.pw_gid)
+
+
+def _remove_orphaned_dirs() -> None:
+    """Remove data directories whose owning process died without cleaning up
+    (killed by SIGKILL: its server went with it, see :func:`_die_with_parent`)."""
+    for path in Path(tempfile.gettempdir()).glob(f"{DIR_PREFIX}*"):
+        try:
+            owner = int((path / OWNER_FILE).read_text())
+        except (OSError, ValueError):
+            continue
+        if not _alive(owner):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _die_with_parent() -> None:
+    """In the server's child process: an immediate shutdown (SIGQUIT) when the
+    process that started it dies, even by SIGKILL, so no server is orphaned."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGQUIT)
 
 
 def _reachable_bindir(bindir: Path, user: str) -> Path:
