@@ -29,6 +29,10 @@ pg_catalog_support.md section 6). An autoincrementing integer primary key is
 still ``SERIAL``, which CockroachDB turns into ``INT8 DEFAULT unique_rowid()``
 (crdb-facts information_schema_columns.json ``serial_rowid_default``).
 
+Computed columns are written ``AS (expr) STORED`` / ``AS (expr) VIRTUAL`` on
+CockroachDB (both kinds exist there; an unspecified one is STORED, as SQLAlchemy
+writes it for servers below PostgreSQL 18).
+
 Identifier quoting covers PostgreSQL's reserved words and CockroachDB's
 (``sql.y`` ``reserved_keyword``: ``index``, ``nothing``, ``role``, ``view``,
 ``virtual``, ``work``, ``family`` besides PostgreSQL's own).

@@ -32,11 +32,12 @@ refuses locking reads at a past timestamp).
 
 Index hints (section 5)::
 
-    select(t).with_hint(t, index_hint("t_b_idx"))            # FROM t@t_b_idx
-    select(t).with_hint(t, index_hint("t_b_idx", force=True))  # t@{FORCE_INDEX=t_b_idx}
+    select(t).with_hint(t, *index_hint("t_b_idx"))              # FROM t@t_b_idx
+    select(t).with_hint(t, *index_hint("t_b_idx", force=True))  # t@{FORCE_INDEX=t_b_idx}
 
-:func:`index_hint` returns the ``(text, dialect_name)`` pair ``with_hint``
-takes, unpacked: ``select(t).with_hint(t, *index_hint("i"))``.
+:func:`index_hint` returns the ``(text, dialect_name)`` pair that ``with_hint``
+takes after the table, hence the ``*``. An aliased table keeps its alias
+(``FROM t@i AS x``).
 
 Also: :func:`timestampdiff` (whole units between two timestamps, as MySQL's
 and the older package's), :func:`unique_rowid` (CockroachDB's SERIAL default),
