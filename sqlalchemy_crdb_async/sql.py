@@ -32,8 +32,9 @@ refuses locking reads at a past timestamp).
 
 Index hints (section 5)::
 
-    select(t).with_hint(t, *index_hint("t_b_idx"))              # FROM t@t_b_idx
-    select(t).with_hint(t, *index_hint("t_b_idx", force=True))  # t@{FORCE_INDEX=t_b_idx}
+    select(t).with_hint(t, *index_hint("t_b_idx"))  # FROM t@t_b_idx
+    select(t).with_hint(t, *index_hint("t_b_idx", force=True))
+    # FROM t@{FORCE_INDEX=t_b_idx}
 
 :func:`index_hint` returns the ``(text, dialect_name)`` pair that ``with_hint``
 takes after the table, hence the ``*``. An aliased table keeps its alias
