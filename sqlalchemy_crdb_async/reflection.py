@@ -48,6 +48,7 @@ __all__ = [
     "CRDB_INDEX_OPTIONS",
     "column_from_information_schema",
     "merge_crdb_column",
+    "parse_crdb_index_clause",
     "parse_crdb_indexdef",
     "rename_pg_options",
     "split_top_level",
@@ -309,7 +310,8 @@ def parse_crdb_indexdef(indexdef: str) -> dict[str, Any]:
         tail = body[end + 1 :].strip()
     where_match = re.match(r"WHERE\s+(.*)$", tail, re.IGNORECASE | re.DOTALL)
     if where_match:
-        options["cockroachdb_where"] = _strip_parens(where_match[1])
+        predicate = strip_type_annotations(_strip_parens(where_match[1]))
+        options["cockroachdb_where"] = predicate
         tail = ""
     if tail:
         raise ValueError(f"unparsed index definition tail {tail!r} in {indexdef!r}")
@@ -353,6 +355,39 @@ def parse_crdb_indexdef(indexdef: str) -> dict[str, Any]:
 
 
 # contype is the one-byte "char" type, which asyncpg returns as bytes: cast it.
+_CLAUSE = re.compile(
+    r"""^(?:CONSTRAINT\s+(?P<pk>"(?:[^"]|"")+"|\S+)\s+PRIMARY\s+KEY
+        |(?P<unique>UNIQUE\s+)?(?P<inverted>INVERTED\s+)?INDEX\s+
+         (?P<name>"(?:[^"]|"")+"|\S+))
+        \s*\((?P<rest>.*)$""",
+    re.VERBOSE | re.IGNORECASE | re.DOTALL,
+)
+
+
+def parse_crdb_index_clause(clause: str) -> dict[str, Any]:
+    """Parse an index line of ``SHOW CREATE TABLE`` output, as a reflected index.
+
+    ``INDEX t6_a_idx (a ASC) WHERE a > 0:::INT8``, ``UNIQUE INDEX ...``,
+    ``INVERTED INDEX c_foo_idx (foo)``, ``... USING HASH WITH (bucket_count=4)``
+    and ``CONSTRAINT t_pkey PRIMARY KEY (a ASC)`` (crdb-facts/indexes.json
+    ``show_create_indexes``); for tools that read CockroachDB DDL dumps.
+    Raises ValueError, quoting the line, for anything else.
+    """
+    text_ = clause.strip().rstrip(",").strip()
+    match = _CLAUSE.match(text_)
+    if match is None:
+        raise ValueError(f"not a CockroachDB index clause: {clause!r}")
+    if match["pk"]:
+        head = f"CREATE UNIQUE INDEX {match['pk']}"
+    else:
+        head = "CREATE {}{}INDEX {}".format(
+            "UNIQUE " if match["unique"] else "",
+            "INVERTED " if match["inverted"] else "",
+            match["name"],
+        )
+    return parse_crdb_indexdef(f"{head} ON t ({match['rest']}")
+
+
 _INDEXES_SQL = """
 SELECT i.tablename, i.indexname, i.indexdef,
        (SELECT CAST(c.contype AS TEXT) FROM pg_catalog.pg_constraint AS c

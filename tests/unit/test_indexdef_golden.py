@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from sqlalchemy_crdb_async.reflection import (
+    parse_crdb_index_clause,
     parse_crdb_indexdef,
     rename_pg_options,
     split_top_level,
@@ -214,3 +215,128 @@ def test_rename_pg_options_renames_reflected_keys_only() -> None:
         ),
         ((None, "u"), {"cockroachdb_with": {"fillfactor": "50"}, "comment": None}),
     ]
+
+
+# -- SHOW CREATE TABLE index lines (indexes.json show_create_indexes and the
+# show_create cases of information_schema_columns.json) ---------------------------
+
+COLUMN_FACTS = json.loads(
+    (
+        Path(__file__).parent / "crdb_facts" / "information_schema_columns.json"
+    ).read_text()
+)
+
+
+def _index_lines() -> list[str]:
+    def pick(text: str) -> list[str]:
+        return [
+            line.strip()
+            for line in text.split("\n")
+            if "INDEX " in line or "PRIMARY KEY" in line
+        ]
+
+    show_create = FACTS["show_create_indexes"]
+    lines = pick(show_create["partial"]["show_create"])
+    lines += show_create["inverted"]["lines"]
+    for variant in show_create["hash_sharded_variants"]:
+        lines += pick(variant.get("show_create", ""))
+        lines += pick("\n".join(variant.get("secondary_example", [])))
+        lines += pick(variant.get("index_line", ""))
+    for case in COLUMN_FACTS["show_create_cases"]:
+        lines += pick(case.get("show_create", ""))
+        lines += pick("\n".join(case.get("show_create_lines", [])))
+    return lines
+
+
+SHOW_CREATE_LINES = _index_lines()
+
+#: line prefix (up to the column list) -> (unique, key columns, options, sorting)
+CLAUSE_EXPECTED: dict[str, tuple[bool, list[str], dict[str, Any], dict[str, Any]]] = {
+    "CONSTRAINT t6_pkey PRIMARY KEY": (True, ["rowid"], {}, {}),
+    "INDEX t6_a_idx ": (False, ["a"], {"cockroachdb_where": "a > 0"}, {}),
+    "INDEX t6_a_idx1 ": (False, ["a"], {"cockroachdb_where": "a > 1"}, {}),
+    "INDEX t6_a_idx2 ": (
+        False,
+        ["a"],
+        {"cockroachdb_where": "a > 2"},
+        {"a": ("desc",)},
+    ),
+    "UNIQUE INDEX t6_a_key ": (True, ["a"], {"cockroachdb_where": "a > 3"}, {}),
+    "UNIQUE INDEX t6_a_key1 ": (True, ["a"], {"cockroachdb_where": "a > 4"}, {}),
+    "UNIQUE INDEX t6_a_key2 ": (
+        True,
+        ["a"],
+        {"cockroachdb_where": "a > 5"},
+        {"a": ("desc",)},
+    ),
+    "INDEX t6i1 ": (False, ["a"], {"cockroachdb_where": "a > 6"}, {}),
+    "INDEX t6i2 ": (False, ["a"], {"cockroachdb_where": "a > 7"}, {}),
+    "INDEX t6i3 ": (False, ["a"], {"cockroachdb_where": "a > 8"}, {"a": ("desc",)}),
+    "INVERTED INDEX c_foo_idx ": (False, ["foo"], {"cockroachdb_inverted": True}, {}),
+    'INVERTED INDEX "c_bAr_idx" ': (
+        False,
+        ["bAr"],
+        {"cockroachdb_inverted": True},
+        {},
+    ),
+    "CONSTRAINT sharded_primary_pkey PRIMARY KEY": (
+        True,
+        ["a"],
+        {"cockroachdb_hash_sharded": True, "cockroachdb_bucket_count": 10},
+        {},
+    ),
+    "CONSTRAINT sharded_secondary_pkey PRIMARY KEY": (True, ["rowid"], {}, {}),
+    "INDEX sharded_secondary_a_idx ": (
+        False,
+        ["a"],
+        {"cockroachdb_hash_sharded": True, "cockroachdb_bucket_count": 4},
+        {},
+    ),
+    "INDEX events_ts_idx ": (
+        False,
+        ["ts"],
+        {"cockroachdb_hash_sharded": True, "cockroachdb_bucket_count": 16},
+        {},
+    ),
+    'CONSTRAINT "primary" PRIMARY KEY (a': (True, ["a"], {}, {}),
+    'CONSTRAINT "primary" PRIMARY KEY (rowid': (True, ["rowid"], {}, {}),
+    "UNIQUE INDEX serial_c_key ": (True, ["c"], {}, {}),
+    "CONSTRAINT t1_pkey PRIMARY KEY": (True, ["rowid"], {}, {}),
+    "INDEX i ": (False, ["x"], {}, {}),
+    "CONSTRAINT users_rbr_pkey PRIMARY KEY": (True, ["id"], {}, {}),
+    "CONSTRAINT c_pkey PRIMARY KEY": (True, ["id"], {}, {}),
+}
+
+
+def _expected_for(line: str) -> tuple[bool, list[str], dict[str, Any], dict[str, Any]]:
+    matches = [k for k in CLAUSE_EXPECTED if line.startswith(k)]
+    assert len(matches) == 1, (line, matches)
+    return CLAUSE_EXPECTED[matches[0]]
+
+
+def test_show_create_lines_were_found() -> None:
+    assert len(SHOW_CREATE_LINES) >= 20
+
+
+@pytest.mark.parametrize("line", SHOW_CREATE_LINES)
+def test_show_create_index_lines(line: str) -> None:
+    unique, columns, options, sorting = _expected_for(line)
+    parsed = parse_crdb_index_clause(line)
+    assert parsed["unique"] is unique
+    assert parsed["column_names"] == columns
+    assert parsed.get("dialect_options", {}) == options
+    assert parsed.get("column_sorting", {}) == sorting
+
+
+def test_enum_predicate_loses_its_annotations() -> None:
+    # indexes.json show_create_indexes partial notes: enum predicate example
+    parsed = parse_crdb_index_clause(
+        "INDEX i (a ASC) WHERE b IN "
+        "('foo':::public.enum_type, 'bar':::public.enum_type)"
+    )
+    assert parsed["dialect_options"] == {"cockroachdb_where": "b IN ('foo', 'bar')"}
+
+
+def test_bad_index_clause_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="not a CockroachDB index clause"):
+        parse_crdb_index_clause('FAMILY "primary" (a, b)')
