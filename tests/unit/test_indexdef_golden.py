@@ -340,3 +340,42 @@ def test_enum_predicate_loses_its_annotations() -> None:
 def test_bad_index_clause_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="not a CockroachDB index clause"):
         parse_crdb_index_clause('FAMILY "primary" (a, b)')
+
+
+# -- pg_constraint rows: CockroachDB's FOREIGN KEY text goes through the
+# PostgreSQL-side parser this dialect keeps for both servers ---------------------
+
+FK_EXPECTED = {
+    "FOREIGN KEY (a, b) REFERENCES t1(b, c)": ("a, b", "t1", "b, c", None, None, None),
+    "FOREIGN KEY (b, c) REFERENCES t4(b, c) MATCH FULL ON UPDATE RESTRICT": (
+        "b, c",
+        "t4",
+        "b, c",
+        "FULL",
+        "RESTRICT",
+        None,
+    ),
+    "FOREIGN KEY (a) REFERENCES t4(a) ON DELETE CASCADE": (
+        "a",
+        "t4",
+        "a",
+        None,
+        None,
+        "CASCADE",
+    ),
+    "FOREIGN KEY (t1_id) REFERENCES t1(a)": ("t1_id", "t1", "a", None, None, None),
+}
+FK_ROWS = [
+    row[2] for row in FACTS["pg_constraint"]["v21_2_rows"]["rows"] if row[1] == "f"
+]
+
+
+@pytest.mark.parametrize("condef", FK_ROWS)
+def test_foreign_key_condef_rows_parse(condef: str) -> None:
+    # no space before the column list (cockroach#27123) is handled
+    from sqlalchemy_crdb_async.asyncpg import CockroachDBDialect_asyncpg
+
+    parsed = CockroachDBDialect_asyncpg()._parse_fk(condef)
+    columns, schema, table, referred, match, onupdate, ondelete = parsed[:7]
+    assert schema is None
+    assert (columns, table, referred, match, onupdate, ondelete) == FK_EXPECTED[condef]
