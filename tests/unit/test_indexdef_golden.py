@@ -1,13 +1,12 @@
 """Golden tests: every index definition in crdb-facts/indexes.json, parsed.
 
 ``pg_indexes.indexdef`` (two server eras), the hash-sharded form and
-``pg_get_indexdef`` output are real CockroachDB answers (tests/unit/crdb_facts/).
+``pg_get_indexdef`` output are real CockroachDB answers (tests/crdb_facts/).
 """
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,8 +17,9 @@ from sqlalchemy_crdb_async.reflection import (
     rename_pg_options,
     split_top_level,
 )
+from tests import facts
 
-FACTS = json.loads((Path(__file__).parent / "crdb_facts" / "indexes.json").read_text())
+FACTS = json.loads((facts.FACTS_DIR / "indexes.json").read_text())
 
 PLAIN = {"column_sorting": None, "expressions": None, "dialect_options": None}
 
@@ -221,9 +221,7 @@ def test_rename_pg_options_renames_reflected_keys_only() -> None:
 # show_create cases of information_schema_columns.json) ---------------------------
 
 COLUMN_FACTS = json.loads(
-    (
-        Path(__file__).parent / "crdb_facts" / "information_schema_columns.json"
-    ).read_text()
+    (facts.FACTS_DIR / "information_schema_columns.json").read_text()
 )
 
 

@@ -1,13 +1,12 @@
 """Golden tests: every column row in crdb-facts through the CockroachDB-side parsers.
 
-The rows are what real CockroachDB servers answered (tests/unit/crdb_facts/,
+The rows are what real CockroachDB servers answered (tests/crdb_facts/,
 each record names its logic test or docs page). No server is needed.
 """
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,12 +20,9 @@ from sqlalchemy_crdb_async.reflection import (
     strip_type_annotations,
 )
 from sqlalchemy_crdb_async.types import crdb_type_name, type_from_crdb
+from tests import facts
 
-FACTS = json.loads(
-    (
-        Path(__file__).parent / "crdb_facts" / "information_schema_columns.json"
-    ).read_text()
-)
+FACTS = json.loads((facts.FACTS_DIR / "information_schema_columns.json").read_text())
 CASES = {case["id"]: case for case in FACTS["information_schema_cases"]}
 DATA_TYPE_ROWS = CASES["data_types"]["rows"]
 
