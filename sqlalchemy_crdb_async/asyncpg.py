@@ -63,11 +63,40 @@ class CockroachDBDialect_asyncpg(CockroachDBDialect, PGDialect_asyncpg):
         return args, opts
 
     @override
+    def connect(self, *cargs: Any, **cparams: Any) -> Any:
+        try:
+            return super().connect(*cargs, **cparams)
+        except Exception as error:
+            wrapped = _adapter_error(self.loaded_dbapi, error)
+            if wrapped is None:
+                raise
+            raise wrapped from error
+
+    @override
     async def setup_asyncpg_json_codec(self, conn: Any) -> None:
         # CockroachDB: JSON is JSONB; no binary "json" codec (cockroach#9990).
         if announces_cockroachdb(conn._connection):
             return
         await super().setup_asyncpg_json_codec(conn)
+
+
+def _adapter_error(dbapi: Any, error: Exception) -> Exception | None:
+    """asyncpg's error at connect time as the adapter's DB-API error, or None.
+
+    SQLAlchemy 2.1 translates errors raised while connecting (an auth failure, a
+    refused startup option) into the adapter's DB-API classes, so they reach
+    callers as ``sqlalchemy.exc.DBAPIError`` with ``orig.sqlstate``; 2.0 lets
+    asyncpg's own exception through. This gives both versions 2.1's behaviour.
+    """
+    if isinstance(error, dbapi.Error):
+        return None
+    mapping = dbapi._asyncpg_error_translate
+    for cls in type(error).__mro__:
+        if cls in mapping:
+            wrapped: Exception = mapping[cls](f"{type(error)}: {error}")
+            wrapped.pgcode = wrapped.sqlstate = getattr(error, "sqlstate", None)  # type: ignore[attr-defined]
+            return wrapped
+    return None
 
 
 def announces_cockroachdb(asyncpg_connection: Any) -> bool:
