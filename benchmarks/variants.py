@@ -1,0 +1,180 @@
+"""The variants every workload is measured with, side by side in one run.
+
+==========================  ===================================================
+key                         what it is
+==========================  ===================================================
+``asyncpg``                 raw ``asyncpg.create_pool``: the reference (ratio
+                            1.0); the pool resets each connection on release
+                            (``Connection.reset()``: one extra round trip)
+``asyncpg-noreset``         raw asyncpg with the pool's server-side reset
+                            disabled (a no-op ``reset=`` coroutine, asyncpg
+                            0.30+): the round-trip floor
+``sqlalchemy``              SQLAlchemy's stock ``postgresql+asyncpg`` dialect
+``sqlalchemy-cockroachdb``  Cockroach Labs' ``sqlalchemy-cockroachdb``
+                            ``cockroachdb+asyncpg``, installed on demand
+                            without dependencies (:mod:`benchmarks.legacy`)
+``ours``                    this package's ``cockroachdb+asyncpg``
+``ours-pool``               ours with ``PoolSettings(...).engine_kwargs()``
+                            (the pool-tuning work); checkout storm only
+==========================  ===================================================
+
+Every variant opens a fresh pool or engine per cell, sized to the cell's
+concurrency (``pool_size=n, max_overflow=0``; asyncpg ``min_size=max_size=n``),
+and closes it after, so cells do not share warm connections.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from sqlalchemy.engine import URL
+
+from .legacy import load_legacy_dialect
+
+__all__ = ["VARIANTS", "Variant", "asyncpg_connect_kwargs"]
+
+POOL_TIMEOUT_S = 120.0
+
+
+def asyncpg_connect_kwargs(url: URL) -> dict[str, Any]:
+    """``asyncpg.connect`` keywords for ``url``, libpq parameters translated."""
+    from sqlalchemy_crdb_async.asyncpg import CockroachDBDialect_asyncpg
+
+    _, kwargs = CockroachDBDialect_asyncpg().create_connect_args(
+        url.set(drivername="cockroachdb+asyncpg")
+    )
+    return dict(kwargs)
+
+
+async def _no_reset(conn: Any) -> None:
+    """Skip asyncpg's server-side reset query (a local ROLLBACK still runs)."""
+
+
+async def _open_asyncpg(url: URL, pool_size: int, *, reset: bool) -> Any:
+    import asyncpg
+
+    kwargs = asyncpg_connect_kwargs(url)
+    if not reset:
+        kwargs["reset"] = _no_reset
+    return await asyncpg.create_pool(min_size=pool_size, max_size=pool_size, **kwargs)
+
+
+async def _close_asyncpg(pool: Any) -> None:
+    await pool.close()
+
+
+def _sqlalchemy_opener(
+    drivername: str, extra: Callable[[int], dict[str, Any]] | None = None
+) -> Callable[[URL, int], Awaitable[Any]]:
+    async def open_engine(url: URL, pool_size: int) -> Any:
+        from sqlalchemy.ext.asyncio import create_async_engine
+
+        kwargs: dict[str, Any] = (
+            extra(pool_size)
+            if extra is not None
+            else {
+                "pool_size": pool_size,
+                "max_overflow": 0,
+                "pool_timeout": POOL_TIMEOUT_S,
+            }
+        )
+        return create_async_engine(url.set(drivername=drivername), **kwargs)
+
+    return open_engine
+
+
+async def _close_engine(engine: Any) -> None:
+    await engine.dispose()
+
+
+def _pool_settings_kwargs(pool_size: int) -> dict[str, Any]:
+    from sqlalchemy_crdb_async import PoolSettings  # type: ignore[attr-defined]
+
+    settings = PoolSettings(
+        pool_size=pool_size, max_overflow=0, pool_timeout_s=POOL_TIMEOUT_S
+    )
+    return dict(settings.engine_kwargs())
+
+
+def _legacy_reason() -> str | None:
+    return load_legacy_dialect().reason
+
+
+def _pool_settings_reason() -> str | None:
+    try:
+        from sqlalchemy_crdb_async import PoolSettings  # type: ignore[attr-defined]  # noqa: F401
+    except ImportError as e:
+        return f"PoolSettings is not on this branch yet (issue 5): {e}"
+    return None
+
+
+@dataclass(frozen=True)
+class Variant:
+    """How to open and close one contender's pool or engine."""
+
+    key: str
+    label: str
+    kind: Literal["asyncpg", "sqlalchemy"]
+    open: Callable[[URL, int], Awaitable[Any]]
+    close: Callable[[Any], Awaitable[None]]
+    requires: Callable[[], str | None] | None = None
+
+    def unavailable_reason(self) -> str | None:
+        return self.requires() if self.requires is not None else None
+
+
+async def _open_asyncpg_reset(url: URL, pool_size: int) -> Any:
+    return await _open_asyncpg(url, pool_size, reset=True)
+
+
+async def _open_asyncpg_noreset(url: URL, pool_size: int) -> Any:
+    return await _open_asyncpg(url, pool_size, reset=False)
+
+
+VARIANTS: dict[str, Variant] = {
+    v.key: v
+    for v in (
+        Variant(
+            "asyncpg", "raw asyncpg Pool", "asyncpg", _open_asyncpg_reset, _close_asyncpg
+        ),
+        Variant(
+            "asyncpg-noreset",
+            "raw asyncpg, no pool reset",
+            "asyncpg",
+            _open_asyncpg_noreset,
+            _close_asyncpg,
+        ),
+        Variant(
+            "sqlalchemy",
+            "SQLAlchemy postgresql+asyncpg",
+            "sqlalchemy",
+            _sqlalchemy_opener("postgresql+asyncpg"),
+            _close_engine,
+        ),
+        Variant(
+            "sqlalchemy-cockroachdb",
+            "sqlalchemy-cockroachdb",
+            "sqlalchemy",
+            _sqlalchemy_opener("crdb_legacy+asyncpg"),
+            _close_engine,
+            _legacy_reason,
+        ),
+        Variant(
+            "ours",
+            "sqlalchemy-crdb-async",
+            "sqlalchemy",
+            _sqlalchemy_opener("cockroachdb+asyncpg"),
+            _close_engine,
+        ),
+        Variant(
+            "ours-pool",
+            "sqlalchemy-crdb-async + PoolSettings",
+            "sqlalchemy",
+            _sqlalchemy_opener("cockroachdb+asyncpg", _pool_settings_kwargs),
+            _close_engine,
+            _pool_settings_reason,
+        ),
+    )
+}
