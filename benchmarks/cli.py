@@ -14,7 +14,6 @@ import datetime
 import os
 import platform
 import sys
-from collections.abc import Coroutine, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -24,6 +23,8 @@ from .runner import CellResult, RunConfig, connect_admin, plan_cells, run_cell
 from .workloads import BenchmarkInvariantError, Scenario, Workload, all_workloads
 
 if TYPE_CHECKING:
+    from collections.abc import Coroutine, Sequence
+
     from rich.console import Console
     from sqlalchemy.engine import URL
 
@@ -84,8 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--workload",
         action="append",
         choices=names,
-        help="run only this workload (repeatable); default: all of "
-        + ", ".join(names),
+        help="run only this workload (repeatable); default: all of " + ", ".join(names),
     )
     p.add_argument(
         "--concurrency",
@@ -195,11 +195,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             outcome = _run(
                 _run_all(
-                    workloads, config, bench_url, stmts_url, log_path, args.quick,
+                    workloads,
+                    config,
+                    bench_url,
+                    stmts_url,
+                    log_path,
+                    args.quick,
                     console,
                 ),
                 loop,
-            )  # fmt: skip
+            )
         except BenchmarkInvariantError as e:
             console.print(f"[bold red]BENCHMARK INVARIANT BROKEN:[/] {e}")
             print(f"FAILED: {e}", file=sys.stderr)
@@ -210,8 +215,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 server.drop_database(STMTS_DB)
         if note is not None:
             outcome.statements_note = note
-        return _report(args, config, workloads, outcome, server, legacy.note, loop,
-                       console)  # fmt: skip
+        return _report(
+            args, config, workloads, outcome, server, legacy.note, loop, console
+        )
     finally:
         server.stop()
 
@@ -242,7 +248,7 @@ def _run(coro: Coroutine[Any, Any, _T], loop: str) -> _T:
     if loop == "uvloop":
         import uvloop
 
-        return uvloop.run(coro)  # type: ignore[no-any-return]
+        return uvloop.run(coro)
     return asyncio.run(coro)
 
 
@@ -293,7 +299,7 @@ async def _run_all(
                         progress.update(task, description=f"statements {s.key}")
                         try:
                             n = await count_statements(s, stmts_url, log_path)
-                        except Exception as e:  # noqa: BLE001 - shown in the report
+                        except Exception as e:
                             console.print(f"[yellow]could not count {s.key}: {e}")
                             n = None
                         outcome.statements[(s.workload, s.variant, s.api)] = n
@@ -376,9 +382,7 @@ def _report(
         "cpus": cpus,
         "platform": platform.platform(),
         "notes": notes,
-        "statements": {
-            "/".join(k): v for k, v in outcome.statements.items()
-        },
+        "statements": {"/".join(k): v for k, v in outcome.statements.items()},
     }
     report.write_json(args.json, meta, cells, rows)
     plots = report.write_plots(args.plot, rows)
@@ -394,6 +398,6 @@ def _report(
 def _unavailable_notes(rows: Sequence[Any]) -> list[str]:
     seen: dict[str, str] = {}
     for r in rows:
-        if r.status == "unavailable" and r.reason:
-            seen.setdefault(f"{r.workload} {r.variant} {r.api}", r.reason)
-    return [f"unavailable: {k}: {v}" for k, v in seen.items()]
+        if r.status in ("unavailable", "error") and r.reason:
+            seen.setdefault(f"{r.status}: {r.workload} {r.variant} {r.api}", r.reason)
+    return [f"{k}: {v}" for k, v in seen.items()]

@@ -73,7 +73,7 @@ def _load(cache_dir: Path) -> LegacyDialect:
     try:
         legacy = importlib.import_module(MODULE)
         importlib.import_module(f"{MODULE}.asyncpg")
-    except Exception as e:  # noqa: BLE001 - reported as the variant's reason
+    except Exception as e:
         return LegacyDialect(reason=f"{PACKAGE} does not import here: {e!r}")
     finally:
         _reregister_ours()

@@ -15,12 +15,14 @@ from __future__ import annotations
 import json
 import statistics
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .runner import CellResult
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+    from pathlib import Path
+
+    from .runner import CellResult
 
 __all__ = ["SummaryRow", "markdown", "summarize", "write_json", "write_plots"]
 
@@ -112,8 +114,10 @@ def markdown(rows: Sequence[SummaryRow], notes: Sequence[str] = ()) -> str:
     for r in rows:
         if r.status != "ok":
             cells = [r.workload, r.variant, r.api, str(r.concurrency)]
-            status = "unavailable (see below)" if r.status == "unavailable" else (
-                f"{r.status}: {_md(_short(r.reason))}"
+            status = (
+                "unavailable (see below)"
+                if r.status == "unavailable"
+                else (f"{r.status}: {_md(_short(r.reason))}")
             )
             lines.append("| " + " | ".join(cells) + f" | {status} |" + " |" * 7)
             continue

@@ -25,14 +25,16 @@ import asyncio
 import random
 import time
 import zlib
-from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
-
-from sqlalchemy.engine import URL
+from typing import TYPE_CHECKING, Any
 
 from .variants import VARIANTS, asyncpg_connect_kwargs
 from .workloads import BenchmarkInvariantError, Ctx, Scenario, Workload
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from sqlalchemy.engine import URL
 
 __all__ = ["CellResult", "CellSpec", "RunConfig", "plan_cells", "run_cell"]
 
@@ -104,9 +106,15 @@ def plan_cells(
                 for c in _concurrencies(w, config):
                     unavailable.append(
                         CellResult(
-                            s.workload, s.variant, s.api, s.label, c, 0,
-                            status="unavailable", reason=reason,
-                        )  # fmt: skip
+                            s.workload,
+                            s.variant,
+                            s.api,
+                            s.label,
+                            c,
+                            0,
+                            status="unavailable",
+                            reason=reason,
+                        )
                     )
             else:
                 runnable[w.name].append(s)
@@ -134,13 +142,17 @@ async def run_cell(
 ) -> CellResult:
     """Measure one cell; raises only :class:`BenchmarkInvariantError`."""
     s = spec.scenario
-    result = CellResult(s.workload, s.variant, s.api, s.label, spec.concurrency, spec.repeat)
+    result = CellResult(
+        s.workload, s.variant, s.api, s.label, spec.concurrency, spec.repeat
+    )
     if spec.workload.before_cell is not None:
         await spec.workload.before_cell(admin)
     variant = VARIANTS[s.variant]
     storm = spec.workload.mode == "storm"
     pool_size = config.storm_pool_size if storm else spec.concurrency
-    seed = zlib.crc32(f"{config.seed}/{s.key}/{spec.concurrency}/{spec.repeat}".encode())
+    seed = zlib.crc32(
+        f"{config.seed}/{s.key}/{spec.concurrency}/{spec.repeat}".encode()
+    )
     handle: Any = None
     try:
         handle = await variant.open(url, pool_size)
@@ -159,7 +171,7 @@ async def run_cell(
             )
     except BenchmarkInvariantError:
         raise
-    except Exception as e:  # noqa: BLE001 - the cell reports it; the run goes on
+    except Exception as e:
         result.status = "error"
         result.reason = f"{type(e).__name__}: {e}"
         return result
@@ -197,7 +209,7 @@ async def _timed(
             started = clock()
             try:
                 await s.op(ctx)
-            except Exception as e:  # noqa: BLE001 - counted, first one reported
+            except Exception as e:
                 ctx.errors += 1
                 if not first:
                     first.append(f"{type(e).__name__}: {e}")
@@ -221,7 +233,7 @@ async def _storm(ctx: Ctx, s: Scenario, tasks: int) -> Measured:
     async def task() -> None:
         try:
             await s.op(ctx)
-        except Exception as e:  # noqa: BLE001 - counted, first one reported
+        except Exception as e:
             ctx.errors += 1
             if not first:
                 first.append(f"{type(e).__name__}: {e}")

@@ -29,13 +29,15 @@ from __future__ import annotations
 import asyncio
 import random
 import re
-from pathlib import Path
-from typing import Any
-
-from sqlalchemy.engine import URL
+from typing import TYPE_CHECKING, Any
 
 from .variants import VARIANTS
 from .workloads import Ctx, Scenario
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from sqlalchemy.engine import URL
 
 __all__ = ["COUNTED_OPS", "count_statements", "enable_statement_log"]
 
@@ -47,7 +49,7 @@ _STATEMENT_LINE = re.compile(r"\bLOG:\s+(statement|execute [^:]*):")
 
 async def enable_statement_log(admin: Any, database: str) -> None:
     """Log every statement of sessions that connect to ``database`` from now on."""
-    await admin.execute(f'ALTER DATABASE "{database}" SET log_statement = \'all\'')
+    await admin.execute(f"ALTER DATABASE \"{database}\" SET log_statement = 'all'")
 
 
 async def count_statements(scenario: Scenario, url: URL, log_path: Path) -> float:
@@ -61,7 +63,7 @@ async def count_statements(scenario: Scenario, url: URL, log_path: Path) -> floa
         for _ in range(WARMUP_OPS):
             await scenario.op(ctx)
         await asyncio.sleep(LOG_FLUSH_WAIT_S)
-        start = log_path.stat().st_size
+        start = await asyncio.to_thread(_size, log_path)
         for _ in range(COUNTED_OPS):
             await scenario.op(ctx)
         await asyncio.sleep(LOG_FLUSH_WAIT_S)
@@ -69,6 +71,10 @@ async def count_statements(scenario: Scenario, url: URL, log_path: Path) -> floa
         await asyncio.shield(variant.close(handle))
     text = await asyncio.to_thread(_read_from, log_path, start)
     return len(_STATEMENT_LINE.findall(text)) / COUNTED_OPS
+
+
+def _size(path: Path) -> int:
+    return path.stat().st_size
 
 
 def _read_from(path: Path, offset: int) -> str:

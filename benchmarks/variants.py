@@ -25,13 +25,15 @@ and closes it after, so cells do not share warm connections.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Literal
-
-from sqlalchemy.engine import URL
+from typing import TYPE_CHECKING, Any, Literal
 
 from .legacy import load_legacy_dialect
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from sqlalchemy.engine import URL
 
 __all__ = ["VARIANTS", "Variant", "asyncpg_connect_kwargs"]
 
@@ -42,9 +44,8 @@ def asyncpg_connect_kwargs(url: URL) -> dict[str, Any]:
     """``asyncpg.connect`` keywords for ``url``, libpq parameters translated."""
     from sqlalchemy_crdb_async.asyncpg import CockroachDBDialect_asyncpg
 
-    _, kwargs = CockroachDBDialect_asyncpg().create_connect_args(
-        url.set(drivername="cockroachdb+asyncpg")
-    )
+    dialect = CockroachDBDialect_asyncpg()  # type: ignore[no-untyped-call]
+    _, kwargs = dialect.create_connect_args(url.set(drivername="cockroachdb+asyncpg"))
     return dict(kwargs)
 
 
@@ -137,7 +138,11 @@ VARIANTS: dict[str, Variant] = {
     v.key: v
     for v in (
         Variant(
-            "asyncpg", "raw asyncpg Pool", "asyncpg", _open_asyncpg_reset, _close_asyncpg
+            "asyncpg",
+            "raw asyncpg Pool",
+            "asyncpg",
+            _open_asyncpg_reset,
+            _close_asyncpg,
         ),
         Variant(
             "asyncpg-noreset",

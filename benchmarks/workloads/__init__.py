@@ -26,13 +26,14 @@ numbers.
 
 from __future__ import annotations
 
-import random
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
+    import random
+
     import asyncpg
     from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -81,9 +82,7 @@ class Ctx:
         if self._sessionmaker is None:
             from sqlalchemy.ext.asyncio import async_sessionmaker
 
-            self._sessionmaker = async_sessionmaker(
-                self.engine, expire_on_commit=False
-            )
+            self._sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
         return self._sessionmaker
 
     def record_retry(self, sqlstate: str | None) -> None:

@@ -91,9 +91,7 @@ def _backoff_s(ctx: Ctx, attempt: int) -> float:
     return ctx.rng.uniform(0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**attempt))
 
 
-def _new_balances(
-    rows: Any, src: int, dst: int, amount: int
-) -> tuple[int, int] | None:
+def _new_balances(rows: Any, src: int, dst: int, amount: int) -> tuple[int, int] | None:
     balance = {int(r[0]): int(r[1]) for r in rows}
     if balance[src] < amount:
         return None
@@ -118,13 +116,15 @@ async def asyncpg_loop(ctx: Ctx) -> None:
     src, dst, amount = _pick(ctx)
     for attempt in range(MAX_ATTEMPTS):
         try:
-            async with ctx.pool.acquire() as conn:
-                async with conn.transaction(isolation="serializable"):
-                    rows = await conn.fetch(READ_SQL, src, dst)
-                    new = _new_balances(rows, src, dst, amount)
-                    if new is not None:
-                        await conn.execute(WRITE_SQL, src, new[0])
-                        await conn.execute(WRITE_SQL, dst, new[1])
+            async with (
+                ctx.pool.acquire() as conn,
+                conn.transaction(isolation="serializable"),
+            ):
+                rows = await conn.fetch(READ_SQL, src, dst)
+                new = _new_balances(rows, src, dst, amount)
+                if new is not None:
+                    await conn.execute(WRITE_SQL, src, new[0])
+                    await conn.execute(WRITE_SQL, dst, new[1])
             return
         except asyncpg.PostgresError as e:
             if e.sqlstate not in RETRYABLE_SQLSTATES:
@@ -149,9 +149,7 @@ async def _sa_body(
     conn: AsyncConnection | AsyncSession, src: int, dst: int, amount: int
 ) -> None:
     result = await conn.execute(
-        select(accounts.c.id, accounts.c.balance).where(
-            accounts.c.id.in_([src, dst])
-        )
+        select(accounts.c.id, accounts.c.balance).where(accounts.c.id.in_([src, dst]))
     )
     new = _new_balances(result.all(), src, dst, amount)
     if new is None:
