@@ -22,6 +22,7 @@ or a cold server). The report takes medians over the repeats.
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import time
 import zlib
@@ -277,7 +278,7 @@ def percentile(ordered: Sequence[float], q: float) -> float:
     """Nearest-rank percentile of already sorted values."""
     if not ordered:
         raise ValueError("percentile of no values")
-    rank = max(0, min(len(ordered) - 1, round(q * len(ordered) + 0.5) - 1))
+    rank = max(0, min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1))
     return ordered[rank]
 
 
