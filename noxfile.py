@@ -4,7 +4,8 @@
                         # and the compliance suites, on this Python, newest SQLAlchemy
     nox -s matrix       # tests on every Python present x SQLAlchemy 2.0 / 2.1
     nox -s lint         # ruff check + ruff format --check
-    nox -s typecheck    # mypy --strict on the package
+    nox -s typecheck    # mypy --strict on the package and benchmarks
+    nox -s bench -- --quick   # the benchmarks (not run by default)
 
 The test server comes from the package's own pytest plugin: set CRDB_TEST_URL
 to use a running CockroachDB; otherwise an embedded PostgreSQL is started.
@@ -68,3 +69,10 @@ def lint(session: nox.Session) -> None:
 def typecheck(session: nox.Session) -> None:
     session.install("-e", ".[test,bench]", "mypy>=1.13")
     session.run("mypy")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """``python -m benchmarks`` (pass options after ``--``, e.g. ``-- --quick``)."""
+    session.install("-e", ".[bench]")
+    session.run("python", "-m", "benchmarks", *session.posargs)

@@ -62,9 +62,9 @@ async def _setup(conn: asyncpg.Connection, quick: bool) -> None:
         "CREATE TABLE bench_accounts (id INT8 PRIMARY KEY, "
         "balance INT8 NOT NULL CHECK (balance >= 0))"
     )
-    await conn.executemany(
-        "INSERT INTO bench_accounts (id, balance) VALUES ($1, $2)",
-        [(i, START_BALANCE) for i in range(1, ACCOUNTS + 1)],
+    await conn.execute(
+        "INSERT INTO bench_accounts (id, balance) SELECT i, "
+        f"{START_BALANCE} FROM generate_series(1, {ACCOUNTS}) AS i"
     )
 
 

@@ -48,10 +48,10 @@ async def _setup(conn: asyncpg.Connection, quick: bool) -> None:
         "CREATE TABLE bench_items (id INT8 PRIMARY KEY, name TEXT NOT NULL, "
         "qty INT8 NOT NULL)"
     )
-    await conn.copy_records_to_table(
-        "bench_items",
-        records=[(i, f"item-{i}", i % 97) for i in range(1, ROWS + 1)],
-        columns=["id", "name", "qty"],
+    # generate_series: one statement that PostgreSQL and CockroachDB both run.
+    await conn.execute(
+        "INSERT INTO bench_items (id, name, qty) SELECT i, 'item-' || i::TEXT, "
+        f"i % 97 FROM generate_series(1, {ROWS}) AS i"
     )
     await conn.execute("ANALYZE bench_items")
 
