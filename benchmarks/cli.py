@@ -321,6 +321,11 @@ async def _run_all(
                     progress.console.print(
                         f"[red]{spec.describe()}: {result.reason}[/]"
                     )
+                elif not console.is_terminal:  # no live bar: a line per cell
+                    console.print(
+                        f"{spec.describe()}: {result.ops_per_s:,.0f} ops/s, "
+                        f"p99 {result.p99_ms or 0:.2f} ms"
+                    )
                 progress.advance(task)
     finally:
         await admin.close()
@@ -351,8 +356,17 @@ def _report(
     from . import report
 
     references = {w.name: (w.reference.variant, w.reference.api) for w in workloads}
-    order = {w.name: i for i, w in enumerate(workloads)}
-    cells = sorted(outcome.cells, key=lambda c: order[c.workload])
+    order = {
+        (w.name, s.variant, s.api): (wi, si)
+        for wi, w in enumerate(workloads)
+        for si, s in enumerate(w.scenarios)
+    }
+
+    def position(c: CellResult) -> tuple[int, int, int, int]:
+        wi, si = order[(c.workload, c.variant, c.api)]
+        return wi, c.concurrency, si, c.repeat
+
+    cells = sorted(outcome.cells, key=position)
     rows = report.summarize(cells, references, outcome.statements)
     cpus = os.cpu_count()
     notes = [
