@@ -3,6 +3,7 @@
     nox -s tests        # the README's test command: unit, integration, reliability
                         # and the compliance suites, on this Python, newest SQLAlchemy
     nox -s matrix       # tests on every Python present x SQLAlchemy 2.0 / 2.1
+    nox -s sqla20       # the main suite on SQLAlchemy 2.0 (this Python)
     nox -s lint         # ruff check + ruff format --check
     nox -s typecheck    # mypy --strict on the package and benchmarks
     nox -s bench -- --quick   # the benchmarks (not run by default)
@@ -35,8 +36,13 @@ def _pytest(session: nox.Session, *extra: str) -> None:
     if not Path("tests/compliance").is_dir():
         return
     session.run(
-        "python", "-m", "pytest", "-c", "tests/compliance/pytest.ini",
-        "tests/compliance", *extra,
+        "python",
+        "-m",
+        "pytest",
+        "-c",
+        "tests/compliance/pytest.ini",
+        "tests/compliance",
+        *extra,
         success_codes=[0],
     )
 
@@ -56,6 +62,13 @@ def matrix(session: nox.Session, sqlalchemy: str) -> None:
         session.skip("SQLAlchemy 2.1 needs Python >= 3.11")
     session.install("-e", ".[test]", SQLALCHEMY[sqlalchemy])
     _pytest(session)
+
+
+@nox.session
+def sqla20(session: nox.Session) -> None:
+    """The main suite on SQLAlchemy 2.0, on this interpreter (run by CI)."""
+    session.install("-e", ".[test]", SQLALCHEMY["2.0"])
+    session.run("python", "-m", "pytest", *session.posargs)
 
 
 @nox.session

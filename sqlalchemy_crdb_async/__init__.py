@@ -32,7 +32,11 @@ import warnings
 from sqlalchemy.dialects import registry as _registry
 
 from .base import CockroachDBDialect
-from .errors import ConnectParameterError, DialectConflictWarning, UnrecognizedServerError
+from .errors import (
+    ConnectParameterError,
+    DialectConflictWarning,
+    UnrecognizedServerError,
+)
 from .server import ServerInfo, parse_server_version
 
 __version__ = "0.1.0"
@@ -50,9 +54,21 @@ __all__ = [
 #: (name SQLAlchemy looks up, module, class) for every scheme this package serves.
 DIALECTS = (
     ("cockroachdb", "sqlalchemy_crdb_async.psycopg2", "CockroachDBDialect_psycopg2"),
-    ("cockroachdb.psycopg2", "sqlalchemy_crdb_async.psycopg2", "CockroachDBDialect_psycopg2"),
-    ("cockroachdb.asyncpg", "sqlalchemy_crdb_async.asyncpg", "CockroachDBDialect_asyncpg"),
-    ("cockroachdb.psycopg", "sqlalchemy_crdb_async.psycopg", "CockroachDBDialect_psycopg"),
+    (
+        "cockroachdb.psycopg2",
+        "sqlalchemy_crdb_async.psycopg2",
+        "CockroachDBDialect_psycopg2",
+    ),
+    (
+        "cockroachdb.asyncpg",
+        "sqlalchemy_crdb_async.asyncpg",
+        "CockroachDBDialect_asyncpg",
+    ),
+    (
+        "cockroachdb.psycopg",
+        "sqlalchemy_crdb_async.psycopg",
+        "CockroachDBDialect_psycopg",
+    ),
     (
         "cockroachdb.psycopg_async",
         "sqlalchemy_crdb_async.psycopg",

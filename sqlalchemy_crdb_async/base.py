@@ -41,7 +41,7 @@ SQLAlchemy's dialect for the driver accepts. Any other value raises
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from sqlalchemy.dialects.postgresql.base import PGDialect
 from typing_extensions import override

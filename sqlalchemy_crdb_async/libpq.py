@@ -42,10 +42,12 @@ from __future__ import annotations
 
 import os
 import ssl
-from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import ConnectParameterError
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 __all__ = ["SSL_MODES", "asyncpg_connect_kwargs"]
 
@@ -74,7 +76,9 @@ _ASYNCPG_PARAMS: dict[str, type] = {
 }
 
 
-def asyncpg_connect_kwargs(query: Mapping[str, str | tuple[str, ...]]) -> dict[str, Any]:
+def asyncpg_connect_kwargs(
+    query: Mapping[str, str | tuple[str, ...]],
+) -> dict[str, Any]:
     """Translate a URL's query parameters into ``asyncpg.connect()`` keywords.
 
     ``query`` is ``sqlalchemy.engine.URL.query``. Raises

@@ -1,10 +1,13 @@
-"""Throwaway TLS material made with the openssl CLI: a CA, a server and a client cert."""
+"""Throwaway TLS material from the openssl CLI: a CA, a server and a client cert."""
 
 from __future__ import annotations
 
 import dataclasses
 import subprocess
-from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,23 +28,55 @@ def _openssl(*args: str, cwd: Path) -> None:
 
 def _ca(directory: Path, name: str) -> None:
     _openssl(
-        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-        "-subj", f"/CN={name}", "-keyout", f"{name}.key", "-out", f"{name}.crt",
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        f"/CN={name}",
+        "-keyout",
+        f"{name}.key",
+        "-out",
+        f"{name}.crt",
         cwd=directory,
     )
 
 
 def _leaf(directory: Path, name: str, cn: str, san: str | None) -> None:
     _openssl(
-        "req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={cn}",
-        "-keyout", f"{name}.key", "-out", f"{name}.csr",
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        f"/CN={cn}",
+        "-keyout",
+        f"{name}.key",
+        "-out",
+        f"{name}.csr",
         cwd=directory,
     )
     ext = directory / f"{name}.ext"
     ext.write_text(f"subjectAltName={san}\n" if san else "basicConstraints=CA:FALSE\n")
     _openssl(
-        "x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-        "-CAcreateserial", "-days", "2", "-out", f"{name}.crt", "-extfile", ext.name,
+        "x509",
+        "-req",
+        "-in",
+        f"{name}.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-out",
+        f"{name}.crt",
+        "-extfile",
+        ext.name,
         cwd=directory,
     )
 
@@ -54,8 +89,14 @@ def make_certs(directory: Path) -> Certs:
     _leaf(directory, "client", "postgres", None)
     password = "s3cret-key-pass"
     _openssl(
-        "pkey", "-in", "client.key", "-aes256", "-passout", f"pass:{password}",
-        "-out", "client-enc.key",
+        "pkey",
+        "-in",
+        "client.key",
+        "-aes256",
+        "-passout",
+        f"pass:{password}",
+        "-out",
+        "client-enc.key",
         cwd=directory,
     )
     return Certs(

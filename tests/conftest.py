@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import gc
+from typing import TYPE_CHECKING
 
 import pytest
-from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 import sqlalchemy_crdb_async  # noqa: F401 - registers the dialects
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Iterator
+
+    from sqlalchemy.engine import URL
+
+
+@pytest.fixture(autouse=True)
+def _collect_garbage_after_each_test() -> Iterator[None]:
+    """Leaked sockets and connections warn when collected; collecting after every
+    test makes such a warning (an error here) fail the test that leaked."""
+    yield
+    gc.collect()
 
 
 @pytest.fixture

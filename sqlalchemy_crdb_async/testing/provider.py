@@ -22,15 +22,18 @@ import asyncio
 import concurrent.futures
 import os
 import re
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy.engine import URL, make_url
 
 from ..base import DETECT_SERVER_SQL
+from ..libpq import asyncpg_connect_kwargs
 from ..server import ServerInfo, parse_server_version
 from .cockroach import CockroachNode, find_cockroach
 from .embedded import EmbeddedPostgres
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
 
 __all__ = ["ENV_VAR", "TestServer", "resolve_server"]
 
@@ -147,7 +150,7 @@ def describe_candidate(option_url: str | None = None) -> str:
         return f"cockroach binary {binary} (started on first use)"
     try:
         pg = EmbeddedPostgres()
-    except Exception as e:  # noqa: BLE001 - reported, not hidden: shown in the header
+    except Exception as e:
         return f"no server available: {e}"
     return f"embedded {pg.version()} from {pg.bindir} (started on first use)"
 
@@ -166,7 +169,12 @@ def safe_database_name(name: str) -> str:
 
 
 def _asyncpg_params(url: URL) -> dict[str, Any]:
-    from ..asyncpg import CockroachDBDialect_asyncpg
-
-    _, kwargs = CockroachDBDialect_asyncpg().create_connect_args(url)
-    return dict(kwargs)
+    params: dict[str, Any] = {
+        "host": url.host,
+        "port": url.port,
+        "user": url.username,
+        "password": url.password,
+        "database": url.database,
+    }
+    params.update(asyncpg_connect_kwargs(url.query))
+    return params

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from sqlalchemy import create_engine
@@ -21,6 +21,9 @@ from sqlalchemy_crdb_async.psycopg import (
     CockroachDBDialectAsync_psycopg,
 )
 from sqlalchemy_crdb_async.psycopg2 import CockroachDBDialect_psycopg2
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 SYNC = {
     "cockroachdb://root@h:26257/db": CockroachDBDialect_psycopg2,
@@ -116,7 +119,8 @@ def test_other_dialect_installed_warns_once_and_we_stay_active(tmp_path: Path) -
     )
     (dist / "entry_points.txt").write_text(
         "[sqlalchemy.dialects]\n"
-        "cockroachdb.asyncpg = sqlalchemy_cockroachdb.asyncpg:CockroachDBDialect_asyncpg\n"
+        "cockroachdb.asyncpg = "
+        "sqlalchemy_cockroachdb.asyncpg:CockroachDBDialect_asyncpg\n"
     )
     out = _run_import(tmp_path).stdout
     lines = [line for line in out.splitlines() if line.startswith("DialectConflict")]

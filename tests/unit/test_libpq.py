@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ssl
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from sqlalchemy import create_engine
@@ -12,6 +12,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy_crdb_async import ConnectParameterError
 from sqlalchemy_crdb_async.libpq import SSL_MODES, asyncpg_connect_kwargs
 from tests.certs import Certs, make_certs
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 @pytest.fixture(scope="module")
@@ -160,9 +163,7 @@ def test_password_never_appears_in_errors() -> None:
     assert "'a'" not in str(info.value)
 
 
-@pytest.mark.parametrize(
-    ("value", "expected"), [("10", 10.0), ("0", None), ("1", 1.0)]
-)
+@pytest.mark.parametrize(("value", "expected"), [("10", 10.0), ("0", None), ("1", 1.0)])
 def test_connect_timeout(value: str, expected: float | None) -> None:
     assert asyncpg_connect_kwargs({"connect_timeout": value})["timeout"] == expected
 

@@ -53,8 +53,14 @@ def test_crdb_pg_version_comes_from_server_version(
     [
         # server_version history: 9.5.0 before v21.1, 13.0.0 since
         # (crdb-facts/version.json "server_version").
-        ("CockroachDB CCL v20.2.7 (x86_64-unknown-linux-gnu, built x, go1.13)", (9, 5, 0)),
-        ("CockroachDB CCL v21.1.0 (x86_64-unknown-linux-gnu, built x, go1.15)", (13, 0, 0)),
+        (
+            "CockroachDB CCL v20.2.7 (x86_64-unknown-linux-gnu, built x, go1.13)",
+            (9, 5, 0),
+        ),
+        (
+            "CockroachDB CCL v21.1.0 (x86_64-unknown-linux-gnu, built x, go1.15)",
+            (13, 0, 0),
+        ),
     ],
 )
 def test_crdb_pg_version_falls_back_by_release(

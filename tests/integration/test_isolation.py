@@ -1,0 +1,126 @@
+"""Isolation levels: what the detected server supports, and clear errors otherwise."""
+
+from __future__ import annotations
+
+import gc
+from typing import TYPE_CHECKING
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
+
+SHOW = sa.text("SHOW transaction_isolation")
+
+
+async def _levels(engine: AsyncEngine) -> list[str]:
+    async with engine.connect() as conn:
+        raw = await conn.get_raw_connection()
+        return list(engine.dialect.get_isolation_level_values(raw.dbapi_connection))
+
+
+async def test_supported_levels_follow_the_server(engine: AsyncEngine) -> None:
+    levels = await _levels(engine)
+    if engine.dialect.is_cockroachdb:
+        expected = {"SERIALIZABLE", "AUTOCOMMIT"}
+        # READ COMMITTED from v23.2 (crdb-facts/session_vars.md section 2).
+        if engine.dialect.crdb_at_least(23, 2):
+            expected.add("READ COMMITTED")
+        assert set(levels) == expected
+    else:
+        assert set(levels) == {
+            "AUTOCOMMIT",
+            "READ COMMITTED",
+            "REPEATABLE READ",
+            "SERIALIZABLE",
+        }
+
+
+@pytest.mark.parametrize("level", ["SERIALIZABLE", "READ COMMITTED", "REPEATABLE READ"])
+async def test_each_transactional_level_is_applied(
+    engine: AsyncEngine, level: str
+) -> None:
+    if level not in await _levels(engine):
+        pytest.skip(
+            f"{level} is not offered by {engine.dialect.server_info.describe()}"
+        )
+    async with engine.connect() as conn:
+        conn = await conn.execution_options(isolation_level=level)
+        shown = (await conn.execute(SHOW)).scalar()
+    assert shown == level.lower()
+
+
+async def test_engine_wide_isolation_level(crdb_url: URL) -> None:
+    engine = create_async_engine(crdb_url, isolation_level="READ COMMITTED")
+    try:
+        async with engine.connect() as conn:
+            assert (await conn.execute(SHOW)).scalar() == "read committed"
+    finally:
+        await engine.dispose()
+
+
+async def test_autocommit_makes_each_statement_visible_at_once(
+    engine: AsyncEngine,
+) -> None:
+    async with engine.begin() as setup:
+        await setup.execute(sa.text("DROP TABLE IF EXISTS ac_probe"))
+        await setup.execute(sa.text("CREATE TABLE ac_probe (id INT PRIMARY KEY)"))
+    async with engine.connect() as writer, engine.connect() as reader:
+        writer = await writer.execution_options(isolation_level="AUTOCOMMIT")
+        await writer.execute(sa.text("INSERT INTO ac_probe VALUES (1)"))
+        # No commit issued: another connection sees the row anyway.
+        count = (
+            await reader.execute(sa.text("SELECT count(*) FROM ac_probe"))
+        ).scalar()
+        assert count == 1
+
+
+@pytest.mark.parametrize("bad", ["SNAPSHOT", "READ UNCOMMITED", "bogus"])
+async def test_unknown_level_lists_the_valid_ones(
+    engine: AsyncEngine, bad: str
+) -> None:
+    valid = await _levels(engine)
+    async with engine.connect() as conn:
+        with pytest.raises(ArgumentError) as info:
+            await conn.execution_options(isolation_level=bad)
+    message = str(info.value)
+    assert repr(bad.upper()) in message
+    for level in valid:
+        assert level in message
+
+
+async def test_unknown_engine_level_fails_at_connect_and_closes_it(
+    crdb_url: URL, engine: AsyncEngine
+) -> None:
+    app = "isolation-chaos-probe"
+    bad = create_async_engine(
+        crdb_url.update_query_dict({"application_name": app}), isolation_level="CHAOS"
+    )
+    gc.disable()  # a leaked connection must not be rescued by the collector
+    try:
+        for _ in range(3):
+            with pytest.raises(ArgumentError, match="SERIALIZABLE"):
+                async with bad.connect():
+                    pass
+        await bad.dispose()
+        # The refused connections were closed, not left for the collector.
+        async with engine.connect() as conn:
+            lingering = await conn.scalar(
+                sa.text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = :a"
+                ),
+                {"a": app},
+            )
+        assert lingering == 0
+    finally:
+        gc.enable()
+
+
+@pytest.mark.crdb_only
+async def test_cockroachdb_refuses_repeatable_read(engine: AsyncEngine) -> None:
+    async with engine.connect() as conn:
+        with pytest.raises(ArgumentError):
+            await conn.execution_options(isolation_level="REPEATABLE READ")
