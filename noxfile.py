@@ -50,7 +50,7 @@ def _pytest(session: nox.Session, *extra: str) -> None:
 @nox.session
 def tests(session: nox.Session) -> None:
     """The README's test command: everything, on this interpreter."""
-    session.install("-e", ".[test]")
+    session.install("-e", ".[test,bench]")
     _pytest(session)
 
 

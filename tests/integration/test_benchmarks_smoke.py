@@ -28,6 +28,8 @@ WORKLOADS = {"point_read", "insert_batch", "bank", "checkout_storm"}
 
 @pytest.mark.timeout(240)
 def test_quick_run_end_to_end(crdb_server: TestServer, tmp_path: Path) -> None:
+    for module in ("rich", "matplotlib", "tenacity"):
+        pytest.importorskip(module, reason="needs the 'bench' extra")
     out = tmp_path / "out"
     url = crdb_server.url.render_as_string(hide_password=False)
     proc = subprocess.run(
