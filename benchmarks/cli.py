@@ -37,6 +37,7 @@ STMTS_DB = "crdb_async_bench_stmts"
 DEFAULT_OUT = Path("bench-results")
 QUICK = RunConfig(concurrency=(4,), duration_s=0.3, repeats=1, storm_tasks=1_000)
 EXIT_CELL_FAILED = 1
+EXIT_USAGE = 2
 EXIT_INVARIANT = 3
 _T = TypeVar("_T")
 
@@ -183,8 +184,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     console.print(f"[bold]sqlalchemy-cockroachdb:[/] {legacy.note or legacy.reason}")
     server = TestServer(args.url, "--url") if args.url else resolve_server(None)
     try:
-        console.print(f"[bold]server:[/] {server.describe()}")
-        bench_url = server.create_database(BENCH_DB)
+        try:
+            console.print(f"[bold]server:[/] {server.describe()}")
+            bench_url = server.create_database(BENCH_DB)
+        except Exception as e:
+            console.print(
+                f"[bold red]cannot use the server:[/] {type(e).__name__}: {e}\n"
+                f"The benchmark connects with --url and creates the database "
+                f"{BENCH_DB!r} there: check the URL and that its user may "
+                "CREATE DATABASE."
+            )
+            return EXIT_USAGE
         log_path: Path | None = None
         stmts_url: URL | None = None
         note = _statements_unavailable(server, args.no_statements)
@@ -200,7 +210,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                     bench_url,
                     stmts_url,
                     log_path,
-                    args.quick,
                     console,
                 ),
                 loop,
@@ -258,7 +267,6 @@ async def _run_all(
     bench_url: URL,
     stmts_url: URL | None,
     log_path: Path | None,
-    quick: bool,
     console: Console,
 ) -> Outcome:
     from rich.progress import (
@@ -287,13 +295,13 @@ async def _run_all(
         ) as progress:
             for w in workloads:
                 progress.console.print(f"setting up {w.name}")
-                await w.setup(admin, quick)
+                await w.setup(admin)
             if stmts_url is not None and log_path is not None:
                 task = progress.add_task("counting statements", total=len(runnable))
                 counter_admin = await connect_admin(stmts_url)
                 try:
                     for w in workloads:
-                        await w.setup(counter_admin, quick)
+                        await w.setup(counter_admin)
                     await enable_statement_log(counter_admin, STMTS_DB)
                     for s in runnable:
                         progress.update(task, description=f"statements {s.key}")

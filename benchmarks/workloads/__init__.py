@@ -96,7 +96,7 @@ class Ctx:
 
 
 Op = Callable[[Ctx], Awaitable[None]]
-Setup = Callable[["asyncpg.Connection", bool], Awaitable[None]]
+Setup = Callable[["asyncpg.Connection"], Awaitable[None]]
 Hook = Callable[["asyncpg.Connection"], Awaitable[None]]
 Requires = Callable[[], "str | None"]
 

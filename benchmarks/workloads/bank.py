@@ -10,7 +10,10 @@ retries the whole transaction on 40001 (serialization failure) and 40P01
 - SQLAlchemy's stock dialect with a tenacity ``AsyncRetrying`` loop, the
   pattern applications write today;
 - this package's ``run_transaction`` (the body re-runs per attempt) and
-  ``retrying_session`` (the body runs once; statements are replayed).
+  ``retrying_session`` (the body runs once; statements are replayed; when a
+  replay reads different balances, ``ReplayMismatchError`` asks for the body
+  to run again, which a plain loop around it does, counted as
+  ``replay-mismatch`` in the SQLSTATE breakdown).
 
 The loops sleep a jittered, capped exponential backoff (1 ms doubling, at most
 100 ms) after the transaction is rolled back. After every cell the total
@@ -39,6 +42,8 @@ BACKOFF_BASE_S = 0.001
 BACKOFF_CAP_S = 0.1
 #: SQLSTATEs every scenario retries: serialization_failure, deadlock_detected.
 RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})
+#: How a re-run after ReplayMismatchError shows in the SQLSTATE breakdown.
+REPLAY_MISMATCH = "replay-mismatch"
 
 READ_SQL = "SELECT id, balance FROM bench_accounts WHERE id = $1 OR id = $2"
 WRITE_SQL = "UPDATE bench_accounts SET balance = $2 WHERE id = $1"
@@ -56,7 +61,7 @@ class RetriesExhausted(RuntimeError):
     """A transfer still conflicted after MAX_ATTEMPTS attempts."""
 
 
-async def _setup(conn: asyncpg.Connection, quick: bool) -> None:
+async def _setup(conn: asyncpg.Connection) -> None:
     await conn.execute("DROP TABLE IF EXISTS bench_accounts")
     await conn.execute(
         "CREATE TABLE bench_accounts (id INT8 PRIMARY KEY, "
@@ -240,10 +245,24 @@ async def ours_run_transaction(ctx: Ctx) -> None:
 )
 async def ours_retrying_session(ctx: Ctx) -> None:
     """retrying_session(sessionmaker): the body runs once, replayed on conflict"""
-    from sqlalchemy_crdb_async import retrying_session  # type: ignore[attr-defined]
+    from sqlalchemy_crdb_async import (  # type: ignore[attr-defined]
+        ReplayMismatchError,
+        retrying_session,
+    )
 
     src, dst, amount = _pick(ctx)
-    async with retrying_session(
-        ctx.extra["sessionmaker"], policy=ctx.extra["policy"]
-    ) as session:
-        await _sa_body(session, src, dst, amount)
+    # A replay whose reads differ (another transfer moved the money meanwhile)
+    # raises ReplayMismatchError: the body must run again. The documented
+    # outer run_transaction(engine, ...) would hold a second connection per
+    # task, so a plain loop re-runs the body here; each counts as a retry.
+    for attempt in range(MAX_ATTEMPTS):
+        try:
+            async with retrying_session(
+                ctx.extra["sessionmaker"], policy=ctx.extra["policy"]
+            ) as session:
+                await _sa_body(session, src, dst, amount)
+            return
+        except ReplayMismatchError:
+            ctx.record_retry(REPLAY_MISMATCH)
+        await asyncio.sleep(_backoff_s(ctx, attempt))
+    raise RetriesExhausted(f"transfer {src}->{dst} gave up after {MAX_ATTEMPTS}")

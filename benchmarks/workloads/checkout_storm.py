@@ -21,7 +21,7 @@ TASKS = 10_000
 QUICK_TASKS = 1_000
 
 
-async def _setup(conn: asyncpg.Connection, quick: bool) -> None:
+async def _setup(conn: asyncpg.Connection) -> None:
     """Nothing to create: the storm only runs SELECT 1."""
 
 

@@ -42,7 +42,7 @@ class Item(Base):
     qty: Mapped[int] = mapped_column(BigInteger)
 
 
-async def _setup(conn: asyncpg.Connection, quick: bool) -> None:
+async def _setup(conn: asyncpg.Connection) -> None:
     await conn.execute("DROP TABLE IF EXISTS bench_items")
     await conn.execute(
         "CREATE TABLE bench_items (id INT8 PRIMARY KEY, name TEXT NOT NULL, "

@@ -85,7 +85,7 @@ async def test_statement_count_sees_the_pool_reset(
 
     admin = await connect_admin(crdb_url)
     try:
-        await point_read.workload.setup(admin, True)
+        await point_read.workload.setup(admin)
         await enable_statement_log(admin, str(crdb_url.database))
     finally:
         await admin.close()
