@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import BigInteger, Column, MetaData, Table, select, update
 
+from ..variants import missing_api, ours_api
 from . import BenchmarkInvariantError, Ctx, Workload
 
 if TYPE_CHECKING:
@@ -196,26 +197,19 @@ async def sqlalchemy_tenacity(ctx: Ctx) -> None:
 
 
 def _retry_api_reason() -> str | None:
-    try:
-        from sqlalchemy_crdb_async import (  # type: ignore[attr-defined]  # noqa: F401
-            RetryPolicy,
-            retrying_session,
-            run_transaction,
-        )
-    except ImportError as e:
-        return f"the retry helpers are not on this branch yet (issue 4): {e}"
-    return None
+    return missing_api(
+        ("ReplayMismatchError", "RetryPolicy", "retrying_session", "run_transaction"),
+        "the retry helpers (issue 4) are",
+    )
 
 
 async def _prepare_ours(ctx: Ctx) -> None:
-    from sqlalchemy_crdb_async import RetryPolicy  # type: ignore[attr-defined]
-
     await _serializable(ctx)
 
     def on_retry(event: Any) -> None:
         ctx.record_retry(getattr(event, "sqlstate", None))
 
-    ctx.extra["policy"] = RetryPolicy(
+    ctx.extra["policy"] = ours_api("RetryPolicy")(
         max_attempts=MAX_ATTEMPTS,
         initial_backoff_s=BACKOFF_BASE_S,
         max_backoff_s=BACKOFF_CAP_S,
@@ -228,8 +222,7 @@ async def _prepare_ours(ctx: Ctx) -> None:
 )
 async def ours_run_transaction(ctx: Ctx) -> None:
     """run_transaction(sessionmaker, fn): the body re-runs per attempt"""
-    from sqlalchemy_crdb_async import run_transaction  # type: ignore[attr-defined]
-
+    run_transaction = ours_api("run_transaction")
     src, dst, amount = _pick(ctx)
 
     async def transfer(session: AsyncSession) -> None:
@@ -245,10 +238,8 @@ async def ours_run_transaction(ctx: Ctx) -> None:
 )
 async def ours_retrying_session(ctx: Ctx) -> None:
     """retrying_session(sessionmaker): the body runs once, replayed on conflict"""
-    from sqlalchemy_crdb_async import (  # type: ignore[attr-defined]
-        ReplayMismatchError,
-        retrying_session,
-    )
+    retrying_session = ours_api("retrying_session")
+    replay_mismatch = ours_api("ReplayMismatchError")
 
     src, dst, amount = _pick(ctx)
     # A replay whose reads differ (another transfer moved the money meanwhile)
@@ -262,7 +253,7 @@ async def ours_retrying_session(ctx: Ctx) -> None:
             ) as session:
                 await _sa_body(session, src, dst, amount)
             return
-        except ReplayMismatchError:
+        except replay_mismatch:
             ctx.record_retry(REPLAY_MISMATCH)
         await asyncio.sleep(_backoff_s(ctx, attempt))
     raise RetriesExhausted(f"transfer {src}->{dst} gave up after {MAX_ATTEMPTS}")
