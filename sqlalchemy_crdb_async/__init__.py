@@ -37,18 +37,24 @@ from .errors import (
     DialectConflictWarning,
     UnrecognizedServerError,
 )
+from .pool import PoolSettings, PoolStats, pool_stats
+from .pool_impl import CockroachPool
 from .server import ServerInfo, parse_server_version
 
 __version__ = "0.1.0"
 
 __all__ = [
     "CockroachDBDialect",
+    "CockroachPool",
     "ConnectParameterError",
     "DialectConflictWarning",
+    "PoolSettings",
+    "PoolStats",
     "ServerInfo",
     "UnrecognizedServerError",
     "__version__",
     "parse_server_version",
+    "pool_stats",
 ]
 
 #: (name SQLAlchemy looks up, module, class) for every scheme this package serves.

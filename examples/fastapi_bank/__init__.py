@@ -1,0 +1,1 @@
+"""A FastAPI service on CockroachDB, written as this library means it to be used."""
