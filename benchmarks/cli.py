@@ -391,7 +391,7 @@ def _report(
     if legacy_note:
         notes.append(legacy_note)
     notes.extend(_unavailable_notes(rows))
-    table = report.markdown(rows, notes)
+    table = report.markdown(rows, notes, [w.name for w in workloads if w.retries])
     meta = {
         "started": datetime.datetime.now(datetime.timezone.utc).isoformat(),
         "argv": sys.argv[1:],

@@ -104,8 +104,16 @@ def _num(value: float | None, digits: int = 1) -> str:
     return f"{value:,.{digits}f}"
 
 
-def markdown(rows: Sequence[SummaryRow], notes: Sequence[str] = ()) -> str:
-    """The summary as a GitHub markdown table, notes below it."""
+def markdown(
+    rows: Sequence[SummaryRow],
+    notes: Sequence[str] = (),
+    retry_workloads: Iterable[str] = ("bank",),
+) -> str:
+    """The summary as a GitHub markdown table, notes below it.
+
+    Retries per commit and SQLSTATEs are shown for ``retry_workloads`` only.
+    """
+    with_retries = set(retry_workloads)
     head = (
         "| workload | variant | API | conc. | ops/s | ratio | p50 ms | p99 ms "
         "| CPU ms/op | stmts/op | retries/commit | SQLSTATEs |"
@@ -121,7 +129,7 @@ def markdown(rows: Sequence[SummaryRow], notes: Sequence[str] = ()) -> str:
             )
             lines.append("| " + " | ".join(cells) + f" | {status} |" + " |" * 7)
             continue
-        bank = r.workload == "bank"
+        bank = r.workload in with_retries
         states = ", ".join(f"{k}: {v}" for k, v in r.sqlstates.items())
         lines.append(
             "| "

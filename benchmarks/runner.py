@@ -164,12 +164,16 @@ async def run_cell(
         workers = 1 if storm else spec.concurrency
         await asyncio.gather(*(_repeat(ctx, s, warm) for _ in range(workers)))
         ctx.reset_counters()
+        if s.started is not None:
+            await s.started(ctx)
         if storm:
             latencies, wall, cpu, first = await _storm(ctx, s, spec.concurrency)
         else:
             latencies, wall, cpu, first = await _timed(
                 ctx, s, spec.concurrency, config.duration_s, on_tick
             )
+        if s.finished is not None:
+            await s.finished(ctx)
     except BenchmarkInvariantError:
         raise
     except Exception as e:

@@ -16,6 +16,9 @@ key                         what it is
 ``ours``                    this package's ``cockroachdb+asyncpg``
 ``ours-pool``               ours with ``PoolSettings(...).engine_kwargs()``
                             (the pool-tuning work); checkout storm only
+``ours-fastapi``            the example app ``examples/fastapi_bank``, its
+                            lifespan entered, driven in process by httpx's
+                            ``ASGITransport``; FastAPI workloads only
 ==========================  ===================================================
 
 Every variant opens a fresh pool or engine per cell, sized to the cell's
@@ -124,6 +127,48 @@ def _pool_settings_kwargs(pool_size: int) -> dict[str, Any]:
     return dict(settings.engine_kwargs())
 
 
+@dataclass
+class FastAPIHandle:
+    """The example app, started (its lifespan entered), and a client for it."""
+
+    app: Any
+    client: Any
+    lifespan: Any
+
+    @property
+    def engine(self) -> Any:
+        return self.app.state.engine
+
+
+async def _open_fastapi(url: URL, pool_size: int) -> FastAPIHandle:
+    import httpx
+
+    from .workloads._fastapi import app_module
+
+    # The app sizes its own pool (PoolSettings.for_cluster); pool_size is unused.
+    app = app_module().create_app(
+        url.set(drivername="cockroachdb+asyncpg").render_as_string(hide_password=False)
+    )
+    lifespan = app.router.lifespan_context(app)
+    await lifespan.__aenter__()
+    transport = httpx.ASGITransport(app=app)
+    client = httpx.AsyncClient(transport=transport, base_url="http://bench")
+    return FastAPIHandle(app, client, lifespan)
+
+
+async def _close_fastapi(handle: FastAPIHandle) -> None:
+    try:
+        await handle.client.aclose()
+    finally:
+        await handle.lifespan.__aexit__(None, None, None)
+
+
+def _fastapi_reason() -> str | None:
+    from .workloads._fastapi import app_unavailable
+
+    return app_unavailable()
+
+
 def _legacy_reason() -> str | None:
     return load_legacy_dialect().reason
 
@@ -138,7 +183,7 @@ class Variant:
 
     key: str
     label: str
-    kind: Literal["asyncpg", "sqlalchemy"]
+    kind: Literal["asyncpg", "sqlalchemy", "fastapi"]
     open: Callable[[URL, int], Awaitable[Any]]
     close: Callable[[Any], Awaitable[None]]
     requires: Callable[[], str | None] | None = None
@@ -201,6 +246,14 @@ VARIANTS: dict[str, Variant] = {
             _sqlalchemy_opener("cockroachdb+asyncpg", _pool_settings_kwargs),
             _close_engine,
             _pool_settings_reason,
+        ),
+        Variant(
+            "ours-fastapi",
+            "examples/fastapi_bank over ASGI",
+            "fastapi",
+            _open_fastapi,
+            _close_fastapi,
+            _fastapi_reason,
         ),
     )
 }

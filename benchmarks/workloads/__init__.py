@@ -113,6 +113,9 @@ class Scenario:
     reference: bool = False
     requires: Requires | None = None
     prepare: Callable[[Ctx], Awaitable[None]] | None = None
+    #: Called after warm-up and after the timed run, for counters kept elsewhere.
+    started: Callable[[Ctx], Awaitable[None]] | None = None
+    finished: Callable[[Ctx], Awaitable[None]] | None = None
 
     @property
     def key(self) -> str:
@@ -134,8 +137,11 @@ class Workload:
         mode: Mode = "duration",
         before_cell: Hook | None = None,
         check: Hook | None = None,
+        retries: bool = False,
     ) -> None:
         self.name = name
+        #: Whether the report shows retries per commit and SQLSTATEs.
+        self.retries = retries
         self.title = (doc or name).strip().splitlines()[0]
         self.doc = (doc or "").strip()
         self.mode: Mode = mode
@@ -152,6 +158,8 @@ class Workload:
         reference: bool = False,
         requires: Requires | None = None,
         prepare: Callable[[Ctx], Awaitable[None]] | None = None,
+        started: Callable[[Ctx], Awaitable[None]] | None = None,
+        finished: Callable[[Ctx], Awaitable[None]] | None = None,
     ) -> Callable[[Op], Op]:
         """Register the decorated coroutine as one operation of this workload."""
 
@@ -161,7 +169,16 @@ class Workload:
                 raise ValueError(f"{self.name}: {variant}/{api} registered twice")
             self.scenarios.append(
                 Scenario(
-                    self.name, variant, api, op, label, reference, requires, prepare
+                    self.name,
+                    variant,
+                    api,
+                    op,
+                    label,
+                    reference,
+                    requires,
+                    prepare,
+                    started,
+                    finished,
                 )
             )
             return op
@@ -178,7 +195,14 @@ class Workload:
 
 def all_workloads() -> dict[str, Workload]:
     """Every workload, by name, in report order."""
-    from . import bank, checkout_storm, insert_batch, point_read
+    from . import (
+        bank,
+        checkout_storm,
+        fastapi_read,
+        fastapi_transfer,
+        insert_batch,
+        point_read,
+    )
 
     return {
         w.name: w
@@ -187,5 +211,7 @@ def all_workloads() -> dict[str, Workload]:
             insert_batch.workload,
             bank.workload,
             checkout_storm.workload,
+            fastapi_read.workload,
+            fastapi_transfer.workload,
         )
     }

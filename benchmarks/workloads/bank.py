@@ -85,7 +85,7 @@ async def _check(conn: asyncpg.Connection) -> None:
         )
 
 
-workload = Workload("bank", __doc__, setup=_setup, check=_check)
+workload = Workload("bank", __doc__, setup=_setup, check=_check, retries=True)
 
 
 def _pick(ctx: Ctx) -> tuple[int, int, int]:
