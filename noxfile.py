@@ -31,7 +31,8 @@ SQLALCHEMY = {
 
 def _pytest(session: nox.Session, *extra: str) -> None:
     """Run the main suite, then the compliance suites in their own pytest run
-    (SQLAlchemy's plugin runs its own event loop and reads setup.cfg)."""
+    (SQLAlchemy's plugin runs its own event loop and reads
+    tests/compliance/test.cfg; pytest.ini there turns this package's plugin off)."""
     session.run("python", "-m", "pytest", *extra, *session.posargs)
     if not Path("tests/compliance").is_dir():
         return

@@ -27,6 +27,7 @@ URL scheme                     dialect
 from __future__ import annotations
 
 import importlib.metadata
+import importlib.util
 import warnings
 
 from sqlalchemy.dialects import registry as _registry
@@ -40,6 +41,17 @@ from .errors import (
 from .pool import PoolSettings, PoolStats, pool_stats
 from .pool_impl import CockroachPool
 from .server import ServerInfo, parse_server_version
+from .sql import (
+    Upsert,
+    as_of_system_time,
+    follower_read_timestamp,
+    index_hint,
+    timestampdiff,
+    unique_rowid,
+    upsert,
+    uuid_primary_key,
+    with_max_staleness,
+)
 
 __version__ = "0.1.0"
 
@@ -52,9 +64,18 @@ __all__ = [
     "PoolStats",
     "ServerInfo",
     "UnrecognizedServerError",
+    "Upsert",
     "__version__",
+    "as_of_system_time",
+    "follower_read_timestamp",
+    "index_hint",
     "parse_server_version",
     "pool_stats",
+    "timestampdiff",
+    "unique_rowid",
+    "upsert",
+    "uuid_primary_key",
+    "with_max_staleness",
 ]
 
 #: (name SQLAlchemy looks up, module, class) for every scheme this package serves.
@@ -102,5 +123,12 @@ def _warn_if_other_dialect_installed() -> None:
     )
 
 
+def _register_alembic() -> None:
+    # Alembic finds implementations by dialect name once their class exists.
+    if importlib.util.find_spec("alembic") is not None:
+        from . import alembic  # noqa: F401 - registers CockroachDBImpl
+
+
 _register()
+_register_alembic()
 _warn_if_other_dialect_installed()

@@ -41,11 +41,19 @@ SQLAlchemy's dialect for the driver accepts. Any other value raises
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, ClassVar
 
+from sqlalchemy import schema as sa_schema
 from sqlalchemy.dialects.postgresql.base import PGDialect
 from typing_extensions import override
 
+from . import reflection as crdb_reflection
+from .compiler import (
+    CockroachDBCompiler,
+    CockroachDBDDLCompiler,
+    CockroachDBIdentifierPreparer,
+    CockroachDBTypeCompiler,
+)
 from .server import ServerFlavor, ServerInfo, parse_server_version
 
 if TYPE_CHECKING:
@@ -62,11 +70,35 @@ DETECT_SERVER_SQL = "SELECT version(), current_setting('server_version')"
 _CRDB_READ_COMMITTED_SINCE = (23, 2, 0)
 
 
+_CRDB_INDEX_ARGS: dict[str, Any] = {
+    "storing": None,
+    "hash_sharded": False,
+    "bucket_count": None,
+    "inverted": False,
+}
+
+
 class CockroachDBDialect(PGDialect):
     """CockroachDB behaviour shared by every driver; see the module docstring."""
 
     name = "cockroachdb"
     supports_statement_cache = True
+
+    # typed loosely: each driver's PostgreSQL dialect declares its own classes
+    statement_compiler: type[Any] = CockroachDBCompiler
+    ddl_compiler = CockroachDBDDLCompiler  # type: ignore[assignment]
+    type_compiler_cls: ClassVar[type[Any]] = CockroachDBTypeCompiler
+    preparer: type[Any] = CockroachDBIdentifierPreparer
+
+    #: PostgreSQL's keyword arguments under this dialect's prefix, plus
+    #: CockroachDB's own index options (see :mod:`.compiler`).
+    construct_arguments = [
+        (
+            cls,
+            {**args, **_CRDB_INDEX_ARGS} if cls is sa_schema.Index else dict(args),
+        )
+        for cls, args in PGDialect.construct_arguments or []
+    ]
 
     #: What the server said on the first connection; None until then.
     server_info: ServerInfo | None = None
@@ -107,3 +139,84 @@ class CockroachDBDialect(PGDialect):
         if self.crdb_at_least(*_CRDB_READ_COMMITTED_SINCE):
             levels.append("READ COMMITTED")
         return levels
+
+    # -- reflection (see reflection.py) --------------------------------------
+
+    @property
+    def _default_schema(self) -> str:
+        return self.default_schema_name or "public"
+
+    @override
+    def get_multi_columns(  # type: ignore[override]
+        self,
+        connection: Connection,
+        *,
+        schema: str | None = None,
+        filter_names: Any = None,
+        **kw: Any,
+    ) -> Any:
+        columns = super().get_multi_columns(
+            connection, schema=schema, filter_names=filter_names, **kw
+        )
+        if not self.is_cockroachdb:
+            return columns
+        # CockroachDB: exact types, hidden columns, unique_rowid() (reflection.py)
+        return crdb_reflection.crdb_columns(
+            columns,
+            connection,
+            schema or self._default_schema,
+            include_hidden=bool(kw.get("include_hidden", False)),
+        )
+
+    @override
+    def get_multi_indexes(  # type: ignore[override]
+        self,
+        connection: Connection,
+        *,
+        schema: str | None = None,
+        filter_names: Any = None,
+        **kw: Any,
+    ) -> Any:
+        if not self.is_cockroachdb:
+            return crdb_reflection.rename_pg_options(
+                super().get_multi_indexes(
+                    connection, schema=schema, filter_names=filter_names, **kw
+                )
+            )
+        # CockroachDB: pg_indexes.indexdef has STORING / USING HASH, and pg_am
+        # has no btree row (crdb-facts/indexes.json pg_indexes, pg_am)
+        tables = self._get_table_oids(
+            connection, schema, filter_names, kw.pop("scope"), kw.pop("kind"), **kw
+        )
+        return crdb_reflection.crdb_indexes(
+            connection, schema, self._default_schema, [n for _, n in tables]
+        )
+
+
+def _renaming_options(name: str) -> Any:
+    """A ``get_multi_*`` that returns PostgreSQL's answer, options renamed."""
+
+    def get_multi(
+        self: CockroachDBDialect,
+        connection: Connection,
+        *,
+        schema: str | None = None,
+        filter_names: Any = None,
+        **kw: Any,
+    ) -> Any:
+        parent = getattr(super(CockroachDBDialect, self), name)
+        result = parent(connection, schema=schema, filter_names=filter_names, **kw)
+        return crdb_reflection.rename_pg_options(result)
+
+    get_multi.__name__ = get_multi.__qualname__ = name
+    return get_multi
+
+
+# Same queries on both servers; only the option keys become cockroachdb_*.
+for _name in (
+    "get_multi_table_options",
+    "get_multi_pk_constraint",
+    "get_multi_unique_constraints",
+):
+    setattr(CockroachDBDialect, _name, _renaming_options(_name))
+del _name

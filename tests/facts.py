@@ -1,29 +1,20 @@
-"""Access to ../shared/crdb-facts: the golden data of what real CockroachDB servers say.
+"""The golden data: what real CockroachDB servers answer (tests/crdb_facts/).
 
-The folder sits beside the checkout (``<checkout>/../shared/crdb-facts``) on
-developer machines and in CI. ``CRDB_FACTS_DIR`` overrides the location.
+``load("version.json")`` returns the parsed file. The files are copies of the
+shared crdb-facts collection; see tests/crdb_facts/README.md.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def facts_dir() -> Path:
-    env = os.environ.get("CRDB_FACTS_DIR")
-    path = Path(env) if env else ROOT.parent / "shared" / "crdb-facts"
-    if not path.is_dir():
-        raise FileNotFoundError(
-            f"crdb-facts not found at {path}; set CRDB_FACTS_DIR to the folder"
-        )
-    return path
+FACTS_DIR = Path(__file__).resolve().parent / "crdb_facts"
+#: The shared collection the copies come from, when it sits beside the checkout.
+SHARED_DIR = Path(__file__).resolve().parent.parent.parent / "shared" / "crdb-facts"
 
 
 def load(name: str) -> Any:
-    with open(facts_dir() / name, encoding="utf-8") as f:
+    with open(FACTS_DIR / name, encoding="utf-8") as f:
         return json.load(f)

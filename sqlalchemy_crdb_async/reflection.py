@@ -1,0 +1,454 @@
+"""Schema reflection that is correct on CockroachDB and on PostgreSQL.
+
+:class:`.base.CockroachDBDialect` calls into this module from its
+``get_multi_*`` overrides:
+
+On PostgreSQL
+    SQLAlchemy's PostgreSQL reflection runs unchanged; only the keys of
+    reflected dialect options are renamed from ``postgresql_*`` to
+    ``cockroachdb_*`` (this dialect's name), so a reflected ``Index`` or
+    ``Table`` can be re-created by this dialect: :func:`rename_pg_options`.
+
+On CockroachDB (gated on ``dialect.is_cockroachdb``)
+    Columns: SQLAlchemy's PostgreSQL column query (pg_catalog; it works on
+    CockroachDB, crdb-facts/pg_catalog_support.md sections 1-3) plus *one*
+    ``information_schema.columns`` query for the schema, whose
+    ``crdb_sql_type``/``is_hidden``/``column_default`` columns are merged in by
+    :func:`merge_crdb_column`: exact types (:func:`.types.type_from_crdb`),
+    hidden columns (``rowid``, hash-shard columns, ``crdb_region``) dropped
+    unless ``include_hidden=True``, ``unique_rowid()`` defaults marked
+    autoincrement, and older servers' type annotations (``9:::INT8``) removed.
+
+    Indexes: one ``pg_indexes`` query for the schema, each ``indexdef`` parsed
+    by :func:`parse_crdb_indexdef` (STORING, USING HASH, partial, inverted and
+    expression indexes; the hidden shard column never shows up as a key).
+
+Every ``get_multi_*`` method issues one query per kind for all the tables asked
+for (plus SQLAlchemy's shared table-oid query), never one per table; results
+are cached by SQLAlchemy's ``info_cache`` as for any dialect.
+
+Both parsers are pure functions, tested against every row in
+crdb-facts/information_schema_columns.json and indexes.json
+(tests/unit/test_types_golden.py, tests/unit/test_indexdef_golden.py).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import bindparam, text
+
+from .types import type_from_crdb
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
+
+__all__ = [
+    "CRDB_INDEX_OPTIONS",
+    "column_from_information_schema",
+    "merge_crdb_column",
+    "parse_crdb_index_clause",
+    "parse_crdb_indexdef",
+    "rename_pg_options",
+    "split_top_level",
+    "strip_type_annotations",
+]
+
+#: Index options this dialect reflects and accepts as ``cockroachdb_<name>``.
+CRDB_INDEX_OPTIONS = ("storing", "hash_sharded", "bucket_count", "inverted")
+
+# -- columns -----------------------------------------------------------------
+
+# CockroachDB before ~v21 annotated literals in defaults and computed
+# expressions ("9:::INT8", "a + 1:::INT8"); newer versions do not, except for
+# enum labels (crdb-facts information_schema_columns.json with_defaults_v20_2,
+# computed_v20_2, enum_default).
+_ANNOTATION = re.compile(
+    r":::(?:[A-Za-z_][\w.]*|\"[^\"]+\")(?:\(\d+(?:,\s*\d+)?\))?(?:\[\])*"
+)
+
+
+def strip_type_annotations(expression: str | None) -> str | None:
+    """``"9:::INT8"`` -> ``"9"``; ``"'hi':::public.greeting"`` -> ``"'hi'"``.
+
+    Text inside string literals is left alone.
+    """
+    if expression is None:
+        return None
+    out: list[str] = []
+    for i, part in enumerate(re.split(r"('(?:[^']|'')*')", expression)):
+        out.append(part if i % 2 else _ANNOTATION.sub("", part))
+    return "".join(out)
+
+
+def _yes(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    return str(value).upper() in ("YES", "TRUE", "ALWAYS", "T")
+
+
+def merge_crdb_column(
+    column: dict[str, Any], row: Mapping[str, Any], *, include_hidden: bool
+) -> dict[str, Any] | None:
+    """Fold one ``information_schema.columns`` row into a reflected column.
+
+    Returns None when the column is hidden and ``include_hidden`` is false.
+    """
+    hidden = _yes(row.get("is_hidden", "NO"))
+    if hidden and not include_hidden:
+        return None
+    merged = dict(column)
+    merged.setdefault("name", row["column_name"])
+    crdb_type = row.get("crdb_sql_type")
+    parsed = type_from_crdb(crdb_type) if crdb_type else None
+    if parsed is not None:
+        merged["type"] = parsed
+    elif "type" not in merged:
+        raise ValueError(
+            f"column {row['column_name']!r}: unknown CockroachDB type "
+            f"{crdb_type!r} and no PostgreSQL-reflected type to fall back on"
+        )
+    if "is_nullable" in row:
+        merged["nullable"] = _yes(row["is_nullable"])
+    generated = str(row.get("is_generated") or "").upper()
+    if generated in ("YES", "ALWAYS"):
+        computed = dict(merged.get("computed") or {})
+        computed["sqltext"] = strip_type_annotations(row.get("generation_expression"))
+        computed.setdefault("persisted", True)
+        merged["computed"] = computed
+        merged["default"] = None
+    elif "column_default" in row and not merged.get("identity"):
+        # an identity column's nextval(...) is its identity, not a default
+        merged["default"] = strip_type_annotations(row["column_default"])
+    merged.setdefault("default", None)
+    if _yes(row.get("is_identity", "NO")):
+        identity = dict(merged.get("identity") or {})
+        identity.setdefault(
+            "always", str(row.get("identity_generation", "")).upper() == "ALWAYS"
+        )
+        merged["identity"] = identity
+        merged["default"] = None
+    # unique_rowid() is CockroachDB's SERIAL (crdb-facts serial_rowid_default)
+    default = merged.get("default") or ""
+    merged["autoincrement"] = bool(
+        merged.get("identity")
+        or default.startswith("unique_rowid()")
+        or default.startswith("nextval(")
+        or column.get("autoincrement")
+    )
+    merged.setdefault("comment", None)
+    if hidden:
+        merged.setdefault("dialect_options", {})["cockroachdb_hidden"] = True
+    return merged
+
+
+def column_from_information_schema(
+    row: Mapping[str, Any], *, include_hidden: bool = False
+) -> dict[str, Any] | None:
+    """A reflected column built from an ``information_schema.columns`` row alone."""
+    return merge_crdb_column({}, row, include_hidden=include_hidden)
+
+
+_COLUMNS_SQL = """
+SELECT table_name, column_name, crdb_sql_type, is_hidden, is_nullable,
+       column_default, is_generated, generation_expression
+FROM information_schema.columns
+WHERE table_schema = :schema
+"""
+
+
+def crdb_column_rows(
+    connection: Any, schema: str, table_names: Iterable[str]
+) -> dict[tuple[str, str], Mapping[str, Any]]:
+    """One query: the CockroachDB extras for every column of ``table_names``."""
+    names = list(table_names)
+    if not names:
+        return {}
+    query = text(_COLUMNS_SQL + " AND table_name IN :names").bindparams(
+        bindparam("names", expanding=True)
+    )
+    result = connection.execute(query, {"schema": schema, "names": names})
+    return {(r["table_name"], r["column_name"]): r for r in result.mappings()}
+
+
+def crdb_columns(
+    pg_columns: Iterable[tuple[tuple[str | None, str], list[dict[str, Any]]]],
+    connection: Any,
+    schema: str,
+    *,
+    include_hidden: bool,
+) -> list[tuple[tuple[str | None, str], list[dict[str, Any]]]]:
+    """PostgreSQL-reflected columns corrected with CockroachDB's own answers."""
+    tables = list(pg_columns)
+    rows = crdb_column_rows(connection, schema, [key[1] for key, _ in tables])
+    out = []
+    for key, columns in tables:
+        kept = []
+        for column in columns:
+            row = rows.get((key[1], column["name"]))
+            if row is None:
+                kept.append(column)
+                continue
+            merged = merge_crdb_column(column, row, include_hidden=include_hidden)
+            if merged is not None:
+                kept.append(merged)
+        out.append((key, kept))
+    return out
+
+
+# -- indexes -----------------------------------------------------------------
+
+_INDEXDEF = re.compile(
+    r"""^CREATE\s+(?P<unique>UNIQUE\s+)?(?P<inverted>INVERTED\s+)?INDEX\s+
+        (?P<name>"(?:[^"]|"")+"|\S+)\s+ON\s+(?P<table>\S+)\s+
+        (?:USING\s+(?P<using>\w+)\s+)?
+        \((?P<rest>.*)$""",
+    re.VERBOSE | re.IGNORECASE | re.DOTALL,
+)
+_SORT = re.compile(
+    r"^(?P<expr>.*?)(?:\s+(?P<dir>ASC|DESC))?(?:\s+NULLS\s+(?P<nulls>FIRST|LAST))?$",
+    re.IGNORECASE | re.DOTALL,
+)
+_IDENT = re.compile(r'^(?:[A-Za-z_][\w$]*|"(?:[^"]|"")+")$')
+
+
+def split_top_level(text_: str, sep: str = ",") -> list[str]:
+    """Split on ``sep`` outside parentheses, brackets and quotes."""
+    parts, depth, quote, buf = [], 0, "", []
+    for ch in text_:
+        if quote:
+            buf.append(ch)
+            if ch == quote:
+                quote = ""
+            continue
+        if ch in "'\"":
+            quote = ch
+        elif ch in "([":
+            depth += 1
+        elif ch in ")]":
+            depth -= 1
+        elif ch == sep and depth == 0:
+            parts.append("".join(buf).strip())
+            buf = []
+            continue
+        buf.append(ch)
+    if buf and "".join(buf).strip():
+        parts.append("".join(buf).strip())
+    return parts
+
+
+def _matching_paren(text_: str) -> int:
+    """Index of the ``)`` closing the ``(`` that ``text_`` starts after."""
+    depth, quote = 1, ""
+    for i, ch in enumerate(text_):
+        if quote:
+            if ch == quote:
+                quote = ""
+        elif ch in "'\"":
+            quote = ch
+        elif ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+            if depth == 0:
+                return i
+    raise ValueError("unbalanced parentheses")
+
+
+def _unquote(name: str) -> str:
+    if name.startswith('"') and name.endswith('"'):
+        return name[1:-1].replace('""', '"')
+    return name
+
+
+def _strip_parens(expr: str) -> str:
+    expr = expr.strip()
+    while expr.startswith("(") and _matching_paren(expr[1:]) == len(expr) - 2:
+        expr = expr[1:-1].strip()
+    return expr
+
+
+def parse_crdb_indexdef(indexdef: str) -> dict[str, Any]:
+    """Parse CockroachDB's ``pg_indexes.indexdef`` into a reflected index dict.
+
+    Handles the forms in crdb-facts/indexes.json: ``<db>.<schema>.<table>``
+    qualification, explicit ``ASC``/``DESC``, ``STORING (...)``,
+    ``USING HASH WITH (bucket_count=N)``, ``WHERE (...)``, expressions, and
+    inverted indexes (``CREATE INVERTED INDEX`` or ``USING gin``/``inverted``).
+    Raises ValueError, quoting the text, when it is not an index definition.
+    """
+    match = _INDEXDEF.match(indexdef.strip())
+    if match is None:
+        raise ValueError(f"not a CockroachDB index definition: {indexdef!r}")
+    rest = match["rest"]
+    close = _matching_paren(rest)
+    elements = split_top_level(rest[:close])
+    tail = rest[close + 1 :].strip()
+
+    options: dict[str, Any] = {}
+    using = (match["using"] or "").lower()
+    if match["inverted"] or using in ("gin", "inverted"):
+        options["cockroachdb_inverted"] = True
+    hash_match = re.match(
+        r"USING\s+HASH(?:\s+WITH\s+\(bucket_count\s*=\s*(\d+)\))?\s*",
+        tail,
+        re.IGNORECASE,
+    )
+    if hash_match:
+        options["cockroachdb_hash_sharded"] = True
+        if hash_match[1]:
+            options["cockroachdb_bucket_count"] = int(hash_match[1])
+        tail = tail[hash_match.end() :]
+    storing_match = re.match(r"STORING\s+\(", tail, re.IGNORECASE)
+    if storing_match:
+        body = tail[storing_match.end() :]
+        end = _matching_paren(body)
+        options["cockroachdb_storing"] = [
+            _unquote(c) for c in split_top_level(body[:end])
+        ]
+        tail = body[end + 1 :].strip()
+    where_match = re.match(r"WHERE\s+(.*)$", tail, re.IGNORECASE | re.DOTALL)
+    if where_match:
+        predicate = strip_type_annotations(_strip_parens(where_match[1]))
+        options["cockroachdb_where"] = predicate
+        tail = ""
+    if tail:
+        raise ValueError(f"unparsed index definition tail {tail!r} in {indexdef!r}")
+
+    column_names: list[str | None] = []
+    expressions: list[str] = []
+    sorting: dict[str, tuple[str, ...]] = {}
+    has_expression = False
+    for element in elements:
+        parts = _SORT.match(element)
+        assert parts is not None  # the pattern matches any text
+        expr = parts["expr"].strip()
+        if _IDENT.match(expr):
+            name: str = _unquote(expr)
+            column_names.append(name)
+        else:
+            name = _strip_parens(expr)
+            column_names.append(None)
+            has_expression = True
+        expressions.append(name)
+        flags: tuple[str, ...] = ()
+        if (parts["dir"] or "").upper() == "DESC":
+            flags += ("desc",)
+        if parts["nulls"]:
+            flags += (f"nulls_{parts['nulls'].lower()}",)
+        if flags:
+            sorting[name] = flags
+
+    index: dict[str, Any] = {
+        "name": _unquote(match["name"]),
+        "unique": bool(match["unique"]),
+        "column_names": column_names,
+    }
+    if has_expression:
+        index["expressions"] = expressions
+    if sorting:
+        index["column_sorting"] = sorting
+    if options:
+        index["dialect_options"] = options
+    return index
+
+
+# contype is the one-byte "char" type, which asyncpg returns as bytes: cast it.
+_CLAUSE = re.compile(
+    r"""^(?:CONSTRAINT\s+(?P<pk>"(?:[^"]|"")+"|\S+)\s+PRIMARY\s+KEY
+        |(?P<unique>UNIQUE\s+)?(?P<inverted>INVERTED\s+)?INDEX\s+
+         (?P<name>"(?:[^"]|"")+"|\S+))
+        \s*\((?P<rest>.*)$""",
+    re.VERBOSE | re.IGNORECASE | re.DOTALL,
+)
+
+
+def parse_crdb_index_clause(clause: str) -> dict[str, Any]:
+    """Parse an index line of ``SHOW CREATE TABLE`` output, as a reflected index.
+
+    ``INDEX t6_a_idx (a ASC) WHERE a > 0:::INT8``, ``UNIQUE INDEX ...``,
+    ``INVERTED INDEX c_foo_idx (foo)``, ``... USING HASH WITH (bucket_count=4)``
+    and ``CONSTRAINT t_pkey PRIMARY KEY (a ASC)`` (crdb-facts/indexes.json
+    ``show_create_indexes``); for tools that read CockroachDB DDL dumps.
+    Raises ValueError, quoting the line, for anything else.
+    """
+    text_ = clause.strip().rstrip(",").strip()
+    match = _CLAUSE.match(text_)
+    if match is None:
+        raise ValueError(f"not a CockroachDB index clause: {clause!r}")
+    if match["pk"]:
+        head = f"CREATE UNIQUE INDEX {match['pk']}"
+    else:
+        head = "CREATE {}{}INDEX {}".format(
+            "UNIQUE " if match["unique"] else "",
+            "INVERTED " if match["inverted"] else "",
+            match["name"],
+        )
+    return parse_crdb_indexdef(f"{head} ON t ({match['rest']}")
+
+
+_INDEXES_SQL = """
+SELECT i.tablename, i.indexname, i.indexdef,
+       (SELECT CAST(c.contype AS TEXT) FROM pg_catalog.pg_constraint AS c
+          JOIN pg_catalog.pg_class AS t ON t.oid = c.conrelid
+          JOIN pg_catalog.pg_namespace AS n ON n.oid = t.relnamespace
+         WHERE n.nspname = i.schemaname AND t.relname = i.tablename
+           AND c.conname = i.indexname AND c.contype IN ('p', 'u')
+         LIMIT 1) AS contype
+FROM pg_catalog.pg_indexes AS i
+WHERE i.schemaname = :schema AND i.tablename IN :names
+ORDER BY i.tablename, i.indexname
+"""
+
+
+def crdb_indexes(
+    connection: Any,
+    schema: str | None,
+    default_schema: str,
+    table_names: Iterable[str],
+) -> list[tuple[tuple[str | None, str], list[dict[str, Any]]]]:
+    """One ``pg_indexes`` query for all ``table_names``; primary keys left out."""
+    names = list(table_names)
+    found: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+    if names:
+        query = text(_INDEXES_SQL).bindparams(bindparam("names", expanding=True))
+        result = connection.execute(
+            query, {"schema": schema or default_schema, "names": names}
+        )
+        for row in result.mappings():
+            if row["contype"] == "p":
+                continue  # the primary index is the primary key constraint
+            index = parse_crdb_indexdef(row["indexdef"])
+            if row["contype"] == "u":
+                index["duplicates_constraint"] = index["name"]
+            found[row["tablename"]].append(index)
+    return [((schema, name), found[name]) for name in names]
+
+
+# -- option names ------------------------------------------------------------
+
+
+def rename_pg_options(items: Any) -> Any:
+    """Rename ``postgresql_*`` keys to ``cockroachdb_*`` in reflected results.
+
+    Works on the ``get_multi_*`` shapes: an iterable of ``(key, value)`` where
+    value is a dict (table options, a constraint) or a list of dicts.
+    """
+    out = []
+    for key, value in items:
+        out.append((key, _rename(value)))
+    return out
+
+
+def _rename(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_rename(v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    renamed = {}
+    for k, v in value.items():
+        if isinstance(k, str) and k.startswith("postgresql_"):
+            k = "cockroachdb_" + k[len("postgresql_") :]
+        renamed[k] = _rename(v) if k == "dialect_options" else v
+    return renamed

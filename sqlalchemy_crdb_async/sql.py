@@ -1,0 +1,361 @@
+"""CockroachDB SQL constructs: UPSERT, AS OF SYSTEM TIME, index hints, and helpers.
+
+Each construct compiles with this package's dialect (``cockroachdb+asyncpg``
+etc.) on either server. On CockroachDB it renders CockroachDB's syntax; on
+PostgreSQL a CockroachDB-only construct raises a :class:`~sqlalchemy.exc.CompileError`
+that says what to do instead, except :func:`upsert`, which has an exact
+PostgreSQL equivalent.
+
+UPSERT (crdb-facts/session_vars.md section 6)::
+
+    from sqlalchemy_crdb_async import upsert
+
+    await conn.execute(upsert(accounts).values(id=1, balance=100))
+    # CockroachDB:  UPSERT INTO accounts (id, balance) VALUES ($1, $2)
+    # PostgreSQL:   INSERT INTO accounts (id, balance) VALUES ($1, $2)
+    #               ON CONFLICT (id) DO UPDATE SET balance = excluded.balance
+
+``UPSERT`` always uses the primary key as the arbiter and updates only the
+columns given, which is what the PostgreSQL form spells out.
+
+AS OF SYSTEM TIME (section 4 there; a historical, lock-free read)::
+
+    stmt = as_of_system_time(select(accounts), "-10s")
+    stmt = as_of_system_time(select(accounts), follower_read_timestamp())
+    stmt = as_of_system_time(select(accounts), with_max_staleness("10s"))
+
+The clause goes at the end of the FROM list, where CockroachDB's grammar puts
+it. Values: a negative interval string (``"-4h"``), a :class:`datetime.datetime`,
+a negative :class:`datetime.timedelta`, an ``int`` (nanoseconds since the
+epoch), or the two functions above. Not allowed with ``FOR UPDATE`` (the server
+refuses locking reads at a past timestamp).
+
+Index hints (section 5)::
+
+    select(t).with_hint(t, *index_hint("t_b_idx"))  # FROM t@t_b_idx
+    select(t).with_hint(t, *index_hint("t_b_idx", force=True))
+    # FROM t@{FORCE_INDEX=t_b_idx}
+
+:func:`index_hint` returns the ``(text, dialect_name)`` pair that ``with_hint``
+takes after the table, hence the ``*``. An aliased table keeps its alias
+(``FROM t@i AS x``).
+
+Also: :func:`timestampdiff` (whole units between two timestamps, as MySQL's
+and the older package's), :func:`unique_rowid` (CockroachDB's SERIAL default),
+:func:`uuid_primary_key` (a ``UUID`` primary key defaulting to
+``gen_random_uuid()``, which both servers have).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Any
+
+from sqlalchemy import Column, exc, literal_column, text
+from sqlalchemy import types as sqltypes
+from sqlalchemy.dialects.postgresql import Insert as PGInsert
+from sqlalchemy.dialects.postgresql.dml import OnConflictDoNothing, OnConflictDoUpdate
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql import ClauseElement, Select
+from sqlalchemy.sql.functions import FunctionElement
+from sqlalchemy.sql.selectable import TableClause
+
+__all__ = [
+    "AS_OF_SYSTEM_TIME",
+    "Upsert",
+    "as_of_system_time",
+    "follower_read_timestamp",
+    "index_hint",
+    "timestampdiff",
+    "unique_rowid",
+    "upsert",
+    "uuid_primary_key",
+    "with_max_staleness",
+]
+
+DIALECT_NAME = "cockroachdb"
+#: Statement hints starting with this are AS OF SYSTEM TIME clauses.
+AS_OF_SYSTEM_TIME = "AS OF SYSTEM TIME "
+_SIMPLE_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
+
+
+def _is_crdb(compiler: Any) -> bool:
+    return bool(getattr(compiler.dialect, "is_cockroachdb", False))
+
+
+def _crdb_only(what: str, instead: str) -> exc.CompileError:
+    return exc.CompileError(
+        f"{what} is CockroachDB-only and this server is PostgreSQL; {instead}"
+    )
+
+
+# -- UPSERT --------------------------------------------------------------------
+
+
+class Upsert(PGInsert):
+    """``UPSERT INTO`` on CockroachDB; ``INSERT ... ON CONFLICT (pk) DO UPDATE``
+    on PostgreSQL. Made by :func:`upsert`."""
+
+    inherit_cache = True
+
+
+def upsert(table: Any) -> Upsert:
+    """An UPSERT into ``table`` (a Table or mapped class); use like ``insert()``."""
+    return Upsert(table)
+
+
+@compiles(Upsert, DIALECT_NAME)
+@compiles(Upsert, "postgresql")
+def _compile_upsert(element: Upsert, compiler: Any, **kw: Any) -> str:
+    if element._post_values_clause is not None:
+        raise exc.CompileError(
+            "upsert() takes no on_conflict_* clause: UPSERT always resolves "
+            "conflicts on the primary key. Use postgresql insert() for others."
+        )
+    table = element.table
+    pk = list(table.primary_key) if hasattr(table, "primary_key") else []
+    if not pk:
+        raise exc.CompileError(
+            f"upsert() into {table.name!r}: the table has no primary key, and "
+            "UPSERT resolves conflicts on the primary key."
+        )
+    if _is_crdb(compiler):
+        if element._independent_ctes or getattr(compiler, "ctes", None):
+            raise exc.CompileError("upsert() does not support CTEs on CockroachDB")
+        sql = str(compiler.visit_insert(element, **kw))
+        if not sql.startswith("INSERT INTO"):
+            raise exc.CompileError(f"cannot turn into UPSERT: {sql[:60]!r}")
+        return "UPSERT" + sql[len("INSERT") :]
+    # PostgreSQL: the same meaning, spelled with ON CONFLICT on the primary key
+    pk_keys = {c.key for c in pk}
+    keys = _inserted_keys(element, compiler) or [c.key for c in table.columns]
+    updates = [k for k in keys if k not in pk_keys and k in table.columns]
+    twin = PGInsert.__new__(PGInsert)
+    twin.__dict__.update(element.__dict__)
+    if updates:
+        excluded = element.excluded
+        twin._post_values_clause = OnConflictDoUpdate(
+            index_elements=pk, set_={k: excluded[k] for k in updates}
+        )
+    else:
+        twin._post_values_clause = OnConflictDoNothing(index_elements=pk)
+    return str(compiler.visit_insert(twin, **kw))
+
+
+def _inserted_keys(element: Upsert, compiler: Any) -> list[str]:
+    if element._multi_values:
+        return [c if isinstance(c, str) else c.key for c in element._multi_values[0][0]]
+    if element._values:
+        return [c if isinstance(c, str) else c.key for c in element._values]
+    if element.select is not None and element._select_names:
+        return [c if isinstance(c, str) else c.key for c in element._select_names]
+    return list(compiler.column_keys or [])
+
+
+# -- AS OF SYSTEM TIME ---------------------------------------------------------
+
+
+class _Staleness(str):
+    """SQL text of a follower-read function; made by the functions below."""
+
+
+def follower_read_timestamp() -> _Staleness:
+    """``follower_read_timestamp()``: an exact-staleness follower read."""
+    return _Staleness("follower_read_timestamp()")
+
+
+def with_max_staleness(
+    interval: str | dt.timedelta, nearest_only: bool = False
+) -> _Staleness:
+    """``with_max_staleness(INTERVAL)``: a bounded-staleness read."""
+    if isinstance(interval, dt.timedelta):
+        if interval <= dt.timedelta(0):
+            raise exc.ArgumentError(
+                f"with_max_staleness() needs a positive interval, got {interval!r}"
+            )
+        interval = f"{interval.total_seconds():g}s"
+    if not isinstance(interval, str) or not interval.strip():
+        raise exc.ArgumentError(
+            f"with_max_staleness() takes an interval like '10s', got {interval!r}"
+        )
+    args = _quote(interval) + ("::INTERVAL, true" if nearest_only else "::INTERVAL")
+    return _Staleness(f"with_max_staleness({args})")
+
+
+def _quote(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _aost_sql(value: Any) -> str:
+    if isinstance(value, _Staleness):
+        return str(value)
+    if isinstance(value, bool):
+        pass  # bool is an int; refused below
+    elif isinstance(value, int):
+        return str(value)  # nanoseconds since the epoch
+    elif isinstance(value, dt.datetime):
+        return _quote(value.isoformat(sep=" "))
+    elif isinstance(value, dt.timedelta):
+        if value >= dt.timedelta(0):
+            raise exc.ArgumentError(
+                "AS OF SYSTEM TIME needs a time in the past: give a negative "
+                f"timedelta, got {value!r}"
+            )
+        return _quote(f"{value.total_seconds():g}s")
+    elif isinstance(value, str) and value.strip():
+        return _quote(value.strip())
+    raise exc.ArgumentError(
+        "as_of_system_time() takes a negative interval string ('-10s'), a "
+        "datetime, a negative timedelta, nanoseconds as int, "
+        f"follower_read_timestamp() or with_max_staleness(); got {value!r}"
+    )
+
+
+def as_of_system_time(stmt: Select[Any], value: Any) -> Select[Any]:
+    """``stmt`` reading the data as of ``value`` (see the module docstring)."""
+    if not isinstance(stmt, Select):
+        raise exc.ArgumentError(
+            f"as_of_system_time() applies to a select(), got {type(stmt).__name__}"
+        )
+    return stmt.with_statement_hint(AS_OF_SYSTEM_TIME + _aost_sql(value), DIALECT_NAME)
+
+
+class AsOfFrom(ClauseElement):
+    """The last FROM element followed by AS OF SYSTEM TIME (compiler internal)."""
+
+    __visit_name__ = "crdb_as_of_from"
+    inherit_cache = False
+
+    def __init__(self, inner: Any, clause: str) -> None:
+        self.inner = inner
+        self.clause = clause
+
+    def _compiler_dispatch(self, visitor: Any, **kw: Any) -> str:
+        return f"{self.inner._compiler_dispatch(visitor, **kw)} {self.clause}"
+
+
+def split_aost_hints(hints: Any, dialect_name: str) -> tuple[list[str], list[str]]:
+    """``(AS OF SYSTEM TIME clauses, other hints)`` of a select's statement hints."""
+    aost, other = [], []
+    for name, hint in hints:
+        if name in ("*", dialect_name) and hint.startswith(AS_OF_SYSTEM_TIME):
+            aost.append(hint)
+        elif name in ("*", dialect_name):
+            other.append(hint)
+    return aost, other
+
+
+# -- index hints ---------------------------------------------------------------
+
+
+def index_hint(
+    index: str, *, force: bool = False, direction: str | None = None
+) -> tuple[str, str]:
+    """``with_hint`` arguments for ``table@index`` / ``table@{FORCE_INDEX=...}``."""
+    if not index or not isinstance(index, str):
+        raise exc.ArgumentError(f"index_hint() needs an index name, got {index!r}")
+    name = index if _SIMPLE_NAME.match(index) else '"' + index.replace('"', '""') + '"'
+    if direction is not None:
+        if direction.upper() not in ("ASC", "DESC"):
+            raise exc.ArgumentError(
+                f"index_hint(direction=...) is 'ASC' or 'DESC', got {direction!r}"
+            )
+        force = True
+    if force:
+        suffix = f",{direction.upper()}" if direction else ""
+        return f"@{{FORCE_INDEX={name}{suffix}}}", DIALECT_NAME
+    return f"@{name}", DIALECT_NAME
+
+
+def render_index_hint(compiler: Any, sqltext: str, table: Any, hint: str) -> str:
+    """``table@hint`` (an alias keeps its name after the hint)."""
+    if not _is_crdb(compiler):
+        raise _crdb_only(
+            f"index hint {hint!r}", "PostgreSQL chooses indexes itself; drop the hint"
+        )
+    if isinstance(table, TableClause):
+        return sqltext + hint
+    element = getattr(table, "element", None)
+    if isinstance(element, TableClause):
+        base = compiler.preparer.format_table(element)
+        return f"{base}{hint} AS {compiler.preparer.format_alias(table)}"
+    raise exc.CompileError(f"an index hint applies to a table, not {table!r}")
+
+
+# -- functions -----------------------------------------------------------------
+
+_UNIT_SECONDS = {
+    "microsecond": 1e-6,
+    "millisecond": 1e-3,
+    "second": 1,
+    "minute": 60,
+    "hour": 3600,
+    "day": 86400,
+    "week": 604800,
+}
+_UNITS = (*_UNIT_SECONDS, "month", "quarter", "year")
+
+
+class timestampdiff(FunctionElement[int]):
+    """``timestampdiff(unit, start, end)``: whole ``unit``s from start to end.
+
+    As MySQL's ``TIMESTAMPDIFF`` (and the older package's helper): truncated
+    toward zero; units microsecond ... week, month, quarter, year. Plain
+    PostgreSQL SQL (``extract``, ``age``) that both servers run.
+    """
+
+    type = sqltypes.BigInteger()
+    name = "timestampdiff"
+    inherit_cache = True
+
+    def __init__(self, unit: str, start: Any, end: Any) -> None:
+        unit_l = str(unit).lower()
+        if unit_l not in _UNITS:
+            raise exc.ArgumentError(
+                f"timestampdiff() unit must be one of {', '.join(_UNITS)}; got {unit!r}"
+            )
+        self.unit = unit_l
+        super().__init__(literal_column(_quote(unit_l)), start, end)
+
+
+@compiles(timestampdiff)
+def _compile_timestampdiff(element: timestampdiff, compiler: Any, **kw: Any) -> str:
+    _, start, end = list(element.clauses)
+    s = compiler.process(start, **kw)
+    e = compiler.process(end, **kw)
+    if element.unit in _UNIT_SECONDS:
+        seconds = _UNIT_SECONDS[element.unit]
+        return f"CAST(trunc(extract(epoch FROM ({e}) - ({s})) / {seconds!r}) AS BIGINT)"
+    months = (
+        f"(extract(year FROM age({e}, {s})) * 12 + extract(month FROM age({e}, {s})))"
+    )
+    divisor = {"month": 1, "quarter": 3, "year": 12}[element.unit]
+    return f"CAST(trunc({months} / {divisor}) AS BIGINT)"
+
+
+class unique_rowid(FunctionElement[int]):
+    """CockroachDB's ``unique_rowid()``: what SERIAL means there (INT8)."""
+
+    type = sqltypes.BigInteger()
+    name = "unique_rowid"
+    inherit_cache = True
+
+
+@compiles(unique_rowid)
+def _compile_unique_rowid(element: unique_rowid, compiler: Any, **kw: Any) -> str:
+    if not _is_crdb(compiler):
+        raise _crdb_only(
+            "unique_rowid()", "use an Identity() column or a Sequence on PostgreSQL"
+        )
+    return "unique_rowid()"
+
+
+def uuid_primary_key(name: str = "id", **column_kw: Any) -> Column[Any]:
+    """``Column(name, Uuid, primary_key=True, server_default=gen_random_uuid())``.
+
+    CockroachDB recommends UUID keys over sequential ones to spread writes;
+    ``gen_random_uuid()`` exists on CockroachDB and on PostgreSQL 13+.
+    """
+    column_kw.setdefault("server_default", text("gen_random_uuid()"))
+    return Column(name, sqltypes.Uuid(), primary_key=True, **column_kw)
