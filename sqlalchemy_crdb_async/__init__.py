@@ -33,13 +33,22 @@ import warnings
 from sqlalchemy.dialects import registry as _registry
 
 from .base import CockroachDBDialect
+from .classify import Classification, ErrorKind, classify
 from .errors import (
+    AmbiguousCommitError,
     ConnectParameterError,
     DialectConflictWarning,
+    ReplayMismatchError,
+    RetriesExhaustedError,
+    TransactionRetryError,
     UnrecognizedServerError,
 )
+from .observe import RetryEvent, RetryStats, retry_stats
+from .policy import RetryPolicy
 from .pool import PoolSettings, PoolStats, pool_stats
 from .pool_impl import CockroachPool
+from .replay import retrying_session
+from .retry import Attempt, retrying, run_transaction
 from .server import ServerInfo, parse_server_version
 from .sql import (
     Upsert,
@@ -56,21 +65,36 @@ from .sql import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "AmbiguousCommitError",
+    "Attempt",
+    "Classification",
     "CockroachDBDialect",
     "CockroachPool",
     "ConnectParameterError",
     "DialectConflictWarning",
+    "ErrorKind",
     "PoolSettings",
     "PoolStats",
+    "ReplayMismatchError",
+    "RetriesExhaustedError",
+    "RetryEvent",
+    "RetryPolicy",
+    "RetryStats",
     "ServerInfo",
+    "TransactionRetryError",
     "UnrecognizedServerError",
     "Upsert",
     "__version__",
     "as_of_system_time",
+    "classify",
     "follower_read_timestamp",
     "index_hint",
     "parse_server_version",
     "pool_stats",
+    "retry_stats",
+    "retrying",
+    "retrying_session",
+    "run_transaction",
     "timestampdiff",
     "unique_rowid",
     "upsert",

@@ -7,8 +7,20 @@ handlers::
     sqlalchemy.exc.SQLAlchemyError
      ├── sqlalchemy.exc.ArgumentError
      │    └── ConnectParameterError      bad libpq-style URL parameter
-     └── sqlalchemy.exc.InvalidRequestError
-          └── UnrecognizedServerError    version() is neither CockroachDB nor PostgreSQL
+     ├── sqlalchemy.exc.InvalidRequestError
+     │    └── UnrecognizedServerError    version() is neither CockroachDB nor PostgreSQL
+     └── sqlalchemy.exc.DBAPIError
+          └── sqlalchemy.exc.OperationalError
+               └── TransactionRetryError      base of the three below
+                    ├── RetriesExhaustedError  a retryable error outlasted the policy
+                    ├── AmbiguousCommitError   COMMIT may or may not have happened
+                    └── ReplayMismatchError    a replay read something different
+
+The retry errors are ``OperationalError`` (a ``DBAPIError``), the class the
+driver's own serialization failures and disconnects already arrive as, so
+``except DBAPIError`` and ``except OperationalError`` handlers still see them.
+They keep the error behind them: ``__cause__`` is set, and ``orig``,
+``statement`` and ``params`` are those of that error.
 
     sqlalchemy.exc.SAWarning
      └── DialectConflictWarning          another package also registers "cockroachdb"
@@ -19,11 +31,17 @@ not repeated.
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import exc
 
 __all__ = [
+    "AmbiguousCommitError",
     "ConnectParameterError",
     "DialectConflictWarning",
+    "ReplayMismatchError",
+    "RetriesExhaustedError",
+    "TransactionRetryError",
     "UnrecognizedServerError",
 ]
 
@@ -40,6 +58,82 @@ class DialectConflictWarning(exc.SAWarning):
     """Warned once when ``sqlalchemy-cockroachdb`` is installed beside this package."""
 
 
-for _cls in (ConnectParameterError, UnrecognizedServerError, DialectConflictWarning):
+class TransactionRetryError(exc.OperationalError):
+    """Base of the errors raised by the retry helpers (:mod:`.retry`)."""
+
+    # No link to SQLAlchemy's page for OperationalError: this one is ours.
+    code = None  # type: ignore[assignment]
+
+    def __init__(self, message: str, error: BaseException | None = None) -> None:
+        statement: str | None = None
+        params: Any = None
+        orig: BaseException | None = None
+        invalidated = False
+        if isinstance(error, exc.DBAPIError):
+            statement, params, orig = error.statement, error.params, error.orig
+            invalidated = error.connection_invalidated
+        elif error is not None:
+            orig = error
+        exc.StatementError.__init__(self, message, statement, params, orig)
+        self.connection_invalidated = invalidated
+        #: The error behind this one (also ``__cause__`` once raised).
+        self.error = error
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (self.__class__, self.args[0], self.error), self.__dict__)
+
+
+def _rebuild(
+    cls: type[TransactionRetryError], message: str, error: BaseException | None
+) -> TransactionRetryError:
+    return cls(message, error)
+
+
+class RetriesExhaustedError(TransactionRetryError):
+    """Raised when retryable errors outlast ``max_attempts`` or ``deadline_s``."""
+
+    def __init__(
+        self, message: str, error: BaseException | None = None, attempts: int = 0
+    ) -> None:
+        super().__init__(message, error)
+        #: How many attempts ran.
+        self.attempts = attempts
+
+    @property
+    def last_error(self) -> BaseException | None:
+        """The error of the last attempt."""
+        return self.error
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (
+            _rebuild_exhausted,
+            (self.args[0], self.error, self.attempts),
+            self.__dict__,
+        )
+
+
+def _rebuild_exhausted(
+    message: str, error: BaseException | None, attempts: int
+) -> RetriesExhaustedError:
+    return RetriesExhaustedError(message, error, attempts)
+
+
+class AmbiguousCommitError(TransactionRetryError):
+    """Raised when the connection was lost (or 40003 came) after COMMIT was sent."""
+
+
+class ReplayMismatchError(TransactionRetryError):
+    """Raised when a replayed statement's result differs from the recorded one."""
+
+
+for _cls in (
+    ConnectParameterError,
+    UnrecognizedServerError,
+    DialectConflictWarning,
+    TransactionRetryError,
+    RetriesExhaustedError,
+    AmbiguousCommitError,
+    ReplayMismatchError,
+):
     _cls.__module__ = "sqlalchemy_crdb_async"
 del _cls

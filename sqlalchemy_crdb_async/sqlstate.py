@@ -3,7 +3,8 @@
 Errors are classified by SQLSTATE, never by message text (messages are
 localizable and change between versions). The constants live here, in one
 place; see https://www.postgresql.org/docs/current/errcodes-appendix.html and
-crdb-facts/errors.json for the codes CockroachDB sends.
+crdb-facts/errors.json (``pgcodes_seen_in_source``) for the codes CockroachDB
+sends.
 
 :func:`sqlstates_of` reads the codes of an exception *and of its causes*:
 asyncpg reports a server that closed the connection right after a FATAL error
@@ -15,25 +16,67 @@ psycopg2 ``pgcode``, SQLAlchemy's asyncpg adapter both); all are read.
 
 from __future__ import annotations
 
+from typing import Final
+
 __all__ = [
     "ADMIN_SHUTDOWN",
+    "CACHED_PLAN_ROUTINE",
     "CANNOT_CONNECT_NOW",
+    "COMMITTED_WITH_SCHEMA_CHANGE_FAILURE",
+    "CONNECTION_EXCEPTION_CLASS",
     "CRASH_SHUTDOWN",
+    "DEADLOCK_DETECTED",
+    "FEATURE_NOT_SUPPORTED",
+    "RETRYABLE",
+    "SERIALIZATION_FAILURE",
     "SERVER_SHUTDOWN_CODES",
+    "STATEMENT_COMPLETION_UNKNOWN",
+    "is_connection_lost",
     "is_server_shutdown",
     "sqlstates_of",
 ]
 
+# -- the server is going away -----------------------------------------------
+
 #: 57P01 admin_shutdown: PostgreSQL's pg_terminate_backend / smart shutdown;
 #: CockroachDB's "server is shutting down" to connections of a draining node
 #: (crdb-facts/errors.json, ``server_shutdown_57P01``).
-ADMIN_SHUTDOWN = "57P01"
+ADMIN_SHUTDOWN: Final = "57P01"
 #: 57P02 crash_shutdown: another backend crashed, the server restarts.
-CRASH_SHUTDOWN = "57P02"
+CRASH_SHUTDOWN: Final = "57P02"
 #: 57P03 cannot_connect_now: the server is starting up or shutting down.
-CANNOT_CONNECT_NOW = "57P03"
+CANNOT_CONNECT_NOW: Final = "57P03"
 #: The server says it is going away: connections to it should be dropped.
-SERVER_SHUTDOWN_CODES = frozenset({ADMIN_SHUTDOWN, CRASH_SHUTDOWN, CANNOT_CONNECT_NOW})
+SERVER_SHUTDOWN_CODES: Final = frozenset(
+    {ADMIN_SHUTDOWN, CRASH_SHUTDOWN, CANNOT_CONNECT_NOW}
+)
+#: The class of connection exceptions (08000, 08003, 08006, ...).
+CONNECTION_EXCEPTION_CLASS: Final = "08"
+
+# -- transaction retries (retry.py, replay.py) ------------------------------
+
+#: Serialization failure: CockroachDB's transaction retry error (every reason
+#: code, crdb-facts/errors.json ``general_rules``) and PostgreSQL's SERIALIZABLE
+#: conflict. Retry the whole transaction.
+SERIALIZATION_FAILURE: Final = "40001"
+#: Deadlock detected (PostgreSQL). The transaction was rolled back; retry it.
+DEADLOCK_DETECTED: Final = "40P01"
+#: CockroachDB's "result is ambiguous": the COMMIT (or RELEASE SAVEPOINT) may or
+#: may not have taken effect (crdb-facts/errors.json ``ambiguous_result_40003``).
+STATEMENT_COMPLETION_UNKNOWN: Final = "40003"
+#: Feature not supported. Retryable only for a cached-plan error, recognised by
+#: the server routine below, not by the message.
+FEATURE_NOT_SUPPORTED: Final = "0A000"
+#: The PostgreSQL routine that raises "cached plan must not change result type"
+#: (0A000); asyncpg recognises its ``InvalidCachedStatementError`` the same way.
+CACHED_PLAN_ROUTINE: Final = "RevalidateCachedQuery"
+#: CockroachDB: the transaction committed but its schema change failed
+#: (crdb-facts/errors.json ``schema_change_in_transaction_XXA00``). Never retried:
+#: the data changes are already committed.
+COMMITTED_WITH_SCHEMA_CHANGE_FAILURE: Final = "XXA00"
+#: SQLSTATEs after which the transaction is certainly rolled back and can be
+#: run again.
+RETRYABLE: Final = frozenset({SERIALIZATION_FAILURE, DEADLOCK_DETECTED})
 
 _MAX_CHAIN = 8
 
@@ -61,3 +104,13 @@ def sqlstates_of(exc: BaseException | None) -> list[str]:
 def is_server_shutdown(exc: BaseException | None) -> bool:
     """True when ``exc`` (or a cause) carries one of :data:`SERVER_SHUTDOWN_CODES`."""
     return bool(SERVER_SHUTDOWN_CODES.intersection(sqlstates_of(exc)))
+
+
+def is_connection_lost(sqlstate: str | None) -> bool:
+    """True for class 08 and for 57P01/57P02/57P03: the connection is gone."""
+    if sqlstate is None:
+        return False
+    return (
+        sqlstate.startswith(CONNECTION_EXCEPTION_CLASS)
+        or sqlstate in SERVER_SHUTDOWN_CODES
+    )

@@ -16,6 +16,13 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import URL
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    # Move everything imported so far out of the collector's reach, so the
+    # per-test collection below scans only what tests create (ms, not 0.3 s).
+    gc.collect()
+    gc.freeze()
+
+
 @pytest.fixture(autouse=True)
 def _collect_garbage_after_each_test() -> Iterator[None]:
     """Leaked sockets and connections warn when collected; collecting after every

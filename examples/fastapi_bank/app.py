@@ -20,8 +20,9 @@ Endpoints: ``POST /accounts``, ``GET /accounts/{id}``, ``POST /transfers``,
 
 from __future__ import annotations
 
+import dataclasses
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from decimal import Decimal
 from typing import Annotated, Any
@@ -82,6 +83,22 @@ class Overdrawn(Exception):
 POLICY = RetryPolicy(max_attempts=20, initial_backoff_s=0.005, max_backoff_s=0.2)
 
 
+def _plain(stats: Any) -> dict[str, Any]:
+    """A stats dataclass as JSON-ready data (its mappings as dicts)."""
+    return {
+        f.name: (dict(v) if isinstance(v := getattr(stats, f.name), Mapping) else v)
+        for f in dataclasses.fields(stats)
+    }
+
+
+def sessions(request: Request) -> async_sessionmaker[AsyncSession]:
+    """The app's session factory (a FastAPI dependency)."""
+    return request.app.state.sessions  # type: ignore[no-any-return]
+
+
+Sessions = Annotated[async_sessionmaker[AsyncSession], Depends(sessions)]
+
+
 def make_engine(url: str) -> AsyncEngine:
     settings = PoolSettings.for_cluster(
         vcpus=int(os.environ.get("POOL_VCPUS", "4")),
@@ -106,11 +123,6 @@ def create_app(url: str | None = None) -> FastAPI:
             await engine.dispose()
 
     app = FastAPI(title="sqlalchemy-crdb-async bank", lifespan=lifespan)
-
-    def sessions(request: Request) -> async_sessionmaker[AsyncSession]:
-        return request.app.state.sessions  # type: ignore[no-any-return]
-
-    Sessions = Annotated[async_sessionmaker[AsyncSession], Depends(sessions)]
 
     @app.post("/accounts", status_code=201)
     async def open_account(body: NewAccount, maker: Sessions) -> AccountOut:
@@ -172,7 +184,7 @@ def create_app(url: str | None = None) -> FastAPI:
         return {
             "server": info.describe(),
             "pool": dict(pool_stats(engine)),
-            "retries": dict(retry_stats(engine)),
+            "retries": _plain(retry_stats(engine)),
         }
 
     return app
