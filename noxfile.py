@@ -5,7 +5,8 @@
     nox -s matrix       # tests on every Python present x SQLAlchemy 2.0 / 2.1
     nox -s sqla20       # the main suite on SQLAlchemy 2.0 (this Python)
     nox -s lint         # ruff check + ruff format --check
-    nox -s typecheck    # mypy --strict on the package
+    nox -s typecheck    # mypy --strict on the package and benchmarks
+    nox -s bench -- --quick   # the benchmarks (not run by default)
 
 The test server comes from the package's own pytest plugin: set CRDB_TEST_URL
 to use a running CockroachDB; otherwise an embedded PostgreSQL is started.
@@ -50,7 +51,7 @@ def _pytest(session: nox.Session, *extra: str) -> None:
 @nox.session
 def tests(session: nox.Session) -> None:
     """The README's test command: everything, on this interpreter."""
-    session.install("-e", ".[test]")
+    session.install("-e", ".[test,bench]")
     _pytest(session)
 
 
@@ -82,3 +83,10 @@ def lint(session: nox.Session) -> None:
 def typecheck(session: nox.Session) -> None:
     session.install("-e", ".[test,bench]", "mypy>=1.13")
     session.run("mypy")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """``python -m benchmarks`` (pass options after ``--``, e.g. ``-- --quick``)."""
+    session.install("-e", ".[bench]")
+    session.run("python", "-m", "benchmarks", *session.posargs)

@@ -40,7 +40,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from sqlalchemy import Integer, text
+from sqlalchemy import Integer, insert, text
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
@@ -162,7 +162,7 @@ async def reset(engine: AsyncEngine, accounts: int) -> None:
         await conn.run_sync(Base.metadata.drop_all)
         await conn.run_sync(Base.metadata.create_all)
         await conn.execute(
-            Account.__table__.insert(),
+            insert(Account),
             [{"id": i, "balance": START} for i in range(accounts)],
         )
 
