@@ -61,14 +61,14 @@ def matrix(session: nox.Session, sqlalchemy: str) -> None:
     """Python x SQLAlchemy; 2.1 needs Python >= 3.11."""
     if sqlalchemy == "2.1" and session.python == "3.10":
         session.skip("SQLAlchemy 2.1 needs Python >= 3.11")
-    session.install("-e", ".[test]", SQLALCHEMY[sqlalchemy])
+    session.install("-e", ".[test,bench]", SQLALCHEMY[sqlalchemy])
     _pytest(session)
 
 
 @nox.session
 def sqla20(session: nox.Session) -> None:
     """The main suite on SQLAlchemy 2.0, on this interpreter (run by CI)."""
-    session.install("-e", ".[test]", SQLALCHEMY["2.0"])
+    session.install("-e", ".[test,bench]", SQLALCHEMY["2.0"])
     session.run("python", "-m", "pytest", *session.posargs)
 
 
