@@ -25,6 +25,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ._process import stop_process
+
 if TYPE_CHECKING:
     from types import TracebackType
 
@@ -100,13 +102,7 @@ class CockroachNode:
 
     def stop(self) -> None:
         proc, self._process = self._process, None
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(SHUTDOWN_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process(proc, signal.SIGTERM, SHUTDOWN_TIMEOUT_S)
         if self._dir is not None:
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None

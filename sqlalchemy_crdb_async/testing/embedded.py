@@ -41,6 +41,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ._process import stop_process
+
 if TYPE_CHECKING:
     from types import TracebackType
 
@@ -203,13 +205,7 @@ class EmbeddedPostgres:
     def stop(self) -> None:
         """Fast shutdown, then remove the data directory. Safe to call twice."""
         proc, self._process = self._process, None
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGINT)  # "fast" shutdown
-            try:
-                proc.wait(SHUTDOWN_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process(proc, signal.SIGINT, SHUTDOWN_TIMEOUT_S)  # "fast" shutdown
         if self._dir is not None:
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None
@@ -220,8 +216,7 @@ class EmbeddedPostgres:
         proc = self._process
         if proc is None:
             raise RuntimeError("EmbeddedPostgres is not started")
-        proc.send_signal(signal.SIGINT)
-        proc.wait(SHUTDOWN_TIMEOUT_S)
+        stop_process(proc, signal.SIGINT, SHUTDOWN_TIMEOUT_S)
         self._process = None
         if not self._launch():
             raise RuntimeError(f"PostgreSQL did not restart; log:\n{self._log_tail()}")
