@@ -22,6 +22,24 @@ URL scheme                     dialect
                                package had it); asyncpg with
                                ``create_async_engine``
 =============================  ==================================================
+
+What else is here, and where it lives:
+
+- transaction retries: :func:`run_transaction`, :func:`retrying`,
+  :func:`retrying_session`, :class:`RetryPolicy`, :func:`retry_stats`
+  (``retry.py``, ``replay.py``, ``policy.py``, ``classify.py``, ``observe.py``;
+  the sync API in :mod:`sqlalchemy_crdb_async.sync`);
+- pool tuning: :class:`PoolSettings`, :class:`CockroachPool`, :func:`pool_stats`
+  (``pool.py``, ``pool_impl.py``, ``pool_session.py``, ``pool_events.py``);
+- CockroachDB SQL: :func:`upsert`, :func:`as_of_system_time`, :func:`index_hint`,
+  ... (``sql.py``); types, DDL and reflection (``types.py``, ``compiler.py``,
+  ``reflection.py``); Alembic (``alembic.py``, registered when Alembic is
+  installed);
+- server detection: :class:`ServerInfo`, :func:`parse_server_version`
+  (``server.py``, ``base.py``);
+- the pytest plugin and test servers: :mod:`sqlalchemy_crdb_async.testing`.
+
+Every error is in ``errors.py``, with the class tree drawn at its top.
 """
 
 from __future__ import annotations
