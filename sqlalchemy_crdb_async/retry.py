@@ -185,13 +185,8 @@ class _Scope:
         raise NotImplementedError
 
 
-class _EngineScope(_Scope):
-    async def open(self) -> Handle:
-        engine: AsyncEngine = self.target
-        self.handle = conn = await engine.connect()
-        await conn.begin()
-        await self._inject()
-        return conn
+class _OwnedScope(_Scope):
+    """A scope that opens its own connection or session, and closes it after."""
 
     async def commit(self) -> None:
         await super().commit()
@@ -200,6 +195,15 @@ class _EngineScope(_Scope):
     async def abort(self) -> None:
         if hasattr(self, "handle"):
             await shielded(self.handle.close())
+
+
+class _EngineScope(_OwnedScope):
+    async def open(self) -> Handle:
+        engine: AsyncEngine = self.target
+        self.handle = conn = await engine.connect()
+        await conn.begin()
+        await self._inject()
+        return conn
 
 
 class _ConnectionScope(_Scope):
@@ -220,20 +224,12 @@ class _ConnectionScope(_Scope):
         await shielded(self.target.rollback())
 
 
-class _SessionmakerScope(_Scope):
+class _SessionmakerScope(_OwnedScope):
     async def open(self) -> Handle:
         maker: async_sessionmaker[AsyncSession] = self.target
         self.handle = session = maker()
         await self._inject()
         return session
-
-    async def commit(self) -> None:
-        await super().commit()
-        await self.handle.close()
-
-    async def abort(self) -> None:
-        if hasattr(self, "handle"):
-            await shielded(self.handle.close())
 
 
 class _SessionScope(_Scope):
