@@ -32,6 +32,8 @@ from ..variants import missing_api, ours_api
 from . import BenchmarkInvariantError, Ctx, Workload
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     import asyncpg
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
@@ -114,23 +116,20 @@ def sqlstate_of(exc: BaseException) -> str | None:
 # -- raw asyncpg, plain loop ------------------------------------------------
 
 
-@workload.scenario("asyncpg", "retry loop", reference=True)
-async def asyncpg_loop(ctx: Ctx) -> None:
-    """asyncpg + a plain retry loop"""
+async def asyncpg_retry_loop(
+    ctx: Ctx, src: int, dst: int, body: Callable[[Any], Awaitable[None]]
+) -> None:
+    """The plain retry loop on raw asyncpg: ``body(conn)`` in a SERIALIZABLE
+    transaction, re-run with backoff on a retryable SQLSTATE."""
     import asyncpg
 
-    src, dst, amount = _pick(ctx)
     for attempt in range(MAX_ATTEMPTS):
         try:
             async with (
                 ctx.pool.acquire() as conn,
                 conn.transaction(isolation="serializable"),
             ):
-                rows = await conn.fetch(READ_SQL, src, dst)
-                new = _new_balances(rows, src, dst, amount)
-                if new is not None:
-                    await conn.execute(WRITE_SQL, src, new[0])
-                    await conn.execute(WRITE_SQL, dst, new[1])
+                await body(conn)
             return
         except asyncpg.PostgresError as e:
             if e.sqlstate not in RETRYABLE_SQLSTATES:
@@ -138,6 +137,21 @@ async def asyncpg_loop(ctx: Ctx) -> None:
             ctx.record_retry(e.sqlstate)
         await asyncio.sleep(_backoff_s(ctx, attempt))
     raise RetriesExhausted(f"transfer {src}->{dst} gave up after {MAX_ATTEMPTS}")
+
+
+@workload.scenario("asyncpg", "retry loop", reference=True)
+async def asyncpg_loop(ctx: Ctx) -> None:
+    """asyncpg + a plain retry loop"""
+    src, dst, amount = _pick(ctx)
+
+    async def body(conn: Any) -> None:
+        rows = await conn.fetch(READ_SQL, src, dst)
+        new = _new_balances(rows, src, dst, amount)
+        if new is not None:
+            await conn.execute(WRITE_SQL, src, new[0])
+            await conn.execute(WRITE_SQL, dst, new[1])
+
+    await asyncpg_retry_loop(ctx, src, dst, body)
 
 
 # -- SQLAlchemy + tenacity ----------------------------------------------------

@@ -16,7 +16,6 @@ After every cell the total balance must still be 100 x 1,000.00.
 
 from __future__ import annotations
 
-import asyncio
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +24,7 @@ from sqlalchemy import select
 from ..variants import ours_api
 from . import BenchmarkInvariantError, Ctx, Workload
 from ._fastapi import ACCOUNTS, TOTAL, app_module, app_unavailable, create_accounts
-from .bank import MAX_ATTEMPTS, RETRYABLE_SQLSTATES, RetriesExhausted, _backoff_s
+from .bank import MAX_ATTEMPTS, asyncpg_retry_loop
 
 if TYPE_CHECKING:
     import asyncpg
@@ -66,26 +65,15 @@ def _pick(ctx: Ctx) -> tuple[int, int, Decimal]:
 @workload.scenario("asyncpg", "retry loop", reference=True)
 async def asyncpg_transfer(ctx: Ctx) -> None:
     """asyncpg, SELECT FOR UPDATE + 2 UPDATEs, plain retry loop"""
-    import asyncpg
-
     src, dst, amount = _pick(ctx)
-    for attempt in range(MAX_ATTEMPTS):
-        try:
-            async with (
-                ctx.pool.acquire() as conn,
-                conn.transaction(isolation="serializable"),
-            ):
-                rows = {r[0]: r[1] for r in await conn.fetch(LOCK_SQL, src, dst)}
-                if rows[src] >= amount:
-                    await conn.execute(WRITE_SQL, src, rows[src] - amount)
-                    await conn.execute(WRITE_SQL, dst, rows[dst] + amount)
-            return
-        except asyncpg.PostgresError as e:
-            if e.sqlstate not in RETRYABLE_SQLSTATES:
-                raise
-            ctx.record_retry(e.sqlstate)
-        await asyncio.sleep(_backoff_s(ctx, attempt))
-    raise RetriesExhausted(f"transfer {src}->{dst} gave up after {MAX_ATTEMPTS}")
+
+    async def body(conn: Any) -> None:
+        rows = {r[0]: r[1] for r in await conn.fetch(LOCK_SQL, src, dst)}
+        if rows[src] >= amount:
+            await conn.execute(WRITE_SQL, src, rows[src] - amount)
+            await conn.execute(WRITE_SQL, dst, rows[dst] + amount)
+
+    await asyncpg_retry_loop(ctx, src, dst, body)
 
 
 async def _prepare_ours(ctx: Ctx) -> None:
