@@ -1,5 +1,5 @@
-"""``python -m benchmarks``; see :mod:`benchmarks.cli`."""
+"""``python -m benchmarks``; see :mod:`benchmarks._harness.cli`."""
 
-from .cli import main
+from ._harness.cli import main
 
 raise SystemExit(main())

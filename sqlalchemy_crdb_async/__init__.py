@@ -23,23 +23,29 @@ URL scheme                     dialect
                                ``create_async_engine``
 =============================  ==================================================
 
-What else is here, and where it lives:
+What else is here, and where it lives (one folder per subsystem):
 
-- transaction retries: :func:`run_transaction`, :func:`retrying`,
-  :func:`retrying_session`, :class:`RetryPolicy`, :func:`retry_stats`
-  (``retry.py``, ``replay.py``, ``policy.py``, ``classify.py``, ``observe.py``;
-  the sync API in :mod:`sqlalchemy_crdb_async.sync`);
-- pool tuning: :class:`PoolSettings`, :class:`CockroachPool`, :func:`pool_stats`
-  (``pool.py``, ``pool_impl.py``, ``pool_session.py``, ``pool_events.py``);
-- CockroachDB SQL: :func:`upsert`, :func:`as_of_system_time`, :func:`index_hint`,
-  ... (``sql.py``); types, DDL and reflection (``types.py``, ``compiler.py``,
-  ``reflection.py``); Alembic (``alembic.py``, registered when Alembic is
-  installed);
-- server detection: :class:`ServerInfo`, :func:`parse_server_version`
-  (``server.py``, ``base.py``);
-- the pytest plugin and test servers: :mod:`sqlalchemy_crdb_async.testing`.
+=======================  =======================================================
+where                    what
+=======================  =======================================================
+``dialect/``             the dialects (``base``, one module per driver),
+                         server detection (``server``), DDL and SQL compilers
+                         (``compiler``), types, reflection, CockroachDB
+                         constructs (``constructs``: :func:`upsert`,
+                         :func:`as_of_system_time`, :func:`index_hint`, ...),
+                         Alembic, and SQLAlchemy's test-suite hooks
+                         (``provision``, ``requirements``)
+``retry/``               transaction retries: :func:`run_transaction`,
+                         :func:`retrying`, :func:`retrying_session`,
+                         :class:`RetryPolicy`, :func:`retry_stats`; the sync API
+                         is :mod:`sqlalchemy_crdb_async.sync`
+``pool/``                pool tuning: :class:`PoolSettings`,
+                         :class:`CockroachPool`, :func:`pool_stats`
+``testing/``             the pytest plugin and the test servers
+``errors.py``            every error, with the class tree drawn at its top
+``sqlstate.py``          the SQLSTATE codes this package acts on
+=======================  =======================================================
 
-Every error is in ``errors.py``, with the class tree drawn at its top.
 """
 
 from __future__ import annotations
@@ -50,25 +56,8 @@ import warnings
 
 from sqlalchemy.dialects import registry as _registry
 
-from .base import CockroachDBDialect
-from .classify import Classification, ErrorKind, classify
-from .errors import (
-    AmbiguousCommitError,
-    ConnectParameterError,
-    DialectConflictWarning,
-    ReplayMismatchError,
-    RetriesExhaustedError,
-    TransactionRetryError,
-    UnrecognizedServerError,
-)
-from .observe import RetryEvent, RetryStats, retry_stats
-from .policy import RetryPolicy
-from .pool import PoolSettings, PoolStats, pool_stats
-from .pool_impl import CockroachPool
-from .replay import retrying_session
-from .retry import Attempt, retrying, run_transaction
-from .server import ServerInfo, parse_server_version
-from .sql import (
+from .dialect.base import CockroachDBDialect
+from .dialect.constructs import (
     Upsert,
     as_of_system_time,
     follower_read_timestamp,
@@ -78,6 +67,30 @@ from .sql import (
     upsert,
     uuid_primary_key,
     with_max_staleness,
+)
+from .dialect.server import ServerInfo, parse_server_version
+from .errors import (
+    AmbiguousCommitError,
+    ConnectParameterError,
+    DialectConflictWarning,
+    ReplayMismatchError,
+    RetriesExhaustedError,
+    TransactionRetryError,
+    UnrecognizedServerError,
+)
+from .pool import CockroachPool, PoolSettings, PoolStats, pool_stats
+from .retry import (
+    Attempt,
+    Classification,
+    ErrorKind,
+    RetryEvent,
+    RetryPolicy,
+    RetryStats,
+    classify,
+    retry_stats,
+    retrying,
+    retrying_session,
+    run_transaction,
 )
 
 __version__ = "0.1.0"
@@ -122,25 +135,29 @@ __all__ = [
 
 #: (name SQLAlchemy looks up, module, class) for every scheme this package serves.
 DIALECTS = (
-    ("cockroachdb", "sqlalchemy_crdb_async.psycopg2", "CockroachDBDialect_psycopg2"),
+    (
+        "cockroachdb",
+        "sqlalchemy_crdb_async.dialect.psycopg2",
+        "CockroachDBDialect_psycopg2",
+    ),
     (
         "cockroachdb.psycopg2",
-        "sqlalchemy_crdb_async.psycopg2",
+        "sqlalchemy_crdb_async.dialect.psycopg2",
         "CockroachDBDialect_psycopg2",
     ),
     (
         "cockroachdb.asyncpg",
-        "sqlalchemy_crdb_async.asyncpg",
+        "sqlalchemy_crdb_async.dialect.asyncpg",
         "CockroachDBDialect_asyncpg",
     ),
     (
         "cockroachdb.psycopg",
-        "sqlalchemy_crdb_async.psycopg",
+        "sqlalchemy_crdb_async.dialect.psycopg",
         "CockroachDBDialect_psycopg",
     ),
     (
         "cockroachdb.psycopg_async",
-        "sqlalchemy_crdb_async.psycopg",
+        "sqlalchemy_crdb_async.dialect.psycopg",
         "CockroachDBDialectAsync_psycopg",
     ),
 )
@@ -168,7 +185,7 @@ def _warn_if_other_dialect_installed() -> None:
 def _register_alembic() -> None:
     # Alembic finds implementations by dialect name once their class exists.
     if importlib.util.find_spec("alembic") is not None:
-        from . import alembic  # noqa: F401 - registers CockroachDBImpl
+        from .dialect import alembic  # noqa: F401 - registers CockroachDBImpl
 
 
 _register()

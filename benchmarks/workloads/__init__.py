@@ -12,8 +12,8 @@ SQLAlchemy's ``examples/performance`` suite does: the decorated coroutine is
         \"\"\"pool.fetchrow by primary key\"\"\"
         await ctx.pool.fetchrow(SQL, ctx.rng.randint(1, ROWS))
 
-The runner (:mod:`benchmarks.runner`) opens the scenario's variant
-(:mod:`benchmarks.variants`) for every cell, hands the operation a :class:`Ctx`
+The runner (:mod:`benchmarks._harness.runner`) opens the scenario's variant
+(:mod:`benchmarks._harness.variants`) for every cell, hands the operation a :class:`Ctx`
 and calls it from ``concurrency`` tasks until the cell's time is up
 (``mode="duration"``), or launches ``storm_tasks`` operations at once on a
 fixed-size pool (``mode="storm"``).

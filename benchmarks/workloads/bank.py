@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import BigInteger, Column, MetaData, Table, select, update
 
-from ..variants import missing_api, ours_api
+from .._harness.variants import missing_api, ours_api
 from . import BenchmarkInvariantError, Ctx, Workload
 
 if TYPE_CHECKING:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
-from ..variants import ours_api
+from .._harness.variants import ours_api
 from . import BenchmarkInvariantError, Ctx, Workload
 from ._fastapi import ACCOUNTS, TOTAL, app_module, app_unavailable, create_accounts
 from .bank import MAX_ATTEMPTS, asyncpg_retry_loop

@@ -26,9 +26,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy.engine import URL, make_url
 
-from ..base import DETECT_SERVER_SQL
-from ..libpq import asyncpg_connect_kwargs
-from ..server import ServerInfo, parse_server_version
+from ..dialect._libpq import asyncpg_connect_kwargs
+from ..dialect.base import DETECT_SERVER_SQL
+from ..dialect.server import ServerInfo, parse_server_version
 from .cockroach import CockroachNode, find_cockroach
 from .embedded import EmbeddedPostgres
 

@@ -22,7 +22,7 @@ from sqlalchemy.testing.plugin import pytestplugin as _sqla_plugin
 from sqlalchemy.testing.plugin.pytestplugin import *  # noqa: F403 - SQLAlchemy's hooks
 
 import sqlalchemy_crdb_async  # noqa: F401 - registers the cockroachdb dialects
-from sqlalchemy_crdb_async.asyncpg import CockroachDBDialect_asyncpg
+from sqlalchemy_crdb_async.dialect.asyncpg import CockroachDBDialect_asyncpg
 from sqlalchemy_crdb_async.testing.provider import TestServer, resolve_server
 
 if TYPE_CHECKING:

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from sqlalchemy_crdb_async import PoolSettings, pool_stats
 from sqlalchemy_crdb_async.testing import EmbeddedPostgres
-from tests.pool_support import wait_for
+from tests.pool.support import wait_for
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator

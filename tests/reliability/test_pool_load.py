@@ -12,7 +12,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from sqlalchemy_crdb_async import PoolSettings, pool_stats
-from tests.pool_support import plain_url, wait_for
+from tests.pool.support import plain_url, wait_for
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator

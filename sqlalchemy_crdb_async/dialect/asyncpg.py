@@ -1,0 +1,112 @@
+"""The asyncpg dialect, ``cockroachdb+asyncpg://``: this package's primary driver.
+
+Usage::
+
+    from sqlalchemy.ext.asyncio import create_async_engine
+    import sqlalchemy_crdb_async  # registers the dialects
+
+    engine = create_async_engine(
+        "cockroachdb+asyncpg://root@localhost:26257/defaultdb?sslmode=disable"
+    )
+
+``create_async_engine("cockroachdb://...")`` picks this dialect too.
+
+libpq-style URL parameters (``sslmode``, ``sslrootcert``, ``sslcert``, ``sslkey``,
+``sslpassword``, ``options``, ``application_name``, ``connect_timeout``) are
+translated by :mod:`.libpq`, so a CockroachDB Cloud URL works verbatim. Unknown
+parameters are an error, not silently ignored.
+
+Multiple hosts are given as SQLAlchemy spells them for asyncpg:
+``?host=node1:26257&host=node2:26257``.
+
+CockroachDB differences handled here:
+
+- JSON: CockroachDB has no separate ``json`` type (``JSON`` is an alias of
+  ``JSONB``), so the binary ``json`` codec SQLAlchemy installs is skipped there;
+  ``jsonb`` is used for both (cockroach issue 9990,
+  https://github.com/cockroachdb/cockroach/issues/9990). The server is recognised
+  by the ``crdb_version`` parameter it reports at startup, before any query.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
+from typing_extensions import override
+
+from ._libpq import asyncpg_connect_kwargs
+from .base import CockroachDBDialect
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
+    from sqlalchemy.engine.interfaces import ConnectArgsType
+
+__all__ = ["CockroachDBDialect_asyncpg"]
+
+
+class CockroachDBDialect_asyncpg(CockroachDBDialect, PGDialect_asyncpg):
+    """``cockroachdb+asyncpg://``."""
+
+    driver = "asyncpg"
+    supports_statement_cache = True
+
+    @override
+    def create_connect_args(self, url: URL) -> ConnectArgsType:
+        # SQLAlchemy's asyncpg dialect handles user, host(s), port and database;
+        # the remaining query parameters are libpq's, translated for asyncpg.
+        hosts = {k: v for k, v in url.query.items() if k == "host"}
+        args, opts = super().create_connect_args(url.set(query=hosts))
+        opts.update(
+            asyncpg_connect_kwargs({k: v for k, v in url.query.items() if k != "host"})
+        )
+        return args, opts
+
+    @override
+    def connect(self, *cargs: Any, **cparams: Any) -> Any:
+        try:
+            return super().connect(*cargs, **cparams)
+        except Exception as error:
+            wrapped = _adapter_error(self.loaded_dbapi, error)
+            if wrapped is None:
+                raise
+            raise wrapped from error
+
+    @override
+    async def setup_asyncpg_json_codec(self, conn: Any) -> None:
+        # CockroachDB: JSON is JSONB; no binary "json" codec (cockroach#9990).
+        if announces_cockroachdb(conn._connection):
+            return
+        await super().setup_asyncpg_json_codec(conn)
+
+
+def _adapter_error(dbapi: Any, error: Exception) -> Exception | None:
+    """asyncpg's error at connect time as the adapter's DB-API error, or None.
+
+    SQLAlchemy 2.1 translates errors raised while connecting (an auth failure, a
+    refused startup option) into the adapter's DB-API classes, so they reach
+    callers as ``sqlalchemy.exc.DBAPIError`` with ``orig.sqlstate``; 2.0 lets
+    asyncpg's own exception through. This gives both versions 2.1's behaviour.
+    """
+    if isinstance(error, dbapi.Error):
+        return None
+    mapping = dbapi._asyncpg_error_translate
+    for cls in type(error).__mro__:
+        if cls in mapping:
+            wrapped: Exception = mapping[cls](f"{type(error)}: {error}")
+            wrapped.pgcode = wrapped.sqlstate = getattr(error, "sqlstate", None)  # type: ignore[attr-defined]
+            return wrapped
+    return None
+
+
+def announces_cockroachdb(asyncpg_connection: Any) -> bool:
+    """True when the server sent the ``crdb_version`` startup parameter.
+
+    CockroachDB reports ``crdb_version`` as a ParameterStatus at startup
+    (crdb-facts/session_vars.md: ``crdb_version``, the same string as
+    ``version()``); asyncpg itself detects CockroachDB this way.
+    """
+    return hasattr(asyncpg_connection.get_settings(), "crdb_version")
+
+
+dialect = CockroachDBDialect_asyncpg

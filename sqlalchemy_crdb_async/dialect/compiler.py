@@ -1,0 +1,309 @@
+"""Statement, DDL and type compilers and the identifier preparer.
+
+Each class extends SQLAlchemy's PostgreSQL one and changes only what
+CockroachDB needs; on PostgreSQL the output is the PostgreSQL dialect's.
+
+DDL options
+-----------
+Every ``postgresql_*`` keyword of SQLAlchemy's PostgreSQL dialect is also
+accepted as ``cockroachdb_*`` (reflection returns ``cockroachdb_*`` keys, since
+this dialect is named ``cockroachdb``). CockroachDB-only index options:
+
+``cockroachdb_storing=["c", ...]``
+    a covering index, ``STORING (c)`` (crdb-facts/session_vars.md section 6); on
+    PostgreSQL the same meaning is spelled ``INCLUDE (c)``, which is emitted there.
+``cockroachdb_hash_sharded=True`` / ``cockroachdb_bucket_count=N``
+    ``USING HASH [WITH (bucket_count=N)]``; CockroachDB only (a ``CompileError``
+    on PostgreSQL).
+``cockroachdb_inverted=True``
+    ``CREATE INVERTED INDEX`` on CockroachDB, ``USING gin`` on PostgreSQL.
+``cockroachdb_where=<expr>``
+    a partial index (as ``postgresql_where``).
+
+Types on CockroachDB
+--------------------
+``Integer`` is written ``INT4``, because CockroachDB's ``INTEGER`` means ``INT8``
+(``default_int_size`` 8, crdb-facts/session_vars.md section 1); ``JSON`` is
+written ``JSONB`` (CockroachDB stores JSON as JSONB, crdb-facts
+pg_catalog_support.md section 6). An autoincrementing integer primary key is
+still ``SERIAL``, which CockroachDB turns into ``INT8 DEFAULT unique_rowid()``
+(crdb-facts information_schema_columns.json ``serial_rowid_default``).
+
+Computed columns are written ``AS (expr) STORED`` / ``AS (expr) VIRTUAL`` on
+CockroachDB (both kinds exist there; an unspecified one is STORED, as SQLAlchemy
+writes it for servers below PostgreSQL 18).
+
+Identifier quoting covers PostgreSQL's reserved words and CockroachDB's
+(``sql.y`` ``reserved_keyword``: ``index``, ``nothing``, ``role``, ``view``,
+``virtual``, ``work``, ``family`` besides PostgreSQL's own).
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import Any
+
+from sqlalchemy import exc, schema
+from sqlalchemy.dialects.postgresql.base import (
+    RESERVED_WORDS,
+    PGCompiler,
+    PGDDLCompiler,
+    PGIdentifierPreparer,
+    PGTypeCompiler,
+)
+from sqlalchemy.sql import coercions, roles
+from sqlalchemy.sql import expression as sql_expr
+from typing_extensions import override
+
+from . import constructs as crdb_sql
+
+__all__ = [
+    "CRDB_RESERVED_WORDS",
+    "CockroachDBCompiler",
+    "CockroachDBDDLCompiler",
+    "CockroachDBIdentifierPreparer",
+    "CockroachDBTypeCompiler",
+]
+
+# CockroachDB's reserved keywords that PostgreSQL does not reserve
+# (cockroach pkg/sql/parser/sql.y, reserved_keyword; a name stays quoted
+# forever once it was a keyword in some version).
+CRDB_RESERVED_WORDS = frozenset(
+    {"family", "index", "nothing", "role", "view", "virtual", "work"}
+)
+
+
+class CockroachDBIdentifierPreparer(PGIdentifierPreparer):
+    reserved_words = RESERVED_WORDS | CRDB_RESERVED_WORDS
+
+
+#: Indexes already created inside their table's CREATE TABLE on CockroachDB.
+_INLINED_INDEXES: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def _is_crdb(dialect: Any) -> bool:
+    return bool(getattr(dialect, "is_cockroachdb", False))
+
+
+class CockroachDBTypeCompiler(PGTypeCompiler):
+    @override
+    def visit_INTEGER(self, type_: Any, **kw: Any) -> str:
+        # CockroachDB: INTEGER is INT8 (crdb-facts session_vars.md s.1)
+        return "INT4" if _is_crdb(self.dialect) else "INTEGER"
+
+    @override
+    def visit_JSON(self, type_: Any, **kw: Any) -> str:
+        # CockroachDB stores JSON as JSONB (crdb-facts pg_catalog_support.md s.6)
+        return "JSONB" if _is_crdb(self.dialect) else "JSON"
+
+
+def _mirror_options(element: Any) -> None:
+    """Copy ``cockroachdb_*`` options PostgreSQL also knows into ``postgresql_*``.
+
+    SQLAlchemy's PostgreSQL DDL compiler reads ``dialect_options["postgresql"]``;
+    mirroring lets it honour the same options given with this dialect's prefix.
+    An explicitly set ``postgresql_*`` value wins.
+    """
+    options = getattr(element, "dialect_options", None)
+    if options is None:
+        return
+    ours = options["cockroachdb"]._non_defaults
+    if not ours:
+        return
+    pg = options["postgresql"]
+    for key, value in ours.items():
+        if key in pg and key not in pg._non_defaults:
+            pg[key] = value
+
+
+def _ddl_targets(statement: Any) -> list[Any]:
+    element = getattr(statement, "element", None)
+    if element is None:
+        return []
+    targets = [element]
+    if isinstance(element, schema.Table):
+        targets.extend(element.constraints)
+        targets.extend(element.indexes)
+    return targets
+
+
+class CockroachDBDDLCompiler(PGDDLCompiler):
+    def __init__(self, dialect: Any, statement: Any, **kw: Any) -> None:
+        for target in _ddl_targets(statement):
+            _mirror_options(target)
+        super().__init__(dialect, statement, **kw)
+
+    @override
+    def visit_computed_column(self, generated: Any, **kw: Any) -> str:
+        if not _is_crdb(self.dialect):
+            return str(super().visit_computed_column(generated, **kw))
+        # CockroachDB: `AS (expr) STORED` / `AS (expr) VIRTUAL` (crdb-facts
+        # session_vars.md s.6); unspecified persistence stays STORED, as
+        # SQLAlchemy writes it for servers reporting a version below 18.
+        sqltext = self.sql_compiler.process(
+            generated.sqltext, include_table=False, literal_binds=True
+        )
+        kind = "VIRTUAL" if generated.persisted is False else "STORED"
+        return f"AS ({sqltext}) {kind}"
+
+    @override
+    def visit_create_index(
+        self,
+        create: Any,
+        include_schema: bool = False,
+        include_table_schema: bool = True,
+        **kw: Any,
+    ) -> str:
+        index = create.element
+        ours = index.dialect_options["cockroachdb"]
+        pg = index.dialect_options["postgresql"]
+        sharded = ours["hash_sharded"] or ours["bucket_count"] is not None
+        if sharded and not _is_crdb(self.dialect):
+            raise exc.CompileError(
+                f"index {index.name!r}: cockroachdb_hash_sharded is "
+                "CockroachDB-only (USING HASH); PostgreSQL has no hash-sharded "
+                "indexes. Drop the option for PostgreSQL."
+            )
+        if not _is_crdb(self.dialect):
+            # the same meaning in PostgreSQL's spelling
+            if ours["storing"] and not pg["include"]:
+                pg["include"] = ours["storing"]
+            if ours["inverted"] and not pg["using"]:
+                pg["using"] = "gin"
+            return str(super().visit_create_index(create, **kw))
+        return self._crdb_create_index(create, index, ours, pg)
+
+    def _crdb_create_index(self, create: Any, index: Any, ours: Any, pg: Any) -> str:
+        self._verify_index_table(index)
+        inline = index in _INLINED_INDEXES
+        prefix, body = self._crdb_index_parts(index, ours, pg)
+        text = f"CREATE {prefix}INDEX "
+        if create.if_not_exists or inline:
+            # created inside CREATE TABLE already: a no-op, not a schema change
+            text += "IF NOT EXISTS "
+        name = self._prepared_index_name(index, include_schema=False)
+        return f"{text}{name} ON {self.preparer.format_table(index.table)} {body}"
+
+    def _crdb_index_parts(self, index: Any, ours: Any, pg: Any) -> tuple[str, str]:
+        """``("UNIQUE "/"INVERTED "/"", "(cols) [USING HASH] [STORING] [WHERE]")``."""
+        preparer = self.preparer
+        using = (pg["using"] or "").lower()
+        inverted = bool(ours["inverted"]) or using in ("gin", "inverted")
+        prefix = "UNIQUE " if index.unique else ""
+        if inverted:
+            prefix += "INVERTED "  # crdb-facts session_vars.md s.6 (inverted index)
+        body = "({})".format(
+            ", ".join(
+                self.sql_compiler.process(
+                    expr.self_group()
+                    if not isinstance(expr, sql_expr.ColumnClause)
+                    else expr,
+                    include_table=False,
+                    literal_binds=True,
+                )
+                for expr in index.expressions
+            )
+        )
+        if ours["hash_sharded"] or ours["bucket_count"] is not None:
+            # crdb-facts session_vars.md s.6 (hash-sharded index), range [2, 2048]
+            body += " USING HASH"
+            if ours["bucket_count"] is not None:
+                body += f" WITH (bucket_count={int(ours['bucket_count'])})"
+        storing = ours["storing"] or pg["include"]
+        if storing:
+            body += " STORING ({})".format(
+                ", ".join(
+                    preparer.quote(c if isinstance(c, str) else c.name) for c in storing
+                )
+            )
+        where = pg["where"]
+        if where is not None:
+            where = coercions.expect(roles.DDLExpressionRole, where)
+            body += " WHERE " + self.sql_compiler.process(
+                where, include_table=False, literal_binds=True
+            )
+        return prefix, body
+
+    @override
+    def create_table_constraints(
+        self, table: Any, _include_foreign_key_constraints: Any = None, **kw: Any
+    ) -> str:
+        text = str(
+            super().create_table_constraints(
+                table, _include_foreign_key_constraints, **kw
+            )
+        )
+        if not _is_crdb(self.dialect):
+            return text
+        # CockroachDB: indexes inside CREATE TABLE avoid one schema change per
+        # index (the issue this package was started for); the CREATE INDEX that
+        # create_all still sends becomes IF NOT EXISTS, a no-op.
+        inline = []
+        for index in sorted(table.indexes, key=lambda i: i.name or ""):
+            if index.name is None:
+                continue
+            ours = index.dialect_options["cockroachdb"]
+            pg = index.dialect_options["postgresql"]
+            prefix, body = self._crdb_index_parts(index, ours, pg)
+            name = self._prepared_index_name(index, include_schema=False)
+            inline.append(f"{prefix}INDEX {name} {body}")
+            _INLINED_INDEXES.add(index)
+        return ", \n\t".join(p for p in [text, *inline] if p)
+
+
+class CockroachDBCompiler(PGCompiler):
+    """PostgreSQL's statement compiler plus the constructs in :mod:`.sql`."""
+
+    @override
+    def _compose_select_body(
+        self,
+        text: str,
+        select: Any,
+        compile_state: Any,
+        inner_columns: Any,
+        froms: Any,
+        byfrom: Any,
+        toplevel: Any,
+        kwargs: Any,
+    ) -> str:
+        aost, _ = crdb_sql.split_aost_hints(select._statement_hints, self.dialect.name)
+        if aost:
+            if not _is_crdb(self.dialect):
+                raise exc.CompileError(
+                    f"{aost[-1]!r} is CockroachDB-only and this server is "
+                    "PostgreSQL; drop as_of_system_time() there."
+                )
+            if not froms:
+                raise exc.CompileError("AS OF SYSTEM TIME needs a FROM clause")
+            if select._for_update_arg is not None:
+                raise exc.CompileError(
+                    "AS OF SYSTEM TIME cannot be combined with FOR UPDATE/SHARE "
+                    "(crdb-facts session_vars.md section 4)"
+                )
+            # the clause ends the FROM list (crdb-facts session_vars.md s.4)
+            froms = [*froms[:-1], crdb_sql.AsOfFrom(froms[-1], aost[-1])]
+        return str(
+            super()._compose_select_body(
+                text,
+                select,
+                compile_state,
+                inner_columns,
+                froms,
+                byfrom,
+                toplevel,
+                kwargs,
+            )
+        )
+
+    @override
+    def get_statement_hint_text(self, hint_texts: Any) -> str:
+        rest = [h for h in hint_texts if not h.startswith(crdb_sql.AS_OF_SYSTEM_TIME)]
+        return " ".join(rest)
+
+    @override
+    def format_from_hint_text(
+        self, sqltext: str, table: Any, hint: str, iscrud: bool
+    ) -> str:
+        if hint.startswith("@"):
+            return crdb_sql.render_index_hint(self, sqltext, table, hint)
+        return str(super().format_from_hint_text(sqltext, table, hint, iscrud))

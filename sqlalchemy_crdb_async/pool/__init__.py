@@ -1,0 +1,24 @@
+"""Pool tuning for high-concurrency asyncio services.
+
+Where each part lives:
+
+==================  =============================================================
+module              what it does
+==================  =============================================================
+``settings``        :class:`PoolSettings` (the knobs, sizing from cluster vCPUs)
+                    and :meth:`PoolSettings.engine_kwargs`
+``_pool``           :class:`CockroachPool` and :func:`pool_stats`
+``_stats``          :class:`PoolStats`, the snapshot :func:`pool_stats` returns
+``_listeners``      the dialect events the pool installs, and its maintenance task
+``_reset``          liveness ping and session reset on return
+``_type_cache``     asyncpg type introspection shared by the pool's connections
+==================  =============================================================
+"""
+
+from __future__ import annotations
+
+from ._pool import CockroachPool, pool_stats
+from ._stats import PoolStats
+from .settings import PoolSettings
+
+__all__ = ["CockroachPool", "PoolSettings", "PoolStats", "pool_stats"]

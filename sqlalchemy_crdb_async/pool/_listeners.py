@@ -1,0 +1,91 @@
+"""The pool's hooks outside the pool object: dialect events and maintenance.
+
+:class:`~._pool.CockroachPool` installs two listeners on its dialect, once
+per dialect (they are module-level functions, so a recreated pool finds them
+installed):
+
+``do_connect``
+    While a pool creates a connection it publishes itself in
+    :data:`CONNECTING`; the listener lets that pool reorder a multi-host
+    URL's hosts and choose asyncpg's ``connection_class``. SQLAlchemy hands
+    each ``do_connect`` call its own copy of the connect arguments.
+``handle_error``
+    A statement that fails with a shutdown SQLSTATE (57P01/57P02/57P03) is a
+    disconnect even while the socket is still open: CockroachDB sends 57P01
+    to a draining node's sessions before closing them (crdb-facts/errors.json
+    ``server_shutdown_57P01``). SQLAlchemy then invalidates the connection and
+    calls the pool's ``_invalidate``.
+
+:func:`maintain` is the pool's background task: it wakes every interval (or
+when woken), and closes idle connections that are due, in SQLAlchemy's
+greenlet. It holds the pool weakly and ends when the pool is gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import logging
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import event
+from sqlalchemy.util import greenlet_spawn
+
+from ..sqlstate import is_server_shutdown
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from sqlalchemy.engine import ExceptionContext
+    from sqlalchemy.engine.interfaces import Dialect
+
+    from ._pool import CockroachPool
+
+__all__ = ["CONNECTING", "install_dialect_listeners", "maintain"]
+
+log = logging.getLogger(__name__)
+
+#: The pool creating a connection right now, for the ``do_connect`` listener.
+CONNECTING: contextvars.ContextVar[CockroachPool | None] = contextvars.ContextVar(
+    "sqlalchemy_crdb_async_pool_connecting", default=None
+)
+
+
+async def maintain(
+    pool_ref: Callable[[], CockroachPool | None], interval_s: float, wake: asyncio.Event
+) -> None:
+    """Close idle connections that are due, every ``interval_s`` or when woken."""
+    while True:
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(wake.wait(), interval_s)
+        wake.clear()
+        pool = pool_ref()
+        if pool is None:
+            return
+        try:
+            await greenlet_spawn(pool._close_idle_due)
+        except Exception:
+            log.exception("pool maintenance failed")
+        del pool
+
+
+def _on_do_connect(
+    dialect: Dialect, conn_rec: Any, cargs: list[Any], cparams: dict[str, Any]
+) -> None:
+    pool = CONNECTING.get()
+    if pool is not None:
+        pool._prepare_connect(dialect, cparams)
+
+
+def _on_handle_error(context: ExceptionContext) -> None:
+    if is_server_shutdown(context.original_exception):
+        context.is_disconnect = True
+
+
+def install_dialect_listeners(dialect: Dialect) -> None:
+    """Install the ``do_connect`` and ``handle_error`` listeners once."""
+    if not event.contains(dialect, "do_connect", _on_do_connect):
+        event.listen(dialect, "do_connect", _on_do_connect)
+    if not event.contains(dialect, "handle_error", _on_handle_error):
+        event.listen(dialect, "handle_error", _on_handle_error)

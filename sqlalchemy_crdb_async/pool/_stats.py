@@ -1,0 +1,51 @@
+"""``PoolStats``: the snapshot :func:`~sqlalchemy_crdb_async.pool_stats` returns."""
+
+from __future__ import annotations
+
+from typing import TypedDict
+
+__all__ = ["PoolStats"]
+
+
+class PoolStats(TypedDict):
+    """A snapshot of one pool; counters count since the pool was created
+    (``engine.dispose()`` replaces the pool, and so starts them again).
+
+    ``pool_size``             configured size (connections kept open)
+    ``pool_max``              most connections at once (size + overflow; -1 when
+                              the overflow is unlimited)
+    ``connections``           connections open now
+    ``checked_out``           connections lent out now
+    ``idle``                  open connections waiting in the pool now
+    ``waiting``               checkouts waiting for a connection now
+    ``wait_time_s``           total time checkouts waited (includes connecting)
+    ``checkouts``             connections handed out
+    ``timeouts``              checkouts that gave up after ``pool_timeout_s``
+    ``connections_opened``    new connections made
+    ``connections_lost``      connections found dead (broken socket, failed ping,
+                              disconnect error)
+    ``recycled_by_lifetime``  connections closed for passing their lifetime
+    ``invalidated_by_drain``  connections dropped because the server said it is
+                              shutting down (SQLSTATE 57P01/57P02/57P03)
+    ``pings_sent``            liveness pings sent
+    ``resets``                session resets run on return
+    ``types_shared``          type introspections answered from the pool's
+                              shared cache instead of a query
+    """
+
+    pool_size: int
+    pool_max: int
+    connections: int
+    checked_out: int
+    idle: int
+    waiting: int
+    wait_time_s: float
+    checkouts: int
+    timeouts: int
+    connections_opened: int
+    connections_lost: int
+    recycled_by_lifetime: int
+    invalidated_by_drain: int
+    pings_sent: int
+    resets: int
+    types_shared: int

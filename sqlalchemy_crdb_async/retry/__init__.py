@@ -1,0 +1,41 @@
+"""Transaction retries: CockroachDB's SQLSTATE 40001 made invisible.
+
+Where each part lives:
+
+==================  =============================================================
+module              what it does
+==================  =============================================================
+``policy``          :class:`RetryPolicy`: attempts, deadline, backoff and jitter
+``classify``        :func:`classify`: an error to retry / ambiguous / raise, by
+                    SQLSTATE
+``helpers``         :func:`run_transaction` and :func:`retrying` (async)
+``replay``          :func:`retrying_session` (the body runs once; statements
+                    replayed)
+``sync``            ``run_transaction`` for a sync ``Engine`` / ``sessionmaker``
+``stats``           :func:`retry_stats`, :class:`RetryEvent`, OpenTelemetry events
+``_loop``           the attempt loop every helper shares
+``_scopes``         one attempt's transaction per kind of target
+==================  =============================================================
+"""
+
+from __future__ import annotations
+
+from .classify import Classification, ErrorKind, classify
+from .helpers import Attempt, retrying, run_transaction
+from .policy import RetryPolicy
+from .replay import retrying_session
+from .stats import RetryEvent, RetryStats, retry_stats
+
+__all__ = [
+    "Attempt",
+    "Classification",
+    "ErrorKind",
+    "RetryEvent",
+    "RetryPolicy",
+    "RetryStats",
+    "classify",
+    "retry_stats",
+    "retrying",
+    "retrying_session",
+    "run_transaction",
+]

@@ -1,0 +1,145 @@
+"""The attempt loop every retry helper shares (internal).
+
+:class:`AttemptLoop` is the decision procedure: it counts attempts, classifies
+an error (:func:`.classify.classify`), raises :class:`.AmbiguousCommitError` or
+:class:`.RetriesExhaustedError` when that is the verdict, and otherwise returns
+the sleep, after reporting the retry (:mod:`.stats`). It never sleeps itself:
+the async helpers sleep with ``asyncio.sleep``, the sync ones with
+``time.sleep``, and only after the transaction is rolled back.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from sqlalchemy import exc as sa_exc
+
+from ..errors import AmbiguousCommitError, RetriesExhaustedError
+from .classify import Classification, ErrorKind, classify
+from .policy import DEFAULT_POLICY, INJECTED_ATTEMPTS, RetryPolicy
+from .stats import RetryEvent, counters_for, report_retry
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
+__all__ = ["AttemptLoop", "inject_statement"]
+
+
+class AttemptLoop:
+    """Counts attempts and decides, per error, whether and how long to wait."""
+
+    def __init__(
+        self,
+        policy: RetryPolicy | None,
+        engine: Engine,
+        *,
+        idempotent: bool,
+        api: str,
+    ) -> None:
+        if policy is not None and not isinstance(policy, RetryPolicy):
+            raise TypeError(
+                f"{api}(): policy must be a RetryPolicy, got {type(policy).__name__}"
+            )
+        self.policy = policy or DEFAULT_POLICY
+        self.engine = engine
+        self.idempotent = bool(idempotent)
+        self.api = api
+        self.counters = counters_for(engine)
+        self.number = 0
+        self.started = time.monotonic()
+
+    def start(self) -> int:
+        """Count a new attempt; returns its number (1 for the first)."""
+        self.number += 1
+        self.counters.add("attempts")
+        return self.number
+
+    def committed(self) -> None:
+        self.counters.add("commits")
+
+    @property
+    def inject_now(self) -> bool:
+        """True while this attempt should run with injected retry errors."""
+        return self.policy.inject_retry_errors and self.number <= INJECTED_ATTEMPTS
+
+    def next_sleep(
+        self,
+        error: BaseException,
+        *,
+        commit_sent: bool,
+        disconnect: bool | None = None,
+        replay: bool = False,
+    ) -> tuple[float, Classification] | None:
+        """The sleep before the next attempt, or None: re-raise ``error`` as is.
+
+        Raises AmbiguousCommitError or RetriesExhaustedError (from ``error``)
+        when that is the verdict.
+        """
+        verdict = classify(error, commit_sent=commit_sent, disconnect=disconnect)
+        if verdict.kind is ErrorKind.RAISE:
+            return None
+        if verdict.kind is ErrorKind.AMBIGUOUS:
+            self.counters.add("ambiguous")
+            if not self.idempotent:
+                raise AmbiguousCommitError(
+                    f"{self.api}(): the connection was lost or the server answered "
+                    f"'result is ambiguous' (SQLSTATE {verdict.sqlstate}) after "
+                    "COMMIT was sent; the transaction may or may not have "
+                    "committed. Check the data, or pass idempotent=True if running "
+                    "the work twice is harmless.",
+                    error,
+                ) from error
+        policy = self.policy
+        if self.number >= policy.max_attempts:
+            self.counters.add("give_ups")
+            raise RetriesExhaustedError(
+                f"{self.api}(): gave up after {self.number} attempts "
+                f"(RetryPolicy.max_attempts={policy.max_attempts}); the last error "
+                f"had SQLSTATE {verdict.sqlstate}: {error}",
+                error,
+                self.number,
+            ) from error
+        sleep_s = policy.backoff_s(self.number)
+        elapsed_s = time.monotonic() - self.started
+        if policy.deadline_s is not None and elapsed_s + sleep_s > policy.deadline_s:
+            self.counters.add("give_ups")
+            raise RetriesExhaustedError(
+                f"{self.api}(): gave up after {self.number} attempts in "
+                f"{elapsed_s:.3f} s: the next retry would pass "
+                f"RetryPolicy.deadline_s={policy.deadline_s}; the last error had "
+                f"SQLSTATE {verdict.sqlstate}: {error}",
+                error,
+                self.number,
+            ) from error
+        self.counters.retry(verdict, sleep_s, replay=replay)
+        event = RetryEvent(
+            self.number, verdict.sqlstate, verdict.reason, sleep_s, error, replay
+        )
+        report_retry(event, self.api)
+        if policy.on_retry is not None:
+            policy.on_retry(event)
+        return sleep_s, verdict
+
+    def clear_statement_cache(self) -> None:
+        """Make the driver re-prepare statements (after a cached-plan error)."""
+        # SQLAlchemy's asyncpg dialect keeps a timestamp; bumping it makes every
+        # connection drop its prepared statements before the next use.
+        invalidate = getattr(self.engine.dialect, "_invalidate_schema_cache", None)
+        if callable(invalidate):
+            invalidate()
+
+
+def inject_statement(loop: AttemptLoop) -> str | None:
+    """The SET for CockroachDB's retry-error injection on this attempt, if any."""
+    if not loop.policy.inject_retry_errors:
+        return None
+    dialect = loop.engine.dialect
+    if not getattr(dialect, "is_cockroachdb", False):
+        raise sa_exc.ArgumentError(
+            "RetryPolicy(inject_retry_errors=True) needs CockroachDB: the session "
+            "variable inject_retry_errors_enabled does not exist on "
+            f"{getattr(dialect, 'server_info', None) or 'this server'}."
+        )
+    # crdb-facts/session_vars.md section 3: SET statements are never injected.
+    return f"SET inject_retry_errors_enabled = {'true' if loop.inject_now else 'false'}"

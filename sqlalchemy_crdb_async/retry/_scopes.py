@@ -1,0 +1,167 @@
+"""One attempt's transaction on each kind of target (internal).
+
+``run_transaction`` and ``retrying`` accept an ``AsyncEngine``, an
+``AsyncConnection``, an ``async_sessionmaker`` or an ``AsyncSession``; a
+``_Scope`` subclass per kind opens the attempt's transaction, commits it, and
+rolls it back. :func:`sync_engine_of` finds the sync ``Engine`` behind any of
+them (for the dialect and the statistics).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+)
+
+from .._cleanup import shielded
+from ._loop import AttemptLoop, inject_statement
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
+__all__ = ["Handle", "scope_class", "sync_engine_of"]
+
+Handle = AsyncConnection | AsyncSession
+
+
+def sync_engine_of(target: Any, api: str) -> Engine:
+    """The sync Engine behind any target, for stats and the dialect."""
+    bind: Any = target
+    if isinstance(target, async_sessionmaker):
+        bind = target.kw.get("bind")
+    elif isinstance(target, AsyncSession):
+        bind = target.bind
+    if isinstance(bind, (AsyncEngine, AsyncConnection)):
+        return bind.sync_engine
+    if isinstance(target, (async_sessionmaker, AsyncSession)):
+        raise sa_exc.ArgumentError(
+            f"{api}(): the {type(target).__name__} has no bind; create it with an "
+            "engine, e.g. async_sessionmaker(engine)."
+        )
+    raise sa_exc.ArgumentError(
+        f"{api}(): target must be an AsyncEngine, AsyncConnection, "
+        f"async_sessionmaker or AsyncSession, got {type(target).__name__}. "
+        "For a sync Engine/Session use sqlalchemy_crdb_async.sync.run_transaction."
+    )
+
+
+class _Scope:
+    """One attempt's transaction on one kind of target."""
+
+    commit_sent = False
+    handle: Handle
+
+    def __init__(self, target: Any, loop: AttemptLoop) -> None:
+        self.target = target
+        self.loop = loop
+        self.injected = False
+
+    async def open(self) -> Handle:
+        raise NotImplementedError
+
+    async def _execute(self, sql: str) -> None:
+        if isinstance(self.handle, AsyncSession):
+            await (await self.handle.connection()).exec_driver_sql(sql)
+        else:
+            await self.handle.exec_driver_sql(sql)
+
+    async def _inject(self) -> None:
+        statement = inject_statement(self.loop)
+        if statement is not None:
+            await self._execute(statement)
+            self.injected = self.loop.inject_now
+
+    async def _uninject(self) -> None:
+        if self.injected:
+            await self._execute("SET inject_retry_errors_enabled = false")
+            await self.handle.commit()
+
+    async def commit(self) -> None:
+        if isinstance(self.handle, AsyncSession):
+            await self.handle.flush()
+        self.commit_sent = True
+        await self.handle.commit()
+        await self._uninject()
+
+    async def abort(self) -> None:
+        raise NotImplementedError
+
+
+class _OwnedScope(_Scope):
+    """A scope that opens its own connection or session, and closes it after."""
+
+    async def commit(self) -> None:
+        await super().commit()
+        await self.handle.close()
+
+    async def abort(self) -> None:
+        if hasattr(self, "handle"):
+            await shielded(self.handle.close())
+
+
+class _EngineScope(_OwnedScope):
+    async def open(self) -> Handle:
+        engine: AsyncEngine = self.target
+        self.handle = conn = await engine.connect()
+        await conn.begin()
+        await self._inject()
+        return conn
+
+
+class _ConnectionScope(_Scope):
+    async def open(self) -> Handle:
+        conn: AsyncConnection = self.target
+        if conn.in_transaction():
+            raise sa_exc.InvalidRequestError(
+                f"{self.loop.api}(): the AsyncConnection already has a transaction "
+                "in progress; commit or roll it back first (each attempt begins "
+                "its own)."
+            )
+        self.handle = conn
+        await conn.begin()
+        await self._inject()
+        return conn
+
+    async def abort(self) -> None:
+        await shielded(self.target.rollback())
+
+
+class _SessionmakerScope(_OwnedScope):
+    async def open(self) -> Handle:
+        maker: async_sessionmaker[AsyncSession] = self.target
+        self.handle = session = maker()
+        await self._inject()
+        return session
+
+
+class _SessionScope(_Scope):
+    async def open(self) -> Handle:
+        session: AsyncSession = self.target
+        if session.in_transaction():
+            raise sa_exc.InvalidRequestError(
+                f"{self.loop.api}(): the AsyncSession already has a transaction in "
+                "progress; commit or roll it back first (each attempt begins its "
+                "own)."
+            )
+        self.handle = session
+        await self._inject()
+        return session
+
+    async def abort(self) -> None:
+        await shielded(self.target.rollback())
+
+
+def scope_class(target: Any) -> type[_Scope]:
+    if isinstance(target, AsyncEngine):
+        return _EngineScope
+    if isinstance(target, AsyncConnection):
+        return _ConnectionScope
+    if isinstance(target, async_sessionmaker):
+        return _SessionmakerScope
+    return _SessionScope

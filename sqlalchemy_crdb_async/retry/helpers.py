@@ -1,0 +1,280 @@
+"""Transaction retries for asyncio: :func:`run_transaction` and :func:`retrying`.
+
+CockroachDB runs every transaction SERIALIZABLE and asks the client to retry
+when transactions conflict (SQLSTATE 40001, "restart transaction"). These
+helpers do that for you::
+
+    from sqlalchemy_crdb_async import RetryPolicy, retrying, run_transaction
+
+    async def transfer(session: AsyncSession) -> None:
+        a = await session.get(Account, 1)
+        b = await session.get(Account, 2)
+        a.balance -= 10
+        b.balance += 10
+
+    await run_transaction(Session, transfer)             # Session: async_sessionmaker
+
+    async for attempt in retrying(engine, policy=RetryPolicy(max_attempts=5)):
+        async with attempt as conn:                      # one transaction per attempt
+            await conn.execute(text("UPDATE ..."))
+
+Targets: an ``AsyncEngine`` or ``AsyncConnection`` (the work gets an
+``AsyncConnection``), an ``async_sessionmaker`` or ``AsyncSession`` (the work gets
+an ``AsyncSession``). Each attempt is a fresh transaction: a new connection or
+session from an engine or sessionmaker; a new transaction on a given connection
+or session (which must have none in progress). The work may run more than once,
+so it must not have effects outside the transaction that cannot be repeated.
+Use :func:`.retrying_session` to run a body exactly once and replay its
+statements instead.
+
+What is retried (see :mod:`.classify`): 40001 and 40P01; a cached-plan error
+(0A000 from ``RevalidateCachedQuery``) after the prepared-statement cache is
+cleared; a lost connection (class 08, 57P01) *before* COMMIT was sent. A lost
+connection *after* COMMIT was sent, or 40003, raises
+:class:`.AmbiguousCommitError`, unless ``idempotent=True``, in which case it is
+retried too. Everything else (including cancellation) propagates unchanged, at
+once. When the policy's attempts or deadline run out,
+:class:`.RetriesExhaustedError` is raised from the last error.
+
+Rules the helpers keep:
+
+- They sleep with ``asyncio.sleep`` only, and only after the transaction was
+  rolled back and its connection returned, so nothing is held while waiting.
+- Cleanup (rollback, close) runs shielded from cancellation; a cancelled task
+  leaves no open transaction and no checked-out connection.
+- A retry happens on a *new transaction*, not a savepoint: on CockroachDB the
+  ``SAVEPOINT cockroach_restart`` protocol would keep the transaction's
+  priority, but it keeps the transaction open while backing off. Use
+  :func:`.retrying_session` for the savepoint protocol.
+- Let database errors leave the body: a ``try/except`` inside it that swallows
+  a 40001 defeats the retry (PostgreSQL answers COMMIT of an aborted
+  transaction with a silent ROLLBACK, so the work would be lost, not retried).
+
+See also: :mod:`.replay` (``retrying_session``), :mod:`.sync` (sync API),
+:mod:`.policy` (``RetryPolicy``), :func:`.retry_stats`; DESIGN.md section 5;
+issue 4.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from typing import TYPE_CHECKING, Any, TypeVar, overload
+
+from typing_extensions import Self
+
+from ._loop import AttemptLoop
+from ._scopes import scope_class, sync_engine_of
+from .classify import ErrorKind
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Awaitable, Callable
+    from types import TracebackType
+
+    from sqlalchemy.ext.asyncio import (
+        AsyncConnection,
+        AsyncEngine,
+        AsyncSession,
+        async_sessionmaker,
+    )
+
+    from ._scopes import _Scope
+    from .policy import RetryPolicy
+
+__all__ = ["Attempt", "retrying", "run_transaction"]
+
+_T = TypeVar("_T")
+log = logging.getLogger("sqlalchemy_crdb_async.retry")
+
+
+class Attempt:
+    """One attempt of :func:`retrying`: ``async with attempt as s`` runs it."""
+
+    def __init__(self, owner: _Retrying, number: int) -> None:
+        self._owner = owner
+        #: 1 for the first attempt.
+        self.number = number
+        self.entered = False
+        self.exited = False
+
+    async def __aenter__(self) -> Any:
+        if self.entered:
+            raise RuntimeError("retrying(): an attempt can be entered only once")
+        self.entered = True
+        return await self._owner.open()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        self.exited = True
+        return await self._owner.finish(exc)
+
+
+class _Retrying:
+    def __init__(
+        self, target: Any, policy: RetryPolicy | None, idempotent: bool, api: str
+    ) -> None:
+        self.target = target
+        self.loop = AttemptLoop(
+            policy, sync_engine_of(target, api), idempotent=idempotent, api=api
+        )
+        self.scope_class = scope_class(target)
+        self.scope: _Scope | None = None
+        self.current: Attempt | None = None
+        self.sleep_s = 0.0
+        self.done = False
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> Attempt:
+        if self.done:
+            raise StopAsyncIteration
+        current = self.current
+        if current is not None:
+            if not current.entered or not current.exited:
+                self.done = True
+                raise RuntimeError(
+                    f"{self.loop.api}(): attempt {current.number} was not run; write "
+                    "`async with attempt as s:` as the body of the loop."
+                )
+            await asyncio.sleep(self.sleep_s)
+        self.current = Attempt(self, self.loop.start())
+        return self.current
+
+    async def open(self) -> Any:
+        # A failure before the body runs (connecting, BEGIN) is retried here,
+        # since the body of `async with` cannot be skipped and re-run.
+        while True:
+            self.scope = scope = self.scope_class(self.target, self.loop)
+            try:
+                return await scope.open()
+            except BaseException as error:
+                await scope.abort()
+                if not isinstance(error, Exception) or not self._decide(error, False):
+                    self.done = True
+                    raise
+            await asyncio.sleep(self.sleep_s)
+            assert self.current is not None
+            self.current.number = self.loop.start()
+
+    async def finish(self, error: BaseException | None) -> bool:
+        scope = self.scope
+        assert scope is not None
+        if error is None:
+            try:
+                await scope.commit()
+            except Exception as commit_error:
+                await scope.abort()
+                if self._decide(commit_error, scope.commit_sent):
+                    return True
+                raise
+            except BaseException:  # cancelled during COMMIT
+                await scope.abort()
+                self.done = True
+                raise
+            self.loop.committed()
+            self.done = True
+            return False
+        await scope.abort()
+        if isinstance(error, Exception) and self._decide(error, scope.commit_sent):
+            return True
+        self.done = True
+        return False
+
+    def _decide(self, error: Exception, commit_sent: bool) -> bool:
+        try:
+            decision = self.loop.next_sleep(error, commit_sent=commit_sent)
+        except BaseException:
+            self.done = True
+            raise
+        if decision is None:
+            self.done = True
+            return False
+        self.sleep_s, verdict = decision
+        if verdict.kind is ErrorKind.RETRY_AFTER_CACHE_CLEAR:
+            self.loop.clear_statement_cache()
+        return True
+
+
+@overload
+def retrying(
+    target: AsyncEngine | AsyncConnection,
+    *,
+    policy: RetryPolicy | None = ...,
+    idempotent: bool = ...,
+) -> AsyncIterator[Attempt]: ...
+@overload
+def retrying(
+    target: async_sessionmaker[Any] | AsyncSession,
+    *,
+    policy: RetryPolicy | None = ...,
+    idempotent: bool = ...,
+) -> AsyncIterator[Attempt]: ...
+def retrying(
+    target: Any, *, policy: RetryPolicy | None = None, idempotent: bool = False
+) -> AsyncIterator[Attempt]:
+    """Yield attempts until one commits; see the module docstring.
+
+    ::
+
+        async for attempt in retrying(Session):
+            async with attempt as session:
+                ...
+
+    ``async with attempt`` gives an ``AsyncSession`` (for a sessionmaker or
+    session target) or an ``AsyncConnection`` (for an engine or connection) in
+    a new transaction, and commits it when the block ends without error. A
+    retryable error is swallowed by the block and the loop runs again after the
+    backoff; anything else propagates. The loop ends after the commit.
+    """
+    return _Retrying(target, policy, idempotent, "retrying")
+
+
+@overload
+async def run_transaction(
+    target: AsyncEngine | AsyncConnection,
+    fn: Callable[[AsyncConnection], Awaitable[_T]],
+    *,
+    policy: RetryPolicy | None = ...,
+    idempotent: bool = ...,
+) -> _T: ...
+@overload
+async def run_transaction(
+    target: async_sessionmaker[Any] | AsyncSession,
+    fn: Callable[[AsyncSession], Awaitable[_T]],
+    *,
+    policy: RetryPolicy | None = ...,
+    idempotent: bool = ...,
+) -> _T: ...
+async def run_transaction(
+    target: Any,
+    fn: Callable[[Any], Awaitable[_T]],
+    *,
+    policy: RetryPolicy | None = None,
+    idempotent: bool = False,
+) -> _T:
+    """Await ``fn(conn_or_session)`` in a transaction, retrying it; return its result.
+
+    ``fn`` runs once per attempt, each time in a fresh transaction that is
+    committed when it returns; see the module docstring for what is retried.
+    """
+    if not callable(fn):
+        raise TypeError(
+            f"run_transaction(): fn must be an async function, got {type(fn).__name__}"
+        )
+    loop = _Retrying(target, policy, idempotent, "run_transaction")
+    async for attempt in loop:
+        async with attempt as handle:
+            pending = fn(handle)
+            if not inspect.isawaitable(pending):
+                raise TypeError(
+                    "run_transaction(): fn must be an async function; it returned "
+                    f"{type(pending).__name__}, not an awaitable"
+                )
+            result = await pending
+    return result

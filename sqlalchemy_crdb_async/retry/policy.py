@@ -1,0 +1,144 @@
+"""The retry policy: how many attempts, how long, how far apart.
+
+:class:`RetryPolicy` is the tuning knob (frozen, validated, units in names)::
+
+    RetryPolicy(max_attempts=10, initial_backoff_s=0.02, max_backoff_s=1.0,
+                multiplier=2.0, jitter="full", deadline_s=30.0,
+                on_retry=lambda event: print(event))
+
+Backoff before retry *n* (1 for the first retry) is capped exponential,
+``min(max_backoff_s, initial_backoff_s * multiplier ** (n - 1))``, then jittered:
+
+``"full"``  (the default) a uniform draw from ``[0, backoff]``;
+``"equal"`` half the backoff plus a uniform draw from ``[0, backoff / 2]``;
+``"none"``  the backoff itself.
+
+``deadline_s`` bounds the whole run, measured from the first attempt: a retry
+whose sleep would end past it is not started (:class:`.RetriesExhaustedError`).
+
+The attempt loop that applies a policy is :class:`._loop.AttemptLoop`.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import random
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from .stats import RetryEvent
+
+
+__all__ = ["DEFAULT_POLICY", "Jitter", "RetryPolicy"]
+
+Jitter = Literal["full", "equal", "none"]
+_JITTERS = ("full", "equal", "none")
+
+#: With inject_retry_errors on, this many attempts run with CockroachDB's
+#: ``inject_retry_errors_enabled``; CockroachDB itself stops injecting after 3
+#: restarts under the savepoint protocol (``numTxnRetryErrors = 3``,
+#: crdb-facts/session_vars.md section 3).
+INJECTED_ATTEMPTS = 3
+
+
+def _check_number(name: str, value: object, minimum: float, *, open_: bool) -> None:
+    ok = (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and (value > minimum if open_ else value >= minimum)
+    )
+    if not ok:
+        bound = f"> {minimum}" if open_ else f">= {minimum}"
+        raise ValueError(
+            f"RetryPolicy.{name} must be a finite number {bound}, got {value!r}"
+        )
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how patiently to retry; see the module docstring."""
+
+    #: Attempts in all, the first included (1 means no retry).
+    max_attempts: int = 10
+    #: Backoff before the first retry, in seconds (before jitter).
+    initial_backoff_s: float = 0.02
+    #: Upper bound of any one backoff, in seconds (before jitter).
+    max_backoff_s: float = 1.0
+    #: Growth of the backoff per retry.
+    multiplier: float = 2.0
+    #: ``"full"``, ``"equal"`` or ``"none"``.
+    jitter: Jitter = "full"
+    #: Give up rather than start a retry that would end later than this many
+    #: seconds after the first attempt began. None: no deadline.
+    deadline_s: float | None = None
+    #: Called (synchronously) with a :class:`.RetryEvent` before each sleep.
+    #: An exception it raises ends the retries and propagates.
+    on_retry: Callable[[RetryEvent], None] | None = None
+    #: CockroachDB only: run the first attempts with the session variable
+    #: ``inject_retry_errors_enabled`` on, so every statement fails with a
+    #: retryable 40001 (a test hook for your retry handling,
+    #: crdb-facts/session_vars.md section 3).
+    inject_retry_errors: bool = False
+
+    def __post_init__(self) -> None:
+        if (
+            not isinstance(self.max_attempts, int)
+            or isinstance(self.max_attempts, bool)
+            or self.max_attempts < 1
+        ):
+            raise ValueError(
+                f"RetryPolicy.max_attempts must be an integer >= 1, "
+                f"got {self.max_attempts!r}"
+            )
+        _check_number("initial_backoff_s", self.initial_backoff_s, 0, open_=False)
+        _check_number("max_backoff_s", self.max_backoff_s, 0, open_=False)
+        _check_number("multiplier", self.multiplier, 1, open_=False)
+        if self.max_backoff_s < self.initial_backoff_s:
+            raise ValueError(
+                f"RetryPolicy.max_backoff_s ({self.max_backoff_s!r}) must be >= "
+                f"initial_backoff_s ({self.initial_backoff_s!r})"
+            )
+        if self.jitter not in _JITTERS:
+            raise ValueError(
+                f"RetryPolicy.jitter must be one of 'full', 'equal', 'none', "
+                f"got {self.jitter!r}"
+            )
+        if self.deadline_s is not None:
+            _check_number("deadline_s", self.deadline_s, 0, open_=True)
+        if self.on_retry is not None and not callable(self.on_retry):
+            raise ValueError(
+                f"RetryPolicy.on_retry must be callable or None, got {self.on_retry!r}"
+            )
+        if inspect.iscoroutinefunction(self.on_retry):
+            raise ValueError(
+                "RetryPolicy.on_retry must be a plain function: it is called, not "
+                f"awaited, got the coroutine function {self.on_retry!r}"
+            )
+        if not isinstance(self.inject_retry_errors, bool):
+            raise ValueError(
+                "RetryPolicy.inject_retry_errors must be True or False, got "
+                f"{self.inject_retry_errors!r}"
+            )
+
+    def backoff_s(self, retry: int, rng: random.Random | None = None) -> float:
+        """Seconds to sleep before retry number ``retry`` (1 for the first)."""
+        exponent = min(retry - 1, 1000)
+        try:
+            raw = self.initial_backoff_s * self.multiplier**exponent
+        except OverflowError:
+            raw = self.max_backoff_s
+        base = min(self.max_backoff_s, raw)
+        draw = (rng or random).random()
+        if self.jitter == "full":
+            return base * draw
+        if self.jitter == "equal":
+            return base / 2 + base / 2 * draw
+        return base
+
+
+DEFAULT_POLICY = RetryPolicy()

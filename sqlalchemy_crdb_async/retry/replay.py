@@ -1,0 +1,423 @@
+"""``retrying_session``: run a body once; replay its statements on a retry.
+
+::
+
+    async with retrying_session(Session) as session:    # Session: async_sessionmaker
+        acct = await session.get(Account, 1)
+        acct.balance -= 10
+    # committed here; a 40001 at any statement or at COMMIT was handled invisibly
+
+How it works
+------------
+While the block runs, every statement the session executes on its connection
+is recorded with a fingerprint (a BLAKE2b hash of the column names, the row
+count and every row of its full result). The hook is SQLAlchemy's
+``do_execute`` / ``do_executemany`` / ``do_execute_no_params`` dialect events,
+installed once per engine; which session is recorded is kept in a
+``contextvars.ContextVar``, and only statements on that session's own DBAPI
+connection are recorded.
+
+When a statement, or the COMMIT on leaving the block, fails with a retryable
+error (40001, 40P01, a cached-plan 0A000; see :mod:`.classify`):
+
+1. the transaction is rolled back: on CockroachDB with
+   ``ROLLBACK TO SAVEPOINT cockroach_restart`` (the transaction began with
+   ``SAVEPOINT cockroach_restart`` and commits with ``RELEASE SAVEPOINT
+   cockroach_restart`` then ``COMMIT``, which keeps its place in line;
+   crdb-facts/session_vars.md section 3); on PostgreSQL with a full ROLLBACK,
+   the next statement BEGINs a new transaction;
+2. the helper sleeps (``asyncio.sleep``, per the :class:`.RetryPolicy`), after
+   the rollback: on PostgreSQL no transaction is open meanwhile; on CockroachDB
+   the transaction stays open, its writes discarded, so it keeps its priority;
+3. the log is replayed on the same connection, comparing fingerprints. All
+   equal: the failed statement runs again and returns its result to the body as
+   if nothing happened (or the COMMIT is sent again). One differs:
+   :class:`.ReplayMismatchError` is raised: the body saw data that has since
+   changed. It is retryable, so an enclosing :func:`.run_transaction` re-runs
+   the body::
+
+       async def body(session): ...   # written with retrying_session inside
+       await run_transaction(engine, lambda _: transfer_with_replay())
+
+ORM state across a replay
+-------------------------
+The body's session and identity map are kept as they are. That is sound
+because a replay only carries on when every result is identical to what the
+body already saw, so every loaded object, every pending change and every
+decision the body took still hold; when anything differs the session is
+rolled back and closed with the error, never reused.
+
+Caveats
+-------
+- Results must be buffered: ``stream_results``/server-side cursors cannot be
+  fingerprinted and raise ``InvalidRequestError``.
+- Non-deterministic results never match: server-generated keys (SERIAL
+  sequences, ``unique_rowid()``), ``now()``, ``random()``,
+  ``gen_random_uuid()`` in a RETURNING or SELECT. Every replay then ends in
+  ReplayMismatchError. Generate such values on the client (``uuid.uuid4()``)
+  or use :func:`.run_transaction`.
+- A lost connection cannot be replayed from inside the session (the session
+  holds that connection): the error propagates (before COMMIT; retryable by an
+  enclosing ``run_transaction``) or becomes :class:`.AmbiguousCommitError` (at
+  COMMIT, unless ``idempotent=True``, when the original error propagates for an
+  enclosing helper to retry).
+- Do not call ``session.commit()`` or ``rollback()`` inside the block; leaving
+  the block commits, an exception rolls back.
+- A replay re-executes writes too: statements are re-sent exactly as recorded,
+  so the replayed transaction does the same work in the same order.
+- Cancellation propagates at once; the session is rolled back and closed,
+  shielded from the cancellation.
+
+See also: :mod:`.retry` (``run_transaction``, ``retrying``); issue 4; Cockroach
+Labs' JDBC wrapper, which replays with result checksums the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from sqlalchemy import event
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.util import await_only
+
+from .._cleanup import shielded
+from ..errors import ReplayMismatchError
+from ._loop import AttemptLoop, inject_statement
+from ._scopes import sync_engine_of
+from .classify import ErrorKind, classify
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Sequence
+
+    from sqlalchemy.engine import Connection, Dialect, Engine
+    from sqlalchemy.engine.interfaces import (
+        DBAPIConnection,
+        DBAPICursor,
+        ExecutionContext,
+    )
+
+    from .policy import RetryPolicy
+
+__all__ = ["retrying_session"]
+
+# crdb-facts/session_vars.md section 3: the client-side retry protocol.
+SAVEPOINT = "SAVEPOINT cockroach_restart"
+ROLLBACK_TO_SAVEPOINT = "ROLLBACK TO SAVEPOINT cockroach_restart"
+RELEASE_SAVEPOINT = "RELEASE SAVEPOINT cockroach_restart"
+
+_Kind = Literal["one", "many", "none"]
+
+
+@dataclass(frozen=True)
+class _Entry:
+    kind: _Kind
+    statement: str
+    parameters: Any
+    fingerprint: str
+
+
+def fingerprint(cursor: DBAPICursor) -> str:
+    """A hash of a cursor's full, buffered result (without consuming it)."""
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(repr(cursor.rowcount).encode())
+    description = cursor.description
+    if description is not None:
+        # SQLAlchemy's async adapters buffer the whole result in ``_rows``.
+        rows = getattr(cursor, "_rows", None)
+        if rows is None or getattr(cursor, "server_side", False):
+            raise sa_exc.InvalidRequestError(
+                "retrying_session(): this result is streamed (server-side cursor "
+                "or a driver without buffered rows), so it cannot be "
+                "fingerprinted for replay; drop stream_results or use "
+                "run_transaction()."
+            )
+        digest.update(repr([column[0] for column in description]).encode())
+        for row in rows:
+            digest.update(repr(tuple(row)).encode())
+            digest.update(b"\x00")
+    return digest.hexdigest()
+
+
+class _Recorder:
+    """The statement log of one retrying_session and its recovery procedure."""
+
+    def __init__(self, loop: AttemptLoop, dialect: Dialect) -> None:
+        self.loop = loop
+        self.dialect = dialect
+        # CockroachDB: the cockroach_restart protocol (session_vars.md section 3).
+        self.savepoint = bool(getattr(dialect, "is_cockroachdb", False))
+        self.log: list[_Entry] = []
+        self.dbapi_conn: DBAPIConnection | None = None
+
+    def owns(self, context: ExecutionContext) -> bool:
+        mine = self.dbapi_conn
+        if mine is None:
+            return False
+        root: Connection = context.root_connection
+        return root.connection.dbapi_connection is mine
+
+    # -- statements ---------------------------------------------------------
+
+    def execute(
+        self,
+        kind: _Kind,
+        cursor: DBAPICursor,
+        statement: str,
+        parameters: Any,
+        context: ExecutionContext,
+    ) -> None:
+        while True:
+            try:
+                if kind == "many":
+                    self.dialect.do_executemany(cursor, statement, parameters, context)
+                elif kind == "none":
+                    self.dialect.do_execute_no_params(cursor, statement, context)
+                else:
+                    self.dialect.do_execute(cursor, statement, parameters, context)
+                print_ = fingerprint(cursor)
+            except Exception as error:
+                self.recover(error, cursor, commit_sent=False)
+                self._stamp(cursor)
+                continue
+            if kind == "many":
+                parameters = list(parameters)
+            self.log.append(_Entry(kind, statement, parameters, print_))
+            return
+
+    def commit(self, sync_conn: Connection) -> None:
+        """COMMIT (after RELEASE SAVEPOINT on CockroachDB), replaying on retry."""
+        while True:
+            conn = self.dbapi_conn
+            assert conn is not None
+            try:
+                if self.savepoint:
+                    self._run(conn, RELEASE_SAVEPOINT)
+                conn.commit()
+                return
+            except Exception as error:
+                try:
+                    self.recover(error, None, commit_sent=True)
+                except self.dialect.loaded_dbapi.Error as raw:
+                    # Raised by our direct DBAPI calls: wrap as SQLAlchemy would.
+                    raise sa_exc.DBAPIError.instance(
+                        "COMMIT",
+                        None,
+                        raw,
+                        self.dialect.loaded_dbapi.Error,
+                        hide_parameters=False,
+                        connection_invalidated=self._disconnect(raw, None),
+                        dialect=self.dialect,
+                    ) from raw
+
+    # -- recovery -----------------------------------------------------------
+
+    def _disconnect(self, error: Exception, cursor: DBAPICursor | None) -> bool:
+        try:
+            return bool(
+                self.dialect.is_disconnect(error, self.dbapi_conn, cursor)  # type: ignore[arg-type]
+            )
+        except Exception:  # pragma: no cover - defensive: a dialect quirk
+            return False
+
+    def recover(
+        self, error: Exception, cursor: DBAPICursor | None, *, commit_sent: bool
+    ) -> None:
+        """Roll back, back off and replay the log; raise when that cannot be."""
+        while True:
+            disconnect = self._disconnect(error, cursor)
+            verdict = classify(error, commit_sent=commit_sent, disconnect=disconnect)
+            if verdict.connection_lost or verdict.kind is ErrorKind.AMBIGUOUS:
+                if verdict.kind is ErrorKind.AMBIGUOUS and not self.loop.idempotent:
+                    self.loop.next_sleep(error, commit_sent=True, disconnect=disconnect)
+                # The session holds this connection: no replay elsewhere.
+                raise error
+            decision = self.loop.next_sleep(
+                error, commit_sent=commit_sent, disconnect=disconnect, replay=True
+            )
+            if decision is None:
+                raise error
+            sleep_s, verdict = decision
+            if verdict.kind is ErrorKind.RETRY_AFTER_CACHE_CLEAR:
+                self.loop.clear_statement_cache()
+            self._rollback()
+            await_only(asyncio.sleep(sleep_s))
+            self.loop.start()
+            try:
+                self._replay(error)
+            except ReplayMismatchError:
+                raise
+            except Exception as again:
+                error, cursor, commit_sent = again, None, False
+                continue
+            self.loop.counters.add("replays")
+            return
+
+    def _rollback(self) -> None:
+        conn = self.dbapi_conn
+        assert conn is not None
+        if self.savepoint:
+            self._run(conn, ROLLBACK_TO_SAVEPOINT)
+        else:
+            conn.rollback()
+
+    def _stamp(self, cursor: DBAPICursor) -> None:
+        # SQLAlchemy's asyncpg cursors carry the schema-cache timestamp that
+        # decides whether prepared statements are stale (set in pre_exec).
+        if hasattr(cursor, "_invalidate_schema_cache_asof"):
+            cursor._invalidate_schema_cache_asof = getattr(  # type: ignore[attr-defined]
+                self.dialect, "_invalidate_schema_cache_asof", 0
+            )
+
+    def _run(
+        self,
+        conn: DBAPIConnection,
+        statement: str,
+        parameters: Any = None,
+        kind: _Kind = "none",
+    ) -> str:
+        cursor = conn.cursor()
+        try:
+            self._stamp(cursor)
+            if kind == "many":
+                cursor.executemany(statement, parameters)
+            elif kind == "one":
+                cursor.execute(statement, parameters)
+            else:
+                cursor.execute(statement)
+            return fingerprint(cursor)
+        finally:
+            cursor.close()
+
+    def _replay(self, cause: Exception) -> None:
+        conn = self.dbapi_conn
+        assert conn is not None
+        for index, entry in enumerate(self.log, 1):
+            got = self._run(conn, entry.statement, entry.parameters, entry.kind)
+            if got != entry.fingerprint:
+                self.loop.counters.add("replay_mismatches")
+                raise ReplayMismatchError(
+                    f"retrying_session(): after a retryable error, replaying "
+                    f"statement {index} of {len(self.log)} gave a different result "
+                    "than the first run: the body acted on data that has since "
+                    "changed. Run the body again (run_transaction() around it "
+                    f"does). Statement: {_short(entry.statement)}",
+                    cause,
+                ) from cause
+
+
+def _short(statement: str, limit: int = 200) -> str:
+    flat = " ".join(statement.split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+_active: ContextVar[_Recorder | None] = ContextVar(
+    "sqlalchemy_crdb_async.replay", default=None
+)
+
+
+def _on_execute(
+    cursor: DBAPICursor, statement: str, parameters: Any, context: ExecutionContext
+) -> bool:
+    recorder = _active.get()
+    if recorder is None or not recorder.owns(context):
+        return False
+    recorder.execute("one", cursor, statement, parameters, context)
+    return True
+
+
+def _on_executemany(
+    cursor: DBAPICursor,
+    statement: str,
+    parameters: Sequence[Any],
+    context: ExecutionContext,
+) -> bool:
+    recorder = _active.get()
+    if recorder is None or not recorder.owns(context):
+        return False
+    recorder.execute("many", cursor, statement, parameters, context)
+    return True
+
+
+def _on_execute_no_params(
+    cursor: DBAPICursor, statement: str, context: ExecutionContext
+) -> bool:
+    recorder = _active.get()
+    if recorder is None or not recorder.owns(context):
+        return False
+    recorder.execute("none", cursor, statement, None, context)
+    return True
+
+
+def _install(engine: Engine) -> None:
+    if not event.contains(engine, "do_execute", _on_execute):
+        event.listen(engine, "do_execute", _on_execute)
+        event.listen(engine, "do_executemany", _on_executemany)
+        event.listen(engine, "do_execute_no_params", _on_execute_no_params)
+
+
+@asynccontextmanager
+async def retrying_session(
+    target: async_sessionmaker[Any] | AsyncEngine,
+    *,
+    policy: RetryPolicy | None = None,
+    idempotent: bool = False,
+) -> AsyncIterator[AsyncSession]:
+    """An AsyncSession whose transaction survives retryable errors by replay.
+
+    See the module docstring. The block runs once; leaving it commits.
+    """
+    if isinstance(target, AsyncEngine):
+        maker: async_sessionmaker[Any] = async_sessionmaker(target)
+    elif isinstance(target, async_sessionmaker):
+        maker = target
+    else:
+        raise sa_exc.ArgumentError(
+            "retrying_session(): target must be an async_sessionmaker or "
+            f"AsyncEngine, got {type(target).__name__}"
+        )
+    engine = sync_engine_of(maker, "retrying_session")
+    _install(engine)
+    loop = AttemptLoop(policy, engine, idempotent=idempotent, api="retrying_session")
+    loop.start()
+    recorder = _Recorder(loop, engine.dialect)
+    session: AsyncSession = maker()
+    token = _active.set(recorder)
+    injected = False
+    try:
+        conn = await session.connection()
+        recorder.savepoint = bool(getattr(engine.dialect, "is_cockroachdb", False))
+        if recorder.savepoint:
+            await conn.exec_driver_sql(SAVEPOINT)
+        inject = inject_statement(loop)
+        if inject is not None:
+            await conn.exec_driver_sql(inject)
+            injected = True
+        recorder.dbapi_conn = (await conn.get_raw_connection()).dbapi_connection
+        yield session
+        await session.flush()
+        await conn.run_sync(recorder.commit)
+        recorder.dbapi_conn = None
+        # The DBAPI transaction is committed; this settles the ORM's state.
+        await session.commit()
+        loop.committed()
+    except BaseException:
+        recorder.dbapi_conn = None
+        await shielded(session.rollback())
+        raise
+    finally:
+        _active.reset(token)
+        if injected:
+            await shielded(_uninject(session))
+        await shielded(session.close())
+
+
+async def _uninject(session: AsyncSession) -> None:
+    conn = await session.connection()
+    await conn.exec_driver_sql("SET inject_retry_errors_enabled = false")
+    await session.commit()

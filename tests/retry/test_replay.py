@@ -1,0 +1,224 @@
+"""retrying_session: the body runs once; statements are replayed on a retry."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pytest
+from sqlalchemy import Integer, select, text
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from sqlalchemy_crdb_async import (
+    ReplayMismatchError,
+    RetryPolicy,
+    retry_stats,
+    retrying_session,
+    run_transaction,
+)
+from tests.retry.support import count_rows, install, new_counter
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
+
+FAST = RetryPolicy(initial_backoff_s=0.001, max_backoff_s=0.01)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class KV(Base):
+    __tablename__ = "kv"
+    k: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    v: Mapped[int] = mapped_column(Integer)
+
+
+@pytest.fixture
+async def db(engine: AsyncEngine) -> AsyncEngine:
+    await install(engine)
+    async with engine.begin() as conn:
+        await conn.exec_driver_sql("DELETE FROM kv")
+        await conn.exec_driver_sql("INSERT INTO kv VALUES (1, 100), (2, 200)")
+    return engine
+
+
+async def test_body_runs_once_when_a_statement_fails_and_replay_matches(
+    db: AsyncEngine,
+) -> None:
+    seq = await new_counter(db)
+    Session = async_sessionmaker(db, expire_on_commit=False)
+    runs = 0
+    before = retry_stats(db)
+    async with retrying_session(Session, policy=FAST) as session:
+        runs += 1
+        one = await session.get(KV, 1)
+        assert one is not None
+        one.v += 1
+        await session.flush()
+        # fails twice with 40001, then succeeds: invisible to the body
+        value = (
+            await session.execute(text(f"SELECT fail_times(2, '{seq}')"))
+        ).scalar_one()
+        two = await session.get(KV, 2)
+        assert two is not None
+        two.v += value
+    assert runs == 1
+    after = retry_stats(db)
+    assert after.replays - before.replays == 2
+    assert after.retries - before.retries == 2
+    assert after.commits - before.commits == 1
+    async with db.connect() as conn:
+        rows = (await conn.exec_driver_sql("SELECT k, v FROM kv ORDER BY k")).all()
+    assert [tuple(r) for r in rows] == [(1, 101), (2, 201)]
+
+
+async def test_body_runs_once_when_commit_fails_and_replay_matches(
+    db: AsyncEngine,
+) -> None:
+    seq = await new_counter(db)
+    runs = 0
+    before = retry_stats(db)
+    async with retrying_session(db, policy=FAST) as session:
+        runs += 1
+        rows = (await session.execute(select(KV).order_by(KV.k))).scalars().all()
+        rows[0].v = 7
+        await session.execute(
+            text(
+                "INSERT INTO commit_probe (seq, failures, note) "
+                f"VALUES ('{seq}', 2, 'replay')"
+            )
+        )
+    assert runs == 1
+    assert retry_stats(db).replays - before.replays == 2
+    assert await count_rows(db, "commit_probe", f"seq = '{seq}'") == 1
+    assert await count_rows(db, "kv", "k = 1 AND v = 7") == 1
+
+
+async def _change_row_elsewhere(db: AsyncEngine) -> None:
+    async with db.begin() as other:
+        await other.exec_driver_sql("UPDATE kv SET v = v + 1000 WHERE k = 2")
+
+
+async def test_replay_mismatch_when_a_concurrent_writer_changed_what_was_read(
+    db: AsyncEngine,
+) -> None:
+    seq = await new_counter(db)
+    before = retry_stats(db)
+
+    async def body() -> None:
+        async with retrying_session(db, policy=FAST) as session:
+            two = await session.get(KV, 2)
+            assert two is not None
+            assert two.v == 200
+            # another transaction commits a change to what we read ...
+            await _change_row_elsewhere(db)
+            # ... then we hit a retryable error: the replay reads v = 1200
+            await session.execute(text(f"SELECT fail_times(1, '{seq}')"))
+
+    with pytest.raises(ReplayMismatchError) as info:
+        await body()
+    assert info.value.orig is not None
+    assert "statement 1 of 1" in str(info.value)
+    assert retry_stats(db).replay_mismatches - before.replay_mismatches == 1
+    # nothing of the body was committed
+    assert await count_rows(db, "kv", "k = 2 AND v = 1200") == 1
+
+
+async def test_run_transaction_reruns_the_body_after_a_mismatch(
+    db: AsyncEngine,
+) -> None:
+    seq = await new_counter(db)
+    runs = 0
+
+    async def body(_: object) -> int:
+        nonlocal runs
+        runs += 1
+        async with retrying_session(db, policy=FAST) as session:
+            two = await session.get(KV, 2)
+            assert two is not None
+            if runs == 1:
+                await _change_row_elsewhere(db)
+            await session.execute(text(f"SELECT fail_times(1, '{seq}')"))
+            two.v += 1
+            return two.v
+
+    assert await run_transaction(db, body, policy=FAST) == 1201
+    assert runs == 2
+
+
+async def test_non_retryable_error_propagates_and_rolls_back(db: AsyncEngine) -> None:
+    async def body() -> None:
+        async with retrying_session(db) as session:
+            session.add(KV(k=9, v=9))
+            await session.flush()
+            await session.execute(text("INSERT INTO kv VALUES (1, 1)"))
+
+    with pytest.raises(sa_exc.IntegrityError, match="duplicate key") as info:
+        await body()
+    assert info.value.orig.sqlstate == "23505"  # type: ignore[union-attr]
+    assert await count_rows(db, "kv", "k = 9") == 0
+
+
+async def test_streamed_results_are_refused(db: AsyncEngine) -> None:
+    async def body() -> None:
+        async with retrying_session(db) as session:
+            result = await session.stream(select(KV))
+            await result.all()
+
+    with pytest.raises(sa_exc.InvalidRequestError, match="cannot be fingerprinted"):
+        await body()
+
+
+async def test_bad_target_is_refused() -> None:
+    session = retrying_session(object())  # type: ignore[arg-type]
+    with pytest.raises(sa_exc.ArgumentError, match="async_sessionmaker or AsyncEngine"):
+        await session.__aenter__()
+
+
+async def test_session_is_usable_after_the_block(db: AsyncEngine) -> None:
+    Session = async_sessionmaker(db, expire_on_commit=False)
+    async with retrying_session(Session) as session:
+        kv = await session.get(KV, 1)
+    assert kv is not None
+    assert kv.v == 100  # loaded in the block, readable after the commit
+    assert isinstance(session, AsyncSession)
+
+
+async def test_replay_with_psycopg_async(crdb_url: URL) -> None:
+    eng = create_async_engine(crdb_url.set(drivername="cockroachdb+psycopg_async"))
+    try:
+        await install(eng)
+        seq = await new_counter(eng)
+        runs = 0
+        async with retrying_session(eng, policy=FAST) as session:
+            runs += 1
+            first = (
+                await session.execute(text("SELECT k, v FROM kv ORDER BY k"))
+            ).all()
+            await session.execute(text(f"SELECT fail_times(2, '{seq}')"))
+        assert runs == 1
+        assert len(first) == 2
+        assert retry_stats(eng).replays == 2
+    finally:
+        await eng.dispose()
+
+
+@pytest.mark.crdb_only
+async def test_injected_retry_errors_are_replayed_on_cockroachdb(
+    db: AsyncEngine,
+) -> None:
+    runs = 0
+    policy = RetryPolicy(inject_retry_errors=True, initial_backoff_s=0.001)
+    before = retry_stats(db)
+    async with retrying_session(db, policy=policy) as session:
+        runs += 1
+        await session.execute(text("SELECT v FROM kv WHERE k = 1"))
+    assert runs == 1
+    assert retry_stats(db).replays - before.replays >= 1
