@@ -48,10 +48,12 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 from sqlalchemy import exc
 from sqlalchemy.pool import AsyncAdaptedQueuePool
+from sqlalchemy.util import await_only, greenlet_spawn
 from sqlalchemy.util.concurrency import in_greenlet
 from sqlalchemy.util.queue import Empty
 from typing_extensions import override
 
+from .._cleanup import force_close, run_cleanup
 from ..sqlstate import is_server_shutdown
 from ._listeners import CONNECTING, install_dialect_listeners, maintain
 from ._reset import SessionReset, asyncpg_of, ping
@@ -230,6 +232,11 @@ class CockroachPool(AsyncAdaptedQueuePool):
     def _return_conn(self, record: ConnectionPoolEntry) -> None:
         try:
             self._before_return(record)
+        except asyncio.CancelledError:
+            # The cleanup ran to completion (or closed the connection by
+            # force) before the cancellation was re-raised.
+            super()._return_conn(record)
+            raise
         except BaseException as err:
             level = logging.WARNING if isinstance(err, Exception) else logging.DEBUG
             log.log(level, "dropping a connection whose return failed: %r", err)
@@ -435,6 +442,19 @@ class CockroachPool(AsyncAdaptedQueuePool):
             # No event loop to talk to the server from (garbage collection).
             record.invalidate()
             return
+        # One cleanup task, bounded, awaited through cancellations (_cleanup).
+        ok = await_only(
+            run_cleanup(
+                greenlet_spawn(self._settle, record, state),
+                lambda: force_close(record),
+                "returning a connection to the pool",
+            )
+        )
+        if not ok and record.dbapi_connection is not None:
+            record.invalidate()
+
+    def _settle(self, record: ConnectionPoolEntry, state: _ConnState) -> None:
+        """Close a connection that is due, else reset its session."""
         reason = self._close_reason(record, state, time.monotonic())
         if reason is not None:
             self._count_closed(state, reason)
@@ -446,8 +466,6 @@ class CockroachPool(AsyncAdaptedQueuePool):
         else:
             driver = asyncpg_of(record)
             if driver is not None and driver.is_in_transaction():
-                from sqlalchemy.util import await_only
-
                 await_only(driver.execute("ROLLBACK"))
         state.last_used = time.monotonic()
 

@@ -86,7 +86,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.util import await_only
 
-from .._cleanup import shielded
+from .._cleanup import run_cleanup, terminator
 from ..errors import ReplayMismatchError
 from ._loop import AttemptLoop, inject_statement
 from ._scopes import sync_engine_of
@@ -388,7 +388,7 @@ async def retrying_session(
     recorder = _Recorder(loop, engine.dialect)
     session: AsyncSession = maker()
     token = _active.set(recorder)
-    injected = False
+    injected = failed = False
     try:
         conn = await session.connection()
         recorder.savepoint = bool(getattr(engine.dialect, "is_cockroachdb", False))
@@ -408,16 +408,25 @@ async def retrying_session(
         loop.committed()
     except BaseException:
         recorder.dbapi_conn = None
-        await shielded(session.rollback())
+        failed = True
         raise
     finally:
         _active.reset(token)
-        if injected:
-            await shielded(_uninject(session))
-        await shielded(session.close())
+        await run_cleanup(
+            _finish(session, rollback=failed, uninject=injected),
+            terminator(session),
+            "retrying_session(): rollback and close",
+        )
 
 
-async def _uninject(session: AsyncSession) -> None:
-    conn = await session.connection()
-    await conn.exec_driver_sql("SET inject_retry_errors_enabled = false")
-    await session.commit()
+async def _finish(session: AsyncSession, *, rollback: bool, uninject: bool) -> None:
+    """The session's whole exit sequence, run as one cleanup task."""
+    try:
+        if rollback:
+            await session.rollback()
+        if uninject:
+            conn = await session.connection()
+            await conn.exec_driver_sql("SET inject_retry_errors_enabled = false")
+            await session.commit()
+    finally:
+        await session.close()
