@@ -11,8 +11,12 @@ committed.
 from __future__ import annotations
 
 import itertools
+import logging
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
+import anyio
+import anyio.lowlevel
 import pytest
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import (
@@ -27,6 +31,7 @@ from sqlalchemy.pool import NullPool
 from sqlalchemy_crdb_async import (
     PoolSettings,
     RetryPolicy,
+    _cleanup,
     retrying,
     retrying_session,
     run_transaction,
@@ -34,7 +39,7 @@ from sqlalchemy_crdb_async import (
 from tests.cancelling import BACKENDS, MECHANISMS, backends, cancel_when, run, until
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+    from collections.abc import AsyncIterator, Awaitable, Callable
 
     from sqlalchemy.engine import URL
 
@@ -149,19 +154,13 @@ class _Harness:
             assert result.scalar_one() == 0
 
 
-@pytest.fixture
-def harness(schema: URL) -> Iterator[Callable[[], AsyncIterator[_Harness]]]:
-    from contextlib import asynccontextmanager
-
-    @asynccontextmanager
-    async def make() -> AsyncIterator[_Harness]:
-        h = _Harness(schema)
-        try:
-            yield h
-        finally:
-            await h.close()
-
-    yield make
+@asynccontextmanager
+async def _harness(url: URL) -> AsyncIterator[_Harness]:
+    h = _Harness(url)
+    try:
+        yield h
+    finally:
+        await h.close()
 
 
 async def _scenario(
@@ -192,10 +191,10 @@ async def _scenario(
 @pytest.mark.parametrize("where", WHERE)
 @pytest.mark.parametrize("api", APIS)
 def test_cancel_scope_exit_leaves_nothing_checked_out_or_open(
-    harness: Callable[[], Any], backend: dict[str, Any], api: str, where: str
+    schema: URL, backend: dict[str, Any], api: str, where: str
 ) -> None:
     async def main() -> None:
-        async with harness() as h:
+        async with _harness(schema) as h:
             await _scenario(h, api, where, "scope.cancel", f"{api}-{where}")
 
     run(backend, main)
@@ -204,11 +203,125 @@ def test_cancel_scope_exit_leaves_nothing_checked_out_or_open(
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("mechanism", MECHANISMS)
 def test_every_anyio_cancellation_mechanism(
-    harness: Callable[[], Any], backend: dict[str, Any], mechanism: str
+    schema: URL, backend: dict[str, Any], mechanism: str
 ) -> None:
     async def main() -> None:
-        async with harness() as h:
+        async with _harness(schema) as h:
             for api in APIS:
                 await _scenario(h, api, "statement", mechanism, f"{mechanism}-{api}")
 
     run(backend, main)
+
+
+# -- the bound (sqlalchemy_crdb_async._cleanup) --------------------------------
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_cleanup_runs_to_its_end_through_repeated_cancellation(
+    backend: dict[str, Any],
+) -> None:
+    steps: list[int] = []
+    forced: list[bool] = []
+
+    async def cleanup() -> None:
+        for i in range(50):  # 50 loop turns: anyio cancels again on each one
+            await anyio.lowlevel.checkpoint()
+            steps.append(i)
+
+    async def main() -> None:
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            await _cleanup.run_cleanup(cleanup(), lambda: forced.append(True), "t")
+        assert scope.cancelled_caught
+
+    run(backend, main)
+    assert steps == list(range(50))
+    assert forced == []
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_cleanup_past_the_bound_is_forced_with_a_warning(
+    backend: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setattr(_cleanup, "CLEANUP_TIMEOUT_S", 0.05)
+    forced: list[bool] = []
+    reached_end = False
+
+    async def cleanup() -> None:
+        nonlocal reached_end
+        await anyio.Event().wait()  # never set: a server that does not answer
+        reached_end = True
+
+    async def main() -> None:
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            await _cleanup.run_cleanup(
+                cleanup(), lambda: forced.append(True), "stuck cleanup"
+            )
+        assert scope.cancelled_caught
+
+    with caplog.at_level(logging.WARNING, logger="sqlalchemy_crdb_async.cleanup"):
+        run(backend, main)
+    assert forced == [True]
+    assert not reached_end
+    assert any(
+        r.levelno == logging.WARNING and "stuck cleanup did not finish" in r.message
+        for r in caplog.records
+    )
+
+
+def test_a_failed_cleanup_is_logged_and_forced_not_raised(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    forced: list[bool] = []
+
+    async def cleanup() -> None:
+        raise ConnectionResetError("gone")
+
+    async def main() -> bool:
+        return await _cleanup.run_cleanup(
+            cleanup(), lambda: forced.append(True), "rollback"
+        )
+
+    with caplog.at_level(logging.WARNING, logger="sqlalchemy_crdb_async.cleanup"):
+        assert anyio.run(main) is False
+    assert forced == [True]
+    assert any("rollback failed" in r.message for r in caplog.records)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_rollback_the_server_does_not_answer_is_terminated(
+    schema: URL,
+    backend: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A real connection whose cleanup hangs (the server is busy) is terminated."""
+    monkeypatch.setattr(_cleanup, "CLEANUP_TIMEOUT_S", 0.2)
+
+    async def main() -> None:
+        h = _Harness(schema)
+        try:
+            async with h.engine.connect() as conn:
+                await conn.begin()
+                fairy = await conn.get_raw_connection()
+                driver = fairy.driver_connection
+                assert driver is not None
+                with anyio.CancelScope() as scope:
+                    scope.cancel()
+                    # stands in for a ROLLBACK that never gets an answer
+                    await _cleanup.run_cleanup(
+                        driver.execute("SELECT pg_sleep(10)"),
+                        _cleanup.terminator(conn),
+                        "hung rollback",
+                    )
+                assert scope.cancelled_caught
+                assert driver.is_closed()
+        finally:
+            await h.close()
+
+    with caplog.at_level(logging.WARNING, logger="sqlalchemy_crdb_async.cleanup"):
+        run(backend, main)
+    assert any("hung rollback did not finish" in r.message for r in caplog.records)
