@@ -37,7 +37,6 @@ Dialect events and a background task (:mod:`._listeners`)
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import time
@@ -55,7 +54,8 @@ from typing_extensions import override
 
 from .._cleanup import force_close, run_cleanup
 from ..sqlstate import is_server_shutdown
-from ._listeners import CONNECTING, install_dialect_listeners, maintain
+from ._listeners import CONNECTING, install_dialect_listeners
+from ._maintenance import Maintenance, close_records
 from ._reset import SessionReset, asyncpg_of, ping
 from ._stats import PoolStats
 from ._type_cache import SharedTypeCache, connection_class
@@ -95,6 +95,8 @@ class _ConnState:
 
     host: Host
     opened: float
+    #: This connection's own (jittered) lifetime; deadline = opened + lifetime.
+    lifetime: float | None
     deadline: float | None
     last_used: float | None = None
     suspect: bool = False
@@ -148,8 +150,7 @@ class CockroachPool(AsyncAdaptedQueuePool):
         self._type_cache = SharedTypeCache()
         self._connection_classes: dict[type[Any], type[Any]] = {}
         self._host_turn = 0
-        self._maintenance: asyncio.Task[None] | None = None
-        self._wake: asyncio.Event | None = None
+        self._maintenance = Maintenance(self, self._settings.maintenance_interval_s)
         super().__init__(creator, **kw)
         dialect = kw.get("dialect")
         if dialect is not None and hasattr(dialect, "dispatch"):
@@ -181,7 +182,7 @@ class CockroachPool(AsyncAdaptedQueuePool):
 
     @override
     def _do_get(self) -> ConnectionPoolEntry:
-        self._ensure_maintenance()
+        self._maintenance.ensure()
         counters = self._counters
         started = time.monotonic()
         counters.waiting += 1
@@ -284,12 +285,18 @@ class CockroachPool(AsyncAdaptedQueuePool):
 
     @override
     def dispose(self) -> None:
-        task, self._maintenance = self._maintenance, None
-        if task is not None and not task.done():
-            # the task's event loop may be closed already (then it never runs)
-            with contextlib.suppress(RuntimeError):
-                task.cancel()
-        super().dispose()
+        # QueuePool.dispose() closes the idle connections one by one as it
+        # takes them out of the queue: a cancellation midway would leave the
+        # one being closed, and the rest, open. Here the maintenance task is
+        # stopped (awaited), then everything is taken out and closed as one
+        # bounded cleanup (_cleanup), so a cancelled dispose still closes all.
+        if in_greenlet():
+            await_only(self._maintenance.stop())
+        else:
+            self._maintenance.stop_nowait()
+        close_records(self._take_idle(), "disposing the pool")
+        self._overflow = 0 - self.size()
+        self.logger.info("Pool disposed. %s", self.status())
 
     # -- public views --------------------------------------------------------
 
@@ -329,7 +336,6 @@ class CockroachPool(AsyncAdaptedQueuePool):
             state = _state(record)
             if state is None or record.dbapi_connection is None:
                 continue
-            lifetime = None if state.deadline is None else state.deadline - state.opened
             idle = None
             if state.last_used is not None and not record.in_use:
                 idle = now - state.last_used
@@ -337,7 +343,7 @@ class CockroachPool(AsyncAdaptedQueuePool):
                 ConnectionInfo(
                     host=state.host,
                     age_s=now - state.opened,
-                    lifetime_s=lifetime,
+                    lifetime_s=state.lifetime,
                     idle_s=idle,
                     in_use=record.in_use,
                 )
@@ -351,10 +357,10 @@ class CockroachPool(AsyncAdaptedQueuePool):
     ) -> None:
         now = time.monotonic()
         settings = self._settings
-        deadline = None
-        if settings.max_lifetime_s is not None:
-            shortened = settings.lifetime_jitter_fraction * random.random()
-            deadline = now + settings.max_lifetime_s * (1.0 - shortened)
+        lifetime = settings.max_lifetime_s
+        if lifetime is not None and settings.lifetime_jitter_fraction:
+            lifetime *= 1.0 - settings.lifetime_jitter_fraction * random.random()
+        deadline = None if lifetime is None else now + lifetime
         driver = self._dialect.get_driver_connection(dbapi_connection)
         host: Host = None
         if isinstance(driver, asyncpg.Connection):
@@ -363,9 +369,22 @@ class CockroachPool(AsyncAdaptedQueuePool):
             driver.add_termination_listener(
                 lambda conn: self._on_terminated(record_ref, conn)
             )
-        record.info[_STATE_KEY] = _ConnState(host=host, opened=now, deadline=deadline)
+        record.info[_STATE_KEY] = _ConnState(host, now, lifetime, deadline)
         self._records.add(record)
         self._counters.connections_opened += 1
+
+    def _next_due(self) -> float | None:
+        """When the maintenance task next has an idle connection to close."""
+        due = None
+        for record in list(self._records):
+            state = _state(record)
+            if state is None or record.in_use or record.dbapi_connection is None:
+                continue
+            if state.retire or state.lost or _driver_closed(record):
+                return time.monotonic()
+            if state.deadline is not None and (due is None or state.deadline < due):
+                due = state.deadline
+        return due
 
     def _on_terminated(
         self, record_ref: weakref.ref[ConnectionPoolEntry], driver: Any
@@ -380,7 +399,7 @@ class CockroachPool(AsyncAdaptedQueuePool):
             state.lost = True
             self._count_loss(state, drain=False)
             self._mark_host(state.host, suspect=True)
-            self._wake_maintenance()
+            self._maintenance.wake()
 
     def _handed_out(
         self, fairy: PoolProxiedConnection, state: _ConnState | None
@@ -468,11 +487,12 @@ class CockroachPool(AsyncAdaptedQueuePool):
             if driver is not None and driver.is_in_transaction():
                 await_only(driver.execute("ROLLBACK"))
         state.last_used = time.monotonic()
+        self._maintenance.note(state.deadline)
 
     def _host_trouble(self, host: Host, error: BaseException | None) -> None:
         if is_server_shutdown(error):
             self._mark_host(host, retire=True)
-            self._wake_maintenance()
+            self._maintenance.wake()
         else:
             self._mark_host(host, suspect=True)
 
@@ -521,39 +541,21 @@ class CockroachPool(AsyncAdaptedQueuePool):
 
     # -- background maintenance -----------------------------------------------
 
-    def _ensure_maintenance(self) -> None:
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return
-        task = self._maintenance
-        if task is not None and not task.done() and task.get_loop() is loop:
-            return
-        self._wake = asyncio.Event()
-        self._maintenance = loop.create_task(
-            maintain(
-                weakref.ref(self), self._settings.maintenance_interval_s, self._wake
-            ),
-            name=f"sqlalchemy_crdb_async pool maintenance {id(self):#x}",
-        )
-
-    def _wake_maintenance(self) -> None:
-        if self._wake is not None:
-            self._wake.set()
+    def _take_idle(self) -> list[ConnectionPoolEntry]:
+        taken: list[ConnectionPoolEntry] = []
+        while True:
+            try:
+                taken.append(self._pool.get_nowait())
+            except Empty:
+                return taken
 
     def _close_idle_due(self) -> None:
         """Take idle connections due for closing out of the queue and close them."""
         now = time.monotonic()
         queue = self._pool
-        taken: list[ConnectionPoolEntry] = []
-        while True:
-            try:
-                taken.append(queue.get_nowait())
-            except Empty:
-                break
-        due: list[tuple[ConnectionPoolEntry, _ConnState, str]] = []
+        due: list[ConnectionPoolEntry] = []
         keep: list[ConnectionPoolEntry] = []
-        for record in taken:
+        for record in self._take_idle():
             state = _state(record)
             reason = None
             if state is not None and record.dbapi_connection is not None:
@@ -561,17 +563,15 @@ class CockroachPool(AsyncAdaptedQueuePool):
             if state is None or reason is None:
                 keep.append(record)
             else:
-                due.append((record, state, reason))
+                self._count_closed(state, reason)
+                due.append(record)
         # put back in the order they came out (a LIFO queue pops from the end)
         for record in reversed(keep) if queue.use_lifo else keep:
             queue.put_nowait(record)
-        for record, state, reason in due:
-            try:
-                self._count_closed(state, reason)
-                record.close()
-            except Exception:
-                log.exception("closing an idle connection failed")
-            finally:
+        try:
+            close_records(due, "closing idle connections that are due")
+        finally:
+            for record in due:
                 super()._do_return_conn(record)
 
 
