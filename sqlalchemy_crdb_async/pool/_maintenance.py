@@ -47,7 +47,7 @@ if TYPE_CHECKING:
 
     from ._pool import CockroachPool
 
-__all__ = ["Maintenance", "close_records"]
+__all__ = ["Maintenance", "close_idle_due", "close_records", "dispose"]
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,7 @@ class Maintenance:
         self.sleeping_until: float | None = None
         #: Passes run (each closes whatever idle connections are due).
         self.passes = 0
+        self._pass_wanted = False
 
     @property
     def task(self) -> asyncio.Task[None] | None:
@@ -90,6 +91,7 @@ class Maintenance:
     def wake(self) -> None:
         """Run a pass soon (a connection was lost, a host drains)."""
         if self._wake is not None:
+            self._pass_wanted = True
             self._wake.set()
 
     def note(self, deadline: float | None) -> None:
@@ -130,12 +132,19 @@ class Maintenance:
                 return
             due = pool._next_due()
             del pool
-            # deadlines are time.monotonic(); the loop's clock may differ
-            self.sleeping_until = due
-            timeout = None if due is None else max(due - time.monotonic(), 0.0)
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(wake.wait(), timeout)
-            self.sleeping_until = None
+            # deadlines are time.monotonic() values
+            now = time.monotonic()
+            if not self._pass_wanted and (due is None or due > now):
+                self.sleeping_until = due
+                try:
+                    # woken: a new deadline or a pass wanted; either way re-plan
+                    timeout = None if due is None else due - now
+                    with contextlib.suppress(asyncio.TimeoutError):
+                        await asyncio.wait_for(wake.wait(), timeout)
+                finally:
+                    self.sleeping_until = None
+                continue
+            self._pass_wanted = False
             pause = earliest - loop.time()
             if pause > 0:
                 await asyncio.sleep(pause)
@@ -145,10 +154,63 @@ class Maintenance:
                 return
             self.passes += 1
             try:
-                await greenlet_spawn(pool._close_idle_due)
+                await greenlet_spawn(close_idle_due, pool)
             except Exception:
                 log.exception("pool maintenance failed")
             del pool
+
+
+def dispose(pool: CockroachPool, maintenance: Maintenance) -> None:
+    """Stop the maintenance task, then close every idle connection, as one cleanup.
+
+    The pool's ``dispose()``. In SQLAlchemy's greenlet the whole sequence is
+    one bounded cleanup (:mod:`sqlalchemy_crdb_async._cleanup`): a
+    cancellation midway still closes every connection taken out of the queue.
+    The task is stopped first, since a pass in progress puts records back.
+    """
+    if not in_greenlet():
+        maintenance.stop_nowait()
+        for record in pool._take_idle():
+            record.close()
+        return
+    taken: list[ConnectionPoolEntry] = []
+
+    async def sequence() -> None:
+        await maintenance.stop()
+        taken.extend(pool._take_idle())
+        await greenlet_spawn(_close_all, taken)
+
+    def force() -> None:
+        for record in taken:
+            force_close(record)
+
+    await_only(run_cleanup(sequence(), force, "disposing the pool"))
+
+
+def close_idle_due(pool: CockroachPool) -> None:
+    """Take idle connections due for closing out of the queue and close them.
+
+    Those still good go back in the order they came out (a LIFO queue pops
+    from the end); the due ones are closed as one bounded cleanup and their
+    records returned (closed) even when the pass is cancelled.
+    """
+    now = time.monotonic()
+    queue = pool._pool
+    due: list[ConnectionPoolEntry] = []
+    keep: list[ConnectionPoolEntry] = []
+    for record in pool._take_idle():
+        reason = pool._due_reason(record, now)
+        if reason is None:
+            keep.append(record)
+        else:
+            due.append(record)
+    for record in reversed(keep) if queue.use_lifo else keep:
+        queue.put_nowait(record)
+    try:
+        close_records(due, "closing idle connections that are due")
+    finally:
+        for record in due:
+            pool._do_return_conn(record)
 
 
 def close_records(records: list[ConnectionPoolEntry], what: str) -> None:

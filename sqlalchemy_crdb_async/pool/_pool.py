@@ -18,20 +18,26 @@ in :mod:`.settings`. How it hooks into SQLAlchemy (``sqlalchemy.pool.base``):
     taken.
 ``_return_conn``
     Closes a connection past its deadline (eager expiry), else resets the
-    session. A failure, or a cancellation, while doing so invalidates the
-    connection and still returns its record to the pool.
+    session, as one bounded cleanup (:mod:`sqlalchemy_crdb_async._cleanup`):
+    a cancelled caller waits for it to finish, or past the bound the
+    connection is terminated and a WARNING logged; then the record goes back
+    to the pool and the cancellation is re-raised. A reset that fails drops
+    the connection and still returns its record.
 ``_invalidate``
     SQLAlchemy calls it on any disconnect error to invalidate *every* pooled
     connection; here only connections to the same host are affected: closed
     when the server said it is shutting down (57P01/57P02/57P03), pinged
     before their next use otherwise.
-Dialect events and a background task (:mod:`._listeners`)
+``dispose``
+    Stops the maintenance task (awaited: ``AsyncEngine.dispose()`` runs this
+    in SQLAlchemy's greenlet), then closes every idle connection as one
+    bounded cleanup, so a cancelled dispose still closes them all.
+Dialect events (:mod:`._listeners`) and the maintenance task (:mod:`._maintenance`)
     ``do_connect`` orders a multi-host URL's hosts, least-used first, and
     passes asyncpg the shared-introspection connection class
     (:mod:`._type_cache`); ``handle_error`` treats the shutdown SQLSTATEs as
-    disconnects even while the socket is still open. Every
-    ``maintenance_interval_s`` a task closes idle connections past their
-    deadline or to a draining host; it stops on ``dispose()``.
+    disconnects even while the socket is still open. The pool's task closes
+    idle connections past their deadline or to a draining host.
 """
 
 from __future__ import annotations
@@ -55,7 +61,7 @@ from typing_extensions import override
 from .._cleanup import force_close, run_cleanup
 from ..sqlstate import is_server_shutdown
 from ._listeners import CONNECTING, install_dialect_listeners
-from ._maintenance import Maintenance, close_records
+from ._maintenance import Maintenance, dispose
 from ._reset import SessionReset, asyncpg_of, ping
 from ._stats import PoolStats
 from ._type_cache import SharedTypeCache, connection_class
@@ -194,13 +200,9 @@ class CockroachPool(AsyncAdaptedQueuePool):
         finally:
             counters.waiting -= 1
             counters.wait_time_s += time.monotonic() - started
-        state = _state(record)
-        if state is not None and record.dbapi_connection is not None:
-            reason = self._close_reason(record, state, time.monotonic())
-            if reason is not None:
-                self._count_closed(state, reason)
-                # SQLAlchemy reconnects a soft-invalidated record on checkout.
-                record.invalidate(soft=True)
+        if self._due_reason(record, time.monotonic()) is not None:
+            # SQLAlchemy reconnects a soft-invalidated record on checkout.
+            record.invalidate(soft=True)
         return record
 
     @override
@@ -285,18 +287,13 @@ class CockroachPool(AsyncAdaptedQueuePool):
 
     @override
     def dispose(self) -> None:
-        # QueuePool.dispose() closes the idle connections one by one as it
-        # takes them out of the queue: a cancellation midway would leave the
-        # one being closed, and the rest, open. Here the maintenance task is
-        # stopped (awaited), then everything is taken out and closed as one
-        # bounded cleanup (_cleanup), so a cancelled dispose still closes all.
-        if in_greenlet():
-            await_only(self._maintenance.stop())
-        else:
-            self._maintenance.stop_nowait()
-        close_records(self._take_idle(), "disposing the pool")
-        self._overflow = 0 - self.size()
-        self.logger.info("Pool disposed. %s", self.status())
+        # QueuePool.dispose() closes idle connections one by one as it takes
+        # them out of the queue: a cancellation midway leaves the rest open.
+        try:
+            dispose(self, self._maintenance)
+        finally:
+            self._overflow = 0 - self.size()
+            self.logger.info("Pool disposed. %s", self.status())
 
     # -- public views --------------------------------------------------------
 
@@ -434,6 +431,16 @@ class CockroachPool(AsyncAdaptedQueuePool):
             return "lifetime"
         return None
 
+    def _due_reason(self, record: ConnectionPoolEntry, now: float) -> str | None:
+        """Why an open record is due for closing (and count it), or None."""
+        state = _state(record)
+        if state is None or record.dbapi_connection is None:
+            return None
+        reason = self._close_reason(record, state, now)
+        if reason is not None:
+            self._count_closed(state, reason)
+        return reason
+
     def _count_closed(self, state: _ConnState, reason: str) -> None:
         if reason == "lifetime":
             self._counters.recycled_by_lifetime += 1
@@ -548,31 +555,6 @@ class CockroachPool(AsyncAdaptedQueuePool):
                 taken.append(self._pool.get_nowait())
             except Empty:
                 return taken
-
-    def _close_idle_due(self) -> None:
-        """Take idle connections due for closing out of the queue and close them."""
-        now = time.monotonic()
-        queue = self._pool
-        due: list[ConnectionPoolEntry] = []
-        keep: list[ConnectionPoolEntry] = []
-        for record in self._take_idle():
-            state = _state(record)
-            reason = None
-            if state is not None and record.dbapi_connection is not None:
-                reason = self._close_reason(record, state, now)
-            if state is None or reason is None:
-                keep.append(record)
-            else:
-                self._count_closed(state, reason)
-                due.append(record)
-        # put back in the order they came out (a LIFO queue pops from the end)
-        for record in reversed(keep) if queue.use_lifo else keep:
-            queue.put_nowait(record)
-        try:
-            close_records(due, "closing idle connections that are due")
-        finally:
-            for record in due:
-                super()._do_return_conn(record)
 
 
 POOL_CLASS.append(CockroachPool)
