@@ -11,16 +11,25 @@ until the body ends.
 
 from __future__ import annotations
 
+import itertools
 import sys
 from typing import TYPE_CHECKING, Any
 
 import anyio
 import pytest
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
+
+from sqlalchemy_crdb_async import PoolSettings
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
+    from sqlalchemy.engine import URL
     from sqlalchemy.ext.asyncio import AsyncEngine
+
+    from sqlalchemy_crdb_async.pool import CockroachPool
 
 #: anyio backends: asyncio, and asyncio on uvloop where uvloop exists.
 BACKENDS = [
@@ -100,3 +109,35 @@ async def backends(admin: AsyncEngine, app: str, where: str) -> int:
             f"WHERE application_name = '{app}' AND pid <> pg_backend_pid() AND {where}"
         )
         return int(result.scalar_one())
+
+
+_apps = itertools.count()
+
+
+class AppEngine:
+    """A CockroachPool engine with its own application_name, the drivers it
+    opened, and an admin engine to look at the server from outside."""
+
+    def __init__(self, url: URL, **settings: Any) -> None:
+        self.app = f"cancel_test_{next(_apps)}"
+        self.engine: AsyncEngine = create_async_engine(
+            url.update_query_dict({"application_name": self.app}),
+            **PoolSettings(**settings).engine_kwargs(),
+        )
+        self.admin = create_async_engine(url, poolclass=NullPool)
+        self.drivers: list[Any] = []
+        event.listen(self.engine.sync_engine, "connect", self._connected)
+
+    def _connected(self, dbapi_connection: Any, record: Any) -> None:
+        self.drivers.append(dbapi_connection.driver_connection)
+
+    @property
+    def pool(self) -> CockroachPool:
+        return self.engine.pool  # type: ignore[return-value]
+
+    def open_pids(self) -> list[int]:
+        return [d.get_server_pid() for d in self.drivers if not d.is_closed()]
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+        await self.admin.dispose()

@@ -16,48 +16,17 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 import pytest
-from sqlalchemy import event
-from sqlalchemy.ext.asyncio import create_async_engine
-from sqlalchemy.pool import NullPool
 
-from sqlalchemy_crdb_async import PoolSettings
 from sqlalchemy_crdb_async.pool._maintenance import Maintenance
-from tests.cancelling import BACKENDS, backends, run, until
+from tests.cancelling import BACKENDS, AppEngine, backends, run, until
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
     from sqlalchemy.engine import URL
-    from sqlalchemy.ext.asyncio import AsyncEngine
 
-    from sqlalchemy_crdb_async.pool._pool import CockroachPool
 
 _apps = itertools.count()
-
-
-class _Engine:
-    """An engine with its own application_name, and the drivers it opened."""
-
-    def __init__(self, url: URL, **settings: Any) -> None:
-        self.app = f"i9_pool_cancel_{next(_apps)}"
-        self.engine: AsyncEngine = create_async_engine(
-            url.update_query_dict({"application_name": self.app}),
-            **PoolSettings(**settings).engine_kwargs(),
-        )
-        self.admin = create_async_engine(url, poolclass=NullPool)
-        self.drivers: list[Any] = []
-        event.listen(self.engine.sync_engine, "connect", self._connected)
-
-    def _connected(self, dbapi_connection: Any, record: Any) -> None:
-        self.drivers.append(dbapi_connection.driver_connection)
-
-    @property
-    def pool(self) -> CockroachPool:
-        return self.engine.pool  # type: ignore[return-value]
-
-    async def close(self) -> None:
-        await self.engine.dispose()
-        await self.admin.dispose()
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -65,7 +34,7 @@ def test_close_under_a_cancelled_scope_resets_and_returns_the_connection(
     crdb_url: URL, backend: dict[str, Any]
 ) -> None:
     async def main() -> None:
-        e = _Engine(crdb_url)
+        e = AppEngine(crdb_url)
         try:
             conn = await e.engine.connect()
             await conn.exec_driver_sql("SET statement_timeout = 1234")
@@ -97,7 +66,7 @@ def test_a_cancelled_dispose_still_closes_every_connection(
     crdb_url: URL, backend: dict[str, Any]
 ) -> None:
     async def main() -> None:
-        e = _Engine(crdb_url, pool_size=4)
+        e = AppEngine(crdb_url, pool_size=4)
         try:
             conns = [await e.engine.connect() for _ in range(4)]
             for conn in conns:
@@ -125,7 +94,7 @@ def test_a_cancelled_dispose_still_closes_every_connection(
 
 
 async def test_maintenance_task_is_done_after_dispose(crdb_url: URL) -> None:
-    e = _Engine(crdb_url)
+    e = AppEngine(crdb_url)
     try:
         async with e.engine.connect() as conn:
             await conn.exec_driver_sql("SELECT 1")
@@ -141,7 +110,7 @@ async def test_maintenance_task_is_done_after_dispose(crdb_url: URL) -> None:
 async def test_maintenance_sleeps_while_nothing_is_due(crdb_url: URL) -> None:
     # No lifetime: nothing ever falls due. An interval of 10 ms would have
     # woken the old task about 20 times in the window below.
-    e = _Engine(crdb_url, max_lifetime_s=None, maintenance_interval_s=0.01)
+    e = AppEngine(crdb_url, max_lifetime_s=None, maintenance_interval_s=0.01)
     try:
         async with e.engine.connect() as a, e.engine.connect() as b:
             await a.exec_driver_sql("SELECT 1")
@@ -155,7 +124,7 @@ async def test_maintenance_sleeps_while_nothing_is_due(crdb_url: URL) -> None:
 
 
 async def test_maintenance_sleeps_until_the_earliest_deadline(crdb_url: URL) -> None:
-    e = _Engine(crdb_url, max_lifetime_s=3600.0, lifetime_jitter_fraction=0.5)
+    e = AppEngine(crdb_url, max_lifetime_s=3600.0, lifetime_jitter_fraction=0.5)
     try:
         async with e.engine.connect() as a, e.engine.connect() as b:
             await a.exec_driver_sql("SELECT 1")

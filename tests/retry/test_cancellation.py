@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import anyio.lowlevel
 import pytest
-from sqlalchemy import event
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -29,14 +28,21 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.pool import NullPool
 
 from sqlalchemy_crdb_async import (
-    PoolSettings,
     RetryPolicy,
     _cleanup,
     retrying,
     retrying_session,
     run_transaction,
 )
-from tests.cancelling import BACKENDS, MECHANISMS, backends, cancel_when, run, until
+from tests.cancelling import (
+    BACKENDS,
+    MECHANISMS,
+    AppEngine,
+    backends,
+    cancel_when,
+    run,
+    until,
+)
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
@@ -97,28 +103,8 @@ async def _run_api(
             await work(session)
 
 
-class _Harness:
-    """An engine with its own application_name, and what the server sees of it."""
-
-    def __init__(self, url: URL) -> None:
-        self.app = f"i9_cancel_{next(_apps)}"
-        self.engine = create_async_engine(
-            url.update_query_dict({"application_name": self.app}),
-            **PoolSettings().engine_kwargs(),
-        )
-        self.admin = create_async_engine(url, poolclass=NullPool)
-        self.drivers: list[Any] = []
-        event.listen(self.engine.sync_engine, "connect", self._connected)
-
-    def _connected(self, dbapi_connection: Any, record: Any) -> None:
-        self.drivers.append(dbapi_connection.driver_connection)
-
-    async def close(self) -> None:
-        await self.engine.dispose()
-        await self.admin.dispose()
-
-    def open_pids(self) -> list[int]:
-        return [d.get_server_pid() for d in self.drivers if not d.is_closed()]
+class _Harness(AppEngine):
+    """What the server sees of the retry helpers' engine."""
 
     async def running(self, sql_like: str) -> bool:
         where = f"state = 'active' AND query ILIKE '{sql_like}'"
