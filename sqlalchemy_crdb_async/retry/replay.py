@@ -65,8 +65,10 @@ Caveats
   the block commits, an exception rolls back.
 - A replay re-executes writes too: statements are re-sent exactly as recorded,
   so the replayed transaction does the same work in the same order.
-- Cancellation propagates at once; the session is rolled back and closed,
-  shielded from the cancellation.
+- Cancellation propagates once the session is rolled back and closed: that
+  exit sequence runs as one cleanup task, awaited through repeated
+  cancellation up to a bound, then the connection is terminated
+  (:mod:`sqlalchemy_crdb_async._cleanup`).
 
 See also: :mod:`.retry` (``run_transaction``, ``retrying``); issue 4; Cockroach
 Labs' JDBC wrapper, which replays with result checksums the same way.
