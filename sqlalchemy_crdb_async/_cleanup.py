@@ -1,37 +1,195 @@
-"""Cleanup that outlives a cancellation (internal; shared by retry and pool).
+"""Cleanup that completes under cancellation, within a bound (internal).
 
-:func:`shielded` runs a cleanup coroutine so that a cancellation of the caller
-does not interrupt it.
+One rule for every cleanup in the package (the retry helpers, the replay
+session, the pool's session reset):
+
+1. The whole cleanup *sequence* of a session or connection (rollback, then
+   close; or the pool's reset) is one coroutine, run by :func:`run_cleanup` as
+   one task of its own. Its steps never run concurrently with each other, and
+   the caller's cancellation never reaches them.
+2. The caller waits for that task through any number of cancellations (an
+   anyio cancel scope re-delivers its cancellation on every turn of the event
+   loop; ``task.cancel()`` delivers it once), for at most
+   :data:`CLEANUP_TIMEOUT_S` seconds from the start of the cleanup.
+3. Past the bound the task is cancelled, the connection is closed by force
+   (the ``force`` callback: asyncpg's ``Connection.terminate()``, or
+   SQLAlchemy's invalidation for other drivers; :func:`terminator` builds it
+   for an ``AsyncSession`` or ``AsyncConnection``) and a WARNING is logged; the
+   caller then waits up to :data:`FORCE_GRACE_S` more for the task to notice.
+4. Then the first cancellation received, if any, is re-raised. A cleanup that
+   fails is logged at WARNING and its connection force-closed (its state is
+   unknown), not raised: it must not hide the error that made the cleanup
+   necessary (psycopg_pool treats a failed rollback the same way).
+
+So when a cancelled caller's ``await`` returns, its connection is back in the
+pool and the server holds no transaction for it, or the connection is closed.
+
+Models: SQLAlchemy's ``ext/asyncio/base.py`` ``_run_to_completion`` (one task
+for the whole exit sequence, awaited through repeated cancellation, but with
+no bound), anyio's ``move_on_after(..., shield=True)``, asyncpg's ``pool.py``
+(a connection whose operation was cancelled is terminated).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
+
+import asyncpg
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable
+    from collections.abc import Callable, Coroutine, Iterator
 
-__all__ = ["shielded"]
+    from sqlalchemy.engine import Connection
+    from sqlalchemy.pool import ManagesConnection, PoolProxiedConnection
+
+__all__ = [
+    "CLEANUP_TIMEOUT_S",
+    "FORCE_GRACE_S",
+    "force_close",
+    "run_cleanup",
+    "terminator",
+]
 
 log = logging.getLogger("sqlalchemy_crdb_async.cleanup")
 
-_background: set[asyncio.Future[Any]] = set()
+#: How long a cleanup may take, from its start, before its connection is
+#: closed by force. A rollback or session reset is one round trip; five
+#: seconds covers a slow network and a loaded server.
+CLEANUP_TIMEOUT_S: Final = 5.0
+#: After the force-close, how long the caller still waits for the cleanup task
+#: to notice its connection is gone (it fails at its next read).
+FORCE_GRACE_S: Final = 1.0
+
+#: Cleanup tasks that outlived even the grace period (kept referenced).
+_detached: set[asyncio.Task[Any]] = set()
 
 
-async def shielded(awaitable: Awaitable[Any]) -> None:
-    """Run cleanup to completion even if the caller is cancelled meanwhile.
+async def run_cleanup(
+    cleanup: Coroutine[Any, Any, Any],
+    force: Callable[[], None] | None,
+    what: str,
+) -> bool:
+    """Run ``cleanup`` to completion as one task, bounded; see the module docstring.
 
-    Errors of the cleanup are logged, not raised: they must not hide the error
-    that made the cleanup necessary.
+    ``force`` closes the connection by force when the bound passes or the
+    cleanup fails; ``what`` names the cleanup in log messages. Returns whether
+    the cleanup completed without error (False: it was forced). Re-raises the
+    caller's cancellation, if any, after the cleanup (or the force-close).
     """
-    task = asyncio.ensure_future(awaitable)
+    loop = asyncio.get_running_loop()
+    task = loop.create_task(cleanup)
+    cancelled = await _wait(task, loop.time() + CLEANUP_TIMEOUT_S, None)
+    if not task.done():
+        log.warning(
+            "%s did not finish within %s s; closing its connection by force",
+            what,
+            CLEANUP_TIMEOUT_S,
+        )
+        task.cancel()
+        _force(force, what)
+        cancelled = await _wait(task, loop.time() + FORCE_GRACE_S, cancelled)
+        if task.done():
+            _failure(task)  # retrieved, so asyncio does not log it again
+        else:
+            _detached.add(task)
+            task.add_done_callback(_forget)
+        ok = False
+    elif (failure := _failure(task)) is not None:
+        log.warning(
+            "%s failed; closing its connection by force", what, exc_info=failure
+        )
+        _force(force, what)
+        ok = False
+    else:
+        ok = True
+    if cancelled is not None:
+        raise cancelled
+    return ok
+
+
+async def _wait(
+    task: asyncio.Task[Any], deadline: float, cancelled: BaseException | None
+) -> BaseException | None:
+    """Wait for ``task`` until ``deadline`` through cancellations; return the first."""
+    loop = asyncio.get_running_loop()
+    # Bounded: each turn either ends the wait or consumes one cancellation,
+    # and a cancel scope delivers at most one per loop iteration.
+    while not task.done():
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            break
+        try:
+            # asyncio.wait never cancels the task it waits for.
+            await asyncio.wait((task,), timeout=remaining)
+        except asyncio.CancelledError as err:
+            if cancelled is None:
+                cancelled = err
+    return cancelled
+
+
+def _failure(task: asyncio.Task[Any]) -> BaseException | None:
+    if task.cancelled():
+        return asyncio.CancelledError()
+    return task.exception()
+
+
+def _forget(task: asyncio.Task[Any]) -> None:
+    _detached.discard(task)
+    if task.done():
+        _failure(task)
+
+
+def _force(force: Callable[[], None] | None, what: str) -> None:
+    if force is None:
+        return
     try:
-        await asyncio.shield(task)
-    except asyncio.CancelledError:
-        _background.add(task)
-        task.add_done_callback(_background.discard)
-        raise
+        force()
     except Exception:
-        log.debug("cleanup after a failed attempt raised", exc_info=True)
+        log.warning("force-closing the connection of %s failed", what, exc_info=True)
+
+
+def force_close(conn: ManagesConnection) -> None:
+    """Close a pooled connection (record or checked-out proxy) now, no round trip.
+
+    asyncpg: ``Connection.terminate()`` (closes the socket at once; the pool
+    sees the dead connection when the record comes back). Other drivers:
+    SQLAlchemy's invalidation, which outside its greenlet also closes without
+    waiting.
+    """
+    driver = conn.driver_connection
+    if isinstance(driver, asyncpg.Connection):
+        if not driver.is_closed():
+            driver.terminate()
+    elif conn.dbapi_connection is not None:
+        conn.invalidate()
+
+
+def terminator(handle: AsyncSession | AsyncConnection) -> Callable[[], None]:
+    """A ``force`` callback that force-closes what ``handle`` holds when called."""
+
+    def force() -> None:
+        for fairy in _fairies(handle):
+            force_close(fairy)
+
+    return force
+
+
+def _fairies(handle: AsyncSession | AsyncConnection) -> Iterator[PoolProxiedConnection]:
+    connections: list[Connection] = []
+    if isinstance(handle, AsyncConnection):
+        if handle.sync_connection is not None:
+            connections.append(handle.sync_connection)
+    else:
+        transaction = handle.sync_session.get_transaction()
+        # SessionTransaction._connections: bind -> (Connection, Transaction,
+        # should_commit, autoclose); private, hence the defensive getattr.
+        held = getattr(transaction, "_connections", None) or {}
+        connections.extend(entry[0] for entry in held.values())
+    for conn in connections:
+        # Connection.connection does no I/O while the connection is open and
+        # valid (it returns the checked-out pool connection).
+        if not conn.closed and not conn.invalidated:
+            yield conn.connection

@@ -9,7 +9,9 @@ module              what it does
                     and :meth:`PoolSettings.engine_kwargs`
 ``_pool``           :class:`CockroachPool` and :func:`pool_stats`
 ``_stats``          :class:`PoolStats`, the snapshot :func:`pool_stats` returns
-``_listeners``      the dialect events the pool installs, and its maintenance task
+``_listeners``      the dialect events the pool installs
+``_maintenance``    the pool's background task (owned, asleep until due) and
+                    its dispose sequence
 ``_reset``          liveness ping and session reset on return
 ``_type_cache``     asyncpg type introspection shared by the pool's connections
 ==================  =============================================================

@@ -1,4 +1,4 @@
-"""The pool's hooks outside the pool object: dialect events and maintenance.
+"""The pool's hooks outside the pool object: dialect events.
 
 :class:`~._pool.CockroachPool` installs two listeners on its dialect, once
 per dialect (they are module-level functions, so a recreated pool finds them
@@ -16,33 +16,26 @@ installed):
     ``server_shutdown_57P01``). SQLAlchemy then invalidates the connection and
     calls the pool's ``_invalidate``.
 
-:func:`maintain` is the pool's background task: it wakes every interval (or
-when woken), and closes idle connections that are due, in SQLAlchemy's
-greenlet. It holds the pool weakly and ends when the pool is gone.
+The pool's background task lives in :mod:`._maintenance`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import contextvars
 import logging
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import event
-from sqlalchemy.util import greenlet_spawn
 
 from ..sqlstate import is_server_shutdown
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from sqlalchemy.engine import ExceptionContext
     from sqlalchemy.engine.interfaces import Dialect
 
     from ._pool import CockroachPool
 
-__all__ = ["CONNECTING", "install_dialect_listeners", "maintain"]
+__all__ = ["CONNECTING", "install_dialect_listeners"]
 
 log = logging.getLogger(__name__)
 
@@ -50,24 +43,6 @@ log = logging.getLogger(__name__)
 CONNECTING: contextvars.ContextVar[CockroachPool | None] = contextvars.ContextVar(
     "sqlalchemy_crdb_async_pool_connecting", default=None
 )
-
-
-async def maintain(
-    pool_ref: Callable[[], CockroachPool | None], interval_s: float, wake: asyncio.Event
-) -> None:
-    """Close idle connections that are due, every ``interval_s`` or when woken."""
-    while True:
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(wake.wait(), interval_s)
-        wake.clear()
-        pool = pool_ref()
-        if pool is None:
-            return
-        try:
-            await greenlet_spawn(pool._close_idle_due)
-        except Exception:
-            log.exception("pool maintenance failed")
-        del pool
 
 
 def _on_do_connect(

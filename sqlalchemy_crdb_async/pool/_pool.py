@@ -18,26 +18,31 @@ in :mod:`.settings`. How it hooks into SQLAlchemy (``sqlalchemy.pool.base``):
     taken.
 ``_return_conn``
     Closes a connection past its deadline (eager expiry), else resets the
-    session. A failure, or a cancellation, while doing so invalidates the
-    connection and still returns its record to the pool.
+    session, as one bounded cleanup (:mod:`sqlalchemy_crdb_async._cleanup`):
+    a cancelled caller waits for it to finish, or past the bound the
+    connection is terminated and a WARNING logged; then the record goes back
+    to the pool and the cancellation is re-raised. A reset that fails drops
+    the connection and still returns its record.
 ``_invalidate``
     SQLAlchemy calls it on any disconnect error to invalidate *every* pooled
     connection; here only connections to the same host are affected: closed
     when the server said it is shutting down (57P01/57P02/57P03), pinged
     before their next use otherwise.
-Dialect events and a background task (:mod:`._listeners`)
+``dispose``
+    Stops the maintenance task (awaited: ``AsyncEngine.dispose()`` runs this
+    in SQLAlchemy's greenlet), then closes every idle connection as one
+    bounded cleanup, so a cancelled dispose still closes them all.
+Dialect events (:mod:`._listeners`) and the maintenance task (:mod:`._maintenance`)
     ``do_connect`` orders a multi-host URL's hosts, least-used first, and
     passes asyncpg the shared-introspection connection class
     (:mod:`._type_cache`); ``handle_error`` treats the shutdown SQLSTATEs as
-    disconnects even while the socket is still open. Every
-    ``maintenance_interval_s`` a task closes idle connections past their
-    deadline or to a draining host; it stops on ``dispose()``.
+    disconnects even while the socket is still open. The pool's task closes
+    idle connections past their deadline or to a draining host.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import time
@@ -48,12 +53,15 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 from sqlalchemy import exc
 from sqlalchemy.pool import AsyncAdaptedQueuePool
+from sqlalchemy.util import await_only, greenlet_spawn
 from sqlalchemy.util.concurrency import in_greenlet
 from sqlalchemy.util.queue import Empty
 from typing_extensions import override
 
+from .._cleanup import force_close, run_cleanup
 from ..sqlstate import is_server_shutdown
-from ._listeners import CONNECTING, install_dialect_listeners, maintain
+from ._listeners import CONNECTING, install_dialect_listeners
+from ._maintenance import Maintenance, dispose
 from ._reset import SessionReset, asyncpg_of, ping
 from ._stats import PoolStats
 from ._type_cache import SharedTypeCache, connection_class
@@ -93,6 +101,8 @@ class _ConnState:
 
     host: Host
     opened: float
+    #: This connection's own (jittered) lifetime; deadline = opened + lifetime.
+    lifetime: float | None
     deadline: float | None
     last_used: float | None = None
     suspect: bool = False
@@ -146,8 +156,7 @@ class CockroachPool(AsyncAdaptedQueuePool):
         self._type_cache = SharedTypeCache()
         self._connection_classes: dict[type[Any], type[Any]] = {}
         self._host_turn = 0
-        self._maintenance: asyncio.Task[None] | None = None
-        self._wake: asyncio.Event | None = None
+        self._maintenance = Maintenance(self, self._settings.maintenance_interval_s)
         super().__init__(creator, **kw)
         dialect = kw.get("dialect")
         if dialect is not None and hasattr(dialect, "dispatch"):
@@ -179,7 +188,7 @@ class CockroachPool(AsyncAdaptedQueuePool):
 
     @override
     def _do_get(self) -> ConnectionPoolEntry:
-        self._ensure_maintenance()
+        self._maintenance.ensure()
         counters = self._counters
         started = time.monotonic()
         counters.waiting += 1
@@ -191,13 +200,9 @@ class CockroachPool(AsyncAdaptedQueuePool):
         finally:
             counters.waiting -= 1
             counters.wait_time_s += time.monotonic() - started
-        state = _state(record)
-        if state is not None and record.dbapi_connection is not None:
-            reason = self._close_reason(record, state, time.monotonic())
-            if reason is not None:
-                self._count_closed(state, reason)
-                # SQLAlchemy reconnects a soft-invalidated record on checkout.
-                record.invalidate(soft=True)
+        if self._due_reason(record, time.monotonic()) is not None:
+            # SQLAlchemy reconnects a soft-invalidated record on checkout.
+            record.invalidate(soft=True)
         return record
 
     @override
@@ -230,6 +235,11 @@ class CockroachPool(AsyncAdaptedQueuePool):
     def _return_conn(self, record: ConnectionPoolEntry) -> None:
         try:
             self._before_return(record)
+        except asyncio.CancelledError:
+            # The cleanup ran to completion (or closed the connection by
+            # force) before the cancellation was re-raised.
+            super()._return_conn(record)
+            raise
         except BaseException as err:
             level = logging.WARNING if isinstance(err, Exception) else logging.DEBUG
             log.log(level, "dropping a connection whose return failed: %r", err)
@@ -277,12 +287,13 @@ class CockroachPool(AsyncAdaptedQueuePool):
 
     @override
     def dispose(self) -> None:
-        task, self._maintenance = self._maintenance, None
-        if task is not None and not task.done():
-            # the task's event loop may be closed already (then it never runs)
-            with contextlib.suppress(RuntimeError):
-                task.cancel()
-        super().dispose()
+        # QueuePool.dispose() closes idle connections one by one as it takes
+        # them out of the queue: a cancellation midway leaves the rest open.
+        try:
+            dispose(self, self._maintenance)
+        finally:
+            self._overflow = 0 - self.size()
+            self.logger.info("Pool disposed. %s", self.status())
 
     # -- public views --------------------------------------------------------
 
@@ -322,7 +333,6 @@ class CockroachPool(AsyncAdaptedQueuePool):
             state = _state(record)
             if state is None or record.dbapi_connection is None:
                 continue
-            lifetime = None if state.deadline is None else state.deadline - state.opened
             idle = None
             if state.last_used is not None and not record.in_use:
                 idle = now - state.last_used
@@ -330,7 +340,7 @@ class CockroachPool(AsyncAdaptedQueuePool):
                 ConnectionInfo(
                     host=state.host,
                     age_s=now - state.opened,
-                    lifetime_s=lifetime,
+                    lifetime_s=state.lifetime,
                     idle_s=idle,
                     in_use=record.in_use,
                 )
@@ -344,10 +354,10 @@ class CockroachPool(AsyncAdaptedQueuePool):
     ) -> None:
         now = time.monotonic()
         settings = self._settings
-        deadline = None
-        if settings.max_lifetime_s is not None:
-            shortened = settings.lifetime_jitter_fraction * random.random()
-            deadline = now + settings.max_lifetime_s * (1.0 - shortened)
+        lifetime = settings.max_lifetime_s
+        if lifetime is not None and settings.lifetime_jitter_fraction:
+            lifetime *= 1.0 - settings.lifetime_jitter_fraction * random.random()
+        deadline = None if lifetime is None else now + lifetime
         driver = self._dialect.get_driver_connection(dbapi_connection)
         host: Host = None
         if isinstance(driver, asyncpg.Connection):
@@ -356,9 +366,22 @@ class CockroachPool(AsyncAdaptedQueuePool):
             driver.add_termination_listener(
                 lambda conn: self._on_terminated(record_ref, conn)
             )
-        record.info[_STATE_KEY] = _ConnState(host=host, opened=now, deadline=deadline)
+        record.info[_STATE_KEY] = _ConnState(host, now, lifetime, deadline)
         self._records.add(record)
         self._counters.connections_opened += 1
+
+    def _next_due(self) -> float | None:
+        """When the maintenance task next has an idle connection to close."""
+        due = None
+        for record in list(self._records):
+            state = _state(record)
+            if state is None or record.in_use or record.dbapi_connection is None:
+                continue
+            if state.retire or state.lost or _driver_closed(record):
+                return time.monotonic()
+            if state.deadline is not None and (due is None or state.deadline < due):
+                due = state.deadline
+        return due
 
     def _on_terminated(
         self, record_ref: weakref.ref[ConnectionPoolEntry], driver: Any
@@ -373,7 +396,7 @@ class CockroachPool(AsyncAdaptedQueuePool):
             state.lost = True
             self._count_loss(state, drain=False)
             self._mark_host(state.host, suspect=True)
-            self._wake_maintenance()
+            self._maintenance.wake()
 
     def _handed_out(
         self, fairy: PoolProxiedConnection, state: _ConnState | None
@@ -408,6 +431,16 @@ class CockroachPool(AsyncAdaptedQueuePool):
             return "lifetime"
         return None
 
+    def _due_reason(self, record: ConnectionPoolEntry, now: float) -> str | None:
+        """Why an open record is due for closing (and count it), or None."""
+        state = _state(record)
+        if state is None or record.dbapi_connection is None:
+            return None
+        reason = self._close_reason(record, state, now)
+        if reason is not None:
+            self._count_closed(state, reason)
+        return reason
+
     def _count_closed(self, state: _ConnState, reason: str) -> None:
         if reason == "lifetime":
             self._counters.recycled_by_lifetime += 1
@@ -435,6 +468,19 @@ class CockroachPool(AsyncAdaptedQueuePool):
             # No event loop to talk to the server from (garbage collection).
             record.invalidate()
             return
+        # One cleanup task, bounded, awaited through cancellations (_cleanup).
+        ok = await_only(
+            run_cleanup(
+                greenlet_spawn(self._settle, record, state),
+                lambda: force_close(record),
+                "returning a connection to the pool",
+            )
+        )
+        if not ok and record.dbapi_connection is not None:
+            record.invalidate()
+
+    def _settle(self, record: ConnectionPoolEntry, state: _ConnState) -> None:
+        """Close a connection that is due, else reset its session."""
         reason = self._close_reason(record, state, time.monotonic())
         if reason is not None:
             self._count_closed(state, reason)
@@ -446,15 +492,14 @@ class CockroachPool(AsyncAdaptedQueuePool):
         else:
             driver = asyncpg_of(record)
             if driver is not None and driver.is_in_transaction():
-                from sqlalchemy.util import await_only
-
                 await_only(driver.execute("ROLLBACK"))
         state.last_used = time.monotonic()
+        self._maintenance.note(state.deadline)
 
     def _host_trouble(self, host: Host, error: BaseException | None) -> None:
         if is_server_shutdown(error):
             self._mark_host(host, retire=True)
-            self._wake_maintenance()
+            self._maintenance.wake()
         else:
             self._mark_host(host, suspect=True)
 
@@ -503,58 +548,13 @@ class CockroachPool(AsyncAdaptedQueuePool):
 
     # -- background maintenance -----------------------------------------------
 
-    def _ensure_maintenance(self) -> None:
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return
-        task = self._maintenance
-        if task is not None and not task.done() and task.get_loop() is loop:
-            return
-        self._wake = asyncio.Event()
-        self._maintenance = loop.create_task(
-            maintain(
-                weakref.ref(self), self._settings.maintenance_interval_s, self._wake
-            ),
-            name=f"sqlalchemy_crdb_async pool maintenance {id(self):#x}",
-        )
-
-    def _wake_maintenance(self) -> None:
-        if self._wake is not None:
-            self._wake.set()
-
-    def _close_idle_due(self) -> None:
-        """Take idle connections due for closing out of the queue and close them."""
-        now = time.monotonic()
-        queue = self._pool
+    def _take_idle(self) -> list[ConnectionPoolEntry]:
         taken: list[ConnectionPoolEntry] = []
         while True:
             try:
-                taken.append(queue.get_nowait())
+                taken.append(self._pool.get_nowait())
             except Empty:
-                break
-        due: list[tuple[ConnectionPoolEntry, _ConnState, str]] = []
-        keep: list[ConnectionPoolEntry] = []
-        for record in taken:
-            state = _state(record)
-            reason = None
-            if state is not None and record.dbapi_connection is not None:
-                reason = self._close_reason(record, state, now)
-            if state is None or reason is None:
-                keep.append(record)
-            else:
-                due.append((record, state, reason))
-        # put back in the order they came out (a LIFO queue pops from the end)
-        for record in reversed(keep) if queue.use_lifo else keep:
-            queue.put_nowait(record)
-        for record, state, reason in due:
-            try:
-                self._count_closed(state, reason)
-                record.close()
-            except Exception:
-                log.exception("closing an idle connection failed")
-            finally:
-                super()._do_return_conn(record)
+                return taken
 
 
 POOL_CLASS.append(CockroachPool)

@@ -17,13 +17,21 @@ introspection query returned, dependencies included), it takes them from the
 cache instead of querying. ``reload_schema_state()``, which SQLAlchemy calls
 after a cached-statement error (schema change), clears the shared cache too.
 
-Caveat: this overrides ``Connection._introspect_types``, a private asyncpg
-method (stable from asyncpg 0.18 to 0.32); a connection class passed by the
-user is subclassed, not replaced.
+Caveat: this overrides ``Connection._introspect_types(typeoids, timeout)``, a
+private asyncpg method (unchanged from asyncpg 0.18 to 0.32, which the tests
+run); a connection class passed by the user is subclassed, not replaced.
+asyncpg is not pinned: :data:`HOOK_SUPPORTED` checks at import that the method
+still exists as a coroutine function with that signature, and when it does
+not, :func:`connection_class` returns the base class unchanged (types are then
+introspected per connection, as stock asyncpg does) and logs a WARNING once.
+``tests/pool/test_asyncpg_private_api.py`` fails loudly on an asyncpg that
+changed it, naming what changed.
 """
 
 from __future__ import annotations
 
+import inspect
+import logging
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
@@ -31,7 +39,26 @@ import asyncpg
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
 
-__all__ = ["SharedTypeCache", "connection_class"]
+__all__ = ["HOOK_SUPPORTED", "SharedTypeCache", "connection_class", "hook_supported"]
+
+log = logging.getLogger(__name__)
+
+
+def hook_supported(base: type[Any] = asyncpg.Connection) -> bool:
+    """Whether ``base`` has the private hook overridden here, as expected."""
+    method = getattr(base, "_introspect_types", None)
+    if method is None or not inspect.iscoroutinefunction(method):
+        return False
+    return list(inspect.signature(method).parameters) == [
+        "self",
+        "typeoids",
+        "timeout",
+    ]
+
+
+#: asyncpg's ``Connection._introspect_types`` is there as this module expects.
+HOOK_SUPPORTED = hook_supported()
+_warned = False
 
 
 class _CachedStatement:
@@ -79,7 +106,22 @@ class SharedTypeCache:
 def connection_class(
     cache: SharedTypeCache, base: type[Any] = asyncpg.Connection
 ) -> type[Any]:
-    """An ``asyncpg.Connection`` subclass of ``base`` that consults ``cache``."""
+    """An ``asyncpg.Connection`` subclass of ``base`` that consults ``cache``.
+
+    ``base`` itself when asyncpg no longer has the hook (see the module
+    docstring).
+    """
+    global _warned
+    if not hook_supported(base):
+        if not _warned:
+            _warned = True
+            log.warning(
+                "asyncpg %s has no Connection._introspect_types(self, typeoids, "
+                "timeout): type introspection is not shared between connections "
+                "(PoolSettings.share_type_introspection has no effect)",
+                asyncpg.__version__,
+            )
+        return base
 
     class SharedTypesConnection(base):  # type: ignore[misc]
         async def _introspect_types(self, typeoids: Any, timeout: Any) -> Any:

@@ -122,8 +122,9 @@ class PoolSettings:
     ``use_lifo``
         Hand out the most recently returned connection first.
     ``maintenance_interval_s``
-        How often the background task closes idle connections past their
-        lifetime or to a draining host.
+        The shortest gap between two passes of the background task that closes
+        idle connections past their lifetime, lost, or to a draining host. The
+        task sleeps until the next such connection is due, not on a timer.
     ``share_type_introspection``
         asyncpg only: share type-introspection results between the pool's
         connections.

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
 )
 
-from .._cleanup import shielded
+from .._cleanup import run_cleanup, terminator
 from ._loop import AttemptLoop, inject_statement
 
 if TYPE_CHECKING:
@@ -98,11 +98,16 @@ class _OwnedScope(_Scope):
 
     async def commit(self) -> None:
         await super().commit()
-        await self.handle.close()
+        await self._close()
 
     async def abort(self) -> None:
         if hasattr(self, "handle"):
-            await shielded(self.handle.close())
+            await self._close()
+
+    async def _close(self) -> None:
+        handle = self.handle
+        what = f"{self.loop.api}(): close"
+        await run_cleanup(handle.close(), terminator(handle), what)
 
 
 class _EngineScope(_OwnedScope):
@@ -129,7 +134,7 @@ class _ConnectionScope(_Scope):
         return conn
 
     async def abort(self) -> None:
-        await shielded(self.target.rollback())
+        await _rollback(self.target, self.loop.api)
 
 
 class _SessionmakerScope(_OwnedScope):
@@ -154,7 +159,11 @@ class _SessionScope(_Scope):
         return session
 
     async def abort(self) -> None:
-        await shielded(self.target.rollback())
+        await _rollback(self.target, self.loop.api)
+
+
+async def _rollback(handle: Handle, api: str) -> None:
+    await run_cleanup(handle.rollback(), terminator(handle), f"{api}(): rollback")
 
 
 def scope_class(target: Any) -> type[_Scope]:

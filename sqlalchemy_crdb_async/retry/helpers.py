@@ -40,7 +40,8 @@ Rules the helpers keep:
 
 - They sleep with ``asyncio.sleep`` only, and only after the transaction was
   rolled back and its connection returned, so nothing is held while waiting.
-- Cleanup (rollback, close) runs shielded from cancellation; a cancelled task
+- Cleanup (rollback, close) runs as one task awaited through repeated
+  cancellation, bounded (:mod:`sqlalchemy_crdb_async._cleanup`); a cancelled task
   leaves no open transaction and no checked-out connection.
 - A retry happens on a *new transaction*, not a savepoint: on CockroachDB the
   ``SAVEPOINT cockroach_restart`` protocol would keep the transaction's

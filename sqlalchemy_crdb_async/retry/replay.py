@@ -65,8 +65,10 @@ Caveats
   the block commits, an exception rolls back.
 - A replay re-executes writes too: statements are re-sent exactly as recorded,
   so the replayed transaction does the same work in the same order.
-- Cancellation propagates at once; the session is rolled back and closed,
-  shielded from the cancellation.
+- Cancellation propagates once the session is rolled back and closed: that
+  exit sequence runs as one cleanup task, awaited through repeated
+  cancellation up to a bound, then the connection is terminated
+  (:mod:`sqlalchemy_crdb_async._cleanup`).
 
 See also: :mod:`.retry` (``run_transaction``, ``retrying``); issue 4; Cockroach
 Labs' JDBC wrapper, which replays with result checksums the same way.
@@ -86,7 +88,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.util import await_only
 
-from .._cleanup import shielded
+from .._cleanup import run_cleanup, terminator
 from ..errors import ReplayMismatchError
 from ._loop import AttemptLoop, inject_statement
 from ._scopes import sync_engine_of
@@ -388,7 +390,7 @@ async def retrying_session(
     recorder = _Recorder(loop, engine.dialect)
     session: AsyncSession = maker()
     token = _active.set(recorder)
-    injected = False
+    injected = failed = False
     try:
         conn = await session.connection()
         recorder.savepoint = bool(getattr(engine.dialect, "is_cockroachdb", False))
@@ -408,16 +410,25 @@ async def retrying_session(
         loop.committed()
     except BaseException:
         recorder.dbapi_conn = None
-        await shielded(session.rollback())
+        failed = True
         raise
     finally:
         _active.reset(token)
-        if injected:
-            await shielded(_uninject(session))
-        await shielded(session.close())
+        await run_cleanup(
+            _finish(session, rollback=failed, uninject=injected),
+            terminator(session),
+            "retrying_session(): rollback and close",
+        )
 
 
-async def _uninject(session: AsyncSession) -> None:
-    conn = await session.connection()
-    await conn.exec_driver_sql("SET inject_retry_errors_enabled = false")
-    await session.commit()
+async def _finish(session: AsyncSession, *, rollback: bool, uninject: bool) -> None:
+    """The session's whole exit sequence, run as one cleanup task."""
+    try:
+        if rollback:
+            await session.rollback()
+        if uninject:
+            conn = await session.connection()
+            await conn.exec_driver_sql("SET inject_retry_errors_enabled = false")
+            await session.commit()
+    finally:
+        await session.close()

@@ -114,6 +114,8 @@ async def test_no_jitter_gives_equal_lifetimes(
     eng = make_engine(pool_size=3, max_lifetime_s=60.0, lifetime_jitter_fraction=0.0)
     await asyncio.gather(*(backend_pid(eng) for _ in range(3)))
     lifetimes = {c.lifetime_s for c in eng.pool.connections()}  # type: ignore[attr-defined]
+    # Exactly the setting: without jitter no arithmetic touches the lifetime
+    # (it used to be derived back from deadline - opened: 59.999999999999886).
     assert lifetimes == {60.0}
 
 
