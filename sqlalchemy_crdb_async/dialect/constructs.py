@@ -6,7 +6,7 @@ PostgreSQL a CockroachDB-only construct raises a :class:`~sqlalchemy.exc.Compile
 that says what to do instead, except :func:`upsert`, which has an exact
 PostgreSQL equivalent.
 
-UPSERT (crdb-facts/session_vars.md section 6)::
+UPSERT (https://www.cockroachlabs.com/docs/v23.2/upsert)::
 
     from sqlalchemy_crdb_async import upsert
 

@@ -51,8 +51,8 @@ Rules the helpers keep:
   transaction with a silent ROLLBACK, so the work would be lost, not retried).
 
 See also: :mod:`.replay` (``retrying_session``), :mod:`.sync` (sync API),
-:mod:`.policy` (``RetryPolicy``), :func:`.retry_stats`; DESIGN.md section 5;
-issue 4.
+:mod:`.policy` (``RetryPolicy``), :func:`.retry_stats`; CockroachDB's guide,
+https://www.cockroachlabs.com/docs/stable/transaction-retry-error-reference.
 """
 
 from __future__ import annotations

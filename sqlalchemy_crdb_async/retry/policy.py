@@ -41,7 +41,8 @@ _JITTERS = ("full", "equal", "none")
 #: With inject_retry_errors on, this many attempts run with CockroachDB's
 #: ``inject_retry_errors_enabled``; CockroachDB itself stops injecting after 3
 #: restarts under the savepoint protocol (``numTxnRetryErrors = 3``,
-#: crdb-facts/session_vars.md section 3).
+#: tests/crdb_facts/session_vars.md section 3, from
+#: https://www.cockroachlabs.com/docs/v24.3/transaction-retry-error-example).
 INJECTED_ATTEMPTS = 3
 
 
@@ -81,8 +82,8 @@ class RetryPolicy:
     on_retry: Callable[[RetryEvent], None] | None = None
     #: CockroachDB only: run the first attempts with the session variable
     #: ``inject_retry_errors_enabled`` on, so every statement fails with a
-    #: retryable 40001 (a test hook for your retry handling,
-    #: crdb-facts/session_vars.md section 3).
+    #: retryable 40001 (a test hook for your retry handling;
+    #: https://www.cockroachlabs.com/docs/v25.2/set-vars).
     inject_retry_errors: bool = False
 
     def __post_init__(self) -> None:

@@ -24,7 +24,9 @@ error (40001, 40P01, a cached-plan 0A000; see :mod:`.classify`):
    ``ROLLBACK TO SAVEPOINT cockroach_restart`` (the transaction began with
    ``SAVEPOINT cockroach_restart`` and commits with ``RELEASE SAVEPOINT
    cockroach_restart`` then ``COMMIT``, which keeps its place in line;
-   crdb-facts/session_vars.md section 3); on PostgreSQL with a full ROLLBACK,
+   https://www.cockroachlabs.com/docs/stable/advanced-client-side-transaction-retries
+   and tests/crdb_facts/session_vars.md section 3); on PostgreSQL with a full
+   ROLLBACK,
    the next statement BEGINs a new transaction;
 2. the helper sleeps (``asyncio.sleep``, per the :class:`.RetryPolicy`), after
    the rollback: on PostgreSQL no transaction is open meanwhile; on CockroachDB
@@ -68,8 +70,9 @@ Caveats
 - Cancellation propagates at once; the session is rolled back and closed,
   shielded from the cancellation.
 
-See also: :mod:`.retry` (``run_transaction``, ``retrying``); issue 4; Cockroach
-Labs' JDBC wrapper, which replays with result checksums the same way.
+See also: :mod:`.retry` (``run_transaction``, ``retrying``); Cockroach Labs'
+JDBC wrapper (https://github.com/cockroachlabs-field/cockroachdb-jdbc), which replays
+with result checksums the same way.
 """
 
 from __future__ import annotations
@@ -106,7 +109,8 @@ if TYPE_CHECKING:
 
 __all__ = ["retrying_session"]
 
-# crdb-facts/session_vars.md section 3: the client-side retry protocol.
+# The client-side retry protocol: tests/crdb_facts/session_vars.md section 3 (from
+# https://github.com/cockroachdb/cockroach/blob/master/pkg/sql/logictest/testdata/logic_test/manual_retry).
 SAVEPOINT = "SAVEPOINT cockroach_restart"
 ROLLBACK_TO_SAVEPOINT = "ROLLBACK TO SAVEPOINT cockroach_restart"
 RELEASE_SAVEPOINT = "RELEASE SAVEPOINT cockroach_restart"
@@ -150,7 +154,7 @@ class _Recorder:
     def __init__(self, loop: AttemptLoop, dialect: Dialect) -> None:
         self.loop = loop
         self.dialect = dialect
-        # CockroachDB: the cockroach_restart protocol (session_vars.md section 3).
+        # CockroachDB: the cockroach_restart protocol (see SAVEPOINT above).
         self.savepoint = bool(getattr(dialect, "is_cockroachdb", False))
         self.log: list[_Entry] = []
         self.dbapi_conn: DBAPIConnection | None = None

@@ -192,7 +192,8 @@ async def test_failed_migration_rolls_back_its_ddl_on_postgresql(
 ) -> None:
     if engine.dialect.is_cockroachdb:  # type: ignore[attr-defined]
         pytest.skip(
-            "CockroachDB commits before each DDL statement (session_vars.md s.7)"
+            "needs PostgreSQL: CockroachDB commits before each DDL statement "
+            "(tests/crdb_facts/session_vars.md section 7)"
         )
 
     def migration(op: Operations) -> None:

@@ -26,7 +26,7 @@ async def test_supported_levels_follow_the_server(engine: AsyncEngine) -> None:
     levels = await _levels(engine)
     if engine.dialect.is_cockroachdb:
         expected = {"SERIALIZABLE", "AUTOCOMMIT"}
-        # READ COMMITTED from v23.2 (crdb-facts/session_vars.md section 2).
+        # READ COMMITTED from v23.2 (tests/crdb_facts/session_vars.md section 2).
         if engine.dialect.crdb_at_least(23, 2):
             expected.add("READ COMMITTED")
         assert set(levels) == expected
