@@ -119,7 +119,7 @@ async def test_unknown_engine_level_fails_at_connect_and_closes_it(
         gc.enable()
 
 
-@pytest.mark.crdb_only
+@pytest.mark.crdb_only("its isolation levels (REPEATABLE READ refused)")
 async def test_cockroachdb_refuses_repeatable_read(engine: AsyncEngine) -> None:
     async with engine.connect() as conn:
         with pytest.raises(ArgumentError):
