@@ -445,10 +445,13 @@ class unique_rowid(FunctionElement[int]):
 
         from sqlalchemy_crdb_async import unique_rowid
 
+        meta = MetaData()
         events = Table(
-            "events", MetaData(),
+            "events", meta,
             Column("id", BigInteger, primary_key=True, server_default=unique_rowid()),
         )
+        async with engine.begin() as conn:
+            await conn.run_sync(meta.create_all)  # id INT8 DEFAULT unique_rowid()
     """
 
     type = sqltypes.BigInteger()
