@@ -74,7 +74,8 @@ class CockroachDBDialect_asyncpg(CockroachDBDialect, PGDialect_asyncpg):
 
     @override
     async def setup_asyncpg_json_codec(self, conn: Any) -> None:
-        # CockroachDB: JSON is JSONB; no binary "json" codec (cockroach#9990).
+        # CockroachDB: JSON is JSONB; no binary "json" codec
+        # (https://github.com/cockroachdb/cockroach/issues/9990).
         if announces_cockroachdb(conn._connection):
             return
         await super().setup_asyncpg_json_codec(conn)

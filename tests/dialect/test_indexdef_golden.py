@@ -375,7 +375,8 @@ FK_ROWS = [
 
 @pytest.mark.parametrize("condef", FK_ROWS)
 def test_foreign_key_condef_rows_parse(condef: str) -> None:
-    # no space before the column list (cockroach#27123) is handled
+    # with or without a space before the referenced column list (older CockroachDB
+    # wrote `REFERENCES f1 (x)`: https://github.com/cockroachdb/cockroach/issues/27123)
     from sqlalchemy_crdb_async.dialect.asyncpg import CockroachDBDialect_asyncpg
 
     parsed = CockroachDBDialect_asyncpg()._parse_fk(condef)
