@@ -10,7 +10,6 @@ no open transaction.
 from __future__ import annotations
 
 import asyncio
-import itertools
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -29,7 +28,7 @@ from sqlalchemy_crdb_async import (
     retrying_session,
     run_transaction,
 )
-from tests.retry.support import ALL_HELPERS, FAST, HELPERS, conn_of
+from tests.retry.support import ALL_HELPERS, FAST, HELPERS, conn_of, new_counter
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
@@ -60,7 +59,6 @@ SETUP = [
     DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION kill_probe_check()
     """,
 ]
-_ids = itertools.count()
 
 
 @pytest.fixture
@@ -83,13 +81,6 @@ async def admin(crdb_url: URL) -> AsyncIterator[AsyncEngine]:
 async def _scalar(engine: AsyncEngine, sql: str) -> Any:
     async with engine.connect() as conn:
         return (await conn.exec_driver_sql(sql)).scalar_one()
-
-
-async def _new_seq(db: AsyncEngine) -> str:
-    name = f"kill_seq_{next(_ids)}"
-    async with db.begin() as conn:
-        await conn.exec_driver_sql(f"CREATE SEQUENCE {name}")
-    return name
 
 
 @pytest.mark.parametrize("api", HELPERS)
@@ -151,7 +142,7 @@ def _kill_at_commit(seq: str, kills: int) -> Callable[[Any], Awaitable[None]]:
 async def test_backend_terminated_during_commit_is_ambiguous(
     db: AsyncEngine, api: Runner
 ) -> None:
-    seq = await _new_seq(db)
+    seq = await new_counter(db)
     before = retry_stats(db)
     with pytest.raises(AmbiguousCommitError) as info:
         await api(db, _kill_at_commit(seq, 1))
@@ -167,7 +158,7 @@ async def test_backend_terminated_during_commit_is_ambiguous(
 async def test_backend_terminated_during_commit_is_retried_when_idempotent(
     db: AsyncEngine, api: Runner
 ) -> None:
-    seq = await _new_seq(db)
+    seq = await new_counter(db)
     await api(db, _kill_at_commit(seq, 1), idempotent=True)
     assert (
         await _scalar(db, f"SELECT count(*) FROM kill_probe WHERE seq = '{seq}'") == 1
@@ -177,7 +168,7 @@ async def test_backend_terminated_during_commit_is_retried_when_idempotent(
 async def test_retrying_session_commit_termination_is_ambiguous(
     db: AsyncEngine,
 ) -> None:
-    seq = await _new_seq(db)
+    seq = await new_counter(db)
     with pytest.raises(AmbiguousCommitError):
         async with retrying_session(db, policy=FAST) as session:
             await _kill_at_commit(seq, 1)(session)
@@ -186,7 +177,7 @@ async def test_retrying_session_commit_termination_is_ambiguous(
 async def test_retrying_session_commit_termination_idempotent_outer_retry(
     db: AsyncEngine,
 ) -> None:
-    seq = await _new_seq(db)
+    seq = await new_counter(db)
     runs = 0
 
     async def body(_: object) -> None:
