@@ -182,8 +182,10 @@ class _Staleness(str):
 def follower_read_timestamp() -> _Staleness:
     """``follower_read_timestamp()``: an exact-staleness follower read.
 
-    A value for :func:`as_of_system_time` (CockroachDB only; about 4.8 s in the
-    past). Retries nothing, raises nothing.
+    A value for :func:`as_of_system_time` (CockroachDB only): a timestamp a few
+    seconds in the past that any replica can serve
+    (https://www.cockroachlabs.com/docs/stable/follower-reads). Retries
+    nothing, raises nothing.
 
     Example (CockroachDB)::
 
@@ -199,9 +201,11 @@ def with_max_staleness(
 ) -> _Staleness:
     """``with_max_staleness(INTERVAL)``: a bounded-staleness read.
 
-    A value for :func:`as_of_system_time` (CockroachDB only; a single-row
-    read): ``interval`` is a positive interval string (``"10s"``) or
-    timedelta; ``nearest_only=True`` reads only from the nearest replica.
+    A value for :func:`as_of_system_time` (CockroachDB only, with the limits
+    of bounded-staleness reads:
+    https://www.cockroachlabs.com/docs/stable/follower-reads): ``interval`` is
+    a positive interval string (``"10s"``) or timedelta; ``nearest_only=True``
+    reads only from the nearest replica.
     Retries nothing. Raises ``ArgumentError`` for an empty or non-positive
     interval.
 
