@@ -3,8 +3,9 @@
 Errors are classified by SQLSTATE, never by message text (messages are
 localizable and change between versions). The constants live here, in one
 place; see https://www.postgresql.org/docs/current/errcodes-appendix.html and
-crdb-facts/errors.json (``pgcodes_seen_in_source``) for the codes CockroachDB
-sends.
+https://github.com/cockroachdb/cockroach/blob/master/pkg/sql/pgwire/pgcode/codes.go
+for the codes CockroachDB sends (listed in tests/crdb_facts/errors.json,
+``pgcodes_seen_in_source``).
 
 :func:`sqlstates_of` reads the codes of an exception *and of its causes*:
 asyncpg reports a server that closed the connection right after a FATAL error
@@ -40,7 +41,8 @@ __all__ = [
 
 #: 57P01 admin_shutdown: PostgreSQL's pg_terminate_backend / smart shutdown;
 #: CockroachDB's "server is shutting down" to connections of a draining node
-#: (crdb-facts/errors.json, ``server_shutdown_57P01``).
+#: (tests/crdb_facts/errors.json ``server_shutdown_57P01``, from
+#: https://github.com/cockroachdb/cockroach/blob/master/pkg/sql/pgwire/server.go).
 ADMIN_SHUTDOWN: Final = "57P01"
 #: 57P02 crash_shutdown: another backend crashed, the server restarts.
 CRASH_SHUTDOWN: Final = "57P02"
@@ -56,13 +58,14 @@ CONNECTION_EXCEPTION_CLASS: Final = "08"
 # -- transaction retries (retry.py, replay.py) ------------------------------
 
 #: Serialization failure: CockroachDB's transaction retry error (every reason
-#: code, crdb-facts/errors.json ``general_rules``) and PostgreSQL's SERIALIZABLE
-#: conflict. Retry the whole transaction.
+#: code, https://www.cockroachlabs.com/docs/v25.2/transaction-retry-error-reference)
+#: and PostgreSQL's SERIALIZABLE conflict. Retry the whole transaction.
 SERIALIZATION_FAILURE: Final = "40001"
 #: Deadlock detected (PostgreSQL). The transaction was rolled back; retry it.
 DEADLOCK_DETECTED: Final = "40P01"
 #: CockroachDB's "result is ambiguous": the COMMIT (or RELEASE SAVEPOINT) may or
-#: may not have taken effect (crdb-facts/errors.json ``ambiguous_result_40003``).
+#: may not have taken effect (tests/crdb_facts/errors.json
+#: ``ambiguous_result_40003``; https://www.cockroachlabs.com/docs/v24.3/common-errors).
 STATEMENT_COMPLETION_UNKNOWN: Final = "40003"
 #: Feature not supported. Retryable only for a cached-plan error, recognised by
 #: the server routine below, not by the message.
@@ -71,8 +74,9 @@ FEATURE_NOT_SUPPORTED: Final = "0A000"
 #: (0A000); asyncpg recognises its ``InvalidCachedStatementError`` the same way.
 CACHED_PLAN_ROUTINE: Final = "RevalidateCachedQuery"
 #: CockroachDB: the transaction committed but its schema change failed
-#: (crdb-facts/errors.json ``schema_change_in_transaction_XXA00``). Never retried:
-#: the data changes are already committed.
+#: (https://github.com/cockroachdb/cockroach/issues/42061;
+#: tests/crdb_facts/errors.json ``schema_change_in_transaction_XXA00``). Never
+#: retried: the data changes are already committed.
 COMMITTED_WITH_SCHEMA_CHANGE_FAILURE: Final = "XXA00"
 #: SQLSTATEs after which the transaction is certainly rolled back and can be
 #: run again.

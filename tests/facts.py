@@ -1,7 +1,9 @@
 """The golden data: what real CockroachDB servers answer (tests/crdb_facts/).
 
-``load("version.json")`` returns the parsed file. The files are copies of the
-shared crdb-facts collection; see tests/crdb_facts/README.md.
+``load("version.json")`` returns the parsed file. Each record names its source
+(a CockroachDB logic test or Go file at a commit, a docs page, an issue); see
+tests/crdb_facts/README.md. Tests read these copies only, so a plain clone
+runs every golden test.
 """
 
 from __future__ import annotations
@@ -11,8 +13,6 @@ from pathlib import Path
 from typing import Any
 
 FACTS_DIR = Path(__file__).resolve().parent / "crdb_facts"
-#: The shared collection the copies come from, when it sits beside the checkout.
-SHARED_DIR = Path(__file__).resolve().parent.parent.parent / "shared" / "crdb-facts"
 
 
 def load(name: str) -> Any:

@@ -96,8 +96,8 @@ async def _close_engine(engine: Any) -> None:
 def ours_api(name: str) -> Any:
     """A public name of ``sqlalchemy_crdb_async`` that a branch may not have yet.
 
-    The retry helpers (issue 4) and ``PoolSettings`` (issue 5) are developed on
-    their own branches; looked up by name, the benchmarks type-check and run
+    The retry helpers and ``PoolSettings`` were developed on their own
+    branches; looked up by name, the benchmarks type-check and run
     with or without them (the scenarios that need them say so).
     """
     import sqlalchemy_crdb_async
@@ -174,7 +174,7 @@ def _legacy_reason() -> str | None:
 
 
 def _pool_settings_reason() -> str | None:
-    return missing_api(("PoolSettings",), "the pool tuning (issue 5) is")
+    return missing_api(("PoolSettings",), "the pool tuning is")
 
 
 @dataclass(frozen=True)

@@ -213,7 +213,7 @@ async def sqlalchemy_tenacity(ctx: Ctx) -> None:
 def _retry_api_reason() -> str | None:
     return missing_api(
         ("ReplayMismatchError", "RetryPolicy", "retrying_session", "run_transaction"),
-        "the retry helpers (issue 4) are",
+        "the retry helpers are",
     )
 
 

@@ -14,17 +14,17 @@ Transactional DDL
     server commits the open transaction before each schema change anyway, and
     before v24.1 (no such variable) CockroachDB's docs advise running schema
     changes as single statements rather than in multi-statement transactions
-    (crdb-facts/session_vars.md section 7). Pass ``transactional_ddl=`` to
-    ``context.configure`` to decide yourself.
+    (https://www.cockroachlabs.com/docs/stable/online-schema-changes). Pass
+    ``transactional_ddl=`` to ``context.configure`` to decide yourself.
 
 Autogenerate on CockroachDB
     - ``Integer`` columns are created as ``INT4`` (see :mod:`.compiler`), but an
       autoincrementing integer primary key becomes ``SERIAL`` = ``INT8 DEFAULT
-      unique_rowid()`` (crdb-facts information_schema_columns.json,
+      unique_rowid()`` (tests/crdb_facts/information_schema_columns.json,
       ``serial_rowid_default``): that pair is not reported as a change, and its
       ``unique_rowid()`` default is treated like PostgreSQL's SERIAL sequence.
-    - ``JSON`` is stored as ``JSONB`` (crdb-facts pg_catalog_support.md s.6):
-      JSON in the model against JSONB in the database is no change.
+    - ``JSON`` is stored as ``JSONB`` (tests/crdb_facts/pg_catalog_support.md
+      section 6): JSON in the model against JSONB in the database is no change.
     - Reflected ``cockroachdb_*`` index options (STORING, hash sharding,
       inverted) take part in index comparison.
 
@@ -83,7 +83,7 @@ class CockroachDBImpl(PostgresqlImpl):
             meta = metadata_column.type
             found = inspector_column.type
             if isinstance(meta, sqltypes.JSON) and isinstance(found, sqltypes.JSON):
-                return False  # JSON is JSONB (crdb-facts pg_catalog_support.md s.6)
+                return False  # JSON is JSONB: tests/crdb_facts/pg_catalog_support.md
             if (
                 _is_serial(metadata_column)
                 and isinstance(meta, sqltypes.Integer)
@@ -147,7 +147,8 @@ class CockroachDBImpl(PostgresqlImpl):
 def _crdb_allows_transactional_ddl(connection: Any) -> bool:
     """True only when the session has ``autocommit_before_ddl`` off.
 
-    With it on (the default from v25.1, crdb-facts/session_vars.md section 7)
+    With it on (the default from v25.1,
+    https://github.com/cockroachdb/cockroach/pull/139871)
     CockroachDB commits the open transaction before every schema change, so a
     migration cannot be rolled back as a whole; before v24.1 the variable does
     not exist and the docs advise against multi-statement DDL transactions.

@@ -23,8 +23,8 @@ CockroachDB differences handled here:
 
 - JSON: CockroachDB has no separate ``json`` type (``JSON`` is an alias of
   ``JSONB``), so the binary ``json`` codec SQLAlchemy installs is skipped there;
-  ``jsonb`` is used for both (cockroach issue 9990,
-  https://github.com/cockroachdb/cockroach/issues/9990). The server is recognised
+  ``jsonb`` is used for both
+  (https://github.com/cockroachdb/cockroach/issues/9990). The server is recognised
   by the ``crdb_version`` parameter it reports at startup, before any query.
 """
 
@@ -74,7 +74,8 @@ class CockroachDBDialect_asyncpg(CockroachDBDialect, PGDialect_asyncpg):
 
     @override
     async def setup_asyncpg_json_codec(self, conn: Any) -> None:
-        # CockroachDB: JSON is JSONB; no binary "json" codec (cockroach#9990).
+        # CockroachDB: JSON is JSONB; no binary "json" codec
+        # (https://github.com/cockroachdb/cockroach/issues/9990).
         if announces_cockroachdb(conn._connection):
             return
         await super().setup_asyncpg_json_codec(conn)
@@ -103,8 +104,9 @@ def announces_cockroachdb(asyncpg_connection: Any) -> bool:
     """True when the server sent the ``crdb_version`` startup parameter.
 
     CockroachDB reports ``crdb_version`` as a ParameterStatus at startup
-    (crdb-facts/session_vars.md: ``crdb_version``, the same string as
-    ``version()``); asyncpg itself detects CockroachDB this way.
+    (``crdb_version``, the same string as ``version()``:
+    https://www.cockroachlabs.com/docs/v25.2/set-vars); asyncpg itself detects
+    CockroachDB this way.
     """
     return hasattr(asyncpg_connection.get_settings(), "crdb_version")
 

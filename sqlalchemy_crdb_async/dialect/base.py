@@ -32,7 +32,8 @@ CockroachDB server is available.
 Isolation levels
 ----------------
 On CockroachDB: ``SERIALIZABLE`` (the default), ``AUTOCOMMIT``, and from v23.2
-``READ COMMITTED`` (crdb-facts/session_vars.md section 2; before v24.1 it needs
+``READ COMMITTED`` (https://www.cockroachlabs.com/docs/v23.2/read-committed;
+before v24.1 it needs
 the cluster setting ``sql.txn.read_committed_isolation.enabled``, otherwise the
 server silently runs the transaction as SERIALIZABLE). On PostgreSQL: whatever
 SQLAlchemy's dialect for the driver accepts. Any other value raises
@@ -65,8 +66,8 @@ __all__ = ["CockroachDBDialect"]
 #: One round trip tells the server apart and gives both version numbers.
 DETECT_SERVER_SQL = "SELECT version(), current_setting('server_version')"
 
-# READ COMMITTED appeared in v23.2 (crdb-facts/session_vars.md section 2,
-# https://cockroachlabs.com/docs/v23.2/read-committed).
+# READ COMMITTED appeared in v23.2
+# (https://www.cockroachlabs.com/docs/v23.2/read-committed).
 _CRDB_READ_COMMITTED_SINCE = (23, 2, 0)
 
 
@@ -184,7 +185,7 @@ class CockroachDBDialect(PGDialect):
                 )
             )
         # CockroachDB: pg_indexes.indexdef has STORING / USING HASH, and pg_am
-        # has no btree row (crdb-facts/indexes.json pg_indexes, pg_am)
+        # has no btree row (tests/crdb_facts/indexes.json pg_indexes, pg_am)
         tables = self._get_table_oids(
             connection, schema, filter_names, kw.pop("scope"), kw.pop("kind"), **kw
         )

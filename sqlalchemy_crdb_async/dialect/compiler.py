@@ -10,8 +10,9 @@ accepted as ``cockroachdb_*`` (reflection returns ``cockroachdb_*`` keys, since
 this dialect is named ``cockroachdb``). CockroachDB-only index options:
 
 ``cockroachdb_storing=["c", ...]``
-    a covering index, ``STORING (c)`` (crdb-facts/session_vars.md section 6); on
-    PostgreSQL the same meaning is spelled ``INCLUDE (c)``, which is emitted there.
+    a covering index, ``STORING (c)``
+    (https://www.cockroachlabs.com/docs/stable/create-index); on PostgreSQL the
+    same meaning is spelled ``INCLUDE (c)``, which is emitted there.
 ``cockroachdb_hash_sharded=True`` / ``cockroachdb_bucket_count=N``
     ``USING HASH [WITH (bucket_count=N)]``; CockroachDB only (a ``CompileError``
     on PostgreSQL).
@@ -23,11 +24,12 @@ this dialect is named ``cockroachdb``). CockroachDB-only index options:
 Types on CockroachDB
 --------------------
 ``Integer`` is written ``INT4``, because CockroachDB's ``INTEGER`` means ``INT8``
-(``default_int_size`` 8, crdb-facts/session_vars.md section 1); ``JSON`` is
-written ``JSONB`` (CockroachDB stores JSON as JSONB, crdb-facts
-pg_catalog_support.md section 6). An autoincrementing integer primary key is
-still ``SERIAL``, which CockroachDB turns into ``INT8 DEFAULT unique_rowid()``
-(crdb-facts information_schema_columns.json ``serial_rowid_default``).
+(``default_int_size`` 8, https://www.cockroachlabs.com/docs/v25.2/set-vars);
+``JSON`` is written ``JSONB`` (CockroachDB stores JSON as JSONB,
+tests/crdb_facts/pg_catalog_support.md section 6). An autoincrementing integer
+primary key is still ``SERIAL``, which CockroachDB turns into
+``INT8 DEFAULT unique_rowid()``
+(tests/crdb_facts/information_schema_columns.json ``serial_rowid_default``).
 
 Computed columns are written ``AS (expr) STORED`` / ``AS (expr) VIRTUAL`` on
 CockroachDB (both kinds exist there; an unspecified one is STORED, as SQLAlchemy
@@ -88,12 +90,13 @@ def _is_crdb(dialect: Any) -> bool:
 class CockroachDBTypeCompiler(PGTypeCompiler):
     @override
     def visit_INTEGER(self, type_: Any, **kw: Any) -> str:
-        # CockroachDB: INTEGER is INT8 (crdb-facts session_vars.md s.1)
+        # CockroachDB: INTEGER is INT8 (default_int_size,
+        # https://www.cockroachlabs.com/docs/v25.2/set-vars)
         return "INT4" if _is_crdb(self.dialect) else "INTEGER"
 
     @override
     def visit_JSON(self, type_: Any, **kw: Any) -> str:
-        # CockroachDB stores JSON as JSONB (crdb-facts pg_catalog_support.md s.6)
+        # CockroachDB stores JSON as JSONB (tests/crdb_facts/pg_catalog_support.md)
         return "JSONB" if _is_crdb(self.dialect) else "JSON"
 
 
@@ -137,9 +140,10 @@ class CockroachDBDDLCompiler(PGDDLCompiler):
     def visit_computed_column(self, generated: Any, **kw: Any) -> str:
         if not _is_crdb(self.dialect):
             return str(super().visit_computed_column(generated, **kw))
-        # CockroachDB: `AS (expr) STORED` / `AS (expr) VIRTUAL` (crdb-facts
-        # session_vars.md s.6); unspecified persistence stays STORED, as
-        # SQLAlchemy writes it for servers reporting a version below 18.
+        # CockroachDB: `AS (expr) STORED` / `AS (expr) VIRTUAL`
+        # (https://www.cockroachlabs.com/docs/stable/computed-columns);
+        # unspecified persistence stays STORED, as SQLAlchemy writes it for
+        # servers reporting a version below 18.
         sqltext = self.sql_compiler.process(
             generated.sqltext, include_table=False, literal_binds=True
         )
@@ -191,7 +195,8 @@ class CockroachDBDDLCompiler(PGDDLCompiler):
         inverted = bool(ours["inverted"]) or using in ("gin", "inverted")
         prefix = "UNIQUE " if index.unique else ""
         if inverted:
-            prefix += "INVERTED "  # crdb-facts session_vars.md s.6 (inverted index)
+            # https://www.cockroachlabs.com/docs/stable/inverted-indexes
+            prefix += "INVERTED "
         body = "({})".format(
             ", ".join(
                 self.sql_compiler.process(
@@ -205,7 +210,8 @@ class CockroachDBDDLCompiler(PGDDLCompiler):
             )
         )
         if ours["hash_sharded"] or ours["bucket_count"] is not None:
-            # crdb-facts session_vars.md s.6 (hash-sharded index), range [2, 2048]
+            # bucket_count in [2, 2048]:
+            # https://www.cockroachlabs.com/docs/stable/hash-sharded-indexes
             body += " USING HASH"
             if ours["bucket_count"] is not None:
                 body += f" WITH (bucket_count={int(ours['bucket_count'])})"
@@ -278,9 +284,10 @@ class CockroachDBCompiler(PGCompiler):
             if select._for_update_arg is not None:
                 raise exc.CompileError(
                     "AS OF SYSTEM TIME cannot be combined with FOR UPDATE/SHARE "
-                    "(crdb-facts session_vars.md section 4)"
+                    "(https://www.cockroachlabs.com/docs/stable/as-of-system-time)"
                 )
-            # the clause ends the FROM list (crdb-facts session_vars.md s.4)
+            # the clause ends the FROM list:
+            # https://www.cockroachlabs.com/docs/stable/as-of-system-time
             froms = [*froms[:-1], crdb_sql.AsOfFrom(froms[-1], aost[-1])]
         return str(
             super()._compose_select_body(

@@ -6,7 +6,7 @@ PostgreSQL a CockroachDB-only construct raises a :class:`~sqlalchemy.exc.Compile
 that says what to do instead, except :func:`upsert`, which has an exact
 PostgreSQL equivalent.
 
-UPSERT (crdb-facts/session_vars.md section 6)::
+UPSERT (https://www.cockroachlabs.com/docs/v23.2/upsert)::
 
     from sqlalchemy_crdb_async import upsert
 
@@ -18,7 +18,8 @@ UPSERT (crdb-facts/session_vars.md section 6)::
 ``UPSERT`` always uses the primary key as the arbiter and updates only the
 columns given, which is what the PostgreSQL form spells out.
 
-AS OF SYSTEM TIME (section 4 there; a historical, lock-free read)::
+AS OF SYSTEM TIME (a historical, lock-free read;
+https://www.cockroachlabs.com/docs/stable/as-of-system-time)::
 
     stmt = as_of_system_time(select(accounts), "-10s")
     stmt = as_of_system_time(select(accounts), follower_read_timestamp())
@@ -30,7 +31,8 @@ a negative :class:`datetime.timedelta`, an ``int`` (nanoseconds since the
 epoch), or the two functions above. Not allowed with ``FOR UPDATE`` (the server
 refuses locking reads at a past timestamp).
 
-Index hints (section 5)::
+Index hints
+(https://www.cockroachlabs.com/docs/stable/table-expressions#force-index-selection)::
 
     select(t).with_hint(t, *index_hint("t_b_idx"))  # FROM t@t_b_idx
     select(t).with_hint(t, *index_hint("t_b_idx", force=True))
@@ -101,7 +103,24 @@ class Upsert(PGInsert):
 
 
 def upsert(table: Any) -> Upsert:
-    """An UPSERT into ``table`` (a Table or mapped class); use like ``insert()``."""
+    """An UPSERT into ``table`` (a Table or mapped class); use like ``insert()``.
+
+    Accepts what ``insert()`` accepts, then ``.values(...)`` and
+    ``.returning(...)``. On CockroachDB it renders ``UPSERT INTO``, which uses
+    the primary key as the arbiter; on PostgreSQL
+    ``INSERT ... ON CONFLICT (<primary key>) DO UPDATE`` of the given columns,
+    the same meaning. It is a statement, so it retries nothing (run it in
+    :func:`.run_transaction` for that). Raises ``CompileError`` if the table
+    has no primary key, or if ``on_conflict_*`` is added (UPSERT has its own).
+
+    Example::
+
+        from sqlalchemy_crdb_async import upsert
+
+        async with engine.begin() as conn:
+            await conn.execute(upsert(accounts).values(id=1, balance=100))
+            await conn.execute(upsert(accounts).values(id=1, balance=90))
+    """
     return Upsert(table)
 
 
@@ -161,14 +180,43 @@ class _Staleness(str):
 
 
 def follower_read_timestamp() -> _Staleness:
-    """``follower_read_timestamp()``: an exact-staleness follower read."""
+    """``follower_read_timestamp()``: an exact-staleness follower read.
+
+    A value for :func:`as_of_system_time` (CockroachDB only): a timestamp a few
+    seconds in the past that any replica can serve
+    (https://www.cockroachlabs.com/docs/stable/follower-reads). Retries
+    nothing, raises nothing.
+
+    Example (CockroachDB)::
+
+        stmt = as_of_system_time(select(accounts), follower_read_timestamp())
+        async with engine.connect() as conn:
+            rows = (await conn.execute(stmt)).all()
+    """
     return _Staleness("follower_read_timestamp()")
 
 
 def with_max_staleness(
     interval: str | dt.timedelta, nearest_only: bool = False
 ) -> _Staleness:
-    """``with_max_staleness(INTERVAL)``: a bounded-staleness read."""
+    """``with_max_staleness(INTERVAL)``: a bounded-staleness read.
+
+    A value for :func:`as_of_system_time` (CockroachDB only, with the limits
+    of bounded-staleness reads:
+    https://www.cockroachlabs.com/docs/stable/follower-reads): ``interval`` is
+    a positive interval string (``"10s"``) or timedelta; ``nearest_only=True``
+    reads only from the nearest replica.
+    Retries nothing. Raises ``ArgumentError`` for an empty or non-positive
+    interval.
+
+    Example (CockroachDB)::
+
+        stmt = as_of_system_time(
+            select(accounts).where(accounts.c.id == 1), with_max_staleness("10s")
+        )
+        async with engine.connect() as conn:
+            row = (await conn.execute(stmt)).one()
+    """
     if isinstance(interval, dt.timedelta):
         if interval <= dt.timedelta(0):
             raise exc.ArgumentError(
@@ -213,7 +261,27 @@ def _aost_sql(value: Any) -> str:
 
 
 def as_of_system_time(stmt: Select[Any], value: Any) -> Select[Any]:
-    """``stmt`` reading the data as of ``value`` (see the module docstring)."""
+    """``stmt`` reading the data as of ``value``: a historical, lock-free read.
+
+    Accepts a ``select()`` and one of: a negative interval string (``"-10s"``),
+    a :class:`datetime.datetime`, a negative :class:`datetime.timedelta`, an
+    ``int`` (nanoseconds since the epoch), :func:`follower_read_timestamp` or
+    :func:`with_max_staleness`. Renders ``AS OF SYSTEM TIME <value>`` at the
+    end of the FROM list. Retries nothing. Raises ``ArgumentError`` for another
+    statement or value; at compile time ``CompileError`` on PostgreSQL (the
+    message says what to do instead) or combined with ``FOR UPDATE``.
+    CockroachDB only: https://www.cockroachlabs.com/docs/stable/as-of-system-time
+
+    Example (CockroachDB)::
+
+        from sqlalchemy import select
+
+        from sqlalchemy_crdb_async import as_of_system_time
+
+        stmt = as_of_system_time(select(accounts), "-10s")
+        async with engine.connect() as conn:
+            rows = (await conn.execute(stmt)).all()
+    """
     if not isinstance(stmt, Select):
         raise exc.ArgumentError(
             f"as_of_system_time() applies to a select(), got {type(stmt).__name__}"
@@ -252,7 +320,27 @@ def split_aost_hints(hints: Any, dialect_name: str) -> tuple[list[str], list[str
 def index_hint(
     index: str, *, force: bool = False, direction: str | None = None
 ) -> tuple[str, str]:
-    """``with_hint`` arguments for ``table@index`` / ``table@{FORCE_INDEX=...}``."""
+    """``with_hint`` arguments for ``table@index`` / ``table@{FORCE_INDEX=...}``.
+
+    Accepts an index name, ``force=True`` for ``@{FORCE_INDEX=name}`` and
+    ``direction="ASC"``/``"DESC"`` (implies force). Returns the
+    ``(text, "cockroachdb")`` pair that ``Select.with_hint(table, ...)`` takes
+    after the table, hence the ``*``. Retries nothing. Raises
+    ``ArgumentError`` for an empty name or another direction; at compile time
+    ``CompileError`` on PostgreSQL, which chooses indexes itself.
+    CockroachDB only:
+    https://www.cockroachlabs.com/docs/stable/table-expressions#force-index-selection
+
+    Example (CockroachDB)::
+
+        from sqlalchemy import select
+
+        from sqlalchemy_crdb_async import index_hint
+
+        stmt = select(accounts).with_hint(accounts, *index_hint("accounts_pkey"))
+        async with engine.connect() as conn:  # FROM accounts@accounts_pkey
+            rows = (await conn.execute(stmt)).all()
+    """
     if not index or not isinstance(index, str):
         raise exc.ArgumentError(f"index_hint() needs an index name, got {index!r}")
     name = index if _SIMPLE_NAME.match(index) else '"' + index.replace('"', '""') + '"'
@@ -302,7 +390,22 @@ class timestampdiff(FunctionElement[int]):
 
     As MySQL's ``TIMESTAMPDIFF`` (and the older package's helper): truncated
     toward zero; units microsecond ... week, month, quarter, year. Plain
-    PostgreSQL SQL (``extract``, ``age``) that both servers run.
+    PostgreSQL SQL (``extract``, ``age``) that both servers run. Raises
+    ``ArgumentError`` for another unit.
+
+    Example::
+
+        import datetime as dt
+
+        from sqlalchemy import literal, select
+
+        from sqlalchemy_crdb_async import timestampdiff
+
+        start = literal(dt.datetime(2024, 1, 31))
+        end = literal(dt.datetime(2024, 3, 1))
+        async with engine.connect() as conn:
+            months = await conn.scalar(select(timestampdiff("month", start, end)))
+        assert months == 1
     """
 
     type = sqltypes.BigInteger()
@@ -335,7 +438,25 @@ def _compile_timestampdiff(element: timestampdiff, compiler: Any, **kw: Any) -> 
 
 
 class unique_rowid(FunctionElement[int]):
-    """CockroachDB's ``unique_rowid()``: what SERIAL means there (INT8)."""
+    """CockroachDB's ``unique_rowid()``: what SERIAL means there (INT8).
+
+    Use it as a ``server_default`` or in a query. Raises ``CompileError`` on
+    PostgreSQL, saying to use ``Identity()`` or a ``Sequence`` instead.
+
+    Example (CockroachDB)::
+
+        from sqlalchemy import BigInteger, Column, MetaData, Table
+
+        from sqlalchemy_crdb_async import unique_rowid
+
+        meta = MetaData()
+        events = Table(
+            "events", meta,
+            Column("id", BigInteger, primary_key=True, server_default=unique_rowid()),
+        )
+        async with engine.begin() as conn:
+            await conn.run_sync(meta.create_all)  # id INT8 DEFAULT unique_rowid()
+    """
 
     type = sqltypes.BigInteger()
     name = "unique_rowid"
@@ -356,6 +477,20 @@ def uuid_primary_key(name: str = "id", **column_kw: Any) -> Column[Any]:
 
     CockroachDB recommends UUID keys over sequential ones to spread writes;
     ``gen_random_uuid()`` exists on CockroachDB and on PostgreSQL 13+.
+    ``column_kw`` go to ``Column`` (a ``server_default`` replaces ours).
+
+    Example::
+
+        from sqlalchemy import Column, MetaData, String, Table, insert
+
+        from sqlalchemy_crdb_async import uuid_primary_key
+
+        meta = MetaData()
+        users = Table("users", meta, uuid_primary_key(), Column("name", String))
+        async with engine.begin() as conn:
+            await conn.run_sync(meta.create_all)
+            stmt = insert(users).values(name="a").returning(users.c.id)
+            assert (await conn.execute(stmt)).scalar_one() is not None
     """
     column_kw.setdefault("server_default", text("gen_random_uuid()"))
     return Column(name, sqltypes.Uuid(), primary_key=True, **column_kw)

@@ -15,7 +15,7 @@ only where CockroachDB does:
   rows to find), so nothing is done there.
 - ``prepare_for_drop_tables``: the PostgreSQL check reads ``pg_stat_activity``;
   on CockroachDB it is skipped (sessions are listed in ``crdb_internal``, which
-  is restricted from v26.1, crdb-facts/pg_catalog_support.md section 3).
+  is restricted from v26.1, tests/crdb_facts/pg_catalog_support.md section 3).
 - ``post_configure_engine``: PostgreSQL gets ``citext``/``hstore`` extensions
   for SQLAlchemy's own tests; CockroachDB has no extensions to create.
 """

@@ -11,7 +11,7 @@ On PostgreSQL
 
 On CockroachDB (gated on ``dialect.is_cockroachdb``)
     Columns: SQLAlchemy's PostgreSQL column query (pg_catalog; it works on
-    CockroachDB, crdb-facts/pg_catalog_support.md sections 1-3) plus *one*
+    CockroachDB, tests/crdb_facts/pg_catalog_support.md sections 1-3) plus *one*
     ``information_schema.columns`` query for the schema, whose
     ``crdb_sql_type``/``is_hidden``/``column_default`` columns are merged in by
     :func:`merge_crdb_column`: exact types (:func:`.types.type_from_crdb`),
@@ -28,8 +28,8 @@ for (plus SQLAlchemy's shared table-oid query), never one per table; results
 are cached by SQLAlchemy's ``info_cache`` as for any dialect.
 
 Both parsers are pure functions, tested against every row in
-crdb-facts/information_schema_columns.json and indexes.json
-(tests/unit/test_types_golden.py, tests/unit/test_indexdef_golden.py).
+tests/crdb_facts/information_schema_columns.json and tests/crdb_facts/indexes.json
+(tests/dialect/test_types_golden.py, tests/dialect/test_indexdef_golden.py).
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ CRDB_INDEX_OPTIONS = ("storing", "hash_sharded", "bucket_count", "inverted")
 
 # CockroachDB before ~v21 annotated literals in defaults and computed
 # expressions ("9:::INT8", "a + 1:::INT8"); newer versions do not, except for
-# enum labels (crdb-facts information_schema_columns.json with_defaults_v20_2,
+# enum labels (tests/crdb_facts/information_schema_columns.json with_defaults_v20_2,
 # computed_v20_2, enum_default).
 _ANNOTATION = re.compile(
     r":::(?:[A-Za-z_][\w.]*|\"[^\"]+\")(?:\(\d+(?:,\s*\d+)?\))?(?:\[\])*"
@@ -129,7 +129,8 @@ def merge_crdb_column(
         )
         merged["identity"] = identity
         merged["default"] = None
-    # unique_rowid() is CockroachDB's SERIAL (crdb-facts serial_rowid_default)
+    # unique_rowid() is CockroachDB's SERIAL
+    # (tests/crdb_facts/information_schema_columns.json serial_rowid_default)
     default = merged.get("default") or ""
     merged["autoincrement"] = bool(
         merged.get("identity")
@@ -272,7 +273,7 @@ def _strip_parens(expr: str) -> str:
 def parse_crdb_indexdef(indexdef: str) -> dict[str, Any]:
     """Parse CockroachDB's ``pg_indexes.indexdef`` into a reflected index dict.
 
-    Handles the forms in crdb-facts/indexes.json: ``<db>.<schema>.<table>``
+    Handles the forms in tests/crdb_facts/indexes.json: ``<db>.<schema>.<table>``
     qualification, explicit ``ASC``/``DESC``, ``STORING (...)``,
     ``USING HASH WITH (bucket_count=N)``, ``WHERE (...)``, expressions, and
     inverted indexes (``CREATE INVERTED INDEX`` or ``USING gin``/``inverted``).
@@ -369,8 +370,9 @@ def parse_crdb_index_clause(clause: str) -> dict[str, Any]:
 
     ``INDEX t6_a_idx (a ASC) WHERE a > 0:::INT8``, ``UNIQUE INDEX ...``,
     ``INVERTED INDEX c_foo_idx (foo)``, ``... USING HASH WITH (bucket_count=4)``
-    and ``CONSTRAINT t_pkey PRIMARY KEY (a ASC)`` (crdb-facts/indexes.json
-    ``show_create_indexes``); for tools that read CockroachDB DDL dumps.
+    and ``CONSTRAINT t_pkey PRIMARY KEY (a ASC)``
+    (tests/crdb_facts/indexes.json ``show_create_indexes``); for tools that read
+    CockroachDB DDL dumps.
     Raises ValueError, quoting the line, for anything else.
     """
     text_ = clause.strip().rstrip(",").strip()

@@ -8,7 +8,8 @@ Honesty rules for this file:
 - A requirement is *opened* (``exclusions.open()``) only where both servers
   support it, or *gated* with :func:`_not_on_crdb` where only PostgreSQL does;
   every gate and every ``closed()`` carries a one-line reason and its source
-  (a crdb-facts file, a CockroachDB docs page or issue, or SQLAlchemy itself).
+  (a tests/crdb_facts/ file, a CockroachDB docs page or issue, or SQLAlchemy
+  itself).
 - Requirements left at SQLAlchemy's defaults are not repeated here.
 
 The compliance suite normally runs against the embedded PostgreSQL (no
@@ -64,7 +65,9 @@ class Requirements(SQLARequirements, AlembicRequirements):
 
     @property
     def savepoints(self) -> Any:
-        return _OPEN()  # general savepoints since v20.1 (crdb-facts README)
+        # general savepoints since v20.1:
+        # https://www.cockroachlabs.com/docs/v20.1/savepoint
+        return _OPEN()
 
     @property
     def two_phase_transactions(self) -> Any:
@@ -111,7 +114,7 @@ class Requirements(SQLARequirements, AlembicRequirements):
     def temporary_views(self) -> Any:
         return _not_on_crdb(
             "temp objects need experimental_enable_temp_tables "
-            "(crdb-facts/pg_catalog_support.md section 1, pg_my_temp_schema)"
+            "(tests/crdb_facts/pg_catalog_support.md section 1, pg_my_temp_schema)"
         )
 
     @property
@@ -132,12 +135,13 @@ class Requirements(SQLARequirements, AlembicRequirements):
 
     @property
     def materialized_views(self) -> Any:
-        return _OPEN()  # CREATE MATERIALIZED VIEW (crdb-facts session_vars.md s.4)
+        # https://www.cockroachlabs.com/docs/stable/views#materialized-views
+        return _OPEN()
 
     @property
     def deferrable_fks(self) -> Any:
         return _not_on_crdb(
-            "DEFERRABLE is unimplemented (crdb-facts/session_vars.md section 2)"
+            "DEFERRABLE is unimplemented (tests/crdb_facts/session_vars.md section 2)"
         )
 
     @property
@@ -159,7 +163,7 @@ class Requirements(SQLARequirements, AlembicRequirements):
     @property
     def computed_columns_default_persisted(self) -> Any:
         # SQLAlchemy's PG compiler writes STORED below server_version 18;
-        # CockroachDB reports 13.0.0 (crdb-facts/version.json server_version)
+        # CockroachDB reports 13.0.0 (tests/crdb_facts/version.json server_version)
         return exclusions.skip_if(
             lambda config: config.db.dialect.server_version_info >= (18,),
             "PostgreSQL 18 makes an unflagged computed column VIRTUAL",
@@ -171,7 +175,7 @@ class Requirements(SQLARequirements, AlembicRequirements):
 
     @property
     def identity_columns(self) -> Any:
-        return _OPEN()  # crdb-facts information_schema_columns.json identity_v25
+        return _OPEN()  # tests/crdb_facts/information_schema_columns.json identity_v25
 
     @property
     def identity_columns_standard(self) -> Any:
@@ -195,12 +199,12 @@ class Requirements(SQLARequirements, AlembicRequirements):
     def column_collation_reflection(self) -> Any:
         return _not_on_crdb(
             "collations are part of crdb_sql_type, not pg_collation rows "
-            "(crdb-facts information_schema_columns.json data_types, dl)"
+            "(tests/crdb_facts/information_schema_columns.json data_types, dl)"
         )
 
     @property
     def comment_reflection(self) -> Any:
-        return _OPEN()  # COMMENT ON (crdb-facts session_vars.md section 6)
+        return _OPEN()  # COMMENT ON: tests/crdb_facts/session_vars.md section 6
 
     @property
     def comment_reflection_full_unicode(self) -> Any:
@@ -258,7 +262,7 @@ class Requirements(SQLARequirements, AlembicRequirements):
     def index_reflects_included_columns(self) -> Any:
         return _not_on_crdb(
             "CockroachDB has STORING, reflected as cockroachdb_storing "
-            "(crdb-facts/indexes.json pg_indexes)"
+            "(tests/crdb_facts/indexes.json pg_indexes)"
         )
 
     @property
@@ -286,7 +290,7 @@ class Requirements(SQLARequirements, AlembicRequirements):
     def reflect_tables_no_columns(self) -> Any:
         return _not_on_crdb(
             "every CockroachDB table has a primary key column (hidden rowid) "
-            "(crdb-facts information_schema_columns.json smallbig_rowid)"
+            "(tests/crdb_facts/information_schema_columns.json smallbig_rowid)"
         )
 
     @property
@@ -464,7 +468,7 @@ class Requirements(SQLARequirements, AlembicRequirements):
     def supports_bitwise_not(self) -> Any:
         return _not_on_crdb(
             "unary ~ has a different precedence on CockroachDB "
-            "(crdb-facts/pg_catalog_support.md section 6)"
+            "(https://www.cockroachlabs.com/docs/v24.3/postgresql-compatibility)"
         )
 
     @property
@@ -518,7 +522,7 @@ class Requirements(SQLARequirements, AlembicRequirements):
 
     def get_order_by_collation(self, config: Any) -> str:
         # PostgreSQL always has POSIX; CockroachDB names ICU locales
-        # (crdb-facts information_schema_columns.json data_types, COLLATE en)
+        # (tests/crdb_facts/information_schema_columns.json data_types, COLLATE en)
         return "en" if _is_crdb(config) else "POSIX"
 
     # -- closed, with the reason -----------------------------------------------

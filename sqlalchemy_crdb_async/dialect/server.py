@@ -15,11 +15,12 @@ CockroachDB-only branch of this package is gated on::
 
 CockroachDB's ``version()`` is built by ``pkg/build/info.go`` ``Short()``:
 ``CockroachDB <CCL|OSS> v<tag> (<platform>, built <time>, <go version>)``; the
-real strings we test against are in ``crdb-facts/version.json``. Its
+real strings we test against are in ``tests/crdb_facts/version.json``. Its
 ``server_version`` setting is the PostgreSQL version it claims to speak (9.5.0
-before v21.1, 13.0.0 since; see ``crdb-facts/session_vars.md``), and that is what
-``dialect.server_version_info`` reports on CockroachDB, so SQLAlchemy's own
-PostgreSQL feature checks see the protocol level the server really offers.
+before v21.1, 13.0.0 since; https://github.com/cockroachdb/cockroach/pull/56248),
+and that is what ``dialect.server_version_info`` reports on CockroachDB, so
+SQLAlchemy's own PostgreSQL feature checks see the protocol level the server
+really offers.
 
 A string that is neither is an error that quotes it: guessing a default would
 gate CockroachDB behaviour on nothing.
@@ -37,13 +38,13 @@ __all__ = ["ServerFlavor", "ServerInfo", "parse_server_version"]
 
 ServerFlavor = Literal["cockroachdb", "postgresql"]
 
-# From crdb-facts/version.json "derived_parse_regex", loosened where that file
+# From tests/crdb_facts/version.json "derived_parse_regex", loosened where that file
 # warns: the Go version may carry a suffix (" X:nocoverageredesign", v23.2+).
 _CRDB_RE = re.compile(
     r"^CockroachDB (?P<distribution>CCL|OSS) "
     r"v(?P<major>\d+)\.(?P<minor>\d+)\.(?P<patch>\d+)(?P<suffix>-[0-9A-Za-z.\-]+)?"
     # Build details; absent where only the head of the string is reported
-    # (crdb-facts/version.json "partial_strings": "CockroachDB OSS v20.1.0").
+    # (tests/crdb_facts/version.json "partial_strings": "CockroachDB OSS v20.1.0").
     r"(?: \((?P<platform>[^,]+), built (?P<built>[^,]+), (?P<go>go[^)]*)\))?\s*$"
 )
 # PostgreSQL 15.18 (Debian ...) on ..., PostgreSQL 16.4 on ..., PostgreSQL 18beta1,
@@ -95,7 +96,7 @@ def parse_server_version(
         pg = _parse_pg_setting(server_version) if server_version else None
         if pg is None:
             # server_version is 9.5.0 before v21.1 and 13.0.0 from v21.1 on
-            # (crdb-facts/session_vars.md, server_version / server_version_num).
+            # (tests/crdb_facts/version.json "server_version").
             pg = (13, 0, 0) if crdb >= (21, 1, 0) else (9, 5, 0)
         return ServerInfo(
             flavor="cockroachdb",

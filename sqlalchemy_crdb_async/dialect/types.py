@@ -2,9 +2,9 @@
 
 CockroachDB reports a column's type in ``information_schema.columns.crdb_sql_type``
 in its own spelling (``INT8``, ``STRING``, ``VARCHAR(2)``, ``DECIMAL(3,2)[]``,
-``STRING COLLATE en``, ``TIMESTAMPTZ(6)``; crdb-facts
-information_schema_columns.json, case ``data_types``). :func:`type_from_crdb`
-turns that text into the SQLAlchemy type that round-trips it::
+``STRING COLLATE en``, ``TIMESTAMPTZ(6)``;
+tests/crdb_facts/information_schema_columns.json, case ``data_types``).
+:func:`type_from_crdb` turns that text into the SQLAlchemy type that round-trips it::
 
     >>> type_from_crdb("DECIMAL(3,2)[]")
     ARRAY(NUMERIC(precision=3, scale=2))
@@ -14,13 +14,14 @@ turns that text into the SQLAlchemy type that round-trips it::
 Differences from PostgreSQL worth knowing:
 
 - ``INT`` and ``INTEGER`` mean ``INT8`` on CockroachDB (``default_int_size`` 8,
-  crdb-facts/session_vars.md section 1), so SQLAlchemy's ``Integer`` is emitted as
-  ``INT4`` there (see :mod:`.compiler`) and ``INT8`` reflects as ``BIGINT``.
-- ``JSON`` is stored as ``JSONB`` (crdb-facts pg_catalog_support.md section 6):
+  https://www.cockroachlabs.com/docs/v25.2/set-vars), so SQLAlchemy's
+  ``Integer`` is emitted as ``INT4`` there (see :mod:`.compiler`) and ``INT8``
+  reflects as ``BIGINT``.
+- ``JSON`` is stored as ``JSONB`` (tests/crdb_facts/pg_catalog_support.md section 6):
   a ``JSON`` column reflects as :class:`~sqlalchemy.dialects.postgresql.JSONB`.
 - ``STRING`` is ``TEXT``; ``BYTES`` is ``BYTEA``; ``FLOAT`` is ``FLOAT8``.
 - ``SERIAL`` becomes ``INT8 DEFAULT unique_rowid()`` under the default
-  ``serial_normalization = rowid`` (crdb-facts information_schema_columns.json,
+  ``serial_normalization = rowid`` (tests/crdb_facts/information_schema_columns.json,
   ``serial_rowid_default``).
 
 Names this module does not know (user-defined ENUM types) give ``None``; the
@@ -81,7 +82,8 @@ CRDB_TYPE_NAMES: dict[str, _Factory] = {
     "INT2": _plain(pg.SMALLINT),
     "SMALLINT": _plain(pg.SMALLINT),
     "INT4": _plain(pg.INTEGER),
-    # INT / INTEGER are INT8 (default_int_size 8, crdb-facts session_vars.md s.1)
+    # INT / INTEGER are INT8 (default_int_size 8,
+    # https://www.cockroachlabs.com/docs/v25.2/set-vars)
     "INT": _plain(pg.BIGINT),
     "INTEGER": _plain(pg.BIGINT),
     "INT8": _plain(pg.BIGINT),
@@ -113,7 +115,7 @@ CRDB_TYPE_NAMES: dict[str, _Factory] = {
     "INTERVAL": _interval,
     "UUID": _plain(pg.UUID),
     "INET": _plain(pg.INET),
-    # JSON is stored as JSONB (crdb-facts pg_catalog_support.md section 6)
+    # JSON is stored as JSONB (tests/crdb_facts/pg_catalog_support.md section 6)
     "JSON": _plain(pg.JSONB),
     "JSONB": _plain(pg.JSONB),
     "BIT": _bit(False),

@@ -12,9 +12,10 @@ installed):
 ``handle_error``
     A statement that fails with a shutdown SQLSTATE (57P01/57P02/57P03) is a
     disconnect even while the socket is still open: CockroachDB sends 57P01
-    to a draining node's sessions before closing them (crdb-facts/errors.json
-    ``server_shutdown_57P01``). SQLAlchemy then invalidates the connection and
-    calls the pool's ``_invalidate``.
+    to a draining node's sessions before closing them
+    (https://github.com/cockroachdb/cockroach/blob/master/pkg/sql/pgwire/server.go;
+    tests/crdb_facts/errors.json ``server_shutdown_57P01``). SQLAlchemy then
+    invalidates the connection and calls the pool's ``_invalidate``.
 
 The pool's background task lives in :mod:`._maintenance`.
 """

@@ -84,7 +84,17 @@ Host = tuple[str, int] | None
 
 
 def pool_stats(engine: AsyncEngine | Engine) -> PoolStats:
-    """:class:`PoolStats` of an engine made with ``PoolSettings.engine_kwargs()``."""
+    """A :class:`PoolStats` dict (keys described there) of ``engine``'s pool.
+
+    Accepts an async or sync engine made with ``PoolSettings().engine_kwargs()``;
+    retries nothing; raises ``TypeError``, saying how to make one, otherwise.
+    Example (``PoolSettings`` shows a longer one)::
+
+        pooled = create_async_engine(url, **PoolSettings().engine_kwargs())
+        async with pooled.connect():
+            assert pool_stats(pooled)["checked_out"] == 1
+        await pooled.dispose()
+    """
     pool = engine.pool
     if not isinstance(pool, CockroachPool):
         raise TypeError(

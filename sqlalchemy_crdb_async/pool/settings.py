@@ -128,6 +128,24 @@ class PoolSettings:
     ``share_type_introspection``
         asyncpg only: share type-introspection results between the pool's
         connections.
+
+    Nothing here retries: a checkout that finds no free connection in
+    ``pool_timeout_s`` raises SQLAlchemy's ``TimeoutError``. Raises
+    ``ValueError`` or ``TypeError`` (naming the field and the accepted values)
+    for an invalid setting. :meth:`for_cluster` sizes the pool for a cluster;
+    :meth:`engine_kwargs` gives the keywords for ``create_async_engine``.
+
+    Example::
+
+        from sqlalchemy.ext.asyncio import create_async_engine
+
+        from sqlalchemy_crdb_async import PoolSettings, pool_stats
+
+        settings = PoolSettings(pool_size=4, max_lifetime_s=600.0)
+        pooled = create_async_engine(url, **settings.engine_kwargs())
+        async with pooled.connect() as conn:
+            assert pool_stats(pooled)["checked_out"] == 1
+        await pooled.dispose()
     """
 
     pool_size: int = 10

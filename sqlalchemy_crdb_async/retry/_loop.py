@@ -141,5 +141,6 @@ def inject_statement(loop: AttemptLoop) -> str | None:
             "variable inject_retry_errors_enabled does not exist on "
             f"{getattr(dialect, 'server_info', None) or 'this server'}."
         )
-    # crdb-facts/session_vars.md section 3: SET statements are never injected.
+    # SET statements are never injected (``inject_retry_errors_enabled`` in
+    # https://www.cockroachlabs.com/docs/v25.2/set-vars).
     return f"SET inject_retry_errors_enabled = {'true' if loop.inject_now else 'false'}"

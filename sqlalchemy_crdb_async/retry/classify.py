@@ -24,7 +24,8 @@ The message text is read for one thing only: CockroachDB's retry *reason*
 (``RETRY_SERIALIZABLE``, ``RETRY_WRITE_TOO_OLD``, ``ABORT_REASON_*``,
 ``ReadWithinUncertaintyIntervalError``, ...), which only feeds metrics
 (:func:`.retry_stats`). The pattern is the one CockroachDB itself uses to build
-the HINT anchor (crdb-facts/errors.json ``general_rules``, ``pgerror/flatten.go``),
+the HINT anchor (tests/crdb_facts/errors.json ``general_rules``; CockroachDB's
+https://github.com/cockroachdb/cockroach/blob/master/pkg/sql/pgwire/pgerror/flatten.go),
 plus the error names of messages that carry no code.
 
 Where the SQLSTATE is found: ``exc.orig.sqlstate`` (SQLAlchemy's asyncpg adapter
@@ -83,11 +84,12 @@ class Classification:
         return self.kind in (ErrorKind.RETRY, ErrorKind.RETRY_AFTER_CACHE_CLEAR)
 
 
-# CockroachDB's own reason pattern (pgerror/flatten.go, crdb-facts/errors.json
-# general_rules): "((?:ABORT_|RETRY_)[A-Z_]*|ReadWithinUncertaintyInterval)".
+# CockroachDB's own reason pattern (tests/crdb_facts/errors.json general_rules;
+# https://github.com/cockroachdb/cockroach/blob/master/pkg/sql/pgwire/pgerror/flatten.go):
+# "((?:ABORT_|RETRY_)[A-Z_]*|ReadWithinUncertaintyInterval)".
 _REASON_CODE = re.compile(r"\b((?:ABORT_REASON|RETRY)_[A-Z_]*[A-Z])")
 # Messages that name the error type but carry no reason code
-# (crdb-facts/errors.json transaction_retry_errors_40001 real_messages).
+# (tests/crdb_facts/errors.json transaction_retry_errors_40001 real_messages).
 _REASON_BY_NAME = (
     ("ReadWithinUncertaintyInterval", "ReadWithinUncertaintyIntervalError"),
     ("WriteTooOldError", "RETRY_WRITE_TOO_OLD"),

@@ -52,8 +52,8 @@ Rules the helpers keep:
   transaction with a silent ROLLBACK, so the work would be lost, not retried).
 
 See also: :mod:`.replay` (``retrying_session``), :mod:`.sync` (sync API),
-:mod:`.policy` (``RetryPolicy``), :func:`.retry_stats`; DESIGN.md section 5;
-issue 4.
+:mod:`.policy` (``RetryPolicy``), :func:`.retry_stats`; CockroachDB's guide,
+https://www.cockroachlabs.com/docs/stable/transaction-retry-error-reference.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from typing import TYPE_CHECKING, Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, NoReturn, TypeAlias, TypeVar, overload
 
 from typing_extensions import Self
 
@@ -83,14 +83,25 @@ if TYPE_CHECKING:
     from ._scopes import _Scope
     from .policy import RetryPolicy
 
-__all__ = ["Attempt", "retrying", "run_transaction"]
+__all__ = ["Attempt", "RetryTarget", "retrying", "run_transaction"]
 
 _T = TypeVar("_T")
+#: What the async retry helpers accept: an engine or connection (the work gets
+#: an ``AsyncConnection``) or a sessionmaker or session (it gets an
+#: ``AsyncSession``).
+RetryTarget: TypeAlias = (
+    "AsyncEngine | AsyncConnection | async_sessionmaker[Any] | AsyncSession"
+)
 log = logging.getLogger("sqlalchemy_crdb_async.retry")
 
 
 class Attempt:
-    """One attempt of :func:`retrying`: ``async with attempt as s`` runs it."""
+    """One attempt of :func:`retrying`: ``async with attempt as s`` runs it.
+
+    ``s`` is an ``AsyncConnection`` or ``AsyncSession`` in a new transaction,
+    committed when the block ends without error. ``number`` is 1 for the first
+    attempt. An attempt can be entered once.
+    """
 
     def __init__(self, owner: _Retrying, number: int) -> None:
         self._owner = owner
@@ -117,7 +128,11 @@ class Attempt:
 
 class _Retrying:
     def __init__(
-        self, target: Any, policy: RetryPolicy | None, idempotent: bool, api: str
+        self,
+        target: RetryTarget,
+        policy: RetryPolicy | None,
+        idempotent: bool,
+        api: str,
     ) -> None:
         self.target = target
         self.loop = AttemptLoop(
@@ -131,6 +146,18 @@ class _Retrying:
 
     def __aiter__(self) -> Self:
         return self
+
+    async def __aenter__(self) -> NoReturn:
+        # `async with retrying(...)` is a common slip: say the right form.
+        raise TypeError(
+            f"{self.loop.api}() is an async iterator of attempts, not a context "
+            "manager: write `async for attempt in retrying(target):` and then "
+            "`async with attempt as conn_or_session:` inside the loop (or use "
+            "`async with retrying_session(...) as session:` for one block)."
+        )
+
+    async def __aexit__(self, *exc_info: object) -> None:  # pragma: no cover
+        return None  # never reached: __aenter__ raises
 
     async def __anext__(self) -> Attempt:
         if self.done:
@@ -217,21 +244,49 @@ def retrying(
     idempotent: bool = ...,
 ) -> AsyncIterator[Attempt]: ...
 def retrying(
-    target: Any, *, policy: RetryPolicy | None = None, idempotent: bool = False
+    target: RetryTarget, *, policy: RetryPolicy | None = None, idempotent: bool = False
 ) -> AsyncIterator[Attempt]:
-    """Yield attempts until one commits; see the module docstring.
+    """Yield :class:`Attempt` objects until one commits: a retry loop you write.
 
-    ::
+    Accepts: ``target``, an ``AsyncEngine`` or ``AsyncConnection`` (each attempt
+    gives an ``AsyncConnection``) or an ``async_sessionmaker`` or
+    ``AsyncSession`` (each attempt gives an ``AsyncSession``); a given
+    connection or session must have no transaction in progress. ``policy``
+    (:class:`RetryPolicy`, default ``RetryPolicy()``) bounds the attempts, the
+    deadline and the backoff; ``idempotent=True`` also retries a commit whose
+    outcome is unknown.
 
-        async for attempt in retrying(Session):
-            async with attempt as session:
-                ...
+    Each ``async with attempt as s:`` runs one attempt in a new transaction and
+    commits it when the block ends without error. A retryable error leaving the
+    block is swallowed by it, the transaction is rolled back and the connection
+    returned, and the loop sleeps (``asyncio.sleep``) and runs again; the loop
+    ends after the commit.
 
-    ``async with attempt`` gives an ``AsyncSession`` (for a sessionmaker or
-    session target) or an ``AsyncConnection`` (for an engine or connection) in
-    a new transaction, and commits it when the block ends without error. A
-    retryable error is swallowed by the block and the loop runs again after the
-    backoff; anything else propagates. The loop ends after the commit.
+    Retries: SQLSTATE 40001 (CockroachDB's "restart transaction") and 40P01, a
+    cached-plan 0A000 (after clearing the statement cache), a connection lost
+    before COMMIT was sent (class 08, 57P01).
+
+    Raises: :class:`.RetriesExhaustedError` (from the last error) when the
+    policy's attempts or deadline run out; :class:`.AmbiguousCommitError` when
+    the connection is lost after COMMIT was sent, or on 40003, unless
+    ``idempotent=True``; every other error, and cancellation, unchanged and at
+    once; ``RuntimeError`` if the loop body does not enter its attempt;
+    ``TypeError`` for ``async with retrying(...)`` (write ``async for``).
+
+    Example::
+
+        from sqlalchemy import text
+
+        from sqlalchemy_crdb_async import RetryPolicy, retrying
+
+        async for attempt in retrying(engine, policy=RetryPolicy(max_attempts=5)):
+            async with attempt as conn:
+                await conn.execute(
+                    text("UPDATE accounts SET balance = balance - 10 WHERE id = 1")
+                )
+                await conn.execute(
+                    text("UPDATE accounts SET balance = balance + 10 WHERE id = 2")
+                )
     """
     return _Retrying(target, policy, idempotent, "retrying")
 
@@ -253,7 +308,7 @@ async def run_transaction(
     idempotent: bool = ...,
 ) -> _T: ...
 async def run_transaction(
-    target: Any,
+    target: RetryTarget,
     fn: Callable[[Any], Awaitable[_T]],
     *,
     policy: RetryPolicy | None = None,
@@ -261,8 +316,46 @@ async def run_transaction(
 ) -> _T:
     """Await ``fn(conn_or_session)`` in a transaction, retrying it; return its result.
 
-    ``fn`` runs once per attempt, each time in a fresh transaction that is
-    committed when it returns; see the module docstring for what is retried.
+    Accepts: ``target``, an ``AsyncEngine`` or ``AsyncConnection`` (``fn`` gets an
+    ``AsyncConnection``) or an ``async_sessionmaker`` or ``AsyncSession``
+    (``fn`` gets an ``AsyncSession``); a given connection or session must have
+    no transaction in progress. ``fn`` is an async function of that one
+    argument. ``policy`` (:class:`RetryPolicy`, default ``RetryPolicy()``)
+    bounds the attempts, the deadline and the backoff; ``idempotent=True`` says
+    ``fn`` may safely commit twice, so a commit with an unknown outcome is
+    retried too.
+
+    ``fn`` runs once per attempt, each time in a fresh transaction (a new
+    connection or session from an engine or sessionmaker) that is committed
+    when it returns. So ``fn`` may run more than once: keep effects outside the
+    database out of it, and let database errors leave it (a ``try/except`` that
+    swallows a 40001 defeats the retry). Between attempts the transaction is
+    rolled back and the connection returned before the backoff sleep.
+
+    Retries: SQLSTATE 40001 (CockroachDB's "restart transaction") and 40P01, a
+    cached-plan 0A000 (after clearing the statement cache), a connection lost
+    before COMMIT was sent (class 08, 57P01).
+
+    Raises: :class:`.RetriesExhaustedError` (from the last error) when the
+    policy's attempts or deadline run out; :class:`.AmbiguousCommitError` when
+    the connection is lost after COMMIT was sent, or on 40003, unless
+    ``idempotent=True``; ``TypeError`` when ``fn`` is not an async function;
+    every other error, and cancellation, unchanged and at once.
+
+    Example::
+
+        from sqlalchemy.ext.asyncio import AsyncSession
+
+        from sqlalchemy_crdb_async import run_transaction
+
+        async def transfer(session: AsyncSession) -> int:
+            source = await session.get(Account, 1)
+            target = await session.get(Account, 2)
+            source.balance -= 10
+            target.balance += 10
+            return source.balance
+
+        left = await run_transaction(Session, transfer)  # Session: async_sessionmaker
     """
     if not callable(fn):
         raise TypeError(

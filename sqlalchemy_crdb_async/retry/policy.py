@@ -41,7 +41,8 @@ _JITTERS = ("full", "equal", "none")
 #: With inject_retry_errors on, this many attempts run with CockroachDB's
 #: ``inject_retry_errors_enabled``; CockroachDB itself stops injecting after 3
 #: restarts under the savepoint protocol (``numTxnRetryErrors = 3``,
-#: crdb-facts/session_vars.md section 3).
+#: tests/crdb_facts/session_vars.md section 3, from
+#: https://www.cockroachlabs.com/docs/v24.3/transaction-retry-error-example).
 INJECTED_ATTEMPTS = 3
 
 
@@ -61,7 +62,33 @@ def _check_number(name: str, value: object, minimum: float, *, open_: bool) -> N
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """How often and how patiently to retry; see the module docstring."""
+    """How often and how patiently the retry helpers retry (frozen, validated).
+
+    Accepts the fields below, each checked when the policy is made: a wrong
+    value raises ``ValueError`` naming the field and what it accepts. Pass it
+    as ``policy=`` to :func:`.run_transaction`, :func:`.retrying`,
+    :func:`.retrying_session` or the sync ``run_transaction``; the default is
+    ``RetryPolicy()``.
+
+    The backoff before retry *n* (1 for the first) is
+    ``min(max_backoff_s, initial_backoff_s * multiplier ** (n - 1))``, then
+    jittered: ``"full"`` draws from ``[0, backoff]``, ``"equal"`` from
+    ``[backoff / 2, backoff]``, ``"none"`` sleeps the backoff. The helpers give
+    up with :class:`.RetriesExhaustedError` after ``max_attempts`` attempts, or
+    rather than start a retry that would end past ``deadline_s``. What is
+    retried is the helpers' business (see :func:`.run_transaction`); the
+    policy only decides how often and when.
+
+    Example::
+
+        from sqlalchemy_crdb_async import RetryPolicy
+
+        policy = RetryPolicy(max_attempts=5, max_backoff_s=0.5, deadline_s=10.0)
+        assert policy.backoff_s(1) <= policy.initial_backoff_s
+        assert RetryPolicy(jitter="none").backoff_s(30) == 1.0  # max_backoff_s
+        await run_transaction(engine, lambda conn: conn.execute(text("SELECT 1")),
+                              policy=policy)
+    """
 
     #: Attempts in all, the first included (1 means no retry).
     max_attempts: int = 10
@@ -81,8 +108,8 @@ class RetryPolicy:
     on_retry: Callable[[RetryEvent], None] | None = None
     #: CockroachDB only: run the first attempts with the session variable
     #: ``inject_retry_errors_enabled`` on, so every statement fails with a
-    #: retryable 40001 (a test hook for your retry handling,
-    #: crdb-facts/session_vars.md section 3).
+    #: retryable 40001 (a test hook for your retry handling;
+    #: https://www.cockroachlabs.com/docs/v25.2/set-vars).
     inject_retry_errors: bool = False
 
     def __post_init__(self) -> None:

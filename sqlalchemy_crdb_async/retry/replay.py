@@ -24,7 +24,9 @@ error (40001, 40P01, a cached-plan 0A000; see :mod:`.classify`):
    ``ROLLBACK TO SAVEPOINT cockroach_restart`` (the transaction began with
    ``SAVEPOINT cockroach_restart`` and commits with ``RELEASE SAVEPOINT
    cockroach_restart`` then ``COMMIT``, which keeps its place in line;
-   crdb-facts/session_vars.md section 3); on PostgreSQL with a full ROLLBACK,
+   https://www.cockroachlabs.com/docs/stable/advanced-client-side-transaction-retries
+   and tests/crdb_facts/session_vars.md section 3); on PostgreSQL with a full
+   ROLLBACK,
    the next statement BEGINs a new transaction;
 2. the helper sleeps (``asyncio.sleep``, per the :class:`.RetryPolicy`), after
    the rollback: on PostgreSQL no transaction is open meanwhile; on CockroachDB
@@ -34,10 +36,14 @@ error (40001, 40P01, a cached-plan 0A000; see :mod:`.classify`):
    if nothing happened (or the COMMIT is sent again). One differs:
    :class:`.ReplayMismatchError` is raised: the body saw data that has since
    changed. It is retryable, so an enclosing :func:`.run_transaction` re-runs
-   the body::
+   the body. Example::
 
-       async def body(session): ...   # written with retrying_session inside
-       await run_transaction(engine, lambda _: transfer_with_replay())
+       async def transfer(_: AsyncSession) -> None:  # the outer session is unused
+           async with retrying_session(Session) as session:
+               acct = await session.get(Account, 1)
+               acct.balance -= 10
+
+       await run_transaction(Session, transfer)  # re-runs it on a mismatch
 
 ORM state across a replay
 -------------------------
@@ -70,18 +76,19 @@ Caveats
   cancellation up to a bound, then the connection is terminated
   (:mod:`sqlalchemy_crdb_async._cleanup`).
 
-See also: :mod:`.retry` (``run_transaction``, ``retrying``); issue 4; Cockroach
-Labs' JDBC wrapper, which replays with result checksums the same way.
+See also: :mod:`.retry` (``run_transaction``, ``retrying``); Cockroach Labs'
+JDBC wrapper (https://github.com/cockroachlabs-field/cockroachdb-jdbc), which replays
+with result checksums the same way.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
 from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
@@ -96,6 +103,7 @@ from .classify import ErrorKind, classify
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
+    from types import TracebackType
 
     from sqlalchemy.engine import Connection, Dialect, Engine
     from sqlalchemy.engine.interfaces import (
@@ -108,7 +116,8 @@ if TYPE_CHECKING:
 
 __all__ = ["retrying_session"]
 
-# crdb-facts/session_vars.md section 3: the client-side retry protocol.
+# The client-side retry protocol: tests/crdb_facts/session_vars.md section 3 (from
+# https://github.com/cockroachdb/cockroach/blob/master/pkg/sql/logictest/testdata/logic_test/manual_retry).
 SAVEPOINT = "SAVEPOINT cockroach_restart"
 ROLLBACK_TO_SAVEPOINT = "ROLLBACK TO SAVEPOINT cockroach_restart"
 RELEASE_SAVEPOINT = "RELEASE SAVEPOINT cockroach_restart"
@@ -152,7 +161,7 @@ class _Recorder:
     def __init__(self, loop: AttemptLoop, dialect: Dialect) -> None:
         self.loop = loop
         self.dialect = dialect
-        # CockroachDB: the cockroach_restart protocol (session_vars.md section 3).
+        # CockroachDB: the cockroach_restart protocol (see SAVEPOINT above).
         self.savepoint = bool(getattr(dialect, "is_cockroachdb", False))
         self.log: list[_Entry] = []
         self.dbapi_conn: DBAPIConnection | None = None
@@ -363,17 +372,87 @@ def _install(engine: Engine) -> None:
         event.listen(engine, "do_execute_no_params", _on_execute_no_params)
 
 
+def retrying_session(
+    target: async_sessionmaker[Any] | AsyncEngine,
+    *,
+    policy: RetryPolicy | None = None,
+    idempotent: bool = False,
+) -> AbstractAsyncContextManager[AsyncSession]:
+    """``async with`` an AsyncSession whose transaction survives retries by replay.
+
+    Accepts: ``target``, an ``async_sessionmaker`` or an ``AsyncEngine`` (a
+    sessionmaker is made for it); ``policy`` (:class:`.RetryPolicy`, default
+    ``RetryPolicy()``) bounds the retries and the backoff; ``idempotent=True``
+    lets a connection lost at COMMIT propagate for an enclosing helper to retry
+    instead of raising :class:`.AmbiguousCommitError`.
+
+    The block runs once; leaving it without error commits (do not call
+    ``session.commit()`` or ``rollback()`` inside); an exception rolls back and
+    propagates. Results must be buffered (no ``stream_results``).
+
+    Retries, invisibly to the block: SQLSTATE 40001 and 40P01 and a cached-plan
+    0A000 at any statement or at COMMIT. The transaction is rolled back (to
+    ``SAVEPOINT cockroach_restart`` on CockroachDB), the helper sleeps, and the
+    statements run so far are replayed; when every replayed result equals what
+    the block saw, the block carries on as if nothing happened.
+
+    Raises: :class:`.ReplayMismatchError` when a replayed result differs (it is
+    retryable: wrap the block in :func:`.run_transaction` to run it again, as
+    the module docstring shows); :class:`.RetriesExhaustedError` when the
+    policy runs out; :class:`.AmbiguousCommitError` when the connection is lost
+    at COMMIT (unless ``idempotent=True``); a connection lost before COMMIT,
+    every other error and cancellation propagate unchanged;
+    ``sqlalchemy.exc.ArgumentError`` for another kind of target;
+    ``InvalidRequestError`` for a streamed result; ``TypeError`` for
+    ``async for`` over it (write ``async with``).
+
+    Example::
+
+        from sqlalchemy_crdb_async import retrying_session
+
+        async with retrying_session(Session) as session:  # Session: async_sessionmaker
+            acct = await session.get(Account, 1)
+            acct.balance -= 10
+        # committed here
+    """
+    return _SessionContext(
+        _replaying_session(target, policy=policy, idempotent=idempotent)
+    )
+
+
+class _SessionContext(AbstractAsyncContextManager["AsyncSession"]):
+    """What :func:`retrying_session` returns: ``async with`` only."""
+
+    def __init__(self, inner: AbstractAsyncContextManager[AsyncSession]) -> None:
+        self._inner = inner
+
+    async def __aenter__(self) -> AsyncSession:
+        return await self._inner.__aenter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        return await self._inner.__aexit__(exc_type, exc, tb)
+
+    def __aiter__(self) -> NoReturn:
+        # `async for` over it is a common slip (retrying() is the loop form).
+        raise TypeError(
+            "retrying_session() is an async context manager, not an iterator: "
+            "write `async with retrying_session(Session) as session:`; for a "
+            "loop of attempts use `async for attempt in retrying(Session):`."
+        )
+
+
 @asynccontextmanager
-async def retrying_session(
+async def _replaying_session(
     target: async_sessionmaker[Any] | AsyncEngine,
     *,
     policy: RetryPolicy | None = None,
     idempotent: bool = False,
 ) -> AsyncIterator[AsyncSession]:
-    """An AsyncSession whose transaction survives retryable errors by replay.
-
-    See the module docstring. The block runs once; leaving it commits.
-    """
     if isinstance(target, AsyncEngine):
         maker: async_sessionmaker[Any] = async_sessionmaker(target)
     elif isinstance(target, async_sessionmaker):

@@ -156,7 +156,29 @@ def counters_for(engine: Engine) -> _Counters:
 def retry_stats(engine: Any, *, reset: bool = False) -> RetryStats:
     """A snapshot of the retry counters of ``engine`` (AsyncEngine or Engine).
 
-    ``reset=True`` zeroes the counters after taking the snapshot.
+    Accepts: the engine the helpers ran on, async or sync (they count per
+    engine, every helper alike); ``reset=True`` zeroes the counters after
+    taking the snapshot. Returns a frozen :class:`RetryStats`: ``attempts``,
+    ``commits``, ``retries`` (and ``retries_per_commit``),
+    ``retries_by_sqlstate``, ``retries_by_reason`` (CockroachDB's reason code
+    of each 40001, such as ``RETRY_SERIALIZABLE``), ``give_ups``,
+    ``ambiguous``, ``replays``, ``replay_mismatches`` and ``backoff_s``. It
+    retries nothing. Raises ``TypeError`` for anything but an engine.
+
+    Example::
+
+        from sqlalchemy import text
+
+        from sqlalchemy_crdb_async import retry_stats, run_transaction
+
+        async def read(conn):
+            return (await conn.execute(text("SELECT 1"))).scalar_one()
+
+        retry_stats(engine, reset=True)
+        await run_transaction(engine, read)
+        stats = retry_stats(engine)
+        assert stats.commits == 1
+        print(stats.retries_per_commit, dict(stats.retries_by_reason))
     """
     sync_engine = getattr(engine, "sync_engine", engine)
     if not isinstance(sync_engine, Engine):

@@ -51,7 +51,16 @@ __all__ = ["run_transaction"]
 
 _T = TypeVar("_T")
 log = logging.getLogger("sqlalchemy_crdb_async.retry")
-_UNSET: Any = object()
+
+
+class _Unset:
+    """The default of ``max_retries`` / ``max_backoff``: "not given"."""
+
+    def __repr__(self) -> str:  # what help(run_transaction) shows
+        return "<not given>"
+
+
+_UNSET: Any = _Unset()
 
 
 def _engine_of(target: Any) -> Engine:
@@ -209,8 +218,45 @@ def run_transaction(
 ) -> _T:
     """Call ``fn(conn_or_session)`` in a transaction, retrying; return its result.
 
-    See the module docstring; the rules are those of the async
+    Accepts: ``target``, a sync ``Engine`` or ``Connection`` (``fn`` gets a
+    ``Connection``) or a ``sessionmaker`` or ``Session`` (``fn`` gets a
+    ``Session``); a given connection or session must have no transaction in
+    progress. ``fn`` is a plain function of that one argument. Either
+    ``policy`` (:class:`.RetryPolicy`, default ``RetryPolicy()``) or the older
+    package's ``max_retries`` (retries after the first attempt, an integer
+    >= 0) and ``max_backoff`` (the cap of one backoff, seconds; 0 = no sleep);
+    a keyword not given keeps the default. ``idempotent=True`` says ``fn`` may
+    safely commit twice.
+
+    ``fn`` runs once per attempt, each time in a fresh transaction that is
+    committed when it returns; between attempts the transaction is rolled back
+    and the thread sleeps (``time.sleep``).
+
+    Retries: SQLSTATE 40001 and 40P01, a cached-plan 0A000, a connection lost
+    before COMMIT was sent (class 08, 57P01); the same rules as the async
     :func:`sqlalchemy_crdb_async.run_transaction`.
+
+    Raises: :class:`.RetriesExhaustedError` when the attempts run out;
+    :class:`.AmbiguousCommitError` when the connection is lost after COMMIT
+    was sent, or on 40003, unless ``idempotent=True``;
+    ``sqlalchemy.exc.ArgumentError`` for a wrong target, ``max_retries`` or
+    ``max_backoff``, or both ``policy`` and the older keywords; ``TypeError``
+    when ``fn`` is not callable or returns an awaitable; every other error
+    unchanged.
+
+    Example::
+
+        from sqlalchemy import text
+        from sqlalchemy.orm import Session, sessionmaker
+
+        from sqlalchemy_crdb_async.sync import run_transaction
+
+        def transfer(session: Session) -> None:
+            move = text("UPDATE accounts SET balance = balance + :d WHERE id = :id")
+            session.execute(move, {"d": -1, "id": 1})
+            session.execute(move, {"d": 1, "id": 2})
+
+        run_transaction(sessionmaker(sync_engine), transfer, max_retries=5)
     """
     if not callable(fn):
         raise TypeError(

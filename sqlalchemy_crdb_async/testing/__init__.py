@@ -15,8 +15,9 @@ line ``crdb-async test server: ...`` and the summary name the server that ran.
 
 Fixtures: ``crdb_server`` (session, a :class:`~.provider.TestServer`),
 ``crdb_url`` (module: a ``cockroachdb+asyncpg`` URL of a database made for the
-test module, dropped after it). Marker: ``@pytest.mark.crdb_only`` skips a test,
-with the reason "needs CockroachDB", when the server is PostgreSQL.
+test module, dropped after it). Marker: ``@pytest.mark.crdb_only("feature")``
+skips a test when the server is PostgreSQL, with the reason "needs CockroachDB:
+feature", e.g. ``@pytest.mark.crdb_only("hash-sharded indexes")``.
 """
 
 from .embedded import EmbeddedPostgres, PostgresNotFoundError, find_postgres_bindir

@@ -3,8 +3,9 @@
 :class:`EmbeddedPostgres` runs ``initdb`` into a temporary directory and starts
 ``postgres`` on a free 127.0.0.1 port, configured the way CockroachDB behaves
 where it matters for tests (``default_transaction_isolation = serializable``,
-CockroachDB's default; crdb-facts/session_vars.md) and with durability off
-(``fsync``, ``synchronous_commit`` and ``full_page_writes`` off) for speed.
+CockroachDB's default; https://www.cockroachlabs.com/docs/v25.2/set-vars) and
+with durability off (``fsync``, ``synchronous_commit`` and ``full_page_writes``
+off) for speed.
 :meth:`~EmbeddedPostgres.stop` shuts it down and removes the directory; an
 ``atexit`` hook does the same if a test run dies first::
 
@@ -59,7 +60,7 @@ OWNER_FILE = "owner.pid"
 SERVER_SETTINGS: dict[str, str] = {
     "listen_addresses": "'127.0.0.1'",
     "unix_socket_directories": "''",
-    # CockroachDB's default isolation (crdb-facts/session_vars.md section 1).
+    # CockroachDB's default isolation (see the module docstring).
     "default_transaction_isolation": "'serializable'",
     "fsync": "off",
     "synchronous_commit": "off",

@@ -32,7 +32,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
-        "markers", "crdb_only: needs a CockroachDB server; skipped on PostgreSQL"
+        "markers",
+        "crdb_only(feature): needs a CockroachDB server for `feature` (e.g. "
+        "'AS OF SYSTEM TIME'); skipped on PostgreSQL with 'needs CockroachDB: "
+        "<feature>'",
     )
 
 
@@ -84,13 +87,25 @@ def crdb_url(request: pytest.FixtureRequest, crdb_server: TestServer) -> Iterato
         crdb_server.drop_database(name)
 
 
+def crdb_only_reason(marker: pytest.Mark, running_on: str) -> str:
+    """The skip reason of ``@pytest.mark.crdb_only("feature")`` on another server.
+
+    ``needs CockroachDB: AS OF SYSTEM TIME (running on PostgreSQL 15.4)``; the
+    feature is the marker's first argument or its ``feature=`` keyword.
+    """
+    feature = marker.args[0] if marker.args else marker.kwargs.get("feature")
+    needs = f"needs CockroachDB: {feature}" if feature else "needs CockroachDB"
+    return f"{needs} (running on {running_on})"
+
+
 @pytest.fixture(autouse=True)
 def _crdb_only(request: pytest.FixtureRequest) -> None:
-    if request.node.get_closest_marker("crdb_only") is None:
+    marker = request.node.get_closest_marker("crdb_only")
+    if marker is None:
         return
     server = get_server(request.config)
     if not server.is_cockroachdb:
-        pytest.skip(f"needs CockroachDB (running on {server.info.describe()})")
+        pytest.skip(crdb_only_reason(marker, server.info.describe()))
 
 
 def _option(config: pytest.Config) -> str | None:

@@ -192,7 +192,8 @@ async def test_failed_migration_rolls_back_its_ddl_on_postgresql(
 ) -> None:
     if engine.dialect.is_cockroachdb:  # type: ignore[attr-defined]
         pytest.skip(
-            "CockroachDB commits before each DDL statement (session_vars.md s.7)"
+            "needs PostgreSQL: CockroachDB commits before each DDL statement "
+            "(tests/crdb_facts/session_vars.md section 7)"
         )
 
     def migration(op: Operations) -> None:
@@ -207,7 +208,7 @@ async def test_failed_migration_rolls_back_its_ddl_on_postgresql(
     assert "half_done" not in names
 
 
-@pytest.mark.crdb_only
+@pytest.mark.crdb_only("autocommit_before_ddl")
 async def test_crdb_ddl_is_transactional_only_without_autocommit_before_ddl(
     engine: AsyncEngine,
 ) -> None:

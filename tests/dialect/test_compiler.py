@@ -1,7 +1,7 @@
 """SQL text the compilers produce for each server, without a server.
 
 The CockroachDB dialect below carries the detection result of a real v25.2.1
-``version()`` string (crdb-facts/version.json); nothing is executed, so these
+``version()`` string (tests/crdb_facts/version.json); nothing is executed, so these
 tests check text only. Behaviour against a live server is in
 tests/integration/test_ddl.py and test_sql_constructs.py.
 """

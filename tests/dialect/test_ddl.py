@@ -114,7 +114,7 @@ async def test_reserved_word_names(created: AsyncEngine) -> None:
 
 async def test_hash_sharded_index_is_refused_on_postgresql(engine: AsyncEngine) -> None:
     if engine.dialect.is_cockroachdb:  # type: ignore[attr-defined]
-        pytest.skip("PostgreSQL-only check")
+        pytest.skip("needs PostgreSQL: checks that hash-sharded indexes are refused")
     meta = sa.MetaData()
     sa.Table(
         "sharded",
@@ -139,7 +139,7 @@ async def test_integer_stays_integer(created: AsyncEngine) -> None:
     assert not isinstance(columns["price"]["type"], sa.BIGINT)
 
 
-@pytest.mark.crdb_only
+@pytest.mark.crdb_only("hash-sharded indexes and unique_rowid()")
 async def test_crdb_hash_sharded_and_unique_rowid(engine: AsyncEngine) -> None:
     meta = sa.MetaData()
     sa.Table(

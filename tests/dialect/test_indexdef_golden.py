@@ -1,4 +1,4 @@
-"""Golden tests: every index definition in crdb-facts/indexes.json, parsed.
+"""Golden tests: every index definition in tests/crdb_facts/indexes.json, parsed.
 
 ``pg_indexes.indexdef`` (two server eras), the hash-sharded form and
 ``pg_get_indexdef`` output are real CockroachDB answers (tests/crdb_facts/).
@@ -95,7 +95,8 @@ def test_pg_indexes_rows(era: str, table: str, name: str, indexdef: str) -> None
             "value" if table.endswith("_seq") else ("p" if table == "t1" else "rowid")
         )
         assert parsed["column_names"] == [column]
-        # identity sequences list a non-unique "primary" index (indexes.json v25)
+        # identity sequences list a non-unique "primary" index
+        # (tests/crdb_facts/indexes.json v25)
         assert parsed["unique"] is (not table.endswith("_seq"))
         return
     _check(parsed, EXPECTED[name])
@@ -109,7 +110,8 @@ def test_every_named_index_has_an_expectation() -> None:
 def test_hash_sharded_primary() -> None:
     (row,) = FACTS["pg_indexes"]["hash_sharded"]["rows"]
     parsed = parse_crdb_indexdef(row[2])
-    # the shard column is not listed as a key (indexes.json hash_sharded notes)
+    # the shard column is not listed as a key
+    # (tests/crdb_facts/indexes.json hash_sharded notes)
     assert parsed == {
         "name": "primary",
         "unique": True,
@@ -136,10 +138,11 @@ def test_pg_get_indexdef_with_expressions() -> None:
     ]
 
 
-# Inverted indexes: crdb-facts found no pg_indexes.indexdef for them
-# ("NOT FOUND" in indexes.json); these two spellings are the ones the parser
-# accepts, from the DDL forms CockroachDB documents (CREATE INVERTED INDEX,
-# CREATE INDEX ... USING GIN).
+# Inverted indexes: the golden data found no pg_indexes.indexdef for them
+# ("NOT FOUND" in tests/crdb_facts/indexes.json); these two spellings are the
+# ones the parser accepts, from the DDL forms CockroachDB documents
+# (CREATE INVERTED INDEX, CREATE INDEX ... USING GIN;
+# https://www.cockroachlabs.com/docs/stable/inverted-indexes).
 @pytest.mark.parametrize(
     "indexdef",
     [
@@ -217,8 +220,9 @@ def test_rename_pg_options_renames_reflected_keys_only() -> None:
     ]
 
 
-# -- SHOW CREATE TABLE index lines (indexes.json show_create_indexes and the
-# show_create cases of information_schema_columns.json) ---------------------------
+# -- SHOW CREATE TABLE index lines --------------------------------------------
+# tests/crdb_facts/indexes.json show_create_indexes and the show_create cases of
+# tests/crdb_facts/information_schema_columns.json.
 
 COLUMN_FACTS = json.loads(
     (facts.FACTS_DIR / "information_schema_columns.json").read_text()
@@ -327,7 +331,8 @@ def test_show_create_index_lines(line: str) -> None:
 
 
 def test_enum_predicate_loses_its_annotations() -> None:
-    # indexes.json show_create_indexes partial notes: enum predicate example
+    # tests/crdb_facts/indexes.json show_create_indexes partial notes:
+    # enum predicate example
     parsed = parse_crdb_index_clause(
         "INDEX i (a ASC) WHERE b IN "
         "('foo':::public.enum_type, 'bar':::public.enum_type)"
@@ -370,7 +375,8 @@ FK_ROWS = [
 
 @pytest.mark.parametrize("condef", FK_ROWS)
 def test_foreign_key_condef_rows_parse(condef: str) -> None:
-    # no space before the column list (cockroach#27123) is handled
+    # with or without a space before the referenced column list (older CockroachDB
+    # wrote `REFERENCES f1 (x)`: https://github.com/cockroachdb/cockroach/issues/27123)
     from sqlalchemy_crdb_async.dialect.asyncpg import CockroachDBDialect_asyncpg
 
     parsed = CockroachDBDialect_asyncpg()._parse_fk(condef)

@@ -26,7 +26,7 @@ async def test_supported_levels_follow_the_server(engine: AsyncEngine) -> None:
     levels = await _levels(engine)
     if engine.dialect.is_cockroachdb:
         expected = {"SERIALIZABLE", "AUTOCOMMIT"}
-        # READ COMMITTED from v23.2 (crdb-facts/session_vars.md section 2).
+        # READ COMMITTED from v23.2 (tests/crdb_facts/session_vars.md section 2).
         if engine.dialect.crdb_at_least(23, 2):
             expected.add("READ COMMITTED")
         assert set(levels) == expected
@@ -119,7 +119,7 @@ async def test_unknown_engine_level_fails_at_connect_and_closes_it(
         gc.enable()
 
 
-@pytest.mark.crdb_only
+@pytest.mark.crdb_only("its isolation levels (REPEATABLE READ refused)")
 async def test_cockroachdb_refuses_repeatable_read(engine: AsyncEngine) -> None:
     async with engine.connect() as conn:
         with pytest.raises(ArgumentError):

@@ -249,7 +249,7 @@ def _twice(conn: Connection) -> tuple[int, int]:
     return counts[0], counts[1]
 
 
-@pytest.mark.crdb_only
+@pytest.mark.crdb_only("the hidden rowid column and INT = INT8")
 async def test_crdb_hidden_rowid_and_int8(engine: AsyncEngine) -> None:
     async with engine.begin() as conn:
         await conn.exec_driver_sql("DROP TABLE IF EXISTS no_pk")

@@ -1,4 +1,4 @@
-"""Server detection parses every real version string (crdb-facts/version.json)."""
+"""Server detection parses every real version string (tests/crdb_facts/version.json)."""
 
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ def test_crdb_pg_version_comes_from_server_version(
     ("version", "expected"),
     [
         # server_version history: 9.5.0 before v21.1, 13.0.0 since
-        # (crdb-facts/version.json "server_version").
+        # (tests/crdb_facts/version.json "server_version").
         (
             "CockroachDB CCL v20.2.7 (x86_64-unknown-linux-gnu, built x, go1.13)",
             (9, 5, 0),

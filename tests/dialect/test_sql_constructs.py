@@ -83,7 +83,7 @@ async def test_upsert_multi_values_and_returning(db: AsyncEngine) -> None:
 
 async def test_crdb_only_constructs_refuse_postgresql(db: AsyncEngine) -> None:
     if db.dialect.is_cockroachdb:  # type: ignore[attr-defined]
-        pytest.skip("PostgreSQL-only check")
+        pytest.skip("needs PostgreSQL: checks that CockroachDB constructs are refused")
     statements = [
         as_of_system_time(sa.select(accounts), "-1s"),
         as_of_system_time(sa.select(accounts), follower_read_timestamp()),
@@ -121,7 +121,7 @@ async def test_timestampdiff(
         assert await conn.scalar(stmt) == expected
 
 
-@pytest.mark.crdb_only
+@pytest.mark.crdb_only("AS OF SYSTEM TIME and index hints")
 async def test_crdb_as_of_system_time_and_index_hints(db: AsyncEngine) -> None:
     async with db.begin() as conn:
         await conn.execute(accounts.insert().values(id=1, balance=1, owner="a"))

@@ -1,4 +1,4 @@
-"""Golden tests: every column row in crdb-facts through the CockroachDB-side parsers.
+"""Golden tests: every column row of tests/crdb_facts/ through our parsers.
 
 The rows are what real CockroachDB servers answered (tests/crdb_facts/,
 each record names its logic test or docs page). No server is needed.
@@ -121,7 +121,7 @@ def test_int_means_int8() -> None:
 
 
 def test_json_reflects_as_jsonb() -> None:
-    # crdb-facts: json_becomes_jsonb (CREATE TABLE ... foo JSON -> JSONB)
+    # tests/crdb_facts/information_schema_columns.json json_becomes_jsonb
     assert isinstance(type_from_crdb("JSON"), pg.JSONB)
 
 
@@ -320,8 +320,9 @@ def test_unknown_type_without_fallback_is_a_clear_error() -> None:
 
 def test_identity_found_by_postgresql_reflection_keeps_no_default() -> None:
     # pg_attrdef shows nextval('public.t1_m_seq'::REGCLASS) for identity columns
-    # (crdb-facts pg_attrdef_v25); PostgreSQL-side reflection already made it an
-    # identity, so the information_schema default must not come back as a default.
+    # (tests/crdb_facts/information_schema_columns.json pg_attrdef_v25); PostgreSQL-side
+    # reflection already made it an identity, so the information_schema default
+    # must not come back as a default.
     rows = FACTS["pg_catalog_column_rows"]["pg_attrdef_v25"]["rows"]
     nextval = next(r[4] for r in rows if r[4].startswith("nextval("))
     column = merge_crdb_column(
@@ -339,6 +340,7 @@ def test_identity_found_by_postgresql_reflection_keeps_no_default() -> None:
     "row", FACTS["pg_catalog_column_rows"]["pg_attrdef_v25"]["rows"], ids=str
 )
 def test_pg_attrdef_defaults_are_readable_sql(row: list[Any]) -> None:
-    # adbin == adsrc == pg_get_expr() on CockroachDB (crdb-facts pg_attrdef_v25)
+    # adbin == adsrc == pg_get_expr() on CockroachDB
+    # (tests/crdb_facts/information_schema_columns.json pg_attrdef_v25)
     assert row[4] == row[5] == row[6]
     assert strip_type_annotations(row[4]) == row[4]

@@ -279,7 +279,7 @@ async def test_session_state_does_not_leak(
         await conn.execute(text("SET statement_timeout = '1234ms'"))
         if conn.dialect.is_cockroachdb:  # type: ignore[attr-defined]
             # CockroachDB: temporary tables are behind a session flag
-            # (crdb-facts/pg_catalog_support.md, pg_my_temp_schema()).
+            # (tests/crdb_facts/pg_catalog_support.md, pg_my_temp_schema()).
             await conn.execute(text("SET experimental_enable_temp_tables = 'on'"))
         await conn.execute(text("CREATE TEMP TABLE scratch (x int)"))
         assert await temp_tables(conn) == 1

@@ -10,16 +10,12 @@ no open transaction.
 from __future__ import annotations
 
 import asyncio
-import itertools
 from typing import TYPE_CHECKING, Any
 
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import (
-    AsyncConnection,
     AsyncEngine,
-    AsyncSession,
-    async_sessionmaker,
     create_async_engine,
 )
 from sqlalchemy.pool import NullPool
@@ -29,17 +25,18 @@ from sqlalchemy_crdb_async import (
     RetryEvent,
     RetryPolicy,
     retry_stats,
-    retrying,
     retrying_session,
     run_transaction,
 )
+from tests.retry.support import ALL_HELPERS, FAST, HELPERS, conn_of, new_counter
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
 
     from sqlalchemy.engine import URL
 
-FAST = RetryPolicy(initial_backoff_s=0.001, max_backoff_s=0.01)
+    from tests.retry.support import Runner
+
 SETUP = [
     "CREATE TABLE IF NOT EXISTS rows (id serial PRIMARY KEY, tag text)",
     "CREATE TABLE IF NOT EXISTS kill_probe"
@@ -62,8 +59,6 @@ SETUP = [
     DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION kill_probe_check()
     """,
 ]
-_ids = itertools.count()
-APIS = ["run_transaction", "retrying", "run_transaction_session"]
 
 
 @pytest.fixture
@@ -88,45 +83,15 @@ async def _scalar(engine: AsyncEngine, sql: str) -> Any:
         return (await conn.exec_driver_sql(sql)).scalar_one()
 
 
-async def _conn(handle: AsyncConnection | AsyncSession) -> AsyncConnection:
-    return await handle.connection() if isinstance(handle, AsyncSession) else handle
-
-
-async def _run(
-    api: str,
-    db: AsyncEngine,
-    work: Callable[[Any], Awaitable[None]],
-    policy: RetryPolicy = FAST,
-    *,
-    idempotent: bool = False,
-) -> None:
-    if api == "run_transaction":
-        await run_transaction(db, work, policy=policy, idempotent=idempotent)
-    elif api == "run_transaction_session":
-        maker = async_sessionmaker(db)
-        await run_transaction(maker, work, policy=policy, idempotent=idempotent)
-    else:
-        async for attempt in retrying(db, policy=policy, idempotent=idempotent):
-            async with attempt as handle:
-                await work(handle)
-
-
-async def _new_seq(db: AsyncEngine) -> str:
-    name = f"kill_seq_{next(_ids)}"
-    async with db.begin() as conn:
-        await conn.exec_driver_sql(f"CREATE SEQUENCE {name}")
-    return name
-
-
-@pytest.mark.parametrize("api", APIS)
+@pytest.mark.parametrize("api", HELPERS)
 async def test_backend_terminated_mid_transaction_is_retried_on_a_new_connection(
-    db: AsyncEngine, admin: AsyncEngine, api: str
+    db: AsyncEngine, admin: AsyncEngine, api: Runner
 ) -> None:
-    tag = f"mid-{api}"
+    tag = f"mid-{api.__name__}"
     pids: list[int] = []
 
     async def work(handle: Any) -> None:
-        conn = await _conn(handle)
+        conn = await conn_of(handle)
         pid = (await conn.exec_driver_sql("SELECT pg_backend_pid()")).scalar_one()
         pids.append(pid)
         await conn.execute(text("INSERT INTO rows (tag) VALUES (:t)"), {"t": tag})
@@ -136,7 +101,7 @@ async def test_backend_terminated_mid_transaction_is_retried_on_a_new_connection
         await conn.exec_driver_sql("SELECT 1")
 
     before = retry_stats(db)
-    await _run(api, db, work)
+    await api(db, work)
     assert len(pids) == 2
     assert pids[0] != pids[1]
     assert await _scalar(db, f"SELECT count(*) FROM rows WHERE tag = '{tag}'") == 1
@@ -165,7 +130,7 @@ async def test_retrying_session_surfaces_connection_loss_for_an_outer_retry(
 
 def _kill_at_commit(seq: str, kills: int) -> Callable[[Any], Awaitable[None]]:
     async def work(handle: Any) -> None:
-        conn = await _conn(handle)
+        conn = await conn_of(handle)
         await conn.exec_driver_sql(
             f"INSERT INTO kill_probe (seq, kills) VALUES ('{seq}', {kills})"
         )
@@ -173,14 +138,14 @@ def _kill_at_commit(seq: str, kills: int) -> Callable[[Any], Awaitable[None]]:
     return work
 
 
-@pytest.mark.parametrize("api", APIS)
+@pytest.mark.parametrize("api", HELPERS)
 async def test_backend_terminated_during_commit_is_ambiguous(
-    db: AsyncEngine, api: str
+    db: AsyncEngine, api: Runner
 ) -> None:
-    seq = await _new_seq(db)
+    seq = await new_counter(db)
     before = retry_stats(db)
     with pytest.raises(AmbiguousCommitError) as info:
-        await _run(api, db, _kill_at_commit(seq, 1))
+        await api(db, _kill_at_commit(seq, 1))
     assert info.value.__cause__ is not None
     assert retry_stats(db).ambiguous - before.ambiguous == 1
     # the backend died before its commit record: nothing was committed
@@ -189,12 +154,12 @@ async def test_backend_terminated_during_commit_is_ambiguous(
     )
 
 
-@pytest.mark.parametrize("api", APIS)
+@pytest.mark.parametrize("api", HELPERS)
 async def test_backend_terminated_during_commit_is_retried_when_idempotent(
-    db: AsyncEngine, api: str
+    db: AsyncEngine, api: Runner
 ) -> None:
-    seq = await _new_seq(db)
-    await _run(api, db, _kill_at_commit(seq, 1), idempotent=True)
+    seq = await new_counter(db)
+    await api(db, _kill_at_commit(seq, 1), idempotent=True)
     assert (
         await _scalar(db, f"SELECT count(*) FROM kill_probe WHERE seq = '{seq}'") == 1
     )
@@ -203,7 +168,7 @@ async def test_backend_terminated_during_commit_is_retried_when_idempotent(
 async def test_retrying_session_commit_termination_is_ambiguous(
     db: AsyncEngine,
 ) -> None:
-    seq = await _new_seq(db)
+    seq = await new_counter(db)
     with pytest.raises(AmbiguousCommitError):
         async with retrying_session(db, policy=FAST) as session:
             await _kill_at_commit(seq, 1)(session)
@@ -212,7 +177,7 @@ async def test_retrying_session_commit_termination_is_ambiguous(
 async def test_retrying_session_commit_termination_idempotent_outer_retry(
     db: AsyncEngine,
 ) -> None:
-    seq = await _new_seq(db)
+    seq = await new_counter(db)
     runs = 0
 
     async def body(_: object) -> None:
@@ -246,35 +211,19 @@ async def _settled(db: AsyncEngine, admin: AsyncEngine) -> tuple[int, int]:
     return checked_out, idle_in_txn
 
 
-CANCEL_APIS = [*APIS, "retrying_session"]
-
-
-async def _run_any(
-    api: str,
-    db: AsyncEngine,
-    work: Callable[[Any], Awaitable[None]],
-    policy: RetryPolicy,
-) -> None:
-    if api == "retrying_session":
-        async with retrying_session(db, policy=policy) as session:
-            await work(session)
-    else:
-        await _run(api, db, work, policy)
-
-
-@pytest.mark.parametrize("api", CANCEL_APIS)
+@pytest.mark.parametrize("api", ALL_HELPERS)
 async def test_cancel_during_a_statement_leaves_nothing_open(
-    db: AsyncEngine, admin: AsyncEngine, api: str
+    db: AsyncEngine, admin: AsyncEngine, api: Runner
 ) -> None:
     started = asyncio.Event()
 
     async def work(handle: Any) -> None:
-        conn = await _conn(handle)
+        conn = await conn_of(handle)
         await conn.exec_driver_sql("INSERT INTO rows (tag) VALUES ('cancel-stmt')")
         started.set()
         await conn.exec_driver_sql("SELECT pg_sleep(30)")
 
-    task = asyncio.ensure_future(_run_any(api, db, work, FAST))
+    task = asyncio.ensure_future(api(db, work, FAST))
     await started.wait()
     await asyncio.sleep(0.1)  # let pg_sleep start
     task.cancel()
@@ -284,9 +233,9 @@ async def test_cancel_during_a_statement_leaves_nothing_open(
     assert await _scalar(db, "SELECT count(*) FROM rows WHERE tag = 'cancel-stmt'") == 0
 
 
-@pytest.mark.parametrize("api", CANCEL_APIS)
+@pytest.mark.parametrize("api", ALL_HELPERS)
 async def test_cancel_during_backoff_sleep_leaves_nothing_open(
-    db: AsyncEngine, admin: AsyncEngine, api: str
+    db: AsyncEngine, admin: AsyncEngine, api: Runner
 ) -> None:
     sleeping = asyncio.Event()
 
@@ -298,14 +247,14 @@ async def test_cancel_during_backoff_sleep_leaves_nothing_open(
     )
 
     async def work(handle: Any) -> None:
-        conn = await _conn(handle)
+        conn = await conn_of(handle)
         await conn.exec_driver_sql("INSERT INTO rows (tag) VALUES ('cancel-sleep')")
         await conn.exec_driver_sql(
             "DO $$ BEGIN RAISE EXCEPTION USING ERRCODE = 'serialization_failure'; "
             "END $$"
         )
 
-    task = asyncio.ensure_future(_run_any(api, db, work, policy))
+    task = asyncio.ensure_future(api(db, work, policy))
     await sleeping.wait()
     task.cancel()
     with pytest.raises(asyncio.CancelledError):

@@ -1,18 +1,47 @@
-"""Real server-side failures for the retry tests (imported by test_retry_*.py).
+"""What the retry tests share (tests/retry/, tests/reliability/): once, here.
 
-Everything here makes the *server* raise: PL/pgSQL functions and deferred
-constraint triggers raise SQLSTATE 40001 a set number of times, counted by a
-sequence (sequences are not transactional, so the count survives the rollback
-that a retry performs).
+- Real server-side failures: PL/pgSQL functions and deferred constraint
+  triggers raise SQLSTATE 40001 a set number of times, counted by a sequence
+  (sequences are not transactional, so the count survives the rollback that a
+  retry performs).
+- ``FAST``, a policy with millisecond backoffs; ``conn_of()``, the connection
+  under an AsyncConnection or AsyncSession.
+- ``TARGETS``: a factory per kind of target the async helpers accept (the
+  ``target`` fixture's parameters).
+- ``HELPERS``: one function per way of running work under a retry helper
+  (``run_transaction`` on an engine or a sessionmaker, ``retrying``,
+  ``retrying_session``), to parametrize a test over them.
+
+The fixtures built on these (``db``, ``target``) are in tests/retry/conftest.py.
 """
 
 from __future__ import annotations
 
 import itertools
-from typing import TYPE_CHECKING
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from sqlalchemy_crdb_async import (
+    RetryPolicy,
+    retrying,
+    retrying_session,
+    run_transaction,
+)
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Awaitable, Callable
+
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+    Work = Callable[[Any], Awaitable[None]]
+    #: One of HELPERS: ``await api(db, work, policy, idempotent=...)``.
+    Runner = Callable[..., Awaitable[None]]
+
+#: Millisecond backoffs: the retry tests wait for nothing.
+FAST = RetryPolicy(initial_backoff_s=0.001, max_backoff_s=0.01)
 
 SETUP = [
     # fail_times(n, seq): raise 40001 on the first n calls counted by seq.
@@ -77,3 +106,82 @@ async def count_rows(engine: AsyncEngine, table: str, where: str = "true") -> in
             f"SELECT count(*) FROM {table} WHERE {where}"
         )
         return int(result.scalar_one())
+
+
+async def conn_of(handle: AsyncConnection | AsyncSession) -> AsyncConnection:
+    """The AsyncConnection of an attempt's handle (a connection or a session)."""
+    return await handle.connection() if isinstance(handle, AsyncSession) else handle
+
+
+# -- one function per retry helper, to parametrize over ---------------------
+
+
+async def via_run_transaction(
+    db: AsyncEngine, work: Work, policy: RetryPolicy = FAST, *, idempotent: bool = False
+) -> None:
+    await run_transaction(db, work, policy=policy, idempotent=idempotent)
+
+
+async def via_run_transaction_session(
+    db: AsyncEngine, work: Work, policy: RetryPolicy = FAST, *, idempotent: bool = False
+) -> None:
+    maker = async_sessionmaker(db)
+    await run_transaction(maker, work, policy=policy, idempotent=idempotent)
+
+
+async def via_retrying(
+    db: AsyncEngine, work: Work, policy: RetryPolicy = FAST, *, idempotent: bool = False
+) -> None:
+    async for attempt in retrying(db, policy=policy, idempotent=idempotent):
+        async with attempt as handle:
+            await work(handle)
+
+
+async def via_retrying_session(
+    db: AsyncEngine, work: Work, policy: RetryPolicy = FAST, *, idempotent: bool = False
+) -> None:
+    async with retrying_session(db, policy=policy, idempotent=idempotent) as session:
+        await work(session)
+
+
+#: The helpers that re-run the work (``pytest.mark.parametrize("api", HELPERS)``).
+HELPERS = [
+    pytest.param(via_run_transaction, id="run_transaction"),
+    pytest.param(via_retrying, id="retrying"),
+    pytest.param(via_run_transaction_session, id="run_transaction_session"),
+]
+#: Those plus retrying_session, which runs the work once and replays it.
+ALL_HELPERS = [*HELPERS, pytest.param(via_retrying_session, id="retrying_session")]
+
+
+# -- the four kinds of target, for the ``target`` fixture -------------------
+
+
+@asynccontextmanager
+async def engine_target(db: AsyncEngine) -> AsyncIterator[Any]:
+    yield db
+
+
+@asynccontextmanager
+async def connection_target(db: AsyncEngine) -> AsyncIterator[Any]:
+    async with db.connect() as conn:
+        yield conn
+
+
+@asynccontextmanager
+async def sessionmaker_target(db: AsyncEngine) -> AsyncIterator[Any]:
+    yield async_sessionmaker(db)
+
+
+@asynccontextmanager
+async def session_target(db: AsyncEngine) -> AsyncIterator[Any]:
+    async with AsyncSession(db) as session:
+        yield session
+
+
+TARGETS = [
+    pytest.param(engine_target, id="engine"),
+    pytest.param(connection_target, id="connection"),
+    pytest.param(sessionmaker_target, id="sessionmaker"),
+    pytest.param(session_target, id="session"),
+]

@@ -1,4 +1,4 @@
-"""Golden tests: every error record in crdb-facts/errors.json is classified right.
+"""Golden tests: every error record in tests/crdb_facts/errors.json is classified right.
 
 Each record's message is turned into the exception chain an application really
 sees (asyncpg's exception class for the SQLSTATE, translated by SQLAlchemy's

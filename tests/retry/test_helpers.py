@@ -8,12 +8,6 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import (
-    AsyncConnection,
-    AsyncEngine,
-    AsyncSession,
-    async_sessionmaker,
-)
 
 from sqlalchemy_crdb_async import (
     RetriesExhaustedError,
@@ -23,43 +17,23 @@ from sqlalchemy_crdb_async import (
     retrying,
     run_transaction,
 )
-from tests.retry.support import count_rows, fail_times, install, new_counter
+from tests.retry.support import (
+    FAST,
+    conn_of,
+    count_rows,
+    engine_target,
+    fail_times,
+    new_counter,
+    sessionmaker_target,
+)
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
-
-FAST = RetryPolicy(initial_backoff_s=0.001, max_backoff_s=0.01)
-TARGETS = ["engine", "connection", "sessionmaker", "session"]
-
-
-@pytest.fixture
-async def db(engine: AsyncEngine) -> AsyncEngine:
-    await install(engine)
-    return engine
+    from sqlalchemy.ext.asyncio import (
+        AsyncConnection,
+        AsyncEngine,
+    )
 
 
-@pytest.fixture
-async def target(request: pytest.FixtureRequest, db: AsyncEngine) -> AsyncIterator[Any]:
-    kind = request.param
-    if kind == "engine":
-        yield db
-    elif kind == "connection":
-        async with db.connect() as conn:
-            yield conn
-    elif kind == "sessionmaker":
-        yield async_sessionmaker(db)
-    else:
-        async with AsyncSession(db) as session:
-            yield session
-
-
-async def _conn(handle: AsyncConnection | AsyncSession) -> AsyncConnection:
-    if isinstance(handle, AsyncSession):
-        return await handle.connection()
-    return handle
-
-
-@pytest.mark.parametrize("target", TARGETS, indirect=True)
 async def test_run_transaction_retries_40001_at_a_statement(
     db: AsyncEngine, target: Any
 ) -> None:
@@ -69,7 +43,7 @@ async def test_run_transaction_retries_40001_at_a_statement(
     async def work(handle: Any) -> str:
         nonlocal calls
         calls += 1
-        conn = await _conn(handle)
+        conn = await conn_of(handle)
         await conn.exec_driver_sql(
             "INSERT INTO commit_probe (seq, failures, note) "
             f"VALUES ('{seq}', 0, 'stmt')"
@@ -91,7 +65,6 @@ async def test_run_transaction_retries_40001_at_a_statement(
     assert after.commits - before.commits == 1
 
 
-@pytest.mark.parametrize("target", TARGETS, indirect=True)
 async def test_run_transaction_retries_40001_at_commit(
     db: AsyncEngine, target: Any
 ) -> None:
@@ -101,7 +74,7 @@ async def test_run_transaction_retries_40001_at_commit(
     async def work(handle: Any) -> None:
         nonlocal calls
         calls += 1
-        conn = await _conn(handle)
+        conn = await conn_of(handle)
         await conn.exec_driver_sql(
             f"INSERT INTO commit_probe (seq, failures, note) VALUES ('{seq}', 2, 'c')"
         )
@@ -111,7 +84,6 @@ async def test_run_transaction_retries_40001_at_commit(
     assert await count_rows(db, "commit_probe", f"seq = '{seq}'") == 1
 
 
-@pytest.mark.parametrize("target", TARGETS, indirect=True)
 async def test_retrying_retries_at_statement_and_commit(
     db: AsyncEngine, target: Any
 ) -> None:
@@ -120,7 +92,7 @@ async def test_retrying_retries_at_statement_and_commit(
     async for attempt in retrying(target, policy=FAST):
         async with attempt as handle:
             numbers.append(attempt.number)
-            conn = await _conn(handle)
+            conn = await conn_of(handle)
             # first attempt fails at the statement, second at COMMIT
             await conn.exec_driver_sql(
                 f"INSERT INTO commit_probe (seq, failures, note) "
@@ -131,7 +103,12 @@ async def test_retrying_retries_at_statement_and_commit(
     assert await count_rows(db, "commit_probe", f"seq = '{seq}'") == 1
 
 
-@pytest.mark.parametrize("target", ["engine", "sessionmaker"], indirect=True)
+@pytest.mark.parametrize(
+    "target",
+    [engine_target, sessionmaker_target],
+    ids=["engine", "sessionmaker"],
+    indirect=True,
+)
 async def test_non_retryable_error_propagates_unchanged_after_one_attempt(
     db: AsyncEngine, target: Any
 ) -> None:
@@ -140,7 +117,7 @@ async def test_non_retryable_error_propagates_unchanged_after_one_attempt(
     async def work(handle: Any) -> None:
         nonlocal calls
         calls += 1
-        conn = await _conn(handle)
+        conn = await conn_of(handle)
         await conn.exec_driver_sql("INSERT INTO kv VALUES (1, 1), (1, 2)")
 
     with pytest.raises(sa_exc.IntegrityError) as info:
@@ -231,12 +208,12 @@ async def test_inject_retry_errors_needs_cockroachdb(
     db: AsyncEngine, crdb_server: Any
 ) -> None:
     if crdb_server.is_cockroachdb:
-        pytest.skip("checks the PostgreSQL refusal")
+        pytest.skip("needs PostgreSQL: checks that it refuses inject_retry_errors")
     with pytest.raises(sa_exc.ArgumentError, match="needs CockroachDB"):
         await run_transaction(db, _noop, policy=RetryPolicy(inject_retry_errors=True))
 
 
-@pytest.mark.crdb_only
+@pytest.mark.crdb_only("inject_retry_errors_enabled")
 async def test_inject_retry_errors_on_cockroachdb(db: AsyncEngine) -> None:
     calls = 0
 

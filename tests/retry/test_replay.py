@@ -22,12 +22,10 @@ from sqlalchemy_crdb_async import (
     retrying_session,
     run_transaction,
 )
-from tests.retry.support import count_rows, install, new_counter
+from tests.retry.support import FAST, count_rows, install, new_counter
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import URL
-
-FAST = RetryPolicy(initial_backoff_s=0.001, max_backoff_s=0.01)
 
 
 class Base(DeclarativeBase):
@@ -41,12 +39,12 @@ class KV(Base):
 
 
 @pytest.fixture
-async def db(engine: AsyncEngine) -> AsyncEngine:
-    await install(engine)
-    async with engine.begin() as conn:
+async def db(db: AsyncEngine) -> AsyncEngine:
+    """The retry tests' ``db`` (tests/retry/conftest.py), kv at its first rows."""
+    async with db.begin() as conn:
         await conn.exec_driver_sql("DELETE FROM kv")
         await conn.exec_driver_sql("INSERT INTO kv VALUES (1, 100), (2, 200)")
-    return engine
+    return db
 
 
 async def test_body_runs_once_when_a_statement_fails_and_replay_matches(
@@ -210,7 +208,7 @@ async def test_replay_with_psycopg_async(crdb_url: URL) -> None:
         await eng.dispose()
 
 
-@pytest.mark.crdb_only
+@pytest.mark.crdb_only("inject_retry_errors_enabled")
 async def test_injected_retry_errors_are_replayed_on_cockroachdb(
     db: AsyncEngine,
 ) -> None:

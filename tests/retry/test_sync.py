@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -10,16 +11,15 @@ from sqlalchemy import create_engine
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session, sessionmaker
 
-from sqlalchemy_crdb_async import RetriesExhaustedError, RetryPolicy, retry_stats
+from sqlalchemy_crdb_async import RetriesExhaustedError, retry_stats
 from sqlalchemy_crdb_async.sync import run_transaction
-from tests.retry.support import SETUP
+from tests.retry.support import FAST, SETUP
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
     from sqlalchemy.engine import URL, Connection, Engine
 
-FAST = RetryPolicy(initial_backoff_s=0.001, max_backoff_s=0.01)
 _ids = itertools.count()
 
 
@@ -51,19 +51,40 @@ def _count(engine: Engine, seq: str) -> int:
         )
 
 
-@pytest.fixture(params=["engine", "connection", "sessionmaker", "session"])
+@contextmanager
+def _engine(engine: Engine) -> Iterator[Any]:
+    yield engine
+
+
+@contextmanager
+def _connection(engine: Engine) -> Iterator[Any]:
+    with engine.connect() as conn:
+        yield conn
+
+
+@contextmanager
+def _sessionmaker(engine: Engine) -> Iterator[Any]:
+    yield sessionmaker(engine)
+
+
+@contextmanager
+def _session(engine: Engine) -> Iterator[Any]:
+    with Session(engine) as session:
+        yield session
+
+
+@pytest.fixture(
+    params=[
+        pytest.param(_engine, id="engine"),
+        pytest.param(_connection, id="connection"),
+        pytest.param(_sessionmaker, id="sessionmaker"),
+        pytest.param(_session, id="session"),
+    ]
+)
 def target(request: pytest.FixtureRequest, sync_engine: Engine) -> Iterator[Any]:
-    kind = request.param
-    if kind == "engine":
-        yield sync_engine
-    elif kind == "connection":
-        with sync_engine.connect() as conn:
-            yield conn
-    elif kind == "sessionmaker":
-        yield sessionmaker(sync_engine)
-    else:
-        with Session(sync_engine) as session:
-            yield session
+    """Each kind of target the sync run_transaction accepts."""
+    with request.param(sync_engine) as made:
+        yield made
 
 
 def _conn(handle: Connection | Session) -> Connection:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+
+from sqlalchemy_crdb_async.testing.plugin import crdb_only_reason
 
 if TYPE_CHECKING:
     from sqlalchemy_crdb_async.testing import TestServer
@@ -31,6 +35,11 @@ async def test_gets_its_own_database(crdb_url):
 @pytest.mark.crdb_only
 def test_needs_cockroach():
     pass
+
+
+@pytest.mark.crdb_only("AS OF SYSTEM TIME")
+def test_needs_a_cockroach_feature():
+    pass
 """
 
 
@@ -49,10 +58,16 @@ def test_user_suite_with_crdb_test_url(
         ]
     )
     if crdb_server.is_cockroachdb:
-        result.assert_outcomes(passed=2)
+        result.assert_outcomes(passed=3)
     else:
-        result.assert_outcomes(passed=1, skipped=1)
-        result.stdout.fnmatch_lines(["*needs CockroachDB (running on PostgreSQL*"])
+        result.assert_outcomes(passed=1, skipped=2)
+        result.stdout.fnmatch_lines(
+            [
+                "*needs CockroachDB (running on PostgreSQL*",
+                "*needs CockroachDB: AS OF SYSTEM TIME (running on PostgreSQL*",
+            ],
+            consecutive=False,
+        )
     # The module's database was dropped afterwards.
     names = crdb_server._run(
         lambda conn: (
@@ -76,3 +91,33 @@ def test_user_suite_header_names_the_embedded_candidate(
         ["crdb-async test server candidate: embedded postgres (PostgreSQL) * from *"]
     )
     result.assert_outcomes(passed=1)
+
+
+@pytest.mark.parametrize(
+    ("marker", "reason"),
+    [
+        (pytest.mark.crdb_only.mark, "needs CockroachDB (running on X)"),
+        (
+            pytest.mark.crdb_only("hash-sharded indexes").mark,
+            "needs CockroachDB: hash-sharded indexes (running on X)",
+        ),
+        (
+            pytest.mark.crdb_only(feature="AS OF SYSTEM TIME").mark,
+            "needs CockroachDB: AS OF SYSTEM TIME (running on X)",
+        ),
+    ],
+)
+def test_crdb_only_reason_names_the_feature(marker: pytest.Mark, reason: str) -> None:
+    assert crdb_only_reason(marker, "X") == reason
+
+
+def test_our_crdb_only_markers_name_their_feature() -> None:
+    tests = Path(__file__).resolve().parent.parent
+    bare = [
+        f"{path.relative_to(tests)}:{n}"
+        for path in sorted(tests.rglob("*.py"))
+        if path.name != Path(__file__).name
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if re.match(r"\s*@pytest\.mark\.crdb_only\s*$", line)
+    ]
+    assert bare == [], 'write @pytest.mark.crdb_only("<CockroachDB feature>")'
