@@ -62,6 +62,8 @@ import inspect
 import logging
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.orm import Session, sessionmaker
 from typing_extensions import Self
 
 from ._loop import AttemptLoop
@@ -69,7 +71,7 @@ from ._scopes import scope_class, sync_engine_of
 from .classify import ErrorKind
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Awaitable, Callable
+    from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
     from types import TracebackType
 
     from sqlalchemy.ext.asyncio import (
@@ -232,41 +234,56 @@ def retrying(
     retryable error is swallowed by the block and the loop runs again after the
     backoff; anything else propagates. The loop ends after the commit.
     """
+    check_async_target(target, "retrying")
     return _Retrying(target, policy, idempotent, "retrying")
 
 
 @overload
-async def run_transaction(
+def run_transaction(
     target: AsyncEngine | AsyncConnection,
     fn: Callable[[AsyncConnection], Awaitable[_T]],
     *,
     policy: RetryPolicy | None = ...,
     idempotent: bool = ...,
-) -> _T: ...
+) -> Coroutine[Any, Any, _T]: ...
 @overload
-async def run_transaction(
+def run_transaction(
     target: async_sessionmaker[Any] | AsyncSession,
     fn: Callable[[AsyncSession], Awaitable[_T]],
     *,
     policy: RetryPolicy | None = ...,
     idempotent: bool = ...,
-) -> _T: ...
-async def run_transaction(
+) -> Coroutine[Any, Any, _T]: ...
+def run_transaction(
     target: Any,
     fn: Callable[[Any], Awaitable[_T]],
     *,
     policy: RetryPolicy | None = None,
     idempotent: bool = False,
-) -> _T:
+) -> Coroutine[Any, Any, _T]:
     """Await ``fn(conn_or_session)`` in a transaction, retrying it; return its result.
 
     ``fn`` runs once per attempt, each time in a fresh transaction that is
     committed when it returns; see the module docstring for what is retried.
+    Use it as ``await run_transaction(...)``. The target and ``fn`` are checked
+    when it is called, before anything is awaited: a sync ``Engine``,
+    ``Connection``, ``sessionmaker`` or ``Session`` raises :class:`TypeError` at
+    once (a coroutine nobody awaits would silently never run the work).
     """
+    check_async_target(target, "run_transaction")
     if not callable(fn):
         raise TypeError(
             f"run_transaction(): fn must be an async function, got {type(fn).__name__}"
         )
+    return _run_transaction(target, fn, policy, idempotent)
+
+
+async def _run_transaction(
+    target: Any,
+    fn: Callable[[Any], Awaitable[_T]],
+    policy: RetryPolicy | None,
+    idempotent: bool,
+) -> _T:
     loop = _Retrying(target, policy, idempotent, "run_transaction")
     async for attempt in loop:
         async with attempt as handle:
@@ -278,3 +295,24 @@ async def run_transaction(
                 )
             result = await pending
     return result
+
+
+_SYNC_TARGETS = (Engine, Connection, Session, sessionmaker)
+
+
+def check_async_target(target: Any, api: str) -> None:
+    """Raise at once when ``target`` cannot run an async retry loop.
+
+    A sync target is what code written for the older ``sqlalchemy-cockroachdb``
+    passes after renaming the import: :class:`TypeError` naming the sync API.
+    Anything else that is not an async target: ``ArgumentError``.
+    """
+    if isinstance(target, _SYNC_TARGETS):
+        raise TypeError(
+            f"{api}() is the asyncio API and was given a sync "
+            f"{type(target).__name__}; for sync code import "
+            "sqlalchemy_crdb_async.sync.run_transaction instead "
+            "(from sqlalchemy_crdb_async.sync import run_transaction), or pass an "
+            "AsyncEngine, AsyncConnection, async_sessionmaker or AsyncSession."
+        )
+    sync_engine_of(target, api)
