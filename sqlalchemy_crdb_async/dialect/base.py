@@ -198,6 +198,11 @@ class CockroachDBDialect(PGDialect):
             connection, schema=schema, filter_names=filter_names, **kw
         )
         if not self.is_cockroachdb:
+            # no hidden columns here; the older package's key, as on CockroachDB
+            columns = list(columns)
+            for _, table_columns in columns:
+                for column in table_columns:
+                    column["is_hidden"] = False
             return columns
         # CockroachDB: exact types, hidden columns, unique_rowid() (reflection.py)
         return crdb_reflection.crdb_columns(

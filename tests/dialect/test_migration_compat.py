@@ -92,3 +92,53 @@ def test_other_unknown_url_parameters_are_still_refused(crdb_url: URL) -> None:
     )
     with pytest.raises(ConnectParameterError, match="disable_cockroachdb_telemetri"):
         create_async_engine(url).dialect.create_connect_args(url)
+
+
+async def test_reflected_columns_keep_the_older_is_hidden_key(
+    crdb_url: URL,
+) -> None:
+    engine = create_async_engine(crdb_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.exec_driver_sql("DROP TABLE IF EXISTS legacy_hidden")
+            await conn.exec_driver_sql(
+                "CREATE TABLE legacy_hidden (id INT PRIMARY KEY, note TEXT)"
+            )
+            columns = await conn.run_sync(
+                lambda c: sa.inspect(c).get_columns("legacy_hidden")
+            )
+            await conn.exec_driver_sql("DROP TABLE legacy_hidden")
+    finally:
+        await engine.dispose()
+    assert [(c["name"], c["is_hidden"]) for c in columns] == [  # type: ignore[typeddict-item]
+        ("id", False),
+        ("note", False),
+    ]
+
+
+def test_index_options_postgresql_spelling_still_compiles() -> None:
+    """Reflection says ``cockroachdb_*``; models written with the older
+    package's ``postgresql_*`` index options still compile the same."""
+    from sqlalchemy.schema import CreateIndex
+
+    from sqlalchemy_crdb_async.dialect.server import parse_server_version
+
+    dialect = CockroachDBDialect_asyncpg()
+    dialect.server_info = parse_server_version(
+        "CockroachDB CCL v25.2.1 (x86_64-pc-linux-gnu, built 2025/06/02 23:17:23, "
+        "go1.23.7 X:nocoverageredesign)",
+        "13.0.0",
+    )
+    t = sa.Table(
+        "t", sa.MetaData(), sa.Column("a", sa.Integer), sa.Column("b", sa.Text)
+    )
+    old = sa.Index(
+        "ix_old", t.c.a, postgresql_include=["b"], postgresql_where=t.c.a > 1
+    )
+    new = sa.Index(
+        "ix_new", t.c.a, cockroachdb_storing=["b"], cockroachdb_where=t.c.a > 1
+    )
+    old_sql = str(CreateIndex(old).compile(dialect=dialect))
+    new_sql = str(CreateIndex(new).compile(dialect=dialect))
+    assert old_sql.replace("ix_old", "ix") == new_sql.replace("ix_new", "ix")
+    assert "STORING (b) WHERE a > 1" in new_sql
