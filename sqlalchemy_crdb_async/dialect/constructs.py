@@ -38,10 +38,14 @@ Index hints (section 5)::
 
 :func:`index_hint` returns the ``(text, dialect_name)`` pair that ``with_hint``
 takes after the table, hence the ``*``. An aliased table keeps its alias
-(``FROM t@i AS x``).
+(``FROM t@i AS x``). The older ``sqlalchemy-cockroachdb`` form
+``with_hint(t, "t_b_idx")`` renders the same on CockroachDB (the text follows
+the ``@`` verbatim); on PostgreSQL it raises ``CompileError`` naming
+:func:`index_hint`.
 
 Also: :func:`timestampdiff` (whole units between two timestamps, as MySQL's
-and the older package's), :func:`unique_rowid` (CockroachDB's SERIAL default),
+and the older package's, exact to the microsecond; ``func.timestampdiff(...)``
+builds it too), :func:`unique_rowid` (CockroachDB's SERIAL default),
 :func:`uuid_primary_key` (a ``UUID`` primary key defaulting to
 ``gen_random_uuid()``, which both servers have).
 """
