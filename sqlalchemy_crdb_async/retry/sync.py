@@ -24,10 +24,12 @@ docs/migrating-from-sqlalchemy-cockroachdb.md):
 ``max_retries``
     retries after the first attempt, so ``max_attempts = max_retries + 1``.
     ``None``, the older default ("retry until it commits"), means no limit on
-    attempts, bounded instead by a deadline: the policy's ``deadline_s``, or
-    :data:`UNLIMITED_RETRIES_DEADLINE_S` seconds when it has none, because a
-    loop without any bound hides a livelock. Leaving it out gives this
-    package's default policy (10 attempts), not the older unlimited one.
+    attempts, bounded instead by a deadline of
+    :data:`UNLIMITED_RETRIES_DEADLINE_S` seconds (60), because a loop without
+    any bound hides a livelock; for another bound pass
+    ``policy=RetryPolicy(max_attempts=..., deadline_s=...)`` instead. Leaving
+    it out gives this package's default policy (10 attempts), not the older
+    unlimited one.
 ``max_backoff``
     the cap of one backoff, seconds; ``0`` means no sleep, as it did there.
 ``inject_error=True``
@@ -77,7 +79,7 @@ _T = TypeVar("_T")
 log = logging.getLogger("sqlalchemy_crdb_async.retry")
 _UNSET: Any = object()
 
-#: Deadline, in seconds, of ``max_retries=None`` when the policy sets none.
+#: The deadline, in seconds, that bounds ``max_retries=None`` (no attempt limit).
 UNLIMITED_RETRIES_DEADLINE_S = 60.0
 
 
@@ -145,8 +147,7 @@ def _policy_from(
     if max_retries is None:
         # the older "retry until it commits": no attempt limit, but a deadline
         changes["max_attempts"] = sys.maxsize
-        if base.deadline_s is None:
-            changes["deadline_s"] = UNLIMITED_RETRIES_DEADLINE_S
+        changes["deadline_s"] = UNLIMITED_RETRIES_DEADLINE_S
     elif max_retries is not _UNSET:
         if (
             isinstance(max_retries, bool)
