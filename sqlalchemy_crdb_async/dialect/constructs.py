@@ -416,25 +416,25 @@ def _microseconds(start: str, end: str) -> str:
     the ``extract`` overloads have ``ReturnType: types.Float``;
     https://www.cockroachlabs.com/docs/stable/functions-and-operators#date-and-time-functions),
     so ``extract(epoch FROM end - start)`` cannot be scaled exactly (0.000493 s
-    / 1e-06 is 492.999...). Here every FLOAT is a whole number below 2**53 (an
-    epoch of minute-truncated timestamps; microseconds within a minute), which
-    a FLOAT holds exactly, and the rest is INT8 arithmetic. The casts to FLOAT8
-    make PostgreSQL (whose extract returns NUMERIC) run the same arithmetic.
+    / 1e-06 is 492.999...). Here the whole seconds come from the epochs of the
+    second-truncated timestamps (whole numbers below 2**53, which a FLOAT holds
+    exactly), and each timestamp's fraction of a second (under 1 s, so its FLOAT
+    error is far below half a microsecond) is rounded to whole microseconds;
+    the rest is INT8 arithmetic. The casts to FLOAT8 make PostgreSQL (whose
+    extract returns NUMERIC) run the same arithmetic.
     """
 
-    def part(field: str, ts: str) -> str:
-        return f"CAST(extract({field} FROM {ts}) AS FLOAT8)"
+    def epoch(value: str) -> str:
+        return f"CAST(extract(epoch FROM {value}) AS FLOAT8)"
 
-    def minute(ts: str) -> str:
-        return f"date_trunc('minute', {ts})"
+    def second(ts: str) -> str:
+        return f"date_trunc('second', {ts})"
 
-    minutes_s = (
-        f"CAST({part('epoch', minute(end))} - {part('epoch', minute(start))} AS BIGINT)"
-    )
-    within_us = (
-        f"CAST({part('microsecond', end)} - {part('microsecond', start)} AS BIGINT)"
-    )
-    return f"({minutes_s} * 1000000 + {within_us})"
+    def fraction_us(ts: str) -> str:
+        return f"CAST(round({epoch(f'{ts} - {second(ts)}')} * 1000000) AS BIGINT)"
+
+    seconds = f"CAST({epoch(second(end))} - {epoch(second(start))} AS BIGINT)"
+    return f"({seconds} * 1000000 + {fraction_us(end)} - {fraction_us(start)})"
 
 
 @compiles(timestampdiff, DIALECT_NAME)

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
 _T0 = dt.datetime(2024, 5, 6, 7, 8, 59, 999_800)
+_US100 = dt.timedelta(microseconds=100)
 meta = sa.MetaData()
 accounts = sa.Table(
     "accounts",
@@ -112,6 +113,9 @@ async def test_crdb_only_constructs_refuse_postgresql(db: AsyncEngine) -> None:
         ("microsecond", _T0, _T0 + dt.timedelta(microseconds=493), 493),
         ("millisecond", _T0, _T0 + dt.timedelta(microseconds=1_999), 1),
         ("microsecond", _T0, _T0 + dt.timedelta(days=36500, microseconds=7), None),
+        # backwards across a second boundary: -200 us, 0 whole seconds
+        ("microsecond", _T0 + dt.timedelta(microseconds=300), _T0 + _US100, -200),
+        ("second", _T0 + dt.timedelta(microseconds=300), _T0 + _US100, 0),
     ],
 )
 async def test_timestampdiff(
@@ -132,6 +136,22 @@ async def test_timestampdiff(
     )
     async with engine.connect() as conn:
         assert await conn.scalar(stmt) == expected
+
+
+async def test_timestampdiff_with_time_zones(engine: AsyncEngine) -> None:
+    tz = sa.DateTime(timezone=True)
+    start = dt.datetime(2024, 3, 31, 0, 59, 59, 999_999, tzinfo=dt.timezone.utc)
+    end = start.astimezone(dt.timezone(dt.timedelta(hours=2))) + dt.timedelta(
+        hours=1, microseconds=493
+    )
+    stmt = sa.select(
+        timestampdiff("microsecond", sa.literal(start, tz), sa.literal(end, tz)),
+        timestampdiff("hour", sa.literal(start, tz), sa.literal(end, tz)),
+    )
+    async with engine.connect() as conn:
+        await conn.exec_driver_sql("SET TIME ZONE 'Europe/Berlin'")  # DST starts
+        row = (await conn.execute(stmt)).one()
+    assert tuple(row) == (3_600_000_493, 1)
 
 
 async def test_float_epoch_formula_is_one_short(engine: AsyncEngine) -> None:
