@@ -40,3 +40,11 @@ def test_version_matches_distribution() -> None:
     from importlib.metadata import version
 
     assert sqlalchemy_crdb_async.__version__ == version("sqlalchemy-crdb-async")
+
+
+def test_sync_module_exports_the_older_packages_names() -> None:
+    from sqlalchemy_crdb_async import sync
+
+    assert {"ChainTransaction", "run_transaction"} <= set(sync.__all__)
+    for name in sync.__all__:
+        assert hasattr(sync, name), name

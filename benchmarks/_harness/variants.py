@@ -47,7 +47,7 @@ def asyncpg_connect_kwargs(url: URL) -> dict[str, Any]:
     """``asyncpg.connect`` keywords for ``url``, libpq parameters translated."""
     from sqlalchemy_crdb_async.dialect.asyncpg import CockroachDBDialect_asyncpg
 
-    dialect = CockroachDBDialect_asyncpg()  # type: ignore[no-untyped-call]
+    dialect = CockroachDBDialect_asyncpg()
     _, kwargs = dialect.create_connect_args(url.set(drivername="cockroachdb+asyncpg"))
     return dict(kwargs)
 

@@ -36,7 +36,7 @@ from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 from typing_extensions import override
 
 from ._libpq import asyncpg_connect_kwargs
-from .base import CockroachDBDialect
+from .base import CockroachDBDialect, without_noop_params
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import URL
@@ -54,7 +54,9 @@ class CockroachDBDialect_asyncpg(CockroachDBDialect, PGDialect_asyncpg):
     @override
     def create_connect_args(self, url: URL) -> ConnectArgsType:
         # SQLAlchemy's asyncpg dialect handles user, host(s), port and database;
-        # the remaining query parameters are libpq's, translated for asyncpg.
+        # the remaining query parameters are libpq's, translated for asyncpg
+        # (less the older package's no-op ones, see base.py).
+        url = without_noop_params(url)
         hosts = {k: v for k, v in url.query.items() if k == "host"}
         args, opts = super().create_connect_args(url.set(query=hosts))
         opts.update(

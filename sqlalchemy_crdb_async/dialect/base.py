@@ -38,6 +38,15 @@ the cluster setting ``sql.txn.read_committed_isolation.enabled``, otherwise the
 server silently runs the transaction as SERIALIZABLE). On PostgreSQL: whatever
 SQLAlchemy's dialect for the driver accepts. Any other value raises
 :class:`sqlalchemy.exc.ArgumentError` listing the valid ones.
+
+``disable_cockroachdb_telemetry``
+---------------------------------
+The older ``sqlalchemy-cockroachdb`` documented this keyword; it is accepted
+wherever that package accepted it and wherever a user might put it (a URL query
+parameter, ``connect_args``, a ``create_engine`` keyword), on every driver, and
+does nothing: this package sends no telemetry. It never reaches the driver
+(psycopg would refuse it as an invalid connection option, asyncpg as an unknown
+parameter).
 """
 
 from __future__ import annotations
@@ -58,10 +67,14 @@ from .compiler import (
 from .server import ServerFlavor, ServerInfo, parse_server_version
 
 if TYPE_CHECKING:
-    from sqlalchemy.engine import Connection
-    from sqlalchemy.engine.interfaces import DBAPIConnection, IsolationLevel
+    from sqlalchemy.engine import URL, Connection
+    from sqlalchemy.engine.interfaces import (
+        ConnectArgsType,
+        DBAPIConnection,
+        IsolationLevel,
+    )
 
-__all__ = ["CockroachDBDialect"]
+__all__ = ["NOOP_CONNECT_PARAMS", "CockroachDBDialect", "without_noop_params"]
 
 #: One round trip tells the server apart and gives both version numbers.
 DETECT_SERVER_SQL = "SELECT version(), current_setting('server_version')"
@@ -69,6 +82,17 @@ DETECT_SERVER_SQL = "SELECT version(), current_setting('server_version')"
 # READ COMMITTED appeared in v23.2
 # (https://www.cockroachlabs.com/docs/v23.2/read-committed).
 _CRDB_READ_COMMITTED_SINCE = (23, 2, 0)
+
+
+#: Keywords of the older sqlalchemy-cockroachdb that are accepted and ignored.
+NOOP_CONNECT_PARAMS = ("disable_cockroachdb_telemetry",)
+
+
+def without_noop_params(url: URL) -> URL:
+    """``url`` without the query parameters in :data:`NOOP_CONNECT_PARAMS`."""
+    if not any(name in url.query for name in NOOP_CONNECT_PARAMS):
+        return url
+    return url.difference_update_query(NOOP_CONNECT_PARAMS)
 
 
 _CRDB_INDEX_ARGS: dict[str, Any] = {
@@ -103,6 +127,21 @@ class CockroachDBDialect(PGDialect):
 
     #: What the server said on the first connection; None until then.
     server_info: ServerInfo | None = None
+
+    def __init__(self, disable_cockroachdb_telemetry: Any = False, **kw: Any) -> None:
+        # the older package's create_engine keyword: accepted, ignored (no
+        # telemetry is sent; see the module docstring)
+        super().__init__(**kw)
+
+    @override
+    def create_connect_args(self, url: URL) -> ConnectArgsType:
+        return super().create_connect_args(without_noop_params(url))
+
+    @override
+    def connect(self, *cargs: Any, **cparams: Any) -> Any:
+        for name in NOOP_CONNECT_PARAMS:  # from connect_args; ignored
+            cparams.pop(name, None)
+        return super().connect(*cargs, **cparams)
 
     @property
     def server_flavor(self) -> ServerFlavor | None:
@@ -160,6 +199,11 @@ class CockroachDBDialect(PGDialect):
             connection, schema=schema, filter_names=filter_names, **kw
         )
         if not self.is_cockroachdb:
+            # no hidden columns here; the older package's key, as on CockroachDB
+            columns = list(columns)
+            for _, table_columns in columns:
+                for column in table_columns:
+                    column["is_hidden"] = False
             return columns
         # CockroachDB: exact types, hidden columns, unique_rowid() (reflection.py)
         return crdb_reflection.crdb_columns(

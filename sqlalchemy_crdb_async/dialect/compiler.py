@@ -313,4 +313,8 @@ class CockroachDBCompiler(PGCompiler):
     ) -> str:
         if hint.startswith("@"):
             return crdb_sql.render_index_hint(self, sqltext, table, hint)
-        return str(super().format_from_hint_text(sqltext, table, hint, iscrud))
+        # The older sqlalchemy-cockroachdb's form, with_hint(t, "ix_name"): the
+        # hint text follows "@" verbatim (CockroachDB's table@index, also
+        # table@{FORCE_INDEX=...}: https://www.cockroachlabs.com/docs/stable/
+        # table-expressions#force-index-selection).
+        return crdb_sql.render_bare_index_hint(self, sqltext, table, hint)

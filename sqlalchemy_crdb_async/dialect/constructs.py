@@ -40,10 +40,14 @@ Index hints
 
 :func:`index_hint` returns the ``(text, dialect_name)`` pair that ``with_hint``
 takes after the table, hence the ``*``. An aliased table keeps its alias
-(``FROM t@i AS x``).
+(``FROM t@i AS x``). The older ``sqlalchemy-cockroachdb`` form
+``with_hint(t, "t_b_idx")`` renders the same on CockroachDB (the text follows
+the ``@`` verbatim); on PostgreSQL it raises ``CompileError`` naming
+:func:`index_hint`.
 
 Also: :func:`timestampdiff` (whole units between two timestamps, as MySQL's
-and the older package's), :func:`unique_rowid` (CockroachDB's SERIAL default),
+and the older package's, exact to the microsecond; ``func.timestampdiff(...)``
+builds it too), :func:`unique_rowid` (CockroachDB's SERIAL default),
 :func:`uuid_primary_key` (a ``UUID`` primary key defaulting to
 ``gen_random_uuid()``, which both servers have).
 """
@@ -54,14 +58,16 @@ import datetime as dt
 import re
 from typing import Any
 
-from sqlalchemy import Column, exc, literal_column, text
+from sqlalchemy import Column, exc, text
 from sqlalchemy import types as sqltypes
 from sqlalchemy.dialects.postgresql import Insert as PGInsert
 from sqlalchemy.dialects.postgresql.dml import OnConflictDoNothing, OnConflictDoUpdate
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql import ClauseElement, Select
-from sqlalchemy.sql.functions import FunctionElement
+from sqlalchemy.sql.elements import BindParameter, ColumnClause, TextClause
+from sqlalchemy.sql.functions import FunctionElement, GenericFunction
 from sqlalchemy.sql.selectable import TableClause
+from sqlalchemy.sql.visitors import InternalTraversal
 
 __all__ = [
     "AS_OF_SYSTEM_TIME",
@@ -371,27 +377,101 @@ def render_index_hint(compiler: Any, sqltext: str, table: Any, hint: str) -> str
     raise exc.CompileError(f"an index hint applies to a table, not {table!r}")
 
 
+def render_bare_index_hint(compiler: Any, sqltext: str, table: Any, hint: str) -> str:
+    """``with_hint(t, "ix")`` as the older package wrote it: ``t@ix`` on
+    CockroachDB; on PostgreSQL an error naming :func:`index_hint`."""
+    if not hint.strip():
+        raise exc.CompileError("with_hint() was given an empty index hint")
+    if not _is_crdb(compiler):
+        name = getattr(table, "name", "t")
+        raise _crdb_only(
+            f"with_hint({name}, {hint!r}) (an index hint in the older "
+            "sqlalchemy-cockroachdb form, rendered table@index on CockroachDB)",
+            "PostgreSQL has no index hints. Write it as "
+            f"with_hint({name}, *index_hint({hint!r})) from sqlalchemy_crdb_async "
+            "and leave it out of statements that run on PostgreSQL.",
+        )
+    return render_index_hint(compiler, sqltext, table, "@" + hint.strip())
+
+
 # -- functions -----------------------------------------------------------------
 
-_UNIT_SECONDS = {
-    "microsecond": 1e-6,
-    "millisecond": 1e-3,
-    "second": 1,
-    "minute": 60,
-    "hour": 3600,
-    "day": 86400,
-    "week": 604800,
+# Microseconds per unit; computed exactly (see _compile_timestampdiff).
+_UNIT_MICROSECONDS = {
+    "microsecond": 1,
+    "millisecond": 1_000,
+    "second": 1_000_000,
+    "minute": 60_000_000,
+    "hour": 3_600_000_000,
+    "day": 86_400_000_000,
+    "week": 604_800_000_000,
 }
-_UNITS = (*_UNIT_SECONDS, "month", "quarter", "year")
+# Calendar units are refused: MySQL counts whole calendar months (Jan 31 ->
+# Feb 29 is 0 months), which no fixed number of seconds gives, and the SQL
+# tool for it, age(), gives no months on CockroachDB: its age() answers in
+# hours ("384190:06:45" for 44 years; cockroach commit 59b2bc218,
+# https://github.com/cockroachdb/cockroach/commit/59b2bc218, logic test
+# pkg/sql/logictest/testdata/logic_test/datetime).
+_CALENDAR_UNITS = ("month", "quarter", "year")
+_CALENDAR_REFUSAL = (
+    "timestampdiff() cannot count {unit!r} exactly: months, quarters and years "
+    "are calendar units (MySQL counts Jan 31 -> Feb 29 as 0 months), no fixed "
+    "number of seconds gives them, and CockroachDB's age() answers in hours, "
+    "not months. Compute calendar differences in Python (e.g. "
+    "dateutil.relativedelta) or use DAY/WEEK."
+)
 
 
-class timestampdiff(FunctionElement[int]):
+def _unit_text(unit: Any) -> str | None:
+    """The unit a ``timestampdiff`` argument spells, lower-case; None if unknown.
+
+    Accepts what the older package accepted: ``"SECOND"``, ``" SECOND "``,
+    ``literal("SECOND")`` / ``bindparam("u", "SECOND")``, ``text("SECOND")``
+    and ``literal_column("SECOND")``.
+    """
+    raw: Any
+    if isinstance(unit, str):
+        raw = unit
+    elif isinstance(unit, BindParameter):
+        raw = unit.value
+    elif isinstance(unit, TextClause):
+        raw = unit.text
+    elif isinstance(unit, ColumnClause) and unit.is_literal:
+        raw = unit.name
+    else:
+        return None
+    if not isinstance(raw, str):
+        return None
+    return raw.strip().strip("'\"").strip().lower()
+
+
+def _unit_error(unit: Any, spelled: str | None) -> str | None:
+    """Why ``unit`` cannot be used, or None when it can."""
+    if spelled in _UNIT_MICROSECONDS:
+        return None
+    if spelled in _CALENDAR_UNITS:
+        return _CALENDAR_REFUSAL.format(unit=spelled.upper())
+    return (
+        f"timestampdiff() unit must be one of {', '.join(_UNIT_MICROSECONDS)} "
+        f"(any case, as a string, literal(), bindparam() or text()); got {unit!r}"
+    )
+
+
+class timestampdiff(GenericFunction[int]):
     """``timestampdiff(unit, start, end)``: whole ``unit``s from start to end.
 
     As MySQL's ``TIMESTAMPDIFF`` (and the older package's helper): truncated
-    toward zero; units microsecond ... week, month, quarter, year. Plain
-    PostgreSQL SQL (``extract``, ``age``) that both servers run. Raises
-    ``ArgumentError`` for another unit.
+    toward zero; units microsecond, millisecond, second, minute, hour, day,
+    week, computed exactly in integer microseconds on both servers. MONTH,
+    QUARTER and YEAR are refused with an explanation (see ``_CALENDAR_UNITS``).
+
+    It is also what ``func.timestampdiff(text("MINUTE"), a, b)`` builds (a
+    SQLAlchemy generic function, as the older package registered it, so code
+    written for MySQL and CockroachDB alike, such as Airflow's, is translated).
+    A plain-string unit is checked at once (:class:`~sqlalchemy.exc.ArgumentError`);
+    a unit given as a SQL element is checked when compiled with this dialect
+    (:class:`~sqlalchemy.exc.CompileError`), because other dialects in the same
+    process (MySQL) render ``func.timestampdiff`` unchanged.
 
     Example::
 
@@ -401,40 +481,84 @@ class timestampdiff(FunctionElement[int]):
 
         from sqlalchemy_crdb_async import timestampdiff
 
-        start = literal(dt.datetime(2024, 1, 31))
-        end = literal(dt.datetime(2024, 3, 1))
+        start = literal(dt.datetime(2024, 1, 31, 12, 0, 0))
+        end = literal(dt.datetime(2024, 1, 31, 12, 1, 30))
         async with engine.connect() as conn:
-            months = await conn.scalar(select(timestampdiff("month", start, end)))
-        assert months == 1
+            seconds = await conn.scalar(select(timestampdiff("second", start, end)))
+        assert seconds == 90
     """
 
     type = sqltypes.BigInteger()
     name = "timestampdiff"
     inherit_cache = True
+    # The unit decides the SQL text but may sit in a bind parameter, whose value
+    # is not part of SQLAlchemy's cache key: key on the resolved unit too.
+    _traverse_internals = [
+        *GenericFunction._traverse_internals,
+        ("unit", InternalTraversal.dp_plain_obj),
+    ]
 
-    def __init__(self, unit: str, start: Any, end: Any) -> None:
-        unit_l = str(unit).lower()
-        if unit_l not in _UNITS:
-            raise exc.ArgumentError(
-                f"timestampdiff() unit must be one of {', '.join(_UNITS)}; got {unit!r}"
-            )
-        self.unit = unit_l
-        super().__init__(literal_column(_quote(unit_l)), start, end)
+    def __init__(self, unit: Any, *start_end: Any, **kw: Any) -> None:
+        # (unit, start, end); other arities reach the compiler's error, as
+        # func.timestampdiff(...) for other dialects takes whatever they take
+        spelled = _unit_text(unit)
+        if isinstance(unit, str):
+            error = _unit_error(unit, spelled)
+            if error is not None:
+                raise exc.ArgumentError(error)
+        #: The unit, lower-case, or None when the argument spells none.
+        self.unit = spelled
+        super().__init__(unit, *start_end, **kw)
 
 
-@compiles(timestampdiff)
+def _microseconds(start: str, end: str) -> str:
+    """Exact microseconds from ``start`` to ``end``, as INT8 SQL.
+
+    CockroachDB's ``extract`` returns FLOAT (pkg/sql/sem/builtins/builtins.go:
+    the ``extract`` overloads have ``ReturnType: types.Float``;
+    https://www.cockroachlabs.com/docs/stable/functions-and-operators#date-and-time-functions),
+    so ``extract(epoch FROM end - start)`` cannot be scaled exactly (0.000493 s
+    / 1e-06 is 492.999...). Here the whole seconds come from the epochs of the
+    second-truncated timestamps (whole numbers below 2**53, which a FLOAT holds
+    exactly), and each timestamp's fraction of a second (under 1 s, so its FLOAT
+    error is far below half a microsecond) is rounded to whole microseconds;
+    the rest is INT8 arithmetic. The casts to FLOAT8 make PostgreSQL (whose
+    extract returns NUMERIC) run the same arithmetic.
+    """
+
+    def epoch(value: str) -> str:
+        return f"CAST(extract(epoch FROM {value}) AS FLOAT8)"
+
+    def second(ts: str) -> str:
+        return f"date_trunc('second', {ts})"
+
+    def fraction_us(ts: str) -> str:
+        return f"CAST(round({epoch(f'{ts} - {second(ts)}')} * 1000000) AS BIGINT)"
+
+    seconds = f"CAST({epoch(second(end))} - {epoch(second(start))} AS BIGINT)"
+    return f"({seconds} * 1000000 + {fraction_us(end)} - {fraction_us(start)})"
+
+
+@compiles(timestampdiff, DIALECT_NAME)
+@compiles(timestampdiff, "postgresql")
 def _compile_timestampdiff(element: timestampdiff, compiler: Any, **kw: Any) -> str:
-    _, start, end = list(element.clauses)
-    s = compiler.process(start, **kw)
-    e = compiler.process(end, **kw)
-    if element.unit in _UNIT_SECONDS:
-        seconds = _UNIT_SECONDS[element.unit]
-        return f"CAST(trunc(extract(epoch FROM ({e}) - ({s})) / {seconds!r}) AS BIGINT)"
-    months = (
-        f"(extract(year FROM age({e}, {s})) * 12 + extract(month FROM age({e}, {s})))"
-    )
-    divisor = {"month": 1, "quarter": 3, "year": 12}[element.unit]
-    return f"CAST(trunc({months} / {divisor}) AS BIGINT)"
+    args = list(element.clauses)
+    if len(args) != 3:
+        raise exc.CompileError(
+            f"timestampdiff() takes 3 arguments (unit, start, end), got {len(args)}"
+        )
+    error = _unit_error(args[0], element.unit)
+    if error is not None:
+        raise exc.CompileError(error)
+    assert element.unit is not None
+    s = compiler.process(args[1], **kw)
+    e = compiler.process(args[2], **kw)
+    micro = _microseconds(s, e)
+    per_unit = _UNIT_MICROSECONDS[element.unit]
+    if per_unit == 1:
+        return micro
+    # div() truncates toward zero on both servers, as MySQL does
+    return f"CAST(div({micro}, {per_unit}) AS BIGINT)"
 
 
 class unique_rowid(FunctionElement[int]):

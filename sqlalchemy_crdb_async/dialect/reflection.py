@@ -16,7 +16,9 @@ On CockroachDB (gated on ``dialect.is_cockroachdb``)
     ``crdb_sql_type``/``is_hidden``/``column_default`` columns are merged in by
     :func:`merge_crdb_column`: exact types (:func:`.types.type_from_crdb`),
     hidden columns (``rowid``, hash-shard columns, ``crdb_region``) dropped
-    unless ``include_hidden=True``, ``unique_rowid()`` defaults marked
+    unless ``include_hidden=True`` (then marked
+    ``dialect_options["cockroachdb_hidden"]``; every column also carries the
+    older package's ``is_hidden`` key), ``unique_rowid()`` defaults marked
     autoincrement, and older servers' type annotations (``9:::INT8``) removed.
 
     Indexes: one ``pg_indexes`` query for the schema, each ``indexdef`` parsed
@@ -141,6 +143,8 @@ def merge_crdb_column(
     merged.setdefault("comment", None)
     if hidden:
         merged.setdefault("dialect_options", {})["cockroachdb_hidden"] = True
+    # the older sqlalchemy-cockroachdb's key, kept so its users' code still runs
+    merged["is_hidden"] = hidden
     return merged
 
 

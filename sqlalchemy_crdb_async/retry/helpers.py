@@ -63,6 +63,8 @@ import inspect
 import logging
 from typing import TYPE_CHECKING, Any, NoReturn, TypeAlias, TypeVar, overload
 
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.orm import Session, sessionmaker
 from typing_extensions import Self
 
 from ._loop import AttemptLoop
@@ -70,7 +72,7 @@ from ._scopes import scope_class, sync_engine_of
 from .classify import ErrorKind
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Awaitable, Callable
+    from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
     from types import TracebackType
 
     from sqlalchemy.ext.asyncio import (
@@ -288,32 +290,33 @@ def retrying(
                     text("UPDATE accounts SET balance = balance + 10 WHERE id = 2")
                 )
     """
+    check_async_target(target, "retrying")
     return _Retrying(target, policy, idempotent, "retrying")
 
 
 @overload
-async def run_transaction(
+def run_transaction(
     target: AsyncEngine | AsyncConnection,
     fn: Callable[[AsyncConnection], Awaitable[_T]],
     *,
     policy: RetryPolicy | None = ...,
     idempotent: bool = ...,
-) -> _T: ...
+) -> Coroutine[Any, Any, _T]: ...
 @overload
-async def run_transaction(
+def run_transaction(
     target: async_sessionmaker[Any] | AsyncSession,
     fn: Callable[[AsyncSession], Awaitable[_T]],
     *,
     policy: RetryPolicy | None = ...,
     idempotent: bool = ...,
-) -> _T: ...
-async def run_transaction(
+) -> Coroutine[Any, Any, _T]: ...
+def run_transaction(
     target: RetryTarget,
     fn: Callable[[Any], Awaitable[_T]],
     *,
     policy: RetryPolicy | None = None,
     idempotent: bool = False,
-) -> _T:
+) -> Coroutine[Any, Any, _T]:
     """Await ``fn(conn_or_session)`` in a transaction, retrying it; return its result.
 
     Accepts: ``target``, an ``AsyncEngine`` or ``AsyncConnection`` (``fn`` gets an
@@ -356,11 +359,27 @@ async def run_transaction(
             return source.balance
 
         left = await run_transaction(Session, transfer)  # Session: async_sessionmaker
+
+    Use it as ``await run_transaction(...)``. The target and ``fn`` are checked
+    when it is called, before anything is awaited: a sync ``Engine``,
+    ``Connection``, ``sessionmaker`` or ``Session`` raises :class:`TypeError` at
+    once naming :func:`sqlalchemy_crdb_async.sync.run_transaction` (a coroutine
+    nobody awaits would silently never run the work).
     """
+    check_async_target(target, "run_transaction")
     if not callable(fn):
         raise TypeError(
             f"run_transaction(): fn must be an async function, got {type(fn).__name__}"
         )
+    return _run_transaction(target, fn, policy, idempotent)
+
+
+async def _run_transaction(
+    target: Any,
+    fn: Callable[[Any], Awaitable[_T]],
+    policy: RetryPolicy | None,
+    idempotent: bool,
+) -> _T:
     loop = _Retrying(target, policy, idempotent, "run_transaction")
     async for attempt in loop:
         async with attempt as handle:
@@ -372,3 +391,24 @@ async def run_transaction(
                 )
             result = await pending
     return result
+
+
+_SYNC_TARGETS = (Engine, Connection, Session, sessionmaker)
+
+
+def check_async_target(target: Any, api: str) -> None:
+    """Raise at once when ``target`` cannot run an async retry loop.
+
+    A sync target is what code written for the older ``sqlalchemy-cockroachdb``
+    passes after renaming the import: :class:`TypeError` naming the sync API.
+    Anything else that is not an async target: ``ArgumentError``.
+    """
+    if isinstance(target, _SYNC_TARGETS):
+        raise TypeError(
+            f"{api}() is the asyncio API and was given a sync "
+            f"{type(target).__name__}; for sync code import "
+            "sqlalchemy_crdb_async.sync.run_transaction instead "
+            "(from sqlalchemy_crdb_async.sync import run_transaction), or pass an "
+            "AsyncEngine, AsyncConnection, async_sessionmaker or AsyncSession."
+        )
+    sync_engine_of(target, api)

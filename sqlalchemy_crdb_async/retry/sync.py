@@ -18,14 +18,39 @@ the asyncio helpers (:mod:`.retry`)::
 have no transaction in progress. The backoff sleep is ``time.sleep``, after
 the rollback.
 
-The older package's keywords are accepted: ``max_retries`` (retries after the
-first attempt, so ``max_attempts = max_retries + 1``; it also took ``None`` for
-"unlimited", which is refused here with a message, since an unbounded retry
-loop hides a livelock) and ``max_backoff`` (the cap of one backoff, seconds;
-``0`` means no sleep, as it did there). Pass either those or ``policy=``.
+The older package's keywords are accepted (see
+docs/migrating-from-sqlalchemy-cockroachdb.md):
 
-Unlike the older package, the retry is a new transaction rather than
-``ROLLBACK TO SAVEPOINT cockroach_restart``: nothing is held while sleeping.
+``max_retries``
+    retries after the first attempt, so ``max_attempts = max_retries + 1``.
+    ``None``, the older default ("retry until it commits"), means no limit on
+    attempts, bounded instead by a deadline of
+    :data:`UNLIMITED_RETRIES_DEADLINE_S` seconds (60), because a loop without
+    any bound hides a livelock; for another bound pass
+    ``policy=RetryPolicy(max_attempts=..., deadline_s=...)`` instead. Leaving
+    it out gives this package's default policy (10 attempts), not the older
+    unlimited one.
+``max_backoff``
+    the cap of one backoff, seconds; ``0`` means no sleep, as it did there.
+``inject_error=True``
+    ``RetryPolicy(inject_retry_errors=True)``: CockroachDB's
+    ``inject_retry_errors_enabled`` on the first attempts (CockroachDB only).
+``use_cockroach_restart``
+    accepted, ``True`` or ``False``, and changes nothing: every retry here is a
+    new transaction, never ``ROLLBACK TO SAVEPOINT cockroach_restart``, so
+    nothing is held while sleeping (the older default ``True`` used the
+    savepoint protocol; ``False`` used an ordinary savepoint).
+
+Pass ``max_retries``/``max_backoff`` or ``policy=``, not both (``inject_error``
+combines with either).
+
+:class:`ChainTransaction` is the older package's way of running several
+callbacks in one transaction: ``fn`` returns ``ChainTransaction([f2, f3])`` and
+``f2(handle)``, ``f3(handle)`` then run in the same transaction, their results
+appended to ``.results``; the ``ChainTransaction`` is what
+``run_transaction`` returns. A retryable error anywhere retries the whole
+attempt (``fn`` and the chain) in a new transaction, where the older package
+retried each callback at its own savepoint.
 """
 
 from __future__ import annotations
@@ -33,6 +58,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import logging
+import sys
 import time
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
@@ -47,7 +73,7 @@ from .policy import DEFAULT_POLICY, RetryPolicy
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["run_transaction"]
+__all__ = ["UNLIMITED_RETRIES_DEADLINE_S", "ChainTransaction", "run_transaction"]
 
 _T = TypeVar("_T")
 log = logging.getLogger("sqlalchemy_crdb_async.retry")
@@ -61,6 +87,28 @@ class _Unset:
 
 
 _UNSET: Any = _Unset()
+
+#: The deadline, in seconds, that bounds ``max_retries=None`` (no attempt limit).
+UNLIMITED_RETRIES_DEADLINE_S = 60.0
+
+
+class ChainTransaction:
+    """Callbacks to run after ``fn`` in the same transaction (older package API).
+
+    Return one from ``fn``; ``run_transaction`` calls each of ``transactions``
+    with the same Connection or Session, appends each result to ``results`` and
+    returns this object. See the module docstring.
+    """
+
+    def __init__(self, transactions: list[Callable[[Any], Any]] | None = None) -> None:
+        #: The results of ``transactions``, in order, once the transaction ran.
+        self.results: list[Any] = []
+        #: The callbacks to run after ``fn``, each given the Connection/Session.
+        self.transactions: list[Callable[[Any], Any]] = list(transactions or [])
+
+    def add_result(self, result: Any) -> None:
+        """Append one callback's result to :attr:`results`."""
+        self.results.append(result)
 
 
 def _engine_of(target: Any) -> Engine:
@@ -86,9 +134,17 @@ def _engine_of(target: Any) -> Engine:
 
 
 def _policy_from(
-    policy: RetryPolicy | None, max_retries: Any, max_backoff: Any
+    policy: RetryPolicy | None, max_retries: Any, max_backoff: Any, inject_error: Any
 ) -> RetryPolicy | None:
+    if not isinstance(inject_error, bool):
+        raise sa_exc.ArgumentError(
+            "run_transaction(): inject_error must be True or False, got "
+            f"{inject_error!r}"
+        )
     if max_retries is _UNSET and max_backoff is _UNSET:
+        if inject_error:
+            base = policy or DEFAULT_POLICY
+            return dataclasses.replace(base, inject_retry_errors=True)
         return policy
     if policy is not None:
         raise sa_exc.ArgumentError(
@@ -96,18 +152,20 @@ def _policy_from(
             "max_backoff keywords, not both"
         )
     base = DEFAULT_POLICY
-    changes: dict[str, Any] = {}
-    if max_retries is not _UNSET:
+    changes: dict[str, Any] = {"inject_retry_errors": inject_error}
+    if max_retries is None:
+        # the older "retry until it commits": no attempt limit, but a deadline
+        changes["max_attempts"] = sys.maxsize
+        changes["deadline_s"] = UNLIMITED_RETRIES_DEADLINE_S
+    elif max_retries is not _UNSET:
         if (
-            max_retries is None
-            or isinstance(max_retries, bool)
+            isinstance(max_retries, bool)
             or not isinstance(max_retries, int)
             or max_retries < 0
         ):
             raise sa_exc.ArgumentError(
-                f"run_transaction(): max_retries must be an integer >= 0, got "
-                f"{max_retries!r} (the older package's None, 'retry forever', is "
-                "not offered: pass a large number instead)"
+                f"run_transaction(): max_retries must be an integer >= 0 or None "
+                f"(no limit on attempts, bounded by a deadline), got {max_retries!r}"
             )
         changes["max_attempts"] = max_retries + 1
     if max_backoff is not _UNSET:
@@ -123,6 +181,21 @@ def _policy_from(
         changes["max_backoff_s"] = float(max_backoff)
         changes["initial_backoff_s"] = min(base.initial_backoff_s, float(max_backoff))
     return dataclasses.replace(base, **changes)
+
+
+def _check_restart(use_cockroach_restart: Any) -> None:
+    if not isinstance(use_cockroach_restart, bool):
+        raise sa_exc.ArgumentError(
+            "run_transaction(): use_cockroach_restart must be True or False, got "
+            f"{use_cockroach_restart!r} (either way each retry is a new transaction)"
+        )
+
+
+def _run_chain(result: Any, handle: Connection | Session) -> None:
+    if isinstance(result, ChainTransaction):
+        result.results.clear()
+        for callback in result.transactions:
+            result.add_result(callback(handle))
 
 
 class _SyncScope:
@@ -191,21 +264,25 @@ class _SyncScope:
 def run_transaction(
     target: Engine | Connection,
     fn: Callable[[Connection], _T],
-    max_retries: int = ...,
+    max_retries: int | None = ...,
     max_backoff: float = ...,
     *,
     policy: RetryPolicy | None = ...,
     idempotent: bool = ...,
+    inject_error: bool = ...,
+    use_cockroach_restart: bool = ...,
 ) -> _T: ...
 @overload
 def run_transaction(
     target: sessionmaker[Any] | Session,
     fn: Callable[[Session], _T],
-    max_retries: int = ...,
+    max_retries: int | None = ...,
     max_backoff: float = ...,
     *,
     policy: RetryPolicy | None = ...,
     idempotent: bool = ...,
+    inject_error: bool = ...,
+    use_cockroach_restart: bool = ...,
 ) -> _T: ...
 def run_transaction(
     target: Any,
@@ -215,6 +292,8 @@ def run_transaction(
     *,
     policy: RetryPolicy | None = None,
     idempotent: bool = False,
+    inject_error: bool = False,
+    use_cockroach_restart: bool = True,
 ) -> _T:
     """Call ``fn(conn_or_session)`` in a transaction, retrying; return its result.
 
@@ -262,8 +341,9 @@ def run_transaction(
         raise TypeError(
             f"run_transaction(): fn must be callable, got {type(fn).__name__}"
         )
+    _check_restart(use_cockroach_restart)
     loop = AttemptLoop(
-        _policy_from(policy, max_retries, max_backoff),
+        _policy_from(policy, max_retries, max_backoff, inject_error),
         _engine_of(target),
         idempotent=idempotent,
         api="run_transaction",
@@ -272,7 +352,8 @@ def run_transaction(
         loop.start()
         scope = _SyncScope(target, loop)
         try:
-            result = fn(scope.open())
+            handle = scope.open()
+            result = fn(handle)
             if inspect.isawaitable(result):
                 close = getattr(result, "close", None)
                 if callable(close):
@@ -281,6 +362,7 @@ def run_transaction(
                     "run_transaction(): fn returned an awaitable; for async code use "
                     "sqlalchemy_crdb_async.run_transaction (async)"
                 )
+            _run_chain(result, handle)
             scope.commit()
         except Exception as error:
             scope.abort()

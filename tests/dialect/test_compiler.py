@@ -290,13 +290,73 @@ def test_index_hint_bad_input() -> None:
 
 def test_timestampdiff_text(crdb: Any) -> None:
     table = sa.table("e", sa.column("s", sa.DateTime), sa.column("f", sa.DateTime))
-    assert sql(sa.select(timestampdiff("hour", table.c.s, table.c.f)), crdb) == (
-        "SELECT CAST(trunc(extract(epoch FROM (e.f) - (e.s)) / 3600) AS BIGINT) "
-        "AS timestampdiff_1 FROM e"
-    )
+    text = sql(sa.select(timestampdiff("hour", table.c.s, table.c.f)), crdb)
+    # integer microseconds, truncated toward zero by div(); no FLOAT division
+    assert text.startswith("SELECT CAST(div((CAST(CAST(extract(epoch FROM ")
+    assert text.endswith(", 3600000000) AS BIGINT) AS timestampdiff_1 FROM e")
+    assert " / " not in text
     with pytest.raises(sa.exc.ArgumentError, match="unit must be one of"):
         timestampdiff("fortnight", table.c.s, table.c.f)
 
 
+@pytest.mark.parametrize("unit", ["MONTH", "quarter", " Year "])
+def test_timestampdiff_refuses_calendar_units(crdb: Any, unit: str) -> None:
+    table = sa.table("e", sa.column("s", sa.DateTime), sa.column("f", sa.DateTime))
+    with pytest.raises(sa.exc.ArgumentError, match="calendar units"):
+        timestampdiff(unit, table.c.s, table.c.f)
+    generic = sa.select(sa.func.timestampdiff(sa.text(unit), table.c.s, table.c.f))
+    with pytest.raises(sa.exc.CompileError, match="calendar units"):
+        sql(generic, crdb)
+
+
+def test_func_timestampdiff_is_ours_and_other_dialects_keep_it(crdb: Any) -> None:
+    from sqlalchemy.dialects import mysql
+
+    table = sa.table("e", sa.column("s", sa.DateTime), sa.column("f", sa.DateTime))
+    expr = sa.func.timestampdiff(sa.text("MINUTE"), table.c.s, table.c.f)
+    assert isinstance(expr, timestampdiff)
+    assert "60000000" in sql(sa.select(expr), crdb)
+    assert sql(sa.select(expr), mysql.dialect()) == (
+        "SELECT timestampdiff(MINUTE, e.s, e.f) AS timestampdiff_1 FROM e"
+    )
+    with pytest.raises(sa.exc.CompileError, match="unit must be one of"):
+        sql(sa.select(sa.func.timestampdiff(sa.null(), table.c.s, table.c.f)), crdb)
+    with pytest.raises(sa.exc.CompileError, match="takes 3 arguments"):
+        sql(sa.select(sa.func.timestampdiff(sa.text("DAY"), table.c.s)), crdb)
+
+
+def test_timestampdiff_unit_in_a_bind_is_part_of_the_cache_key() -> None:
+    table = sa.table("e", sa.column("s", sa.DateTime), sa.column("f", sa.DateTime))
+
+    def key(unit: str) -> Any:
+        expr = sa.func.timestampdiff(sa.literal(unit), table.c.s, table.c.f)
+        return sa.select(expr)._generate_cache_key()
+
+    assert key("SECOND") != key("HOUR")
+    assert key("SECOND") == key("second")
+
+
 def test_jsonb_array_types(crdb: Any) -> None:
     assert sql(pg.ARRAY(sa.Integer()), crdb) == "INT4[]"
+
+
+def test_with_hint_bare_index_name_as_the_older_package(
+    crdb: Any, postgres: Any
+) -> None:
+    meta = sa.MetaData()
+    t = sa.Table(
+        "t",
+        meta,
+        sa.Column("id", sa.Integer),
+        sa.Column("txt", sa.String(50)),
+        sa.Index("ix_t_txt", "txt"),
+    )
+    assert sql(sa.select(t).with_hint(t, "ix_t_txt"), crdb) == (
+        "SELECT t.id, t.txt FROM t@ix_t_txt"
+    )
+    forced = sa.select(t.c.id).with_hint(t, "{FORCE_INDEX=ix_t_txt}")
+    assert sql(forced.where(t.c.id < 3), crdb) == (
+        "SELECT t.id FROM t@{FORCE_INDEX=ix_t_txt} WHERE t.id < $1::INT4"
+    )
+    with pytest.raises(sa.exc.CompileError, match=r"index_hint\('ix_t_txt'\)"):
+        sql(sa.select(t).with_hint(t, "ix_t_txt"), postgres)

@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 
     from sqlalchemy.ext.asyncio import AsyncEngine
 
+_T0 = dt.datetime(2024, 5, 6, 7, 8, 59, 999_800)
+_US100 = dt.timedelta(microseconds=100)
 meta = sa.MetaData()
 accounts = sa.Table(
     "accounts",
@@ -104,14 +106,29 @@ async def test_crdb_only_constructs_refuse_postgresql(db: AsyncEngine) -> None:
         ("hour", dt.datetime(2024, 1, 2), dt.datetime(2024, 1, 1), -24),
         ("day", dt.datetime(2024, 1, 1), dt.datetime(2024, 3, 1), 60),
         ("week", dt.datetime(2024, 1, 1), dt.datetime(2024, 1, 20), 2),
-        ("month", dt.datetime(2024, 1, 31), dt.datetime(2024, 3, 30), 1),
-        ("quarter", dt.datetime(2024, 1, 1), dt.datetime(2024, 12, 31), 3),
-        ("year", dt.datetime(2020, 2, 29), dt.datetime(2024, 2, 28), 3),
+        # truncation toward zero, as MySQL: -90 s is -1 minute, not -2
+        ("minute", dt.datetime(2024, 1, 1, 0, 1, 30), dt.datetime(2024, 1, 1), -1),
+        ("second", dt.datetime(2024, 1, 1), dt.datetime(2024, 1, 1, 0, 0, 1, 5), 1),
+        # 493 us: CockroachDB's FLOAT extract() made the older formula give 492
+        ("microsecond", _T0, _T0 + dt.timedelta(microseconds=493), 493),
+        ("millisecond", _T0, _T0 + dt.timedelta(microseconds=1_999), 1),
+        ("microsecond", _T0, _T0 + dt.timedelta(days=36500, microseconds=7), None),
+        # backwards across a second boundary: -200 us, 0 whole seconds
+        ("microsecond", _T0 + dt.timedelta(microseconds=300), _T0 + _US100, -200),
+        ("second", _T0 + dt.timedelta(microseconds=300), _T0 + _US100, 0),
     ],
 )
 async def test_timestampdiff(
-    engine: AsyncEngine, unit: str, start: dt.datetime, end: dt.datetime, expected: int
+    engine: AsyncEngine,
+    unit: str,
+    start: dt.datetime,
+    end: dt.datetime,
+    expected: int | None,
 ) -> None:
+    if expected is None:  # exact across a century: the interval in microseconds
+        delta = end - start
+        expected = (delta.days * 86_400 + delta.seconds) * 1_000_000
+        expected += delta.microseconds
     stmt = sa.select(
         timestampdiff(
             unit, sa.literal(start, sa.DateTime), sa.literal(end, sa.DateTime)
@@ -119,6 +136,61 @@ async def test_timestampdiff(
     )
     async with engine.connect() as conn:
         assert await conn.scalar(stmt) == expected
+
+
+async def test_timestampdiff_with_time_zones(engine: AsyncEngine) -> None:
+    tz = sa.DateTime(timezone=True)
+    start = dt.datetime(2024, 3, 31, 0, 59, 59, 999_999, tzinfo=dt.timezone.utc)
+    end = start.astimezone(dt.timezone(dt.timedelta(hours=2))) + dt.timedelta(
+        hours=1, microseconds=493
+    )
+    stmt = sa.select(
+        timestampdiff("microsecond", sa.literal(start, tz), sa.literal(end, tz)),
+        timestampdiff("hour", sa.literal(start, tz), sa.literal(end, tz)),
+    )
+    async with engine.connect() as conn:
+        await conn.exec_driver_sql("SET TIME ZONE 'Europe/Berlin'")  # DST starts
+        row = (await conn.execute(stmt)).one()
+    assert tuple(row) == (3_600_000_493, 1)
+
+
+async def test_float_epoch_formula_is_one_short(engine: AsyncEngine) -> None:
+    """Why timestampdiff avoids it: with extract() as FLOAT, as CockroachDB
+    returns it, trunc(epoch / 1e-06) turns 493 us into 492 (this server runs the
+    FLOAT arithmetic because of the explicit cast)."""
+    end = _T0 + dt.timedelta(microseconds=493)
+    old = sa.text(
+        "SELECT CAST(trunc(CAST(extract(epoch FROM CAST(:e AS TIMESTAMP) - "
+        "CAST(:s AS TIMESTAMP)) AS FLOAT8) / 1e-06) AS BIGINT)"
+    )
+    async with engine.connect() as conn:
+        assert await conn.scalar(old, {"s": _T0, "e": end}) == 492
+
+
+@pytest.mark.parametrize(
+    "unit",
+    [sa.text("MINUTE"), sa.literal("minute"), sa.text(" Minute "), " MINUTE "],
+    ids=["text", "literal", "text-spaces", "str-spaces"],
+)
+async def test_func_timestampdiff_as_the_older_package_spelled_it(
+    engine: AsyncEngine, unit: object
+) -> None:
+    start, end = dt.datetime(2026, 1, 1), dt.datetime(2026, 1, 1, 0, 1, 30)
+    expr = sa.func.timestampdiff(
+        unit, sa.literal(start, sa.DateTime), sa.literal(end, sa.DateTime)
+    )
+    airflow = (
+        sa.func.timestampdiff(
+            sa.text("MICROSECOND"),
+            sa.literal(start, sa.DateTime),
+            sa.literal(end, sa.DateTime),
+        )
+        / 1_000_000
+    )
+    async with engine.connect() as conn:
+        assert await conn.scalar(sa.select(expr)) == 1
+        # Airflow divides the microseconds by 1e6 and wants a fraction back
+        assert await conn.scalar(sa.select(airflow)) == 90
 
 
 @pytest.mark.crdb_only("AS OF SYSTEM TIME and index hints")
@@ -137,3 +209,15 @@ async def test_crdb_as_of_system_time_and_index_hints(db: AsyncEngine) -> None:
             .where(accounts.c.owner == "a")
         )
         assert await conn.scalar(hinted) == 1
+
+
+async def test_older_with_hint_form_on_postgresql_names_index_hint(
+    db: AsyncEngine,
+) -> None:
+    stmt = sa.select(accounts).with_hint(accounts, "accounts_owner_idx")
+    async with db.connect() as conn:
+        if conn.dialect.is_cockroachdb:  # type: ignore[attr-defined]
+            assert (await conn.execute(stmt)).all() == []
+        else:
+            with pytest.raises(sa.exc.CompileError, match=r"\*index_hint\("):
+                await conn.execute(stmt)

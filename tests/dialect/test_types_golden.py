@@ -290,6 +290,9 @@ def test_hash_shard_column_is_hidden_unless_asked() -> None:
     shard = everything[-1]
     assert shard is not None
     assert shard["dialect_options"] == {"cockroachdb_hidden": True}
+    # the older sqlalchemy-cockroachdb's key is kept on every column
+    assert shard["is_hidden"] is True
+    assert [c["is_hidden"] for c in everything[:-1] if c] == [False] * 6
     assert shard["computed"]["sqltext"] == (
         "mod(fnv32(crdb_internal.datums_to_bytes(ts)), 20)"
     )

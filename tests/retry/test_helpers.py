@@ -301,3 +301,36 @@ async def test_each_retry_is_logged_at_debug(
 def test_retry_stats_needs_an_engine() -> None:
     with pytest.raises(TypeError, match="takes an AsyncEngine or Engine, got str"):
         retry_stats("postgresql://")
+
+
+@pytest.mark.parametrize("kind", ["engine", "connection", "sessionmaker", "session"])
+def test_sync_target_fails_at_the_call_naming_the_sync_api(
+    crdb_url: Any, kind: str
+) -> None:
+    """What a user of the older package gets after renaming only the import:
+    a TypeError at the call, not a coroutine that silently never runs (this
+    test is sync: nothing here could await one)."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.orm import Session, sessionmaker
+
+    sync_engine = create_engine(crdb_url.set(drivername="cockroachdb+psycopg"))
+    try:
+        with sync_engine.connect() as conn, Session(sync_engine) as session:
+            target = {
+                "engine": sync_engine,
+                "connection": conn,
+                "sessionmaker": sessionmaker(sync_engine),
+                "session": session,
+            }[kind]
+            name = "sqlalchemy_crdb_async.sync.run_transaction"
+            with pytest.raises(TypeError, match=name):
+                run_transaction(target, _noop)  # type: ignore[call-overload]
+            with pytest.raises(TypeError, match=name):
+                retrying(target)  # type: ignore[call-overload]
+    finally:
+        sync_engine.dispose()
+
+
+def test_bad_target_fails_at_the_call() -> None:
+    with pytest.raises(sa_exc.ArgumentError, match="target must be an AsyncEngine"):
+        run_transaction(object(), _noop)  # type: ignore[call-overload]

@@ -12,7 +12,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session, sessionmaker
 
 from sqlalchemy_crdb_async import RetriesExhaustedError, retry_stats
-from sqlalchemy_crdb_async.sync import run_transaction
+from sqlalchemy_crdb_async.sync import ChainTransaction, run_transaction
 from tests.retry.support import FAST, SETUP
 
 if TYPE_CHECKING:
@@ -130,9 +130,113 @@ def test_older_keywords_max_retries_and_max_backoff(sync_engine: Engine) -> None
     assert info.value.orig is not None
 
 
-def test_older_unlimited_retries_is_refused(sync_engine: Engine) -> None:
-    with pytest.raises(sa_exc.ArgumentError, match="max_retries must be an integer"):
-        run_transaction(sync_engine, lambda c: None, max_retries=None)
+def test_older_unlimited_retries_retry_past_the_default_limit(
+    sync_engine: Engine,
+) -> None:
+    seq = _seq(sync_engine)
+    calls = 0
+
+    def work(conn: Connection) -> str:
+        nonlocal calls
+        calls += 1
+        conn.exec_driver_sql(f"SELECT fail_times(12, '{seq}')")
+        return "ok"
+
+    # the default policy stops after 10 attempts; None is the older "no limit"
+    assert run_transaction(sync_engine, work, max_retries=None, max_backoff=0) == "ok"
+    assert calls == 13
+
+
+def test_older_unlimited_retries_are_bounded_by_a_deadline(
+    sync_engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sqlalchemy_crdb_async.retry import sync as retry_sync
+
+    monkeypatch.setattr(retry_sync, "UNLIMITED_RETRIES_DEADLINE_S", 1e-9)
+    seq = _seq(sync_engine)
+
+    def work(conn: Connection) -> None:
+        conn.exec_driver_sql(f"SELECT fail_times(1000, '{seq}')")
+
+    with pytest.raises(RetriesExhaustedError) as info:
+        run_transaction(sync_engine, work, max_retries=None, max_backoff=0)
+    assert info.value.attempts == 1
+
+
+@pytest.mark.parametrize("restart", [True, False])
+def test_older_use_cockroach_restart_is_accepted(
+    sync_engine: Engine, target: Any, restart: bool
+) -> None:
+    """Either value runs each retry as a new transaction (documented)."""
+    seq = _seq(sync_engine)
+    calls = 0
+
+    def work(handle: Any) -> int:
+        nonlocal calls
+        calls += 1
+        _conn(handle).exec_driver_sql(f"SELECT fail_times(1, '{seq}')")
+        return calls
+
+    assert run_transaction(target, work, use_cockroach_restart=restart) == 2
+    with pytest.raises(sa_exc.ArgumentError, match="use_cockroach_restart"):
+        run_transaction(target, work, use_cockroach_restart="yes")  # type: ignore[call-overload]
+
+
+def test_older_inject_error_needs_cockroachdb_here(
+    sync_engine: Engine, crdb_server: Any
+) -> None:
+    if crdb_server.is_cockroachdb:
+        pytest.skip("checks the PostgreSQL refusal")
+    with pytest.raises(sa_exc.ArgumentError, match="needs CockroachDB"):
+        run_transaction(sync_engine, lambda c: None, inject_error=True)
+    with pytest.raises(sa_exc.ArgumentError, match="needs CockroachDB"):
+        run_transaction(sync_engine, lambda c: None, max_retries=3, inject_error=True)
+
+
+@pytest.mark.crdb_only
+def test_older_inject_error_on_cockroachdb(sync_engine: Engine) -> None:
+    calls = 0
+
+    def work(conn: Connection) -> int:
+        nonlocal calls
+        calls += 1
+        return int(conn.exec_driver_sql("SELECT 1").scalar_one())
+
+    assert run_transaction(sync_engine, work, inject_error=True, max_backoff=0) == 1
+    assert calls == 4  # three injected 40001s, then a clean attempt
+
+
+def test_chain_transaction_runs_in_the_same_transaction(
+    sync_engine: Engine, target: Any
+) -> None:
+    seq, fail_seq = _seq(sync_engine), _seq(sync_engine)
+    attempts = 0
+
+    def insert(note: str) -> Any:
+        def step(handle: Any) -> str:
+            _conn(handle).exec_driver_sql(
+                "INSERT INTO commit_probe (seq, failures, note) "
+                f"VALUES ('{seq}', 0, '{note}')"
+            )
+            return note
+
+        return step
+
+    def fail_once(handle: Any) -> str:
+        _conn(handle).exec_driver_sql(f"SELECT fail_times(1, '{fail_seq}')")
+        return "c"
+
+    def first(handle: Any) -> ChainTransaction:
+        nonlocal attempts
+        attempts += 1
+        insert("a")(handle)
+        return ChainTransaction([insert("b"), fail_once])
+
+    result = run_transaction(target, first, policy=FAST)
+    assert isinstance(result, ChainTransaction)
+    assert result.results == ["b", "c"]
+    assert attempts == 2  # the chain's 40001 retried the whole transaction
+    assert _count(sync_engine, seq) == 2  # a and b, once each
 
 
 def test_policy_and_older_keywords_together_are_refused(sync_engine: Engine) -> None:
