@@ -31,12 +31,18 @@ CockroachDB server is available.
 
 Isolation levels
 ----------------
-On CockroachDB: ``SERIALIZABLE`` (the default), ``AUTOCOMMIT``, and from v23.2
-``READ COMMITTED`` (crdb-facts/session_vars.md section 2; before v24.1 it needs
-the cluster setting ``sql.txn.read_committed_isolation.enabled``, otherwise the
-server silently runs the transaction as SERIALIZABLE). On PostgreSQL: whatever
-SQLAlchemy's dialect for the driver accepts. Any other value raises
-:class:`sqlalchemy.exc.ArgumentError` listing the valid ones.
+On CockroachDB: ``SERIALIZABLE`` (the default), ``AUTOCOMMIT``, from v23.2
+``READ COMMITTED`` (before v24.1 it needs the cluster setting
+``sql.txn.read_committed_isolation.enabled``), and from v24.3 ``REPEATABLE READ``
+(a preview that needs ``SET CLUSTER SETTING
+sql.txn.repeatable_read_isolation.enabled = true``). Without its cluster
+setting the server silently runs such a transaction as SERIALIZABLE. On
+PostgreSQL: whatever SQLAlchemy's dialect for the driver accepts. Any other
+value raises :class:`sqlalchemy.exc.ArgumentError` listing the valid ones, on
+the engine's first connection too: the check needs to know the server, so
+when SQLAlchemy applies an engine-wide ``isolation_level`` before its own
+server detection has run (it does, on the first connection), the dialect asks
+the server itself first.
 """
 
 from __future__ import annotations
@@ -68,6 +74,10 @@ DETECT_SERVER_SQL = "SELECT version(), current_setting('server_version')"
 # READ COMMITTED appeared in v23.2 (crdb-facts/session_vars.md section 2,
 # https://cockroachlabs.com/docs/v23.2/read-committed).
 _CRDB_READ_COMMITTED_SINCE = (23, 2, 0)
+# REPEATABLE READ: public preview in v24.3 behind the cluster setting
+# sql.txn.repeatable_read_isolation.enabled, default false (release note of
+# https://github.com/cockroachdb/cockroach/pull/130089).
+_CRDB_REPEATABLE_READ_SINCE = (24, 3, 0)
 
 
 _CRDB_INDEX_ARGS: dict[str, Any] = {
@@ -129,15 +139,37 @@ class CockroachDBDialect(PGDialect):
         self.server_info = parse_server_version(str(version), str(server_version))
         return self.server_info.pg_version
 
+    def _detect_on(self, dbapi_conn: DBAPIConnection) -> None:
+        """Server detection on a raw DBAPI connection, before ``initialize``.
+
+        SQLAlchemy's ``create_engine`` runs the engine-wide isolation level
+        hook before ``first_connect`` (``initialize``) on an engine's first
+        connection, so the isolation gate would otherwise judge a CockroachDB
+        server by PostgreSQL's levels exactly once.
+        """
+        cursor = dbapi_conn.cursor()
+        try:
+            cursor.execute(DETECT_SERVER_SQL)
+            row = cursor.fetchone()
+        finally:
+            cursor.close()
+        dbapi_conn.rollback()  # the driver may have opened a transaction
+        assert row is not None
+        self.server_info = parse_server_version(str(row[0]), str(row[1]))
+
     @override
     def get_isolation_level_values(
         self, dbapi_conn: DBAPIConnection
     ) -> list[IsolationLevel]:
+        if self.server_info is None:
+            self._detect_on(dbapi_conn)
         if not self.is_cockroachdb:
             return list(super().get_isolation_level_values(dbapi_conn))
         levels: list[IsolationLevel] = ["SERIALIZABLE", "AUTOCOMMIT"]
         if self.crdb_at_least(*_CRDB_READ_COMMITTED_SINCE):
             levels.append("READ COMMITTED")
+        if self.crdb_at_least(*_CRDB_REPEATABLE_READ_SINCE):
+            levels.append("REPEATABLE READ")
         return levels
 
     # -- reflection (see reflection.py) --------------------------------------

@@ -33,9 +33,10 @@ Computed columns are written ``AS (expr) STORED`` / ``AS (expr) VIRTUAL`` on
 CockroachDB (both kinds exist there; an unspecified one is STORED, as SQLAlchemy
 writes it for servers below PostgreSQL 18).
 
-Identifier quoting covers PostgreSQL's reserved words and CockroachDB's
-(``sql.y`` ``reserved_keyword``: ``index``, ``nothing``, ``role``, ``view``,
-``virtual``, ``work``, ``family`` besides PostgreSQL's own).
+Identifier quoting covers both servers' keywords that cannot be a bare name:
+PostgreSQL's reserved and type/function-name keywords (``lateral``,
+``tablesample``, ... which SQLAlchemy's list lacks) and every keyword CockroachDB's
+own formatter quotes (``index``, ``family``, ``string``, ``nothing``, ...).
 """
 
 from __future__ import annotations
@@ -56,25 +57,20 @@ from sqlalchemy.sql import expression as sql_expr
 from typing_extensions import override
 
 from . import constructs as crdb_sql
+from ._keywords import CRDB_RESERVED_WORDS, PG_RESERVED_WORDS
 
 __all__ = [
     "CRDB_RESERVED_WORDS",
+    "PG_RESERVED_WORDS",
     "CockroachDBCompiler",
     "CockroachDBDDLCompiler",
     "CockroachDBIdentifierPreparer",
     "CockroachDBTypeCompiler",
 ]
 
-# CockroachDB's reserved keywords that PostgreSQL does not reserve
-# (cockroach pkg/sql/parser/sql.y, reserved_keyword; a name stays quoted
-# forever once it was a keyword in some version).
-CRDB_RESERVED_WORDS = frozenset(
-    {"family", "index", "nothing", "role", "view", "virtual", "work"}
-)
-
 
 class CockroachDBIdentifierPreparer(PGIdentifierPreparer):
-    reserved_words = RESERVED_WORDS | CRDB_RESERVED_WORDS
+    reserved_words = RESERVED_WORDS | PG_RESERVED_WORDS | CRDB_RESERVED_WORDS
 
 
 #: Indexes already created inside their table's CREATE TABLE on CockroachDB.

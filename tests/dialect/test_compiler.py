@@ -87,13 +87,32 @@ def test_json_is_jsonb_on_crdb(crdb: Any, postgres: Any) -> None:
 
 
 @pytest.mark.parametrize(
-    "word", ["index", "family", "nothing", "virtual", "work", "role", "view"]
+    "word",
+    [
+        "index",
+        "family",
+        "nothing",
+        "virtual",
+        "work",
+        "role",
+        "view",
+        "lateral",
+        "tablesample",
+        "string",
+        "box2d",
+    ],
 )
 def test_crdb_reserved_words_are_quoted(crdb: Any, word: str) -> None:
     table = sa.table(word, sa.column(word))
     assert (
         sql(sa.select(table.c[word]), crdb) == f'SELECT "{word}"."{word}" FROM "{word}"'
     )
+
+
+@pytest.mark.parametrize("word", ["lateral", "tablesample", "freeze", "verbose"])
+def test_postgres_reserved_words_are_quoted(postgres: Any, word: str) -> None:
+    table = sa.table("t", sa.column(word))
+    assert sql(sa.select(table.c[word]), postgres) == f'SELECT t."{word}" FROM t'
 
 
 # -- DDL -------------------------------------------------------------------------------
