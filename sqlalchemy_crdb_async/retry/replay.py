@@ -88,7 +88,7 @@ from sqlalchemy.util import await_only
 
 from .._cleanup import shielded
 from ..errors import ReplayMismatchError
-from ._loop import AttemptLoop, inject_statement
+from ._loop import AttemptLoop, inject_statement, mark_injected
 from ._scopes import sync_engine_of
 from .classify import ErrorKind, classify
 
@@ -396,8 +396,10 @@ async def retrying_session(
             await conn.exec_driver_sql(SAVEPOINT)
         inject = inject_statement(loop)
         if inject is not None:
+            injected = loop.inject_now
+            # the pool switches it off on return, however the block ends
+            mark_injected(conn.sync_connection, injected)  # type: ignore[arg-type]
             await conn.exec_driver_sql(inject)
-            injected = True
         recorder.dbapi_conn = (await conn.get_raw_connection()).dbapi_connection
         yield session
         await session.flush()
@@ -412,12 +414,4 @@ async def retrying_session(
         raise
     finally:
         _active.reset(token)
-        if injected:
-            await shielded(_uninject(session))
         await shielded(session.close())
-
-
-async def _uninject(session: AsyncSession) -> None:
-    conn = await session.connection()
-    await conn.exec_driver_sql("SET inject_retry_errors_enabled = false")
-    await session.commit()
