@@ -53,6 +53,7 @@ from sqlalchemy import schema as sa_schema
 from sqlalchemy.dialects.postgresql.base import PGDialect
 from typing_extensions import override
 
+from . import constructs as crdb_sql
 from . import reflection as crdb_reflection
 from .compiler import (
     CockroachDBCompiler,
@@ -88,8 +89,36 @@ _CRDB_INDEX_ARGS: dict[str, Any] = {
 }
 
 
+class _CheckedExecutionContext:
+    """Mixed in front of each driver's execution context (see below)."""
+
+    compiled: Any
+    _dbapi_connection: Any
+
+    def pre_exec(self) -> None:
+        clause = getattr(self.compiled, "crdb_as_of_system_time", None)
+        # AS OF SYSTEM TIME only in an implicit transaction: an explicit one
+        # refuses it (constructs.py; cockroach pkg/sql/conn_executor_exec.go).
+        # The driver's autocommit flag says whether a BEGIN will precede it.
+        if clause is not None and not getattr(
+            self._dbapi_connection.dbapi_connection, "autocommit", False
+        ):
+            crdb_sql.refuse_in_transaction(clause)
+        super().pre_exec()  # type: ignore[misc]
+
+
 class CockroachDBDialect(PGDialect):
     """CockroachDB behaviour shared by every driver; see the module docstring."""
+
+    def __init_subclass__(cls, **kw: Any) -> None:
+        super().__init_subclass__(**kw)
+        # Each driver module mixes this class in front of SQLAlchemy's dialect
+        # for that driver; its execution context gets the check above.
+        ctx = cls.execution_ctx_cls
+        if not issubclass(ctx, _CheckedExecutionContext):
+            cls.execution_ctx_cls = type(  # type: ignore[assignment]
+                f"CockroachDB{ctx.__name__}", (_CheckedExecutionContext, ctx), {}
+            )
 
     name = "cockroachdb"
     supports_statement_cache = True

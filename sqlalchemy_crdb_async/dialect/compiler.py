@@ -250,6 +250,9 @@ class CockroachDBDDLCompiler(PGDDLCompiler):
 class CockroachDBCompiler(PGCompiler):
     """PostgreSQL's statement compiler plus the constructs in :mod:`.sql`."""
 
+    #: The AS OF SYSTEM TIME clause the statement carries, if any.
+    crdb_as_of_system_time: str | None = None
+
     @override
     def _compose_select_body(
         self,
@@ -278,6 +281,8 @@ class CockroachDBCompiler(PGCompiler):
                 )
             # the clause ends the FROM list (crdb-facts session_vars.md s.4)
             froms = [*froms[:-1], crdb_sql.AsOfFrom(froms[-1], aost[-1])]
+            # checked at execution: only in an implicit transaction (base.py)
+            self.crdb_as_of_system_time = aost[-1]
         return str(
             super()._compose_select_body(
                 text,
