@@ -122,11 +122,16 @@ async def test_timestampdiff(
         assert await conn.scalar(stmt) == expected
 
 
-@pytest.mark.crdb_only
-async def test_crdb_as_of_system_time_and_index_hints(db: AsyncEngine) -> None:
+@pytest.fixture
+async def seeded(db: AsyncEngine) -> AsyncEngine:
     async with db.begin() as conn:
         await conn.execute(accounts.insert().values(id=1, balance=1, owner="a"))
-    async with db.connect() as conn:
+    return db
+
+
+@pytest.mark.crdb_only
+async def test_crdb_as_of_system_time_and_index_hints(seeded: AsyncEngine) -> None:
+    async with seeded.connect() as conn:
         # AS OF SYSTEM TIME needs an implicit transaction (constructs.py)
         conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
         # a read in the past sees the table as it was (empty or missing rows)
@@ -143,10 +148,8 @@ async def test_crdb_as_of_system_time_and_index_hints(db: AsyncEngine) -> None:
 
 
 @pytest.mark.crdb_only
-async def test_crdb_set_transaction_as_of_system_time(db: AsyncEngine) -> None:
-    async with db.begin() as conn:
-        await conn.execute(accounts.insert().values(id=1, balance=1, owner="a"))
-    async with db.connect() as conn, conn.begin():
+async def test_crdb_set_transaction_as_of_system_time(seeded: AsyncEngine) -> None:
+    async with seeded.connect() as conn, conn.begin():
         await conn.execute(set_transaction_as_of_system_time("-1us"))
         assert await conn.scalar(sa.select(sa.func.count()).select_from(accounts)) in (
             0,
@@ -155,10 +158,8 @@ async def test_crdb_set_transaction_as_of_system_time(db: AsyncEngine) -> None:
 
 
 @pytest.mark.crdb_only
-async def test_crdb_bounded_staleness_on_autocommit(db: AsyncEngine) -> None:
-    async with db.begin() as conn:
-        await conn.execute(accounts.insert().values(id=1, balance=1, owner="a"))
-    async with db.connect() as conn:
+async def test_crdb_bounded_staleness_on_autocommit(seeded: AsyncEngine) -> None:
+    async with seeded.connect() as conn:
         conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
         # bounded staleness: a single-row point lookup (errors_more.json)
         stmt = as_of_system_time(
