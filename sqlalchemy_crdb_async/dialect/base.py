@@ -86,6 +86,8 @@ _CRDB_INDEX_ARGS: dict[str, Any] = {
     "hash_sharded": False,
     "bucket_count": None,
     "inverted": False,
+    "vector": False,
+    "visibility": None,
 }
 
 
