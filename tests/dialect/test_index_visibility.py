@@ -185,24 +185,19 @@ def test_postgresql_refuses_invisible_and_vector_indexes() -> None:
 
 
 def test_trigram_and_vector_ddl() -> None:
-    table = sa.Table(
-        "t",
-        sa.MetaData(),
-        sa.Column("id", sa.Integer, primary_key=True),
-        sa.Column("name", sa.Text),
-        sa.Column("e", sa.Text),
-        sa.Index(
-            "t_name_idx",
-            "name",
-            cockroachdb_inverted=True,
-            cockroachdb_ops={"name": "gin_trgm_ops"},
-        ),
-        sa.Index(
-            "t_e_idx",
-            "e",
-            cockroachdb_vector=True,
-            cockroachdb_ops={"e": "vector_l2_ops"},
-        ),
+    table = _table()
+    table.append_column(sa.Column("e", sa.Text))
+    sa.Index(
+        "t_name_idx",
+        table.c.name,
+        cockroachdb_inverted=True,
+        cockroachdb_ops={"name": "gin_trgm_ops"},
+    )
+    sa.Index(
+        "t_e_idx",
+        table.c.e,
+        cockroachdb_vector=True,
+        cockroachdb_ops={"e": "vector_l2_ops"},
     )
     by_name = {i.name: i for i in table.indexes}
     v25 = _dialect(V25)
