@@ -51,6 +51,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from sqlalchemy import schema as sa_schema
 from sqlalchemy.dialects.postgresql.base import PGDialect
+from sqlalchemy.sql.compiler import InsertmanyvaluesSentinelOpts
 from typing_extensions import override
 
 from . import constructs as crdb_sql
@@ -143,6 +144,27 @@ class CockroachDBDialect(PGDialect):
 
     #: What the server said on the first connection; None until then.
     server_info: ServerInfo | None = None
+
+    @property
+    def insertmanyvalues_implicit_sentinel(  # type: ignore[override]
+        self,
+    ) -> InsertmanyvaluesSentinelOpts:
+        """No implicit sentinel on CockroachDB: rows of a bulk INSERT come back
+        matched to their parameters only by a client-side sentinel.
+
+        SQLAlchemy's PostgreSQL setting lets a server-generated key (SERIAL,
+        IDENTITY, a sequence) serve as the sentinel: it sends ``INSERT ...
+        SELECT ... ORDER BY`` and sorts the RETURNING rows by the generated key,
+        assuming keys are generated in that order. CockroachDB promises no such
+        order (``unique_rowid()``, distributed execution; RETURNING order is not
+        guaranteed either), so there SQLAlchemy matches rows by a client-side
+        sentinel value (a primary key with a Python-side default, or an
+        ``insert_sentinel()`` column) and otherwise inserts row by row when the
+        order matters (ORM bulk inserts, ``sort_by_parameter_order=True``).
+        """
+        if self.is_cockroachdb:
+            return InsertmanyvaluesSentinelOpts.NOT_SUPPORTED
+        return PGDialect.insertmanyvalues_implicit_sentinel
 
     @property
     def server_flavor(self) -> ServerFlavor | None:
