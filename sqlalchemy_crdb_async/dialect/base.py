@@ -43,6 +43,15 @@ the engine's first connection too: the check needs to know the server, so
 when SQLAlchemy applies an engine-wide ``isolation_level`` before its own
 server detection has run (it does, on the first connection), the dialect asks
 the server itself first.
+
+Execution and bulk inserts
+--------------------------
+Each driver's execution context refuses, before sending, a statement made with
+:func:`.constructs.as_of_system_time` on a connection that is not
+``AUTOCOMMIT`` (CockroachDB rejects the clause inside BEGIN; see
+:mod:`.constructs`). On CockroachDB the dialect has no implicit insertmanyvalues
+sentinel (``insertmanyvalues_implicit_sentinel``): SQLAlchemy never assumes
+that generated keys or RETURNING rows follow the order of the VALUES there.
 """
 
 from __future__ import annotations
