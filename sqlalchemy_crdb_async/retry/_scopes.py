@@ -85,8 +85,9 @@ class _Scope:
         if self.injected:
             conn = await self._connection()
             await conn.exec_driver_sql(switch_off_statement())
-            await self.handle.commit()
+            # off from here on: CockroachDB does not make a SET transactional
             mark_injected(conn.sync_connection, False)  # type: ignore[arg-type]
+            await self.handle.commit()
 
     async def commit(self) -> None:
         if isinstance(self.handle, AsyncSession):

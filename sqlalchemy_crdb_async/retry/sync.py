@@ -166,9 +166,10 @@ class _SyncScope:
         handle.commit()
         if self.loop.inject_now:
             conn = self._connection()
-            self._execute(switch_off_statement())
-            handle.commit()
+            conn.exec_driver_sql(switch_off_statement())
+            # off from here on: CockroachDB does not make a SET transactional
             mark_injected(conn, False)
+            handle.commit()
         if self.owned:
             handle.close()
 

@@ -16,6 +16,7 @@ import asyncio
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -200,3 +201,20 @@ def test_sync_run_transaction_switches_off_after_an_error(
         assert _switched_off(log), _sets(log)
     finally:
         eng.dispose()
+
+
+@pytest.mark.parametrize("kind", ["sessionmaker", "session"])
+async def test_off_after_a_commit_through_a_session(
+    logged: tuple[AsyncEngine, list[str]], kind: str
+) -> None:
+    eng, log = logged
+
+    async def work(session: AsyncSession) -> int:
+        return int((await session.execute(text("SELECT 1"))).scalar_one())
+
+    if kind == "sessionmaker":
+        assert await run_transaction(async_sessionmaker(eng), work, policy=POLICY) == 1
+    else:
+        async with AsyncSession(eng) as session:
+            assert await run_transaction(session, work, policy=POLICY) == 1
+    assert _switched_off(log), _sets(log)
