@@ -62,6 +62,7 @@ from .dialect.constructs import (
     as_of_system_time,
     follower_read_timestamp,
     index_hint,
+    set_transaction_as_of_system_time,
     timestampdiff,
     unique_rowid,
     upsert,
@@ -71,6 +72,7 @@ from .dialect.constructs import (
 from .dialect.server import ServerInfo, parse_server_version
 from .errors import (
     AmbiguousCommitError,
+    AsOfSystemTimeError,
     ConnectParameterError,
     DialectConflictWarning,
     ReplayMismatchError,
@@ -97,6 +99,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AmbiguousCommitError",
+    "AsOfSystemTimeError",
     "Attempt",
     "Classification",
     "CockroachDBDialect",
@@ -126,6 +129,7 @@ __all__ = [
     "retrying",
     "retrying_session",
     "run_transaction",
+    "set_transaction_as_of_system_time",
     "timestampdiff",
     "unique_rowid",
     "upsert",

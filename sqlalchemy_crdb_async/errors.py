@@ -8,7 +8,8 @@ handlers::
      ├── sqlalchemy.exc.ArgumentError
      │    └── ConnectParameterError      bad libpq-style URL parameter
      ├── sqlalchemy.exc.InvalidRequestError
-     │    └── UnrecognizedServerError    version() is neither CockroachDB nor PostgreSQL
+     │    ├── UnrecognizedServerError    version() is neither CockroachDB nor PostgreSQL
+     │    └── AsOfSystemTimeError        AS OF SYSTEM TIME run inside a transaction
      └── sqlalchemy.exc.DBAPIError
           └── sqlalchemy.exc.OperationalError
                └── TransactionRetryError      base of the three below
@@ -37,6 +38,7 @@ from sqlalchemy import exc
 
 __all__ = [
     "AmbiguousCommitError",
+    "AsOfSystemTimeError",
     "ConnectParameterError",
     "DialectConflictWarning",
     "ReplayMismatchError",
@@ -52,6 +54,10 @@ class ConnectParameterError(exc.ArgumentError):
 
 class UnrecognizedServerError(exc.InvalidRequestError):
     """Raised when ``SELECT version()`` is neither CockroachDB's nor PostgreSQL's."""
+
+
+class AsOfSystemTimeError(exc.InvalidRequestError):
+    """Raised when an ``as_of_system_time()`` statement would run in a transaction."""
 
 
 class DialectConflictWarning(exc.SAWarning):
@@ -129,6 +135,7 @@ class ReplayMismatchError(TransactionRetryError):
 for _cls in (
     ConnectParameterError,
     UnrecognizedServerError,
+    AsOfSystemTimeError,
     DialectConflictWarning,
     TransactionRetryError,
     RetriesExhaustedError,

@@ -21,6 +21,7 @@ from typing import Final
 
 __all__ = [
     "ADMIN_SHUTDOWN",
+    "CACHED_PLAN_MESSAGE",
     "CACHED_PLAN_ROUTINE",
     "CANNOT_CONNECT_NOW",
     "COMMITTED_WITH_SCHEMA_CHANGE_FAILURE",
@@ -72,7 +73,13 @@ STATEMENT_COMPLETION_UNKNOWN: Final = "40003"
 FEATURE_NOT_SUPPORTED: Final = "0A000"
 #: The PostgreSQL routine that raises "cached plan must not change result type"
 #: (0A000); asyncpg recognises its ``InvalidCachedStatementError`` the same way.
+#: CockroachDB sends it on purpose only in its newest code; older releases send
+#: the name of their own Go function (cockroach pkg/sql/plan_opt.go, issues
+#: https://github.com/cockroachdb/cockroach/issues/98070 and pull 164406).
 CACHED_PLAN_ROUTINE: Final = "RevalidateCachedQuery"
+#: The message of that error, the same text on PostgreSQL and on every
+#: CockroachDB release (tests/crdb_facts/errors_more.json ``cached_plan``).
+CACHED_PLAN_MESSAGE: Final = "cached plan must not change result type"
 #: CockroachDB: the transaction committed but its schema change failed
 #: (https://github.com/cockroachdb/cockroach/issues/42061;
 #: tests/crdb_facts/errors.json ``schema_change_in_transaction_XXA00``). Never

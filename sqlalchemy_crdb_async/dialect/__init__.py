@@ -12,6 +12,7 @@ module              what it does
 ``psycopg2``        ``cockroachdb+psycopg2://`` and ``cockroachdb://``
 ``_libpq``          libpq URL parameters (CockroachDB Cloud URLs) for asyncpg
 ``compiler``        SQL, DDL and type compilers, identifier quoting
+``_keywords``       both servers' keywords that the compiler always quotes
 ``types``           CockroachDB's types and their reflection names
 ``reflection``      columns and indexes as CockroachDB's catalogue reports them
 ``constructs``      :func:`upsert`, :func:`as_of_system_time`,

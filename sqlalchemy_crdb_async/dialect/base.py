@@ -31,13 +31,19 @@ CockroachDB server is available.
 
 Isolation levels
 ----------------
-On CockroachDB: ``SERIALIZABLE`` (the default), ``AUTOCOMMIT``, and from v23.2
+On CockroachDB: ``SERIALIZABLE`` (the default), ``AUTOCOMMIT``, from v23.2
 ``READ COMMITTED`` (https://www.cockroachlabs.com/docs/v23.2/read-committed;
-before v24.1 it needs
-the cluster setting ``sql.txn.read_committed_isolation.enabled``, otherwise the
-server silently runs the transaction as SERIALIZABLE). On PostgreSQL: whatever
-SQLAlchemy's dialect for the driver accepts. Any other value raises
-:class:`sqlalchemy.exc.ArgumentError` listing the valid ones.
+before v24.1 it needs the cluster setting
+``sql.txn.read_committed_isolation.enabled``), and from v24.3 ``REPEATABLE READ``
+(a preview that needs ``SET CLUSTER SETTING
+sql.txn.repeatable_read_isolation.enabled = true``). Without its cluster
+setting the server silently runs such a transaction as SERIALIZABLE. On
+PostgreSQL: whatever SQLAlchemy's dialect for the driver accepts. Any other
+value raises :class:`sqlalchemy.exc.ArgumentError` listing the valid ones, on
+the engine's first connection too: the check needs to know the server, so
+when SQLAlchemy applies an engine-wide ``isolation_level`` before its own
+server detection has run (it does, on the first connection), the dialect asks
+the server itself first.
 
 ``disable_cockroachdb_telemetry``
 ---------------------------------
@@ -47,6 +53,15 @@ parameter, ``connect_args``, a ``create_engine`` keyword), on every driver, and
 does nothing: this package sends no telemetry. It never reaches the driver
 (psycopg would refuse it as an invalid connection option, asyncpg as an unknown
 parameter).
+
+Execution and bulk inserts
+--------------------------
+Each driver's execution context refuses, before sending, a statement made with
+:func:`.constructs.as_of_system_time` on a connection that is not
+``AUTOCOMMIT`` (CockroachDB rejects the clause inside BEGIN; see
+:mod:`.constructs`). On CockroachDB the dialect has no implicit insertmanyvalues
+sentinel (``insertmanyvalues_implicit_sentinel``): SQLAlchemy never assumes
+that generated keys or RETURNING rows follow the order of the VALUES there.
 """
 
 from __future__ import annotations
@@ -55,8 +70,10 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from sqlalchemy import schema as sa_schema
 from sqlalchemy.dialects.postgresql.base import PGDialect
+from sqlalchemy.sql.compiler import InsertmanyvaluesSentinelOpts
 from typing_extensions import override
 
+from . import constructs as crdb_sql
 from . import reflection as crdb_reflection
 from .compiler import (
     CockroachDBCompiler,
@@ -82,6 +99,10 @@ DETECT_SERVER_SQL = "SELECT version(), current_setting('server_version')"
 # READ COMMITTED appeared in v23.2
 # (https://www.cockroachlabs.com/docs/v23.2/read-committed).
 _CRDB_READ_COMMITTED_SINCE = (23, 2, 0)
+# REPEATABLE READ: public preview in v24.3 behind the cluster setting
+# sql.txn.repeatable_read_isolation.enabled, default false (release note of
+# https://github.com/cockroachdb/cockroach/pull/130089).
+_CRDB_REPEATABLE_READ_SINCE = (24, 3, 0)
 
 
 #: Keywords of the older sqlalchemy-cockroachdb that are accepted and ignored.
@@ -100,11 +121,41 @@ _CRDB_INDEX_ARGS: dict[str, Any] = {
     "hash_sharded": False,
     "bucket_count": None,
     "inverted": False,
+    "vector": False,
+    "visibility": None,
 }
+
+
+class _CheckedExecutionContext:
+    """Mixed in front of each driver's execution context (see below)."""
+
+    compiled: Any
+    _dbapi_connection: Any
+
+    def pre_exec(self) -> None:
+        clause = getattr(self.compiled, "crdb_as_of_system_time", None)
+        # AS OF SYSTEM TIME only in an implicit transaction: an explicit one
+        # refuses it (constructs.py; cockroach pkg/sql/conn_executor_exec.go).
+        # The driver's autocommit flag says whether a BEGIN will precede it.
+        if clause is not None and not getattr(
+            self._dbapi_connection.dbapi_connection, "autocommit", False
+        ):
+            crdb_sql.refuse_in_transaction(clause)
+        super().pre_exec()  # type: ignore[misc]
 
 
 class CockroachDBDialect(PGDialect):
     """CockroachDB behaviour shared by every driver; see the module docstring."""
+
+    def __init_subclass__(cls, **kw: Any) -> None:
+        super().__init_subclass__(**kw)
+        # Each driver module mixes this class in front of SQLAlchemy's dialect
+        # for that driver; its execution context gets the check above.
+        ctx = cls.execution_ctx_cls
+        if not issubclass(ctx, _CheckedExecutionContext):
+            cls.execution_ctx_cls = type(  # type: ignore[assignment]
+                f"CockroachDB{ctx.__name__}", (_CheckedExecutionContext, ctx), {}
+            )
 
     name = "cockroachdb"
     supports_statement_cache = True
@@ -144,6 +195,27 @@ class CockroachDBDialect(PGDialect):
         return super().connect(*cargs, **cparams)
 
     @property
+    def insertmanyvalues_implicit_sentinel(  # type: ignore[override]
+        self,
+    ) -> InsertmanyvaluesSentinelOpts:
+        """No implicit sentinel on CockroachDB: rows of a bulk INSERT come back
+        matched to their parameters only by a client-side sentinel.
+
+        SQLAlchemy's PostgreSQL setting lets a server-generated key (SERIAL,
+        IDENTITY, a sequence) serve as the sentinel: it sends ``INSERT ...
+        SELECT ... ORDER BY`` and sorts the RETURNING rows by the generated key,
+        assuming keys are generated in that order. CockroachDB promises no such
+        order (``unique_rowid()``, distributed execution; RETURNING order is not
+        guaranteed either), so there SQLAlchemy matches rows by a client-side
+        sentinel value (a primary key with a Python-side default, or an
+        ``insert_sentinel()`` column) and otherwise inserts row by row when the
+        order matters (ORM bulk inserts, ``sort_by_parameter_order=True``).
+        """
+        if self.is_cockroachdb:
+            return InsertmanyvaluesSentinelOpts.NOT_SUPPORTED
+        return PGDialect.insertmanyvalues_implicit_sentinel
+
+    @property
     def server_flavor(self) -> ServerFlavor | None:
         """``"cockroachdb"`` or ``"postgresql"``; None before the first connection."""
         return self.server_info.flavor if self.server_info else None
@@ -169,15 +241,37 @@ class CockroachDBDialect(PGDialect):
         self.server_info = parse_server_version(str(version), str(server_version))
         return self.server_info.pg_version
 
+    def _detect_on(self, dbapi_conn: DBAPIConnection) -> None:
+        """Server detection on a raw DBAPI connection, before ``initialize``.
+
+        SQLAlchemy's ``create_engine`` runs the engine-wide isolation level
+        hook before ``first_connect`` (``initialize``) on an engine's first
+        connection, so the isolation gate would otherwise judge a CockroachDB
+        server by PostgreSQL's levels exactly once.
+        """
+        cursor = dbapi_conn.cursor()
+        try:
+            cursor.execute(DETECT_SERVER_SQL)
+            row = cursor.fetchone()
+        finally:
+            cursor.close()
+        dbapi_conn.rollback()  # the driver may have opened a transaction
+        assert row is not None
+        self.server_info = parse_server_version(str(row[0]), str(row[1]))
+
     @override
     def get_isolation_level_values(
         self, dbapi_conn: DBAPIConnection
     ) -> list[IsolationLevel]:
+        if self.server_info is None:
+            self._detect_on(dbapi_conn)
         if not self.is_cockroachdb:
             return list(super().get_isolation_level_values(dbapi_conn))
         levels: list[IsolationLevel] = ["SERIALIZABLE", "AUTOCOMMIT"]
         if self.crdb_at_least(*_CRDB_READ_COMMITTED_SINCE):
             levels.append("READ COMMITTED")
+        if self.crdb_at_least(*_CRDB_REPEATABLE_READ_SINCE):
+            levels.append("REPEATABLE READ")
         return levels
 
     # -- reflection (see reflection.py) --------------------------------------

@@ -17,7 +17,18 @@ this dialect is named ``cockroachdb``). CockroachDB-only index options:
     ``USING HASH [WITH (bucket_count=N)]``; CockroachDB only (a ``CompileError``
     on PostgreSQL).
 ``cockroachdb_inverted=True``
-    ``CREATE INVERTED INDEX`` on CockroachDB, ``USING gin`` on PostgreSQL.
+    ``CREATE INVERTED INDEX`` on CockroachDB, ``USING gin`` on PostgreSQL; with
+    ``cockroachdb_ops={"name": "gin_trgm_ops"}`` a trigram index.
+``cockroachdb_vector=True``
+    ``CREATE VECTOR INDEX`` (CockroachDB v25.2+, behind the cluster setting
+    ``feature.vector_index.enabled``:
+    https://www.cockroachlabs.com/docs/v25.2/vector-indexes); a
+    ``CompileError`` on PostgreSQL.
+``cockroachdb_visibility=0.0`` / ``0.5``
+    ``NOT VISIBLE`` (v22.2+) / ``VISIBILITY 0.5`` (v23.2+): the share of queries
+    the optimizer may plan with the index; 1.0 (the default) writes nothing.
+    A ``CompileError`` below those versions and, for values below 1, on
+    PostgreSQL (which has no invisible indexes).
 ``cockroachdb_where=<expr>``
     a partial index (as ``postgresql_where``).
 
@@ -35,9 +46,10 @@ Computed columns are written ``AS (expr) STORED`` / ``AS (expr) VIRTUAL`` on
 CockroachDB (both kinds exist there; an unspecified one is STORED, as SQLAlchemy
 writes it for servers below PostgreSQL 18).
 
-Identifier quoting covers PostgreSQL's reserved words and CockroachDB's
-(``sql.y`` ``reserved_keyword``: ``index``, ``nothing``, ``role``, ``view``,
-``virtual``, ``work``, ``family`` besides PostgreSQL's own).
+Identifier quoting covers both servers' keywords that cannot be a bare name:
+PostgreSQL's reserved and type/function-name keywords (``lateral``,
+``tablesample``, ... which SQLAlchemy's list lacks) and every keyword CockroachDB's
+own formatter quotes (``index``, ``family``, ``string``, ``nothing``, ...).
 """
 
 from __future__ import annotations
@@ -58,25 +70,20 @@ from sqlalchemy.sql import expression as sql_expr
 from typing_extensions import override
 
 from . import constructs as crdb_sql
+from ._keywords import CRDB_RESERVED_WORDS, PG_RESERVED_WORDS
 
 __all__ = [
     "CRDB_RESERVED_WORDS",
+    "PG_RESERVED_WORDS",
     "CockroachDBCompiler",
     "CockroachDBDDLCompiler",
     "CockroachDBIdentifierPreparer",
     "CockroachDBTypeCompiler",
 ]
 
-# CockroachDB's reserved keywords that PostgreSQL does not reserve
-# (cockroach pkg/sql/parser/sql.y, reserved_keyword; a name stays quoted
-# forever once it was a keyword in some version).
-CRDB_RESERVED_WORDS = frozenset(
-    {"family", "index", "nothing", "role", "view", "virtual", "work"}
-)
-
 
 class CockroachDBIdentifierPreparer(PGIdentifierPreparer):
-    reserved_words = RESERVED_WORDS | CRDB_RESERVED_WORDS
+    reserved_words = RESERVED_WORDS | PG_RESERVED_WORDS | CRDB_RESERVED_WORDS
 
 
 #: Indexes already created inside their table's CREATE TABLE on CockroachDB.
@@ -130,6 +137,64 @@ def _ddl_targets(statement: Any) -> list[Any]:
     return targets
 
 
+# Index visibility: NOT VISIBLE from v22.2, VISIBILITY <fraction> from v23.2
+# (https://www.cockroachlabs.com/docs/v22.2/create-index,
+# https://www.cockroachlabs.com/docs/v23.2/create-index); printed last, after
+# WHERE (cockroach pkg/sql/catalog/catformat/index.go, sql.y opt_index_visible).
+_NOT_VISIBLE_SINCE = (22, 2)
+_VISIBILITY_SINCE = (23, 2)
+# CREATE VECTOR INDEX: https://www.cockroachlabs.com/docs/v25.2/vector-indexes
+_VECTOR_INDEX_SINCE = (25, 2)
+
+
+def _visibility(index: Any, ours: Any) -> float | None:
+    """The index's visibility below 1.0, or None when it is fully visible."""
+    value = ours["visibility"]
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise exc.CompileError(
+            f"index {index.name!r}: cockroachdb_visibility is a number from 0.0 "
+            f"(NOT VISIBLE) to 1.0 (visible), got {value!r}"
+        )
+    if not 0.0 <= value <= 1.0:
+        raise exc.CompileError(
+            f"index {index.name!r}: cockroachdb_visibility must be within "
+            f"[0.0, 1.0], got {value!r}"
+        )
+    return None if value == 1.0 else float(value)
+
+
+def _refuse_on_postgresql(index: Any, ours: Any) -> None:
+    if ours["vector"]:
+        raise exc.CompileError(
+            f"index {index.name!r}: cockroachdb_vector is CockroachDB-only "
+            "(CREATE VECTOR INDEX); on PostgreSQL use pgvector's postgresql_using."
+        )
+    if _visibility(index, ours) is not None:
+        raise exc.CompileError(
+            f"index {index.name!r}: cockroachdb_visibility below 1.0 is "
+            "CockroachDB-only; PostgreSQL has no invisible indexes."
+        )
+
+
+def _visibility_clause(dialect: Any, index: Any, ours: Any) -> str:
+    value = _visibility(index, ours)
+    if value is None:
+        return ""
+    if value == 0.0:
+        needed, clause = _NOT_VISIBLE_SINCE, " NOT VISIBLE"
+    else:
+        needed, clause = _VISIBILITY_SINCE, f" VISIBILITY {value!r}"
+    if not dialect.crdb_at_least(*needed):
+        raise exc.CompileError(
+            f"index {index.name!r}:{clause} needs CockroachDB "
+            f"v{needed[0]}.{needed[1]} or later; this server is "
+            f"{dialect.server_info.describe()}"
+        )
+    return clause
+
+
 class CockroachDBDDLCompiler(PGDDLCompiler):
     def __init__(self, dialect: Any, statement: Any, **kw: Any) -> None:
         for target in _ddl_targets(statement):
@@ -169,6 +234,7 @@ class CockroachDBDDLCompiler(PGDDLCompiler):
                 "indexes. Drop the option for PostgreSQL."
             )
         if not _is_crdb(self.dialect):
+            _refuse_on_postgresql(index, ours)
             # the same meaning in PostgreSQL's spelling
             if ours["storing"] and not pg["include"]:
                 pg["include"] = ours["storing"]
@@ -197,18 +263,29 @@ class CockroachDBDDLCompiler(PGDDLCompiler):
         if inverted:
             # https://www.cockroachlabs.com/docs/stable/inverted-indexes
             prefix += "INVERTED "
-        body = "({})".format(
-            ", ".join(
-                self.sql_compiler.process(
-                    expr.self_group()
-                    if not isinstance(expr, sql_expr.ColumnClause)
-                    else expr,
-                    include_table=False,
-                    literal_binds=True,
+        elif ours["vector"] or using == "cspann":
+            dialect: Any = self.dialect
+            if not dialect.crdb_at_least(*_VECTOR_INDEX_SINCE):
+                raise exc.CompileError(
+                    f"index {index.name!r}: CREATE VECTOR INDEX needs CockroachDB "
+                    f"v25.2 or later; this server is {dialect.server_info.describe()}"
                 )
-                for expr in index.expressions
+            prefix += "VECTOR "
+        ops = pg["ops"] or {}
+        elements = []
+        for expr in index.expressions:
+            element = self.sql_compiler.process(
+                expr.self_group()
+                if not isinstance(expr, sql_expr.ColumnClause)
+                else expr,
+                include_table=False,
+                literal_binds=True,
             )
-        )
+            opclass = ops.get(getattr(expr, "name", None) or getattr(expr, "key", None))
+            if opclass:  # gin_trgm_ops, vector_l2_ops (catformat/index.go)
+                element += f" {opclass}"
+            elements.append(element)
+        body = "({})".format(", ".join(elements))
         if ours["hash_sharded"] or ours["bucket_count"] is not None:
             # bucket_count in [2, 2048]:
             # https://www.cockroachlabs.com/docs/stable/hash-sharded-indexes
@@ -228,6 +305,7 @@ class CockroachDBDDLCompiler(PGDDLCompiler):
             body += " WHERE " + self.sql_compiler.process(
                 where, include_table=False, literal_binds=True
             )
+        body += _visibility_clause(self.dialect, index, ours)
         return prefix, body
 
     @override
@@ -260,6 +338,9 @@ class CockroachDBDDLCompiler(PGDDLCompiler):
 class CockroachDBCompiler(PGCompiler):
     """PostgreSQL's statement compiler plus the constructs in :mod:`.sql`."""
 
+    #: The AS OF SYSTEM TIME clause the statement carries, if any.
+    crdb_as_of_system_time: str | None = None
+
     @override
     def _compose_select_body(
         self,
@@ -289,6 +370,8 @@ class CockroachDBCompiler(PGCompiler):
             # the clause ends the FROM list:
             # https://www.cockroachlabs.com/docs/stable/as-of-system-time
             froms = [*froms[:-1], crdb_sql.AsOfFrom(froms[-1], aost[-1])]
+            # checked at execution: only in an implicit transaction (base.py)
+            self.crdb_as_of_system_time = aost[-1]
         return str(
             super()._compose_select_body(
                 text,

@@ -19,17 +19,39 @@ UPSERT (https://www.cockroachlabs.com/docs/v23.2/upsert)::
 columns given, which is what the PostgreSQL form spells out.
 
 AS OF SYSTEM TIME (a historical, lock-free read;
-https://www.cockroachlabs.com/docs/stable/as-of-system-time)::
+https://www.cockroachlabs.com/docs/stable/as-of-system-time). A statement
+with the clause must run in an *implicit* transaction, i.e. on an
+``AUTOCOMMIT`` connection: inside ``BEGIN`` CockroachDB refuses it ("inconsistent
+AS OF SYSTEM TIME timestamp", "cannot use a bounded staleness query in a
+transaction": cockroach pkg/sql/conn_executor_exec.go,
+https://github.com/cockroachdb/cockroach/issues/40204 is this failure from
+SQLAlchemy, which always begins a transaction)::
 
-    stmt = as_of_system_time(select(accounts), "-10s")
-    stmt = as_of_system_time(select(accounts), follower_read_timestamp())
-    stmt = as_of_system_time(select(accounts), with_max_staleness("10s"))
+    async with engine.connect() as conn:
+        conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+        stmt = as_of_system_time(select(accounts), "-10s")
+        stmt = as_of_system_time(select(accounts), follower_read_timestamp())
+        stmt = as_of_system_time(select(accounts), with_max_staleness("10s"))
+        rows = (await conn.execute(stmt)).all()
+
+Several reads at one past time, in one explicit transaction: make
+:func:`set_transaction_as_of_system_time` its first statement and leave the
+clause off the reads (bounded staleness, :func:`with_max_staleness`, is not
+allowed there: only as a single statement on an AUTOCOMMIT connection)::
+
+    async with engine.connect() as conn, conn.begin():
+        await conn.execute(set_transaction_as_of_system_time("-10s"))
+        rows = (await conn.execute(select(accounts))).all()
+
+Executing an ``as_of_system_time()`` statement in a transaction raises
+:class:`~sqlalchemy_crdb_async.AsOfSystemTimeError` before anything is sent.
 
 The clause goes at the end of the FROM list, where CockroachDB's grammar puts
 it. Values: a negative interval string (``"-4h"``), a :class:`datetime.datetime`,
-a negative :class:`datetime.timedelta`, an ``int`` (nanoseconds since the
-epoch), or the two functions above. Not allowed with ``FOR UPDATE`` (the server
-refuses locking reads at a past timestamp).
+a negative :class:`datetime.timedelta` (written in exact seconds, e.g.
+``'-1036800s'``), an ``int`` (nanoseconds since the epoch), or the two
+functions above. Not allowed with ``FOR UPDATE`` (the server refuses locking
+reads at a past timestamp).
 
 Index hints
 (https://www.cockroachlabs.com/docs/stable/table-expressions#force-index-selection)::
@@ -64,6 +86,7 @@ from sqlalchemy.dialects.postgresql import Insert as PGInsert
 from sqlalchemy.dialects.postgresql.dml import OnConflictDoNothing, OnConflictDoUpdate
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql import ClauseElement, Select
+from sqlalchemy.sql.base import Executable
 from sqlalchemy.sql.elements import BindParameter, ColumnClause, TextClause
 from sqlalchemy.sql.functions import FunctionElement, GenericFunction
 from sqlalchemy.sql.selectable import TableClause
@@ -75,6 +98,7 @@ __all__ = [
     "as_of_system_time",
     "follower_read_timestamp",
     "index_hint",
+    "set_transaction_as_of_system_time",
     "timestampdiff",
     "unique_rowid",
     "upsert",
@@ -228,7 +252,7 @@ def with_max_staleness(
             raise exc.ArgumentError(
                 f"with_max_staleness() needs a positive interval, got {interval!r}"
             )
-        interval = f"{interval.total_seconds():g}s"
+        interval = _seconds(interval)
     if not isinstance(interval, str) or not interval.strip():
         raise exc.ArgumentError(
             f"with_max_staleness() takes an interval like '10s', got {interval!r}"
@@ -239,6 +263,21 @@ def with_max_staleness(
 
 def _quote(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
+
+
+def _seconds(value: dt.timedelta) -> str:
+    """An exact interval in seconds: ``-1036800s``, ``-0.000001s``, never an
+    exponent (``:g`` gave ``-1.0368e+06s``)."""
+    micros = value // dt.timedelta(microseconds=1)
+    sign = "-" if micros < 0 else ""
+    whole, frac = divmod(abs(micros), 1_000_000)
+    text = f"{whole}.{frac:06d}".rstrip("0").rstrip(".")
+    return f"{sign}{text}s"
+
+
+def is_bounded_staleness(clause: str) -> bool:
+    """True for an AS OF SYSTEM TIME clause with a bounded-staleness function."""
+    return "with_max_staleness(" in clause or "with_min_timestamp(" in clause
 
 
 def _aost_sql(value: Any) -> str:
@@ -256,7 +295,7 @@ def _aost_sql(value: Any) -> str:
                 "AS OF SYSTEM TIME needs a time in the past: give a negative "
                 f"timedelta, got {value!r}"
             )
-        return _quote(f"{value.total_seconds():g}s")
+        return _quote(_seconds(value))
     elif isinstance(value, str) and value.strip():
         return _quote(value.strip())
     raise exc.ArgumentError(
@@ -293,6 +332,65 @@ def as_of_system_time(stmt: Select[Any], value: Any) -> Select[Any]:
             f"as_of_system_time() applies to a select(), got {type(stmt).__name__}"
         )
     return stmt.with_statement_hint(AS_OF_SYSTEM_TIME + _aost_sql(value), DIALECT_NAME)
+
+
+class SetTransactionAsOf(Executable, ClauseElement):
+    """``SET TRANSACTION AS OF SYSTEM TIME ...``; made by
+    :func:`set_transaction_as_of_system_time`."""
+
+    __visit_name__ = "crdb_set_transaction_as_of"
+    inherit_cache = False
+
+    def __init__(self, clause: str) -> None:
+        self.clause = clause
+
+
+def set_transaction_as_of_system_time(value: Any) -> SetTransactionAsOf:
+    """The first statement of a transaction that reads as of ``value``.
+
+    Takes the values :func:`as_of_system_time` takes, except
+    :func:`with_max_staleness` (CockroachDB allows bounded staleness only in a
+    single-statement implicit transaction).
+    """
+    sql = _aost_sql(value)
+    if is_bounded_staleness(sql):
+        raise exc.ArgumentError(
+            "with_max_staleness() cannot be used in a transaction on CockroachDB: "
+            "use as_of_system_time(select(...), with_max_staleness(...)) on a "
+            "connection with execution_options(isolation_level='AUTOCOMMIT')"
+        )
+    return SetTransactionAsOf(AS_OF_SYSTEM_TIME + sql)
+
+
+@compiles(SetTransactionAsOf)
+def _compile_set_transaction_as_of(
+    element: SetTransactionAsOf, compiler: Any, **kw: Any
+) -> str:
+    if not _is_crdb(compiler):
+        raise _crdb_only(
+            "SET TRANSACTION AS OF SYSTEM TIME",
+            "use a REPEATABLE READ transaction to read one snapshot on PostgreSQL",
+        )
+    return "SET TRANSACTION " + element.clause
+
+
+def refuse_in_transaction(clause: str) -> None:
+    """Raise :class:`.AsOfSystemTimeError` for ``clause`` run inside BEGIN."""
+    from ..errors import AsOfSystemTimeError
+
+    fix = "run it on a connection with execution_options(isolation_level='AUTOCOMMIT')"
+    if is_bounded_staleness(clause):
+        refusal = "cannot use a bounded staleness query in a transaction"
+    else:
+        refusal = "inconsistent AS OF SYSTEM TIME timestamp"
+        fix += (
+            ", or make set_transaction_as_of_system_time(...) the first statement "
+            "of the transaction and drop as_of_system_time() from its statements"
+        )
+    raise AsOfSystemTimeError(
+        f"{clause!r} would run inside a transaction, which CockroachDB refuses "
+        f"({refusal!r}): {fix}."
+    )
 
 
 class AsOfFrom(ClauseElement):

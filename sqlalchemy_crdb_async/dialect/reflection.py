@@ -22,8 +22,10 @@ On CockroachDB (gated on ``dialect.is_cockroachdb``)
     autoincrement, and older servers' type annotations (``9:::INT8``) removed.
 
     Indexes: one ``pg_indexes`` query for the schema, each ``indexdef`` parsed
-    by :func:`parse_crdb_indexdef` (STORING, USING HASH, partial, inverted and
-    expression indexes; the hidden shard column never shows up as a key).
+    by :func:`parse_crdb_indexdef` (STORING, USING HASH, partial, inverted,
+    trigram, vector and expression indexes, visibility; the hidden shard column
+    never shows up as a key). A definition the parser does not understand is
+    skipped with a warning naming it; the other indexes are still reflected.
 
 Every ``get_multi_*`` method issues one query per kind for all the tables asked
 for (plus SQLAlchemy's shared table-oid query), never one per table; results
@@ -39,7 +41,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import bindparam, text
+from sqlalchemy import bindparam, text, util
 
 from .types import type_from_crdb
 
@@ -58,7 +60,14 @@ __all__ = [
 ]
 
 #: Index options this dialect reflects and accepts as ``cockroachdb_<name>``.
-CRDB_INDEX_OPTIONS = ("storing", "hash_sharded", "bucket_count", "inverted")
+CRDB_INDEX_OPTIONS = (
+    "storing",
+    "hash_sharded",
+    "bucket_count",
+    "inverted",
+    "vector",
+    "visibility",
+)
 
 # -- columns -----------------------------------------------------------------
 
@@ -205,7 +214,8 @@ def crdb_columns(
 # -- indexes -----------------------------------------------------------------
 
 _INDEXDEF = re.compile(
-    r"""^CREATE\s+(?P<unique>UNIQUE\s+)?(?P<inverted>INVERTED\s+)?INDEX\s+
+    r"""^CREATE\s+(?P<unique>UNIQUE\s+)?(?P<inverted>INVERTED\s+)?(?P<vector>VECTOR\s+)?
+        INDEX\s+
         (?P<name>"(?:[^"]|"")+"|\S+)\s+ON\s+(?P<table>\S+)\s+
         (?:USING\s+(?P<using>\w+)\s+)?
         \((?P<rest>.*)$""",
@@ -216,6 +226,16 @@ _SORT = re.compile(
     re.IGNORECASE | re.DOTALL,
 )
 _IDENT = re.compile(r'^(?:[A-Za-z_][\w$]*|"(?:[^"]|"")+")$')
+# An operator class after a key column: " gin_trgm_ops" for a trigram index,
+# " vector_l2_ops" for a vector index (catformat FormatIndexElements, below).
+_OPCLASS = re.compile(r"^(?P<expr>.*?)\s+(?P<ops>[A-Za-z_]\w*_ops)$", re.DOTALL)
+# The visibility suffix, last in both print modes: " NOT VISIBLE" (v22.2+) or
+# " VISIBILITY 0.xx" (v23.2+, "%.2f" of the visible fraction); cockroach
+# pkg/sql/catalog/catformat/index.go @0399fa0e31eb9607d5708d70e504cf7aaba94ddc.
+_VISIBILITY = re.compile(
+    r"(?:^|\s)(?:NOT\s+VISIBLE|VISIBILITY\s+(?P<fraction>\d+(?:\.\d+)?))\s*$",
+    re.IGNORECASE,
+)
 
 
 def split_top_level(text_: str, sep: str = ",") -> list[str]:
@@ -279,8 +299,12 @@ def parse_crdb_indexdef(indexdef: str) -> dict[str, Any]:
 
     Handles the forms in tests/crdb_facts/indexes.json: ``<db>.<schema>.<table>``
     qualification, explicit ``ASC``/``DESC``, ``STORING (...)``,
-    ``USING HASH WITH (bucket_count=N)``, ``WHERE (...)``, expressions, and
-    inverted indexes (``CREATE INVERTED INDEX`` or ``USING gin``/``inverted``).
+    ``USING HASH WITH (bucket_count=N)``, ``WHERE (...)``, expressions,
+    inverted indexes (``CREATE INVERTED INDEX`` or ``USING gin``/``inverted``),
+    operator classes (``gin_trgm_ops``: ``cockroachdb_ops``), vector indexes
+    (``USING cspann``: ``cockroachdb_vector``) and the visibility suffix
+    (``cockroachdb_visibility``: 0.0 for ``NOT VISIBLE``, the fraction for
+    ``VISIBILITY``).
     Raises ValueError, quoting the text, when it is not an index definition.
     """
     match = _INDEXDEF.match(indexdef.strip())
@@ -295,6 +319,13 @@ def parse_crdb_indexdef(indexdef: str) -> dict[str, Any]:
     using = (match["using"] or "").lower()
     if match["inverted"] or using in ("gin", "inverted"):
         options["cockroachdb_inverted"] = True
+    if match["vector"] or using == "cspann":
+        options["cockroachdb_vector"] = True
+    visibility = _VISIBILITY.search(tail)
+    if visibility:
+        fraction = visibility["fraction"]
+        options["cockroachdb_visibility"] = float(fraction) if fraction else 0.0
+        tail = tail[: visibility.start()].strip()
     hash_match = re.match(
         r"USING\s+HASH(?:\s+WITH\s+\(bucket_count\s*=\s*(\d+)\))?\s*",
         tail,
@@ -324,11 +355,15 @@ def parse_crdb_indexdef(indexdef: str) -> dict[str, Any]:
     column_names: list[str | None] = []
     expressions: list[str] = []
     sorting: dict[str, tuple[str, ...]] = {}
+    ops: dict[str, str] = {}
     has_expression = False
     for element in elements:
         parts = _SORT.match(element)
         assert parts is not None  # the pattern matches any text
         expr = parts["expr"].strip()
+        opclass = _OPCLASS.match(expr)
+        if opclass:
+            expr = opclass["expr"].strip()
         if _IDENT.match(expr):
             name: str = _unquote(expr)
             column_names.append(name)
@@ -337,6 +372,8 @@ def parse_crdb_indexdef(indexdef: str) -> dict[str, Any]:
             column_names.append(None)
             has_expression = True
         expressions.append(name)
+        if opclass:
+            ops[name] = opclass["ops"]
         flags: tuple[str, ...] = ()
         if (parts["dir"] or "").upper() == "DESC":
             flags += ("desc",)
@@ -354,6 +391,8 @@ def parse_crdb_indexdef(indexdef: str) -> dict[str, Any]:
         index["expressions"] = expressions
     if sorting:
         index["column_sorting"] = sorting
+    if ops:
+        options["cockroachdb_ops"] = ops
     if options:
         index["dialect_options"] = options
     return index
@@ -362,7 +401,7 @@ def parse_crdb_indexdef(indexdef: str) -> dict[str, Any]:
 # contype is the one-byte "char" type, which asyncpg returns as bytes: cast it.
 _CLAUSE = re.compile(
     r"""^(?:CONSTRAINT\s+(?P<pk>"(?:[^"]|"")+"|\S+)\s+PRIMARY\s+KEY
-        |(?P<unique>UNIQUE\s+)?(?P<inverted>INVERTED\s+)?INDEX\s+
+        |(?P<unique>UNIQUE\s+)?(?P<inverted>INVERTED\s+)?(?P<vector>VECTOR\s+)?INDEX\s+
          (?P<name>"(?:[^"]|"")+"|\S+))
         \s*\((?P<rest>.*)$""",
     re.VERBOSE | re.IGNORECASE | re.DOTALL,
@@ -386,9 +425,10 @@ def parse_crdb_index_clause(clause: str) -> dict[str, Any]:
     if match["pk"]:
         head = f"CREATE UNIQUE INDEX {match['pk']}"
     else:
-        head = "CREATE {}{}INDEX {}".format(
+        head = "CREATE {}{}{}INDEX {}".format(
             "UNIQUE " if match["unique"] else "",
             "INVERTED " if match["inverted"] else "",
+            "VECTOR " if match["vector"] else "",
             match["name"],
         )
     return parse_crdb_indexdef(f"{head} ON t ({match['rest']}")
@@ -425,7 +465,15 @@ def crdb_indexes(
         for row in result.mappings():
             if row["contype"] == "p":
                 continue  # the primary index is the primary key constraint
-            index = parse_crdb_indexdef(row["indexdef"])
+            try:
+                index = parse_crdb_indexdef(row["indexdef"])
+            except ValueError as err:
+                # one index this parser does not know must not cost the schema
+                util.warn(
+                    f"Skipped reflection of index {row['indexname']!r} of table "
+                    f"{row['tablename']!r}: {err}"
+                )
+                continue
             if row["contype"] == "u":
                 index["duplicates_constraint"] = index["name"]
             found[row["tablename"]].append(index)

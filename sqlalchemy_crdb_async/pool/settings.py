@@ -63,12 +63,13 @@ Caveats
 - Only ``create_async_engine`` (asyncio pools). Ping, session reset and
   introspection sharing use asyncpg directly; other async drivers get
   SQLAlchemy's generic ping and a reset through a DBAPI cursor.
-- On CockroachDB the reset is ``RESET ALL`` (asyncpg's own pool sends no
-  reset there at all) plus ``CLOSE ALL``/``DISCARD SEQUENCES``/``DISCARD
-  TEMP`` where the server knows them (cockroach logic test ``discard``); a
-  server that rejects the longer form gets ``RESET ALL`` only. ``DISCARD
-  ALL`` is never sent: it deallocates the prepared statements asyncpg and
-  SQLAlchemy cache.
+- On CockroachDB the reset is ``RESET ROLE; RESET ALL`` (asyncpg's own pool
+  sends no reset there at all; ``RESET ALL`` leaves the role alone) plus
+  ``CLOSE ALL``/``DISCARD SEQUENCES``/``DISCARD TEMP`` where the server knows
+  them; a statement the server lacks is left out for that pool, a transient
+  refusal only discards the connection (:mod:`._reset`). ``DISCARD ALL`` is
+  never sent: it deallocates the prepared statements asyncpg and SQLAlchemy
+  cache.
 """
 
 from __future__ import annotations

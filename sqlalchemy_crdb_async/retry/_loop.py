@@ -6,6 +6,15 @@ an error (:func:`.classify.classify`), raises :class:`.AmbiguousCommitError` or
 the sleep, after reporting the retry (:mod:`.stats`). It never sleeps itself:
 the async helpers sleep with ``asyncio.sleep``, the sync ones with
 ``time.sleep``, and only after the transaction is rolled back.
+
+Retry-error injection (``RetryPolicy(inject_retry_errors=True)``) turns on
+CockroachDB's ``inject_retry_errors_enabled`` on the attempt's connection.
+CockroachDB does not undo a SET on ROLLBACK
+(https://github.com/cockroachdb/cockroach/issues/69396), and an injected
+attempt never commits, so :func:`mark_injected` notes the connection and a
+pool ``reset`` listener switches the variable off when that connection goes
+back to the pool, whichever way the attempt ended (commit, error, cancel).
+A connection the pool closes instead needs nothing.
 """
 
 from __future__ import annotations
@@ -13,6 +22,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
+from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
 
 from ..errors import AmbiguousCommitError, RetriesExhaustedError
@@ -21,9 +31,21 @@ from .policy import DEFAULT_POLICY, INJECTED_ATTEMPTS, RetryPolicy
 from .stats import RetryEvent, counters_for, report_retry
 
 if TYPE_CHECKING:
-    from sqlalchemy.engine import Engine
+    from sqlalchemy.engine import Connection, Engine
+    from sqlalchemy.engine.interfaces import DBAPIConnection
+    from sqlalchemy.pool import ConnectionPoolEntry, PoolResetState
 
-__all__ = ["AttemptLoop", "inject_statement"]
+__all__ = [
+    "AttemptLoop",
+    "inject_statement",
+    "mark_injected",
+    "switch_off_statement",
+]
+
+#: CockroachDB's session variable (tests/crdb_facts/session_vars.md section 3).
+INJECT_VARIABLE = "inject_retry_errors_enabled"
+#: ``connection.info`` key: the variable may be on for this connection.
+_INJECTED_KEY = "sqlalchemy_crdb_async.retry_errors_injected"
 
 
 class AttemptLoop:
@@ -135,7 +157,7 @@ def inject_statement(loop: AttemptLoop) -> str | None:
     if not loop.policy.inject_retry_errors:
         return None
     dialect = loop.engine.dialect
-    if not getattr(dialect, "is_cockroachdb", False):
+    if not _injection_supported(dialect):
         raise sa_exc.ArgumentError(
             "RetryPolicy(inject_retry_errors=True) needs CockroachDB: the session "
             "variable inject_retry_errors_enabled does not exist on "
@@ -143,4 +165,50 @@ def inject_statement(loop: AttemptLoop) -> str | None:
         )
     # SET statements are never injected (``inject_retry_errors_enabled`` in
     # https://www.cockroachlabs.com/docs/v25.2/set-vars).
-    return f"SET inject_retry_errors_enabled = {'true' if loop.inject_now else 'false'}"
+    return f"SET {INJECT_VARIABLE} = {'true' if loop.inject_now else 'false'}"
+
+
+def _injection_supported(dialect: object) -> bool:
+    return bool(getattr(dialect, "is_cockroachdb", False))
+
+
+def switch_off_statement() -> str:
+    """The SET that turns retry-error injection off again."""
+    return f"SET {INJECT_VARIABLE} = false"
+
+
+def mark_injected(connection: Connection, on: bool) -> None:
+    """Note (``on``) or clear the injection flag of a sync ``Connection``."""
+    if not on:
+        connection.info.pop(_INJECTED_KEY, None)
+        return
+    connection.info[_INJECTED_KEY] = True
+    engine = connection.engine
+    if not event.contains(engine, "reset", _switch_off_on_return):
+        event.listen(engine, "reset", _switch_off_on_return)
+
+
+def _switch_off_on_return(
+    dbapi_connection: DBAPIConnection,
+    record: ConnectionPoolEntry,
+    reset_state: PoolResetState,
+) -> None:
+    """Pool ``reset`` listener: the variable is off before the pool keeps it.
+
+    Runs before the pool's own rollback; a failure here makes SQLAlchemy
+    discard the connection, which is as good.
+    """
+    if record is None or not record.info.pop(_INJECTED_KEY, False):
+        return
+    if reset_state.terminate_only or not reset_state.asyncio_safe:
+        return  # the connection is being closed, not kept
+    dbapi_connection.rollback()
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(switch_off_statement())
+    finally:
+        cursor.close()
+    # the SET sticks on CockroachDB either way
+    # (https://github.com/cockroachdb/cockroach/issues/69396); commit
+    # makes it stick on any server
+    dbapi_connection.commit()

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from .._cleanup import run_cleanup, terminator
-from ._loop import AttemptLoop, inject_statement
+from ._loop import AttemptLoop, inject_statement, mark_injected, switch_off_statement
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -65,21 +65,28 @@ class _Scope:
     async def open(self) -> Handle:
         raise NotImplementedError
 
-    async def _execute(self, sql: str) -> None:
+    async def _connection(self) -> AsyncConnection:
         if isinstance(self.handle, AsyncSession):
-            await (await self.handle.connection()).exec_driver_sql(sql)
-        else:
-            await self.handle.exec_driver_sql(sql)
+            return await self.handle.connection()
+        return self.handle
 
     async def _inject(self) -> None:
         statement = inject_statement(self.loop)
         if statement is not None:
-            await self._execute(statement)
+            conn = await self._connection()
             self.injected = self.loop.inject_now
+            # noted first: a cancelled SET may still have reached the server
+            mark_injected(conn.sync_connection, self.injected)  # type: ignore[arg-type]
+            await conn.exec_driver_sql(statement)
 
     async def _uninject(self) -> None:
+        # After a commit; any other ending is covered by the pool listener
+        # (_loop.mark_injected) when the connection goes back to the pool.
         if self.injected:
-            await self._execute("SET inject_retry_errors_enabled = false")
+            conn = await self._connection()
+            await conn.exec_driver_sql(switch_off_statement())
+            # off from here on: CockroachDB does not make a SET transactional
+            mark_injected(conn.sync_connection, False)  # type: ignore[arg-type]
             await self.handle.commit()
 
     async def commit(self) -> None:

@@ -9,8 +9,8 @@ SQLSTATE / condition                   :class:`ErrorKind`
 =====================================  ===========================================
 40001 serialization failure            ``RETRY`` (reason code parsed for metrics)
 40P01 deadlock detected                ``RETRY``
-0A000 raised by the server routine     ``RETRY_AFTER_CACHE_CLEAR`` (a cached plan
-``RevalidateCachedQuery``              went stale after a schema change)
+0A000 "cached plan must not change     ``RETRY_AFTER_CACHE_CLEAR`` (a cached plan
+result type" (any routine)             went stale after a schema change)
 class 08, 57P01, 57P02, or an error    ``RETRY`` when COMMIT was not yet sent,
 SQLAlchemy marked as a disconnect      ``AMBIGUOUS`` when it was
 40003 statement completion unknown     ``AMBIGUOUS``
@@ -20,10 +20,18 @@ SQLAlchemy marked as a disconnect      ``AMBIGUOUS`` when it was
 anything else                          ``RAISE`` (propagate unchanged)
 =====================================  ===========================================
 
-The message text is read for one thing only: CockroachDB's retry *reason*
+The message text is read for two things. CockroachDB's retry *reason*
 (``RETRY_SERIALIZABLE``, ``RETRY_WRITE_TOO_OLD``, ``ABORT_REASON_*``,
 ``ReadWithinUncertaintyIntervalError``, ...), which only feeds metrics
-(:func:`.retry_stats`). The pattern is the one CockroachDB itself uses to build
+(:func:`.retry_stats`). And the stale cached plan: 0A000 is "feature not
+supported" for many errors, PostgreSQL and CockroachDB's newest code mark this
+one with the routine ``RevalidateCachedQuery``, but most CockroachDB releases
+send the name of whichever Go function built the error (cockroach
+pkg/sql/plan_opt.go; https://github.com/cockroachdb/cockroach/issues/98070,
+https://github.com/cockroachdb/cockroach/pull/164406), so the message, the same
+on every release, is the only marker. Since v26.2 the error arrives at Bind
+instead of Execute; both happen inside the driver's one execute call, so it
+is classified the same way. The pattern is the one CockroachDB itself uses to build
 the HINT anchor (tests/crdb_facts/errors.json ``general_rules``; CockroachDB's
 https://github.com/cockroachdb/cockroach/blob/master/pkg/sql/pgwire/pgerror/flatten.go),
 plus the error names of messages that carry no code.
@@ -188,6 +196,9 @@ def classify(
         commit_sent=commit_sent,
         disconnect=_marked_disconnect(error) if disconnect is None else disconnect,
         routine=_routine_of(error) if code == codes.FEATURE_NOT_SUPPORTED else None,
+        feature_message=(
+            _message_of(error) if code == codes.FEATURE_NOT_SUPPORTED else ""
+        ),
     )
 
 
@@ -198,8 +209,13 @@ def classify_sqlstate(
     commit_sent: bool = False,
     disconnect: bool = False,
     routine: str | None = None,
+    feature_message: str = "",
 ) -> Classification:
-    """The pure rule behind :func:`classify`, on a SQLSTATE and a message."""
+    """The pure rule behind :func:`classify`, on a SQLSTATE and a message.
+
+    ``message`` is a 40001 message (for the reason), ``feature_message`` a 0A000
+    one (for the stale cached plan).
+    """
     if disconnect or codes.is_connection_lost(sqlstate):
         kind = ErrorKind.AMBIGUOUS if commit_sent else ErrorKind.RETRY
         return Classification(kind, sqlstate, connection_lost=True)
@@ -209,6 +225,10 @@ def classify_sqlstate(
         return Classification(ErrorKind.RETRY, sqlstate)
     if sqlstate == codes.STATEMENT_COMPLETION_UNKNOWN:
         return Classification(ErrorKind.AMBIGUOUS, sqlstate)
-    if sqlstate == codes.FEATURE_NOT_SUPPORTED and routine == codes.CACHED_PLAN_ROUTINE:
+    if sqlstate == codes.FEATURE_NOT_SUPPORTED and (
+        routine == codes.CACHED_PLAN_ROUTINE
+        # Message text: most CockroachDB releases give no other marker (above).
+        or codes.CACHED_PLAN_MESSAGE in feature_message
+    ):
         return Classification(ErrorKind.RETRY_AFTER_CACHE_CLEAR, sqlstate)
     return Classification(ErrorKind.RAISE, sqlstate)

@@ -97,7 +97,7 @@ from sqlalchemy.util import await_only
 
 from .._cleanup import run_cleanup, terminator
 from ..errors import ReplayMismatchError
-from ._loop import AttemptLoop, inject_statement
+from ._loop import AttemptLoop, inject_statement, mark_injected
 from ._scopes import sync_engine_of
 from .classify import ErrorKind, classify
 
@@ -469,7 +469,7 @@ async def _replaying_session(
     recorder = _Recorder(loop, engine.dialect)
     session: AsyncSession = maker()
     token = _active.set(recorder)
-    injected = failed = False
+    failed = False
     try:
         conn = await session.connection()
         recorder.savepoint = bool(getattr(engine.dialect, "is_cockroachdb", False))
@@ -477,8 +477,9 @@ async def _replaying_session(
             await conn.exec_driver_sql(SAVEPOINT)
         inject = inject_statement(loop)
         if inject is not None:
+            # the pool switches it off on return, however the block ends
+            mark_injected(conn.sync_connection, loop.inject_now)  # type: ignore[arg-type]
             await conn.exec_driver_sql(inject)
-            injected = True
         recorder.dbapi_conn = (await conn.get_raw_connection()).dbapi_connection
         yield session
         await session.flush()
@@ -493,21 +494,19 @@ async def _replaying_session(
         raise
     finally:
         _active.reset(token)
+        # inject_retry_errors_enabled is switched off by the pool's reset
+        # listener when the connection goes back (_loop.mark_injected).
         await run_cleanup(
-            _finish(session, rollback=failed, uninject=injected),
+            _finish(session, rollback=failed),
             terminator(session),
             "retrying_session(): rollback and close",
         )
 
 
-async def _finish(session: AsyncSession, *, rollback: bool, uninject: bool) -> None:
+async def _finish(session: AsyncSession, *, rollback: bool) -> None:
     """The session's whole exit sequence, run as one cleanup task."""
     try:
         if rollback:
             await session.rollback()
-        if uninject:
-            conn = await session.connection()
-            await conn.exec_driver_sql("SET inject_retry_errors_enabled = false")
-            await session.commit()
     finally:
         await session.close()

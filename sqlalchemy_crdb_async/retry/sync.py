@@ -66,7 +66,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from ._loop import AttemptLoop, inject_statement
+from ._loop import AttemptLoop, inject_statement, mark_injected, switch_off_statement
 from .classify import ErrorKind
 from .policy import DEFAULT_POLICY, RetryPolicy
 
@@ -225,14 +225,19 @@ class _SyncScope:
                 handle.begin()
         statement = inject_statement(self.loop)
         if statement is not None:
+            # the pool switches it off on return, however the attempt ends
+            mark_injected(self._connection(), self.loop.inject_now)
             self._execute(statement)
         return handle
 
-    def _execute(self, sql: str) -> None:
+    def _connection(self) -> Connection:
         handle = self.handle
         conn = handle.connection() if isinstance(handle, Session) else handle
         assert conn is not None
-        conn.exec_driver_sql(sql)
+        return conn
+
+    def _execute(self, sql: str) -> None:
+        self._connection().exec_driver_sql(sql)
 
     def commit(self) -> None:
         handle = self.handle
@@ -242,7 +247,10 @@ class _SyncScope:
         self.commit_sent = True
         handle.commit()
         if self.loop.inject_now:
-            self._execute("SET inject_retry_errors_enabled = false")
+            conn = self._connection()
+            conn.exec_driver_sql(switch_off_statement())
+            # off from here on: CockroachDB does not make a SET transactional
+            mark_injected(conn, False)
             handle.commit()
         if self.owned:
             handle.close()

@@ -87,13 +87,32 @@ def test_json_is_jsonb_on_crdb(crdb: Any, postgres: Any) -> None:
 
 
 @pytest.mark.parametrize(
-    "word", ["index", "family", "nothing", "virtual", "work", "role", "view"]
+    "word",
+    [
+        "index",
+        "family",
+        "nothing",
+        "virtual",
+        "work",
+        "role",
+        "view",
+        "lateral",
+        "tablesample",
+        "string",
+        "box2d",
+    ],
 )
 def test_crdb_reserved_words_are_quoted(crdb: Any, word: str) -> None:
     table = sa.table(word, sa.column(word))
     assert (
         sql(sa.select(table.c[word]), crdb) == f'SELECT "{word}"."{word}" FROM "{word}"'
     )
+
+
+@pytest.mark.parametrize("word", ["lateral", "tablesample", "freeze", "verbose"])
+def test_postgres_reserved_words_are_quoted(postgres: Any, word: str) -> None:
+    table = sa.table("t", sa.column(word))
+    assert sql(sa.select(table.c[word]), postgres) == f'SELECT t."{word}" FROM t'
 
 
 # -- DDL -------------------------------------------------------------------------------
@@ -214,12 +233,23 @@ def test_upsert_needs_a_primary_key(crdb: Any) -> None:
     [
         ("-4h", "AS OF SYSTEM TIME '-4h'"),
         (dt.timedelta(seconds=-10), "AS OF SYSTEM TIME '-10s'"),
+        # exact seconds, never an exponent (':g' wrote '-1.0368e+06s')
+        (dt.timedelta(days=-12), "AS OF SYSTEM TIME '-1036800s'"),
+        (dt.timedelta(microseconds=-1), "AS OF SYSTEM TIME '-0.000001s'"),
+        (
+            dt.timedelta(days=-12, microseconds=-5),
+            "AS OF SYSTEM TIME '-1036800.000005s'",
+        ),
         (dt.datetime(2016, 1, 1, 8), "AS OF SYSTEM TIME '2016-01-01 08:00:00'"),
         (1451635200000000000, "AS OF SYSTEM TIME 1451635200000000000"),
         (follower_read_timestamp(), "AS OF SYSTEM TIME follower_read_timestamp()"),
         (
             with_max_staleness("10s"),
             "AS OF SYSTEM TIME with_max_staleness('10s'::INTERVAL)",
+        ),
+        (
+            with_max_staleness(dt.timedelta(days=30)),
+            "AS OF SYSTEM TIME with_max_staleness('2592000s'::INTERVAL)",
         ),
         (
             with_max_staleness(dt.timedelta(seconds=5), nearest_only=True),

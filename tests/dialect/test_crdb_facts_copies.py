@@ -19,6 +19,7 @@ SOURCE_KEYS = {"source", "sources", "docs_source", "code_source", "url"}
 def test_the_copies_exist() -> None:
     assert DATA == [
         "errors.json",
+        "errors_more.json",
         "indexes.json",
         "information_schema_columns.json",
         "pg_catalog_support.md",

@@ -112,6 +112,52 @@ async def test_reserved_word_names(created: AsyncEngine) -> None:
         assert await conn.scalar(sa.select(table.c.nothing)) == "x"
 
 
+async def test_every_server_keyword_is_quoted(engine: AsyncEngine) -> None:
+    """The server's own keyword list: none of its reserved or type/function-name
+    keywords (pg_get_keywords() catcode R, T) goes out unquoted."""
+    if engine.dialect.is_cockroachdb:  # type: ignore[attr-defined]
+        pytest.skip("pg_get_keywords() is PostgreSQL's")
+    async with engine.connect() as conn:
+        words = set(
+            (
+                await conn.execute(
+                    sa.text(
+                        "SELECT word FROM pg_get_keywords() WHERE catcode IN ('R', 'T')"
+                    )
+                )
+            ).scalars()
+        )
+    assert words, "pg_get_keywords() returned nothing"
+    assert words - engine.dialect.identifier_preparer.reserved_words == set()
+
+
+async def test_keyword_column_names_round_trip(engine: AsyncEngine) -> None:
+    """Columns named after keywords of either server create, write and read."""
+    names = ["lateral", "tablesample", "string", "family", "verbose", "freeze"]
+    meta = sa.MetaData()
+    table = sa.Table(
+        "keywords",
+        meta,
+        sa.Column("id", sa.Integer, primary_key=True),
+        *(sa.Column(n, sa.Integer) for n in names),
+    )
+    async with engine.begin() as conn:
+        await conn.run_sync(meta.drop_all)
+        await conn.run_sync(meta.create_all)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(
+                table.insert().values(id=1, **{n: i for i, n in enumerate(names)})
+            )
+            row = (
+                await conn.execute(sa.select(table).where(table.c.lateral == 0))
+            ).one()
+        assert tuple(row) == (1, *range(len(names)))
+    finally:
+        async with engine.begin() as conn:
+            await conn.run_sync(meta.drop_all)
+
+
 async def test_hash_sharded_index_is_refused_on_postgresql(engine: AsyncEngine) -> None:
     if engine.dialect.is_cockroachdb:  # type: ignore[attr-defined]
         pytest.skip("needs PostgreSQL: checks that hash-sharded indexes are refused")

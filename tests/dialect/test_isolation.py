@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import gc
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import sqlalchemy as sa
@@ -124,3 +124,73 @@ async def test_cockroachdb_refuses_repeatable_read(engine: AsyncEngine) -> None:
     async with engine.connect() as conn:
         with pytest.raises(ArgumentError):
             await conn.execution_options(isolation_level="REPEATABLE READ")
+
+
+# -- the gate on an engine's first connection ----------------------------------------
+# A recorded CockroachDB answer to version() (tests/crdb_facts/version.json).
+V23_2 = (
+    "CockroachDB CCL v23.2.0 (x86_64-pc-linux-gnu, built 2024/01/16 19:30:18, "
+    "go1.21.5 X:nocoverageredesign)"
+)
+V24_2 = (
+    "CockroachDB CCL v24.2.3 (x86_64-pc-linux-gnu, built 2024/09/23 22:30:53, "
+    "go1.22.5 X:nocoverageredesign)"
+)
+V24_3 = (
+    "CockroachDB CCL v24.3.0 (aarch64-unknown-linux-gnu, built 2024/11/21 17:04:09, "
+    "go1.22.8 X:nocoverageredesign)"
+)
+
+
+def _crdb_dialect(version: str) -> Any:
+    from sqlalchemy_crdb_async.dialect.asyncpg import CockroachDBDialect_asyncpg
+    from sqlalchemy_crdb_async.dialect.server import parse_server_version
+
+    dialect = CockroachDBDialect_asyncpg()
+    dialect.server_info = parse_server_version(version, "13.0.0")
+    return dialect
+
+
+@pytest.mark.parametrize(
+    ("version", "offered"),
+    [(V23_2, False), (V24_2, False), (V24_3, True)],
+)
+def test_repeatable_read_is_offered_from_v24_3(version: str, offered: bool) -> None:
+    levels = _crdb_dialect(version).get_isolation_level_values(None)
+    assert ("REPEATABLE READ" in levels) is offered
+    assert "READ COMMITTED" in levels
+
+
+async def test_engine_level_is_checked_on_the_first_connection_too(
+    crdb_url: URL, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Replays a recorded CockroachDB v23.2 version() answer in place of the
+    embedded server's: REPEATABLE READ is refused there, on the engine's very
+    first connection as on every later one (it used to pass the first time,
+    judged by PostgreSQL's levels before server detection had run)."""
+    from sqlalchemy_crdb_async.dialect import base, server
+
+    real = server.parse_server_version
+
+    def recorded(version: str, server_version: str) -> Any:
+        return real(V23_2, "13.0.0")
+
+    monkeypatch.setattr(base, "parse_server_version", recorded)
+    bad = create_async_engine(crdb_url, isolation_level="REPEATABLE READ")
+    try:
+        for _ in range(2):
+            with pytest.raises(ArgumentError, match="READ COMMITTED"):
+                async with bad.connect():
+                    pass
+    finally:
+        await bad.dispose()
+
+
+async def test_engine_level_on_a_fresh_engine_is_applied(crdb_url: URL) -> None:
+    engine = create_async_engine(crdb_url, isolation_level="SERIALIZABLE")
+    try:
+        async with engine.connect() as conn:
+            assert (await conn.execute(SHOW)).scalar() == "serializable"
+        assert engine.dialect.server_info is not None
+    finally:
+        await engine.dispose()

@@ -13,6 +13,7 @@ from sqlalchemy_crdb_async.dialect.constructs import (
     as_of_system_time,
     follower_read_timestamp,
     index_hint,
+    set_transaction_as_of_system_time,
     timestampdiff,
     upsert,
     with_max_staleness,
@@ -193,11 +194,18 @@ async def test_func_timestampdiff_as_the_older_package_spelled_it(
         assert await conn.scalar(sa.select(airflow)) == 90
 
 
-@pytest.mark.crdb_only("AS OF SYSTEM TIME and index hints")
-async def test_crdb_as_of_system_time_and_index_hints(db: AsyncEngine) -> None:
+@pytest.fixture
+async def seeded(db: AsyncEngine) -> AsyncEngine:
     async with db.begin() as conn:
         await conn.execute(accounts.insert().values(id=1, balance=1, owner="a"))
-    async with db.connect() as conn:
+    return db
+
+
+@pytest.mark.crdb_only("AS OF SYSTEM TIME and index hints")
+async def test_crdb_as_of_system_time_and_index_hints(seeded: AsyncEngine) -> None:
+    async with seeded.connect() as conn:
+        # AS OF SYSTEM TIME needs an implicit transaction (constructs.py)
+        conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
         # a read in the past sees the table as it was (empty or missing rows)
         past = as_of_system_time(
             sa.select(sa.func.count()).select_from(accounts), "-1us"
@@ -221,3 +229,25 @@ async def test_older_with_hint_form_on_postgresql_names_index_hint(
         else:
             with pytest.raises(sa.exc.CompileError, match=r"\*index_hint\("):
                 await conn.execute(stmt)
+
+
+@pytest.mark.crdb_only("SET TRANSACTION AS OF SYSTEM TIME")
+async def test_crdb_set_transaction_as_of_system_time(seeded: AsyncEngine) -> None:
+    async with seeded.connect() as conn, conn.begin():
+        await conn.execute(set_transaction_as_of_system_time("-1us"))
+        assert await conn.scalar(sa.select(sa.func.count()).select_from(accounts)) in (
+            0,
+            1,
+        )
+
+
+@pytest.mark.crdb_only("bounded staleness reads")
+async def test_crdb_bounded_staleness_on_autocommit(seeded: AsyncEngine) -> None:
+    async with seeded.connect() as conn:
+        conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+        # bounded staleness: a single-row point lookup (errors_more.json)
+        stmt = as_of_system_time(
+            sa.select(accounts.c.balance).where(accounts.c.id == 1),
+            with_max_staleness("10s"),
+        )
+        assert await conn.scalar(stmt) in (None, 1)

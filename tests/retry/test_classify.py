@@ -206,6 +206,44 @@ def test_cached_plan_error_is_retried_after_clearing_the_cache() -> None:
     assert classify(other).kind is ErrorKind.RAISE
 
 
+def _cached_plan_record() -> dict[str, Any]:
+    record: dict[str, Any] = facts.load("errors_more.json")["cached_plan"]
+    return record
+
+
+@pytest.mark.parametrize(
+    "routine",
+    [
+        # newest CockroachDB, and PostgreSQL (errors_more.json routine_field.newest)
+        _cached_plan_record()["routine_field"]["newest"]["value"],
+        # older releases: the Go function that built the error; the exact name
+        # is not recorded, so any other name stands for it
+        "someCockroachGoFunction",
+        None,  # a driver that does not expose the routine field
+    ],
+)
+def test_cached_plan_error_of_every_era_is_retried(routine: str | None) -> None:
+    """The recorded 0A000 "cached plan must not change result type" is retried
+    after clearing the cache, whatever the routine field says (Execute-phase
+    up to v26.1, Bind-phase since v26.2: the same error to the driver)."""
+    record = _cached_plan_record()
+    error = as_sqlalchemy_error(record["sqlstate"], record["message"], routine)
+    assert classify(error).kind is ErrorKind.RETRY_AFTER_CACHE_CLEAR
+    assert (
+        classify_sqlstate(
+            record["sqlstate"], feature_message=record["message"], routine=routine
+        ).kind
+        is ErrorKind.RETRY_AFTER_CACHE_CLEAR
+    )
+
+
+def test_other_feature_not_supported_errors_are_raised() -> None:
+    for item in facts.load("errors_more.json")["as_of_system_time"]:
+        if item.get("sqlstate") == "0A000" and "message" in item:
+            error = as_sqlalchemy_error("0A000", item["message"], "execStmtInOpenState")
+            assert classify(error).kind is ErrorKind.RAISE
+
+
 def test_disconnect_flag_and_connection_class_08() -> None:
     assert classify_sqlstate("08006").kind is ErrorKind.RETRY
     assert classify_sqlstate("08006", commit_sent=True).kind is ErrorKind.AMBIGUOUS

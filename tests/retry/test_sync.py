@@ -193,7 +193,7 @@ def test_older_inject_error_needs_cockroachdb_here(
         run_transaction(sync_engine, lambda c: None, max_retries=3, inject_error=True)
 
 
-@pytest.mark.crdb_only
+@pytest.mark.crdb_only("inject_retry_errors_enabled")
 def test_older_inject_error_on_cockroachdb(sync_engine: Engine) -> None:
     calls = 0
 
