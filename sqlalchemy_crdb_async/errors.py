@@ -8,7 +8,8 @@ handlers::
      ├── sqlalchemy.exc.ArgumentError
      │    └── ConnectParameterError      bad libpq-style URL parameter
      ├── sqlalchemy.exc.InvalidRequestError
-     │    └── UnrecognizedServerError    version() is neither CockroachDB nor PostgreSQL
+     │    ├── UnrecognizedServerError    version() is neither CockroachDB nor PostgreSQL
+     │    └── UnsupportedServerError     CockroachDB older than the dialect can talk to
      └── sqlalchemy.exc.DBAPIError
           └── sqlalchemy.exc.OperationalError
                └── TransactionRetryError      base of the three below
@@ -23,7 +24,8 @@ They keep the error behind them: ``__cause__`` is set, and ``orig``,
 ``statement`` and ``params`` are those of that error.
 
     sqlalchemy.exc.SAWarning
-     └── DialectConflictWarning          another package also registers "cockroachdb"
+     ├── DialectConflictWarning          another package also registers "cockroachdb"
+     └── UnsupportedServerWarning        CockroachDB release outside the support window
 
 Messages never contain a password: parameters are named, values of secrets are
 not repeated.
@@ -43,6 +45,8 @@ __all__ = [
     "RetriesExhaustedError",
     "TransactionRetryError",
     "UnrecognizedServerError",
+    "UnsupportedServerError",
+    "UnsupportedServerWarning",
 ]
 
 
@@ -52,6 +56,14 @@ class ConnectParameterError(exc.ArgumentError):
 
 class UnrecognizedServerError(exc.InvalidRequestError):
     """Raised when ``SELECT version()`` is neither CockroachDB's nor PostgreSQL's."""
+
+
+class UnsupportedServerError(exc.InvalidRequestError):
+    """Raised at first connect to a CockroachDB release the dialect cannot serve."""
+
+
+class UnsupportedServerWarning(exc.SAWarning):
+    """Warned at first connect to a CockroachDB release no longer supported."""
 
 
 class DialectConflictWarning(exc.SAWarning):
@@ -129,6 +141,8 @@ class ReplayMismatchError(TransactionRetryError):
 for _cls in (
     ConnectParameterError,
     UnrecognizedServerError,
+    UnsupportedServerError,
+    UnsupportedServerWarning,
     DialectConflictWarning,
     TransactionRetryError,
     RetriesExhaustedError,

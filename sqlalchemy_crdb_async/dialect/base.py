@@ -54,7 +54,12 @@ from .compiler import (
     CockroachDBIdentifierPreparer,
     CockroachDBTypeCompiler,
 )
-from .server import ServerFlavor, ServerInfo, parse_server_version
+from .server import (
+    ServerFlavor,
+    ServerInfo,
+    check_support_window,
+    parse_server_version,
+)
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
@@ -126,8 +131,11 @@ class CockroachDBDialect(PGDialect):
     @override
     def _get_server_version_info(self, connection: Connection) -> tuple[int, ...]:
         version, server_version = connection.exec_driver_sql(DETECT_SERVER_SQL).one()
-        self.server_info = parse_server_version(str(version), str(server_version))
-        return self.server_info.pg_version
+        info = parse_server_version(str(version), str(server_version))
+        # the support window (server.py): refuse below v22.1, warn below v24.3
+        check_support_window(info)
+        self.server_info = info
+        return info.pg_version
 
     @override
     def get_isolation_level_values(
@@ -145,6 +153,65 @@ class CockroachDBDialect(PGDialect):
     @property
     def _default_schema(self) -> str:
         return self.default_schema_name or "public"
+
+    @override
+    def _columns_query(self, *args: Any, **kw: Any) -> Any:  # type: ignore[override]
+        # SQLAlchemy 2.1 calls pg_collation_is_visible, which CockroachDB lacks
+        query = super()._columns_query(*args, **kw)
+        return (
+            crdb_reflection.crdb_catalog_query(query) if self.is_cockroachdb else query
+        )
+
+    @override
+    def _domain_query(self, *args: Any, **kw: Any) -> Any:  # type: ignore[override]
+        query = super()._domain_query(*args, **kw)
+        return (
+            crdb_reflection.crdb_catalog_query(query) if self.is_cockroachdb else query
+        )
+
+    @override
+    def get_multi_table_options(  # type: ignore[override]
+        self,
+        connection: Connection,
+        *,
+        schema: str | None = None,
+        filter_names: Any = None,
+        **kw: Any,
+    ) -> Any:
+        options = crdb_reflection.rename_pg_options(
+            super().get_multi_table_options(
+                connection, schema=schema, filter_names=filter_names, **kw
+            )
+        )
+        if not self.is_cockroachdb:
+            return options
+        # CockroachDB has no table access methods: every table has relam =
+        # pg_am "prefix" while default_table_access_method says "heap", so the
+        # PostgreSQL query reports USING prefix, which CREATE TABLE rejects
+        # (crdb-facts pg_catalog_support.md section 3, pg_class / pg_am).
+        return crdb_reflection.drop_table_access_method(options)
+
+    @override
+    def get_multi_unique_constraints(  # type: ignore[override]
+        self,
+        connection: Connection,
+        *,
+        schema: str | None = None,
+        filter_names: Any = None,
+        **kw: Any,
+    ) -> Any:
+        uniques = crdb_reflection.rename_pg_options(
+            super().get_multi_unique_constraints(
+                connection, schema=schema, filter_names=filter_names, **kw
+            )
+        )
+        if not self.is_cockroachdb:
+            return uniques
+        # CockroachDB lists every unique index in pg_constraint (contype 'u'):
+        # mark those as the index's duplicates (reflection.py, "unique indexes")
+        return crdb_reflection.mark_index_duplicates(
+            uniques, connection, schema or self._default_schema
+        )
 
     @override
     def get_multi_columns(  # type: ignore[override]
@@ -213,10 +280,6 @@ def _renaming_options(name: str) -> Any:
 
 
 # Same queries on both servers; only the option keys become cockroachdb_*.
-for _name in (
-    "get_multi_table_options",
-    "get_multi_pk_constraint",
-    "get_multi_unique_constraints",
-):
+for _name in ("get_multi_pk_constraint",):
     setattr(CockroachDBDialect, _name, _renaming_options(_name))
 del _name

@@ -13,8 +13,8 @@ this dialect is named ``cockroachdb``). CockroachDB-only index options:
     a covering index, ``STORING (c)`` (crdb-facts/session_vars.md section 6); on
     PostgreSQL the same meaning is spelled ``INCLUDE (c)``, which is emitted there.
 ``cockroachdb_hash_sharded=True`` / ``cockroachdb_bucket_count=N``
-    ``USING HASH [WITH (bucket_count=N)]``; CockroachDB only (a ``CompileError``
-    on PostgreSQL).
+    ``USING HASH [STORING (...)] [WITH (bucket_count=N)]`` (CockroachDB's
+    clause order); CockroachDB only (a ``CompileError`` on PostgreSQL).
 ``cockroachdb_inverted=True``
     ``CREATE INVERTED INDEX`` on CockroachDB, ``USING gin`` on PostgreSQL.
 ``cockroachdb_where=<expr>``
@@ -185,7 +185,12 @@ class CockroachDBDDLCompiler(PGDDLCompiler):
         return f"{text}{name} ON {self.preparer.format_table(index.table)} {body}"
 
     def _crdb_index_parts(self, index: Any, ours: Any, pg: Any) -> tuple[str, str]:
-        """``("UNIQUE "/"INVERTED "/"", "(cols) [USING HASH] [STORING] [WHERE]")``."""
+        """The index's ``(prefix, body)``.
+
+        ``prefix``: ``"UNIQUE "``, ``"INVERTED "`` or ``""``; ``body``:
+        ``(cols) [USING HASH] [STORING (...)] [WITH (...)] [WHERE ...]``, in
+        CockroachDB's clause order (see below).
+        """
         preparer = self.preparer
         using = (pg["using"] or "").lower()
         inverted = bool(ours["inverted"]) or using in ("gin", "inverted")
@@ -204,11 +209,12 @@ class CockroachDBDDLCompiler(PGDDLCompiler):
                 for expr in index.expressions
             )
         )
+        # CockroachDB's clause order (v22.1+; cockroach pkg/sql/parser/sql.y
+        # index_def / create_index, tests/crdb_facts/grammar.md sections 1-3):
+        # (cols) USING HASH, STORING (...), PARTITION, WITH (...), WHERE.
         if ours["hash_sharded"] or ours["bucket_count"] is not None:
-            # crdb-facts session_vars.md s.6 (hash-sharded index), range [2, 2048]
+            # hash-sharded index, bucket count range [2, 2048] (grammar.md s.3)
             body += " USING HASH"
-            if ours["bucket_count"] is not None:
-                body += f" WITH (bucket_count={int(ours['bucket_count'])})"
         storing = ours["storing"] or pg["include"]
         if storing:
             body += " STORING ({})".format(
@@ -216,6 +222,9 @@ class CockroachDBDDLCompiler(PGDDLCompiler):
                     preparer.quote(c if isinstance(c, str) else c.name) for c in storing
                 )
             )
+        if ours["bucket_count"] is not None:
+            # a storage parameter since v22.1 (grammar.md s.3)
+            body += f" WITH (bucket_count={int(ours['bucket_count'])})"
         where = pg["where"]
         if where is not None:
             where = coercions.expect(roles.DDLExpressionRole, where)
@@ -223,6 +232,18 @@ class CockroachDBDDLCompiler(PGDDLCompiler):
                 where, include_table=False, literal_binds=True
             )
         return prefix, body
+
+    @override
+    def post_create_table(self, table: Any) -> str:
+        if _is_crdb(self.dialect) and table.dialect_options["postgresql"]["using"]:
+            # CockroachDB's CREATE TABLE has no USING <access method> (sql.y
+            # create_table_stmt; pg_am lists only its own "prefix"/"inverted")
+            raise exc.CompileError(
+                f"table {table.name!r}: CockroachDB tables have no access method "
+                f"(cockroachdb_using={table.dialect_options['postgresql']['using']!r}"
+                "); drop the option."
+            )
+        return str(super().post_create_table(table))
 
     @override
     def create_table_constraints(

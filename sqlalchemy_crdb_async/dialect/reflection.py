@@ -37,7 +37,10 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import bindparam, text
+from sqlalchemy import any_, bindparam, func, select, text
+from sqlalchemy.dialects.postgresql import pg_catalog
+from sqlalchemy.sql import visitors
+from sqlalchemy.sql.functions import Function
 
 from .types import type_from_crdb
 
@@ -47,6 +50,9 @@ if TYPE_CHECKING:
 __all__ = [
     "CRDB_INDEX_OPTIONS",
     "column_from_information_schema",
+    "crdb_catalog_query",
+    "drop_table_access_method",
+    "mark_index_duplicates",
     "merge_crdb_column",
     "parse_crdb_index_clause",
     "parse_crdb_indexdef",
@@ -57,6 +63,50 @@ __all__ = [
 
 #: Index options this dialect reflects and accepts as ``cockroachdb_<name>``.
 CRDB_INDEX_OPTIONS = ("storing", "hash_sharded", "bucket_count", "inverted")
+
+# -- catalogue queries ---------------------------------------------------------
+
+#: PostgreSQL catalogue functions CockroachDB does not define, and the
+#: CockroachDB-safe expression each call is replaced with.
+#: pg_collation_is_visible: absent from every CockroachDB version (cockroach
+#: pkg/sql/sem/builtins/pg_builtins.go defines pg_function_is_visible,
+#: pg_table_is_visible and pg_type_is_visible only; tests/crdb_facts/
+#: builtins.json "notable"). SQLAlchemy 2.1's column and domain queries call it.
+
+
+def _collation_is_visible(collation_oid: Any) -> Any:
+    # What pg_table_is_visible does on CockroachDB (its SQL body, builtins.json
+    # notable.pg_table_is_visible): the object's schema is on the search path.
+    coll = pg_catalog.pg_collation.alias("crdb_vis_coll")
+    nsp = pg_catalog.pg_namespace.alias("crdb_vis_nsp")
+    return (
+        select(nsp.c.nspname == any_(func.current_schemas(True)))
+        .select_from(coll.join(nsp, nsp.c.oid == coll.c.collnamespace))
+        .where(coll.c.oid == collation_oid)
+        .limit(1)
+        .scalar_subquery()
+    )
+
+
+_CRDB_MISSING_FUNCTIONS = {"pg_collation_is_visible": _collation_is_visible}
+
+
+def crdb_catalog_query(query: Any) -> Any:
+    """``query`` with calls CockroachDB lacks replaced by equivalents.
+
+    SQLAlchemy builds its PostgreSQL reflection queries with functions that
+    CockroachDB does not define (:data:`_CRDB_MISSING_FUNCTIONS`); this walks
+    the statement, subqueries included, and swaps each such call.
+    """
+
+    def replace(element: Any, **kw: Any) -> Any:
+        if isinstance(element, Function) and element.name in _CRDB_MISSING_FUNCTIONS:
+            (argument,) = element.clauses.clauses
+            return _CRDB_MISSING_FUNCTIONS[element.name](argument)
+        return None
+
+    return visitors.replacement_traverse(query, {}, replace)
+
 
 # -- columns -----------------------------------------------------------------
 
@@ -419,11 +469,55 @@ def crdb_indexes(
         for row in result.mappings():
             if row["contype"] == "p":
                 continue  # the primary index is the primary key constraint
-            index = parse_crdb_indexdef(row["indexdef"])
-            if row["contype"] == "u":
-                index["duplicates_constraint"] = index["name"]
-            found[row["tablename"]].append(index)
+            # a unique index is reported as an index; its pg_constraint 'u'
+            # row as a constraint duplicating it (mark_index_duplicates)
+            found[row["tablename"]].append(parse_crdb_indexdef(row["indexdef"]))
     return [((schema, name), found[name]) for name in names]
+
+
+# -- unique indexes and table options ---------------------------------------------
+
+_INDEX_NAMES_SQL = """
+SELECT i.tablename, i.indexname
+FROM pg_catalog.pg_indexes AS i
+WHERE i.schemaname = :schema AND i.tablename IN :names
+"""
+
+
+def mark_index_duplicates(uniques: Any, connection: Any, schema: str) -> Any:
+    """Mark each unique constraint that is really a unique index.
+
+    CockroachDB lists every unique index in ``pg_constraint`` with contype
+    ``'u'`` (crdb-facts indexes.json ``pg_constraint`` rows; pg_catalog logic
+    test), so a ``UNIQUE`` constraint and a ``CREATE UNIQUE INDEX`` look the
+    same there. Each unique constraint with a same-named index of its table
+    gets ``duplicates_index``, the marker SQLAlchemy and Alembic use for
+    MySQL's and Oracle's identical situation: Table reflection keeps the
+    index, and Alembic's autogenerate compares it with whichever of the two
+    the model declares. ``UNIQUE WITHOUT INDEX`` constraints have no index
+    and stay constraints.
+    """
+    items = [(key, list(value)) for key, value in uniques]
+    names = sorted({key[1] for key, value in items if value})
+    if not names:
+        return items
+    query = text(_INDEX_NAMES_SQL).bindparams(bindparam("names", expanding=True))
+    result = connection.execute(query, {"schema": schema, "names": names})
+    indexes = {(r["tablename"], r["indexname"]) for r in result.mappings()}
+    for key, constraints in items:
+        for constraint in constraints:
+            if (key[1], constraint["name"]) in indexes:
+                constraint["duplicates_index"] = constraint["name"]
+    return items
+
+
+def drop_table_access_method(options: Any) -> Any:
+    """Table options without ``cockroachdb_using``: CockroachDB has no
+    table access methods, so there is nothing to re-create."""
+    return [
+        (key, {k: v for k, v in value.items() if k != "cockroachdb_using"})
+        for key, value in options
+    ]
 
 
 # -- option names ------------------------------------------------------------
