@@ -41,6 +41,7 @@ SQLAlchemy's dialect for the driver accepts. Any other value raises
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from sqlalchemy import schema as sa_schema
@@ -170,50 +171,6 @@ class CockroachDBDialect(PGDialect):
         )
 
     @override
-    def get_multi_table_options(  # type: ignore[override]
-        self,
-        connection: Connection,
-        *,
-        schema: str | None = None,
-        filter_names: Any = None,
-        **kw: Any,
-    ) -> Any:
-        options = crdb_reflection.rename_pg_options(
-            super().get_multi_table_options(
-                connection, schema=schema, filter_names=filter_names, **kw
-            )
-        )
-        if not self.is_cockroachdb:
-            return options
-        # CockroachDB has no table access methods: every table has relam =
-        # pg_am "prefix" while default_table_access_method says "heap", so the
-        # PostgreSQL query reports USING prefix, which CREATE TABLE rejects
-        # (crdb-facts pg_catalog_support.md section 3, pg_class / pg_am).
-        return crdb_reflection.drop_table_access_method(options)
-
-    @override
-    def get_multi_unique_constraints(  # type: ignore[override]
-        self,
-        connection: Connection,
-        *,
-        schema: str | None = None,
-        filter_names: Any = None,
-        **kw: Any,
-    ) -> Any:
-        uniques = crdb_reflection.rename_pg_options(
-            super().get_multi_unique_constraints(
-                connection, schema=schema, filter_names=filter_names, **kw
-            )
-        )
-        if not self.is_cockroachdb:
-            return uniques
-        # CockroachDB lists every unique index in pg_constraint (contype 'u'):
-        # mark those as the index's duplicates (reflection.py, "unique indexes")
-        return crdb_reflection.mark_index_duplicates(
-            uniques, connection, schema or self._default_schema
-        )
-
-    @override
     def get_multi_columns(  # type: ignore[override]
         self,
         connection: Connection,
@@ -260,8 +217,14 @@ class CockroachDBDialect(PGDialect):
         )
 
 
-def _renaming_options(name: str) -> Any:
-    """A ``get_multi_*`` that returns PostgreSQL's answer, options renamed."""
+#: A CockroachDB correction of a ``get_multi_*`` result:
+#: ``(dialect, renamed result, connection, schema) -> result``.
+_Fix = Callable[[CockroachDBDialect, Any, "Connection", str], Any]
+
+
+def _renaming_options(name: str, crdb_fix: _Fix | None = None) -> Any:
+    """A ``get_multi_*`` that returns PostgreSQL's answer, options renamed,
+    then corrected by ``crdb_fix`` on CockroachDB."""
 
     def get_multi(
         self: CockroachDBDialect,
@@ -273,13 +236,35 @@ def _renaming_options(name: str) -> Any:
     ) -> Any:
         parent = getattr(super(CockroachDBDialect, self), name)
         result = parent(connection, schema=schema, filter_names=filter_names, **kw)
-        return crdb_reflection.rename_pg_options(result)
+        renamed = crdb_reflection.rename_pg_options(result)
+        if crdb_fix is None or not self.is_cockroachdb:
+            return renamed
+        return crdb_fix(self, renamed, connection, schema or self._default_schema)
 
     get_multi.__name__ = get_multi.__qualname__ = name
     return get_multi
 
 
-# Same queries on both servers; only the option keys become cockroachdb_*.
-for _name in ("get_multi_pk_constraint",):
-    setattr(CockroachDBDialect, _name, _renaming_options(_name))
-del _name
+def _drop_access_method(dialect: Any, result: Any, conn: Any, schema: str) -> Any:
+    # CockroachDB has no table access methods: every table has relam = pg_am
+    # "prefix" while default_table_access_method says "heap", so PostgreSQL's
+    # query reports USING prefix, which CREATE TABLE rejects (tests/crdb_facts/
+    # pg_catalog_support.md section 3, pg_class.relam and pg_am).
+    return crdb_reflection.drop_table_access_method(result)
+
+
+def _mark_duplicates(dialect: Any, result: Any, conn: Any, schema: str) -> Any:
+    # CockroachDB lists every unique index in pg_constraint (contype 'u'):
+    # mark those as the index's duplicates (reflection.mark_index_duplicates)
+    return crdb_reflection.mark_index_duplicates(result, conn, schema)
+
+
+# Same queries on both servers; the option keys become cockroachdb_*, and on
+# CockroachDB the result is corrected where its catalogue differs.
+for _name, _fix in (
+    ("get_multi_pk_constraint", None),
+    ("get_multi_table_options", _drop_access_method),
+    ("get_multi_unique_constraints", _mark_duplicates),
+):
+    setattr(CockroachDBDialect, _name, _renaming_options(_name, _fix))
+del _name, _fix

@@ -70,6 +70,7 @@ from typing import TYPE_CHECKING, Any
 
 from pglast.parser import ParseError, parse_sql_json
 
+from sqlalchemy_crdb_async.dialect.reflection import matching_paren, split_top_level
 from tests import facts
 
 if TYPE_CHECKING:
@@ -148,22 +149,7 @@ _WORD = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*|\S)")
 
 def _skip_parens(sql: str, i: int) -> int:
     """Index after the ``)`` matching the ``(`` at ``sql[i]``."""
-    depth, quote = 0, ""
-    while i < len(sql):
-        ch = sql[i]
-        if quote:
-            if ch == quote:
-                quote = ""
-        elif ch in "'\"":
-            quote = ch
-        elif ch == "(":
-            depth += 1
-        elif ch == ")":
-            depth -= 1
-            if depth == 0:
-                return i + 1
-        i += 1
-    raise ValueError(f"unbalanced parentheses in {sql!r}")
+    return i + 2 + matching_paren(sql[i + 1 :])
 
 
 # where a WHERE predicate ends: at the next index clause, in any order
@@ -273,26 +259,6 @@ def _rewrite_create_index(sql: str, issues: list[str]) -> str:
     return f"CREATE {unique}INDEX {rest[:paren]}{columns} {_pg_index_tail(tail)}"
 
 
-def _table_elements(body: str) -> list[str]:
-    parts, depth, quote, buf = [], 0, "", []
-    for ch in body:
-        if quote:
-            quote = "" if ch == quote else quote
-        elif ch in "'\"":
-            quote = ch
-        elif ch == "(":
-            depth += 1
-        elif ch == ")":
-            depth -= 1
-        elif ch == "," and depth == 0:
-            parts.append("".join(buf))
-            buf = []
-            continue
-        buf.append(ch)
-    parts.append("".join(buf))
-    return [p.strip() for p in parts if p.strip()]
-
-
 _INLINE_INDEX = re.compile(
     r"^(?P<unique>UNIQUE\s+)?(?:INVERTED\s+|VECTOR\s+)?INDEX\s+(?P<name>\S+)\s*(?P<rest>\(.*)$",
     re.I | re.S,
@@ -321,7 +287,7 @@ def _rewrite_create_table(sql: str, issues: list[str]) -> list[str]:
         flags=re.I,
     )
     kept, extra = [], []
-    for element in _table_elements(body):
+    for element in split_top_level(body):
         m = _INLINE_INDEX.match(element)
         if m:
             columns, tail = _split_index(m["rest"])
