@@ -23,6 +23,18 @@ On CockroachDB (gated on ``dialect.is_cockroachdb``)
     by :func:`parse_crdb_indexdef` (STORING, USING HASH, partial, inverted and
     expression indexes; the hidden shard column never shows up as a key).
 
+    Unique indexes: CockroachDB lists each one in ``pg_constraint`` too, so a
+    unique constraint with a same-named index is marked ``duplicates_index``
+    (:func:`mark_index_duplicates`); SQLAlchemy then reflects an index and
+    Alembic compares it with a model's ``Index`` or ``UniqueConstraint`` alike.
+
+    Table options: no ``cockroachdb_using`` (:func:`drop_table_access_method`).
+
+    SQLAlchemy's own catalogue queries go through :func:`crdb_catalog_query`,
+    which replaces the functions CockroachDB lacks (``pg_collation_is_visible``)
+    with equivalent SQL. ``tests/conformance/`` checks every query against
+    CockroachDB's builtins and catalogue.
+
 Every ``get_multi_*`` method issues one query per kind for all the tables asked
 for (plus SQLAlchemy's shared table-oid query), never one per table; results
 are cached by SQLAlchemy's ``info_cache`` as for any dialect.
