@@ -41,6 +41,7 @@ SQLAlchemy's dialect for the driver accepts. Any other value raises
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -155,20 +156,23 @@ class CockroachDBDialect(PGDialect):
     def _default_schema(self) -> str:
         return self.default_schema_name or "public"
 
+    # SQLAlchemy builds these catalogue queries once per dialect (lru_cache);
+    # on CockroachDB the calls it lacks are replaced (reflection.py
+    # crdb_catalog_query): SQLAlchemy 2.1 calls pg_collation_is_visible in both.
     @override
-    def _columns_query(self, *args: Any, **kw: Any) -> Any:  # type: ignore[override]
-        # SQLAlchemy 2.1 calls pg_collation_is_visible, which CockroachDB lacks
-        query = super()._columns_query(*args, **kw)
-        return (
-            crdb_reflection.crdb_catalog_query(query) if self.is_cockroachdb else query
-        )
+    @functools.lru_cache  # noqa: B019 - as PGDialect's own; one per engine
+    def _columns_query(self, *args: Any) -> Any:
+        return self._crdb_query(super()._columns_query(*args))
 
     @override
-    def _domain_query(self, *args: Any, **kw: Any) -> Any:  # type: ignore[override]
-        query = super()._domain_query(*args, **kw)
-        return (
-            crdb_reflection.crdb_catalog_query(query) if self.is_cockroachdb else query
-        )
+    @functools.lru_cache  # noqa: B019 - as PGDialect's own; one per engine
+    def _domain_query(self, *args: Any) -> Any:
+        return self._crdb_query(super()._domain_query(*args))
+
+    def _crdb_query(self, query: Any) -> Any:
+        if not self.is_cockroachdb:
+            return query
+        return crdb_reflection.crdb_catalog_query(query)
 
     @override
     def get_multi_columns(  # type: ignore[override]

@@ -19,6 +19,7 @@ import pytest
 import sqlalchemy as sa
 from alembic.migration import MigrationContext
 from alembic.operations import Operations
+from sqlalchemy.dialects.postgresql.named_types import CreateEnumType, DropEnumType
 from sqlalchemy.engine.reflection import ObjectKind, ObjectScope
 from sqlalchemy.schema import CreateIndex, CreateTable
 
@@ -236,6 +237,9 @@ def test_table_ddl_conforms() -> None:
     for ddl in metadata.sorted_tables:
         assert_conforms(str(CreateTable(ddl).compile(dialect=dialect)))
     assert_conforms(str(sa.schema.DropTable(table).compile(dialect=dialect)))
+    enum = table.c.g.type
+    for ddl in (CreateEnumType(enum), DropEnumType(enum)):
+        assert_conforms(str(ddl.compile(dialect=dialect)))
     assert_conforms(
         str(sa.schema.CreateSequence(sa.Sequence("s")).compile(dialect=dialect))
     )
