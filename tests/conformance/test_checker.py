@@ -114,3 +114,24 @@ def test_unknown_index_clause_is_reported() -> None:
     assert any(
         "unknown index clause" in p for p in problems("CREATE INDEX i ON t (a) BOGUS")
     )
+
+
+def test_the_layer_catches_sqlalchemy_column_query_unpatched() -> None:
+    """SQLAlchemy's own column query, without this dialect's rewrite: on 2.1
+    it calls pg_collation_is_visible and must fail; on 2.0 it conforms."""
+    from sqlalchemy.dialects.postgresql.base import PGDialect
+    from sqlalchemy.engine.reflection import ObjectKind, ObjectScope
+
+    from tests.conformance.recording import crdb_dialect
+
+    dialect = crdb_dialect()
+    query = PGDialect._columns_query(
+        dialect, None, False, ObjectScope.DEFAULT, ObjectKind.TABLE
+    )
+    sql = str(query.compile(dialect=dialect))
+    found = problems(sql)
+    if "pg_collation_is_visible" in sql:  # SQLAlchemy 2.1
+        assert any("pg_collation_is_visible" in p for p in found), found
+    else:  # SQLAlchemy 2.0: pg_attrdef / pg_sequence subqueries, json_build_object
+        assert "json_build_object" in sql
+        assert found == []
