@@ -8,8 +8,11 @@ verdict of the layer would be worthless.
 from __future__ import annotations
 
 import pytest
+from sqlalchemy.dialects.postgresql.base import PGDialect
+from sqlalchemy.engine.reflection import ObjectKind, ObjectScope
 
 from tests.conformance.checker import index_clauses, problems
+from tests.conformance.recording import crdb_dialect
 
 BAD = [
     # absent from every CockroachDB version (builtins.json notable_absent);
@@ -119,11 +122,6 @@ def test_unknown_index_clause_is_reported() -> None:
 def test_the_layer_catches_sqlalchemy_column_query_unpatched() -> None:
     """SQLAlchemy's own column query, without this dialect's rewrite: on 2.1
     it calls pg_collation_is_visible and must fail; on 2.0 it conforms."""
-    from sqlalchemy.dialects.postgresql.base import PGDialect
-    from sqlalchemy.engine.reflection import ObjectKind, ObjectScope
-
-    from tests.conformance.recording import crdb_dialect
-
     dialect = crdb_dialect()
     query = PGDialect._columns_query(
         dialect, None, False, ObjectScope.DEFAULT, ObjectKind.TABLE
