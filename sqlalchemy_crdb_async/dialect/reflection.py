@@ -65,7 +65,6 @@ __all__ = [
     "crdb_catalog_query",
     "drop_table_access_method",
     "mark_index_duplicates",
-    "matching_paren",
     "merge_crdb_column",
     "parse_crdb_index_clause",
     "parse_crdb_indexdef",
@@ -301,7 +300,7 @@ def split_top_level(text_: str, sep: str = ",") -> list[str]:
     return parts
 
 
-def matching_paren(text_: str) -> int:
+def _matching_paren(text_: str) -> int:
     """Index of the ``)`` closing the ``(`` that ``text_`` starts after."""
     depth, quote = 1, ""
     for i, ch in enumerate(text_):
@@ -327,7 +326,7 @@ def _unquote(name: str) -> str:
 
 def _strip_parens(expr: str) -> str:
     expr = expr.strip()
-    while expr.startswith("(") and matching_paren(expr[1:]) == len(expr) - 2:
+    while expr.startswith("(") and _matching_paren(expr[1:]) == len(expr) - 2:
         expr = expr[1:-1].strip()
     return expr
 
@@ -345,7 +344,7 @@ def parse_crdb_indexdef(indexdef: str) -> dict[str, Any]:
     if match is None:
         raise ValueError(f"not a CockroachDB index definition: {indexdef!r}")
     rest = match["rest"]
-    close = matching_paren(rest)
+    close = _matching_paren(rest)
     elements = split_top_level(rest[:close])
     tail = rest[close + 1 :].strip()
 
@@ -366,7 +365,7 @@ def parse_crdb_indexdef(indexdef: str) -> dict[str, Any]:
     storing_match = re.match(r"STORING\s+\(", tail, re.IGNORECASE)
     if storing_match:
         body = tail[storing_match.end() :]
-        end = matching_paren(body)
+        end = _matching_paren(body)
         options["cockroachdb_storing"] = [
             _unquote(c) for c in split_top_level(body[:end])
         ]

@@ -70,7 +70,10 @@ from typing import TYPE_CHECKING, Any
 
 from pglast.parser import ParseError, parse_sql_json
 
-from sqlalchemy_crdb_async.dialect.reflection import matching_paren, split_top_level
+from sqlalchemy_crdb_async.dialect.reflection import (
+    _matching_paren as matching_paren,  # the dialect's own paren matcher
+)
+from sqlalchemy_crdb_async.dialect.reflection import split_top_level
 from tests import facts
 
 if TYPE_CHECKING:
