@@ -395,6 +395,11 @@ def _walk(
     for kind, body in node.items():
         if kind == "SelectStmt" and isinstance(body, dict):
             scope = _from_scope(body.get("fromClause", []))
+            # output names (ORDER BY name) are not columns: "=" marks them
+            for target in body.get("targetList", []):
+                label = target.get("ResTarget", {}).get("name")
+                if label:
+                    scope["=" + label] = None
             inner = [*scopes, scope]
             for value in body.values():
                 yield from _walk(value, inner)
@@ -490,8 +495,9 @@ def _check_column(
                 break
     else:
         inner = scopes[-1] if scopes else {}
-        if len(inner) == 1:
-            rel = next(iter(inner.values()))
+        relations = [v for k, v in inner.items() if not k.startswith("=")]
+        if len(relations) == 1 and "=" + column not in inner:
+            rel = relations[0]
     columns = catalog.get(rel) if rel is not None else None
     if columns is None or column in columns:
         return []

@@ -86,6 +86,7 @@ GOOD = [
     "UPSERT INTO t (a, b) VALUES ($1, $2)",
     "SELECT a FROM t@{FORCE_INDEX=t_b_idx} AS x",
     "SAVEPOINT cockroach_restart",
+    "SELECT relname AS name FROM pg_catalog.pg_class ORDER BY name",
     "DROP DATABASE IF EXISTS d CASCADE",
 ]
 
