@@ -194,6 +194,17 @@ class CockroachDBDDLCompiler(PGDDLCompiler):
         preparer = self.preparer
         using = (pg["using"] or "").lower()
         inverted = bool(ours["inverted"]) or using in ("gin", "inverted")
+        sharded = ours["hash_sharded"] or ours["bucket_count"] is not None
+        storing = ours["storing"] or pg["include"]
+        if inverted and (index.unique or sharded or storing):
+            # cockroach pkg/sql/create_index.go: "inverted indexes can't be
+            # unique" / "don't support hash sharding" / "don't support stored
+            # columns" (42602); CREATE TABLE's index_def has no such clauses
+            raise exc.CompileError(
+                f"index {index.name!r}: a CockroachDB inverted index cannot be "
+                "unique, hash-sharded or STORING; drop those options or the "
+                "inverted one."
+            )
         prefix = "UNIQUE " if index.unique else ""
         if inverted:
             prefix += "INVERTED "  # crdb-facts session_vars.md s.6 (inverted index)
@@ -212,10 +223,9 @@ class CockroachDBDDLCompiler(PGDDLCompiler):
         # CockroachDB's clause order (v22.1+; cockroach pkg/sql/parser/sql.y
         # index_def / create_index, tests/crdb_facts/grammar.md sections 1-3):
         # (cols) USING HASH, STORING (...), PARTITION, WITH (...), WHERE.
-        if ours["hash_sharded"] or ours["bucket_count"] is not None:
+        if sharded:
             # hash-sharded index, bucket count range [2, 2048] (grammar.md s.3)
             body += " USING HASH"
-        storing = ours["storing"] or pg["include"]
         if storing:
             body += " STORING ({})".format(
                 ", ".join(

@@ -209,12 +209,29 @@ def index_clauses(tail: str) -> list[tuple[str, str]]:
     return out
 
 
-def _check_index_order(tail: str) -> list[str]:
+def _check_index_order(
+    tail: str, *, inverted: bool = False, unique: bool = False, inline: bool = False
+) -> list[str]:
     try:
         clauses = index_clauses(tail)
     except ValueError as e:
         return [str(e)]
     found: list[str] = []
+    if inverted:
+        # the grammar has no USING HASH for inverted indexes, nor STORING or
+        # UNIQUE inside CREATE TABLE (cockroach docs/generated/sql/bnf/
+        # stmt_block.bnf: create_index_stmt, index_def); CREATE INVERTED INDEX
+        # parses them but pkg/sql/create_index.go refuses them: "inverted
+        # indexes don't support stored columns" / "... hash sharding" / "can't
+        # be unique" (42602)
+        refused = {kind for kind, _ in clauses} & {"USING HASH", "STORING"}
+        if unique:
+            refused.add("UNIQUE")
+        found.extend(
+            f"inverted index with {kind}: CockroachDB refuses it"
+            + (" (and index_def in CREATE TABLE has no such clause)" if inline else "")
+            for kind in sorted(refused)
+        )
     ranks = [INDEX_CLAUSE_ORDER.index(kind) for kind, _ in clauses]
     for (kind, text), before, after in zip(clauses[1:], ranks, ranks[1:], strict=False):
         if after <= before:
@@ -239,7 +256,7 @@ def _pg_index_tail(tail: str) -> str:
 
 
 _CREATE_INDEX = re.compile(
-    r"^\s*CREATE\s+(?P<unique>UNIQUE\s+)?(?:INVERTED\s+|VECTOR\s+)?INDEX\s+"
+    r"^\s*CREATE\s+(?P<unique>UNIQUE\s+)?(?P<inverted>INVERTED\s+|VECTOR\s+)?INDEX\s+"
     r"(?P<rest>.*)$",
     re.I | re.S,
 )
@@ -257,13 +274,16 @@ def _rewrite_create_index(sql: str, issues: list[str]) -> str:
     rest = m["rest"]
     paren = rest.index("(")
     columns, tail = _split_index(rest[paren:])
-    issues.extend(_check_index_order(tail))
+    issues.extend(
+        _check_index_order(tail, inverted=bool(m["inverted"]), unique=bool(m["unique"]))
+    )
     unique = "UNIQUE " if m["unique"] else ""
     return f"CREATE {unique}INDEX {rest[:paren]}{columns} {_pg_index_tail(tail)}"
 
 
 _INLINE_INDEX = re.compile(
-    r"^(?P<unique>UNIQUE\s+)?(?:INVERTED\s+|VECTOR\s+)?INDEX\s+(?P<name>\S+)\s*(?P<rest>\(.*)$",
+    r"^(?P<unique>UNIQUE\s+)?(?P<inverted>INVERTED\s+|VECTOR\s+)?INDEX\s+"
+    r"(?P<name>\S+)\s*(?P<rest>\(.*)$",
     re.I | re.S,
 )
 _COMPUTED = re.compile(r"(?<!ALWAYS )\bAS\s*\(", re.I)
@@ -294,7 +314,14 @@ def _rewrite_create_table(sql: str, issues: list[str]) -> list[str]:
         m = _INLINE_INDEX.match(element)
         if m:
             columns, tail = _split_index(m["rest"])
-            issues.extend(_check_index_order(tail))
+            issues.extend(
+                _check_index_order(
+                    tail,
+                    inverted=bool(m["inverted"]),
+                    unique=bool(m["unique"]),
+                    inline=True,
+                )
+            )
             unique = "UNIQUE " if m["unique"] else ""
             extra.append(
                 f"CREATE {unique}INDEX {m['name']} ON {table.strip()} "

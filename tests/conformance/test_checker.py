@@ -57,6 +57,11 @@ BAD = [
         "CREATE TABLE t (a INT8, INDEX ix (a) WITH (bucket_count=4) USING HASH)",
         "clause order",
     ),
+    # inverted indexes: no STORING, hash sharding or UNIQUE (create_index.go)
+    ("CREATE INVERTED INDEX ix ON t (j) STORING (b)", "inverted index with STORING"),
+    ("CREATE UNIQUE INVERTED INDEX ix ON t (j)", "inverted index with UNIQUE"),
+    ("CREATE INVERTED INDEX ix ON t (j) USING HASH", "inverted index with USING HASH"),
+    ("CREATE TABLE t (j JSONB, INVERTED INDEX ix (j) STORING (b))", "STORING"),
     ("SELECT a FROM t WHERE a = 1 AS OF SYSTEM TIME '-1s'", "AS OF SYSTEM TIME"),
     ("SELECT a FROM t AS OF SYSTEM TIME '-1s' AS OF", "AS OF SYSTEM TIME"),
     ("SELECT FROM WHERE", "syntax"),
@@ -75,10 +80,11 @@ GOOD = [
     "CREATE UNIQUE INDEX ix ON t (a DESC) STORING (b) NOT VISIBLE",
     "CREATE INDEX ix ON t (a) VISIBILITY 0.5",
     "CREATE INVERTED INDEX ix ON t (j)",
+    "CREATE INVERTED INDEX ix ON t (j) WHERE a > 0",
     "CREATE TABLE t (a INT8 NOT NULL, b INT8 AS (a + 1) STORED, "
     "c INT8 AS (a * 2) VIRTUAL, PRIMARY KEY (a), "
     "INDEX t_b_idx (b) USING HASH STORING (c) WITH (bucket_count=4), "
-    "UNIQUE INDEX t_c_key (c))",
+    "UNIQUE INDEX t_c_key (c), INVERTED INDEX t_j_idx (j))",
     "SELECT t.a FROM t AS OF SYSTEM TIME '-10s' WHERE t.a = 1",
     "SELECT t.a FROM t AS OF SYSTEM TIME follower_read_timestamp()",
     "BEGIN AS OF SYSTEM TIME '-5s'",
