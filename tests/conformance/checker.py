@@ -15,8 +15,12 @@ nothing is), ``assert_conforms(sql)`` fails a test with that list. Checks:
    inside ``CREATE TABLE``) follow CockroachDB's grammar:
    columns, ``USING HASH``, ``STORING``, ``PARTITION ALL BY``, ``WITH (...)``,
    ``WHERE``, visibility (``tests/crdb_facts/grammar.md`` sections 1-2, the
-   railroad diagrams generated from cockroach ``pkg/sql/parser/sql.y``).
-   ``AS OF SYSTEM TIME`` must end a FROM list (grammar.md section 7).
+   railroad diagrams generated from cockroach ``pkg/sql/parser/sql.y``; the
+   same order in cockroach ``docs/generated/sql/bnf/stmt_block.bnf``,
+   ``create_index_stmt`` and ``index_def``). An inverted index has no
+   ``USING HASH``, ``STORING`` or ``UNIQUE`` (``pkg/sql/create_index.go``
+   refuses them). ``AS OF SYSTEM TIME`` must end a FROM list (grammar.md
+   section 7).
 4. **Syntax.** What is left must parse with PostgreSQL's parser.
 
 Which builtins count as present at :data:`MIN_CRDB`
