@@ -251,9 +251,10 @@ def _renaming_options(name: str, crdb_fix: _Fix | None = None) -> Any:
 
 def _drop_access_method(dialect: Any, result: Any, conn: Any, schema: str) -> Any:
     # CockroachDB has no table access methods: every table has relam = pg_am
-    # "prefix" while default_table_access_method says "heap", so PostgreSQL's
-    # query reports USING prefix, which CREATE TABLE rejects (tests/crdb_facts/
-    # pg_catalog_support.md section 3, pg_class.relam and pg_am).
+    # "prefix" (tests/crdb_facts/pg_catalog_support.md section 3) while
+    # default_table_access_method is a compatibility variable fixed at "heap"
+    # (cockroach pkg/sql/vars.go, makeCompatStringVar), so PostgreSQL's query
+    # reports USING prefix, which CockroachDB's CREATE TABLE does not accept.
     return crdb_reflection.drop_table_access_method(result)
 
 
