@@ -24,6 +24,10 @@ and parses the answer with :func:`.server.parse_server_version`. Afterwards:
 ``dialect.server_info``
     The whole :class:`.server.ServerInfo`.
 
+The same step enforces the support window (:func:`.server.check_support_window`):
+CockroachDB older than v22.1 is refused with ``UnsupportedServerError``, v22.1 up
+to v24.3 connects with an ``UnsupportedServerWarning``.
+
 Every CockroachDB-only behaviour is gated on these values, with a comment naming
 the fact it relies on. On PostgreSQL the dialect behaves as SQLAlchemy's
 PostgreSQL dialect does, which is how this package is tested when no
