@@ -79,6 +79,8 @@ from .errors import (
     RetriesExhaustedError,
     TransactionRetryError,
     UnrecognizedServerError,
+    UnsupportedServerError,
+    UnsupportedServerWarning,
 )
 from .pool import CockroachPool, PoolSettings, PoolStats, pool_stats
 from .retry import (
@@ -117,6 +119,8 @@ __all__ = [
     "ServerInfo",
     "TransactionRetryError",
     "UnrecognizedServerError",
+    "UnsupportedServerError",
+    "UnsupportedServerWarning",
     "Upsert",
     "__version__",
     "as_of_system_time",

@@ -9,7 +9,8 @@ handlers::
      │    └── ConnectParameterError      bad libpq-style URL parameter
      ├── sqlalchemy.exc.InvalidRequestError
      │    ├── UnrecognizedServerError    version() is neither CockroachDB nor PostgreSQL
-     │    └── AsOfSystemTimeError        AS OF SYSTEM TIME run inside a transaction
+     │    ├── AsOfSystemTimeError        AS OF SYSTEM TIME run inside a transaction
+     │    └── UnsupportedServerError     CockroachDB older than the dialect can talk to
      └── sqlalchemy.exc.DBAPIError
           └── sqlalchemy.exc.OperationalError
                └── TransactionRetryError      base of the three below
@@ -24,7 +25,8 @@ They keep the error behind them: ``__cause__`` is set, and ``orig``,
 ``statement`` and ``params`` are those of that error.
 
     sqlalchemy.exc.SAWarning
-     └── DialectConflictWarning          another package also registers "cockroachdb"
+     ├── DialectConflictWarning          another package also registers "cockroachdb"
+     └── UnsupportedServerWarning        CockroachDB release outside the support window
 
 Messages never contain a password: parameters are named, values of secrets are
 not repeated.
@@ -45,6 +47,8 @@ __all__ = [
     "RetriesExhaustedError",
     "TransactionRetryError",
     "UnrecognizedServerError",
+    "UnsupportedServerError",
+    "UnsupportedServerWarning",
 ]
 
 
@@ -58,6 +62,14 @@ class UnrecognizedServerError(exc.InvalidRequestError):
 
 class AsOfSystemTimeError(exc.InvalidRequestError):
     """Raised when an ``as_of_system_time()`` statement would run in a transaction."""
+
+
+class UnsupportedServerError(exc.InvalidRequestError):
+    """Raised at first connect to a CockroachDB release the dialect cannot serve."""
+
+
+class UnsupportedServerWarning(exc.SAWarning):
+    """Warned at first connect to a CockroachDB release no longer supported."""
 
 
 class DialectConflictWarning(exc.SAWarning):
@@ -136,6 +148,8 @@ for _cls in (
     ConnectParameterError,
     UnrecognizedServerError,
     AsOfSystemTimeError,
+    UnsupportedServerError,
+    UnsupportedServerWarning,
     DialectConflictWarning,
     TransactionRetryError,
     RetriesExhaustedError,

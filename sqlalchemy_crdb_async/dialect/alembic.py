@@ -71,7 +71,10 @@ class CockroachDBImpl(PostgresqlImpl):
             dialect, connection, as_sql, transactional_ddl, output_buffer, context_opts
         )
         if transactional_ddl is None and self._is_crdb:
-            self.transactional_ddl = _crdb_allows_transactional_ddl(connection)
+            # offline (--sql) runs have no session to ask
+            self.transactional_ddl = not as_sql and _crdb_allows_transactional_ddl(
+                connection
+            )
 
     @property
     def _is_crdb(self) -> bool:

@@ -24,6 +24,10 @@ and parses the answer with :func:`.server.parse_server_version`. Afterwards:
 ``dialect.server_info``
     The whole :class:`.server.ServerInfo`.
 
+The same step enforces the support window (:func:`.server.check_support_window`):
+CockroachDB older than v22.1 is refused with ``UnsupportedServerError``, v22.1 up
+to v24.3 connects with an ``UnsupportedServerWarning``.
+
 Every CockroachDB-only behaviour is gated on these values, with a comment naming
 the fact it relies on. On PostgreSQL the dialect behaves as SQLAlchemy's
 PostgreSQL dialect does, which is how this package is tested when no
@@ -66,6 +70,8 @@ that generated keys or RETURNING rows follow the order of the VALUES there.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from sqlalchemy import schema as sa_schema
@@ -81,7 +87,12 @@ from .compiler import (
     CockroachDBIdentifierPreparer,
     CockroachDBTypeCompiler,
 )
-from .server import ServerFlavor, ServerInfo, parse_server_version
+from .server import (
+    ServerFlavor,
+    ServerInfo,
+    check_support_window,
+    parse_server_version,
+)
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import URL, Connection
@@ -238,8 +249,11 @@ class CockroachDBDialect(PGDialect):
     @override
     def _get_server_version_info(self, connection: Connection) -> tuple[int, ...]:
         version, server_version = connection.exec_driver_sql(DETECT_SERVER_SQL).one()
-        self.server_info = parse_server_version(str(version), str(server_version))
-        return self.server_info.pg_version
+        info = parse_server_version(str(version), str(server_version))
+        # the support window (server.py): refuse below v22.1, warn below v24.3
+        check_support_window(info)
+        self.server_info = info
+        return info.pg_version
 
     def _detect_on(self, dbapi_conn: DBAPIConnection) -> None:
         """Server detection on a raw DBAPI connection, before ``initialize``.
@@ -279,6 +293,24 @@ class CockroachDBDialect(PGDialect):
     @property
     def _default_schema(self) -> str:
         return self.default_schema_name or "public"
+
+    # SQLAlchemy builds these catalogue queries once per dialect (lru_cache);
+    # on CockroachDB the calls it lacks are replaced (reflection.py
+    # crdb_catalog_query): SQLAlchemy 2.1 calls pg_collation_is_visible in both.
+    @override
+    @functools.lru_cache  # noqa: B019 - as PGDialect's own; one per engine
+    def _columns_query(self, *args: Any) -> Any:
+        return self._crdb_query(super()._columns_query(*args))
+
+    @override
+    @functools.lru_cache  # noqa: B019 - as PGDialect's own; one per engine
+    def _domain_query(self, *args: Any) -> Any:
+        return self._crdb_query(super()._domain_query(*args))
+
+    def _crdb_query(self, query: Any) -> Any:
+        if not self.is_cockroachdb:
+            return query
+        return crdb_reflection.crdb_catalog_query(query)
 
     @override
     def get_multi_columns(  # type: ignore[override]
@@ -332,8 +364,14 @@ class CockroachDBDialect(PGDialect):
         )
 
 
-def _renaming_options(name: str) -> Any:
-    """A ``get_multi_*`` that returns PostgreSQL's answer, options renamed."""
+#: A CockroachDB correction of a ``get_multi_*`` result:
+#: ``(dialect, renamed result, connection, schema) -> result``.
+_Fix = Callable[[CockroachDBDialect, Any, "Connection", str], Any]
+
+
+def _renaming_options(name: str, crdb_fix: _Fix | None = None) -> Any:
+    """A ``get_multi_*`` that returns PostgreSQL's answer, options renamed,
+    then corrected by ``crdb_fix`` on CockroachDB."""
 
     def get_multi(
         self: CockroachDBDialect,
@@ -345,17 +383,36 @@ def _renaming_options(name: str) -> Any:
     ) -> Any:
         parent = getattr(super(CockroachDBDialect, self), name)
         result = parent(connection, schema=schema, filter_names=filter_names, **kw)
-        return crdb_reflection.rename_pg_options(result)
+        renamed = crdb_reflection.rename_pg_options(result)
+        if crdb_fix is None or not self.is_cockroachdb:
+            return renamed
+        return crdb_fix(self, renamed, connection, schema or self._default_schema)
 
     get_multi.__name__ = get_multi.__qualname__ = name
     return get_multi
 
 
-# Same queries on both servers; only the option keys become cockroachdb_*.
-for _name in (
-    "get_multi_table_options",
-    "get_multi_pk_constraint",
-    "get_multi_unique_constraints",
+def _drop_access_method(dialect: Any, result: Any, conn: Any, schema: str) -> Any:
+    # CockroachDB has no table access methods: every table has relam = pg_am
+    # "prefix" (tests/crdb_facts/pg_catalog_support.md section 3) while
+    # default_table_access_method is a compatibility variable fixed at "heap"
+    # (cockroach pkg/sql/vars.go, makeCompatStringVar), so PostgreSQL's query
+    # reports USING prefix, which CockroachDB's CREATE TABLE does not accept.
+    return crdb_reflection.drop_table_access_method(result)
+
+
+def _mark_duplicates(dialect: Any, result: Any, conn: Any, schema: str) -> Any:
+    # CockroachDB lists every unique index in pg_constraint (contype 'u'):
+    # mark those as the index's duplicates (reflection.mark_index_duplicates)
+    return crdb_reflection.mark_index_duplicates(result, conn, schema)
+
+
+# Same queries on both servers; the option keys become cockroachdb_*, and on
+# CockroachDB the result is corrected where its catalogue differs.
+for _name, _fix in (
+    ("get_multi_pk_constraint", None),
+    ("get_multi_table_options", _drop_access_method),
+    ("get_multi_unique_constraints", _mark_duplicates),
 ):
-    setattr(CockroachDBDialect, _name, _renaming_options(_name))
-del _name
+    setattr(CockroachDBDialect, _name, _renaming_options(_name, _fix))
+del _name, _fix

@@ -14,8 +14,8 @@ this dialect is named ``cockroachdb``). CockroachDB-only index options:
     (https://www.cockroachlabs.com/docs/stable/create-index); on PostgreSQL the
     same meaning is spelled ``INCLUDE (c)``, which is emitted there.
 ``cockroachdb_hash_sharded=True`` / ``cockroachdb_bucket_count=N``
-    ``USING HASH [WITH (bucket_count=N)]``; CockroachDB only (a ``CompileError``
-    on PostgreSQL).
+    ``USING HASH [STORING (...)] [WITH (bucket_count=N)]`` (CockroachDB's
+    clause order); CockroachDB only (a ``CompileError`` on PostgreSQL).
 ``cockroachdb_inverted=True``
     ``CREATE INVERTED INDEX`` on CockroachDB, ``USING gin`` on PostgreSQL; with
     ``cockroachdb_ops={"name": "gin_trgm_ops"}`` a trigram index.
@@ -255,10 +255,26 @@ class CockroachDBDDLCompiler(PGDDLCompiler):
         return f"{text}{name} ON {self.preparer.format_table(index.table)} {body}"
 
     def _crdb_index_parts(self, index: Any, ours: Any, pg: Any) -> tuple[str, str]:
-        """``("UNIQUE "/"INVERTED "/"", "(cols) [USING HASH] [STORING] [WHERE]")``."""
+        """The index's ``(prefix, body)``.
+
+        ``prefix``: ``"UNIQUE "``, ``"INVERTED "`` or ``""``; ``body``:
+        ``(cols) [USING HASH] [STORING (...)] [WITH (...)] [WHERE ...]``, in
+        CockroachDB's clause order (see below).
+        """
         preparer = self.preparer
         using = (pg["using"] or "").lower()
         inverted = bool(ours["inverted"]) or using in ("gin", "inverted")
+        sharded = ours["hash_sharded"] or ours["bucket_count"] is not None
+        storing = ours["storing"] or pg["include"]
+        if inverted and (index.unique or sharded or storing):
+            # cockroach pkg/sql/create_index.go: "inverted indexes can't be
+            # unique" / "don't support hash sharding" / "don't support stored
+            # columns" (42602); CREATE TABLE's index_def has no such clauses
+            raise exc.CompileError(
+                f"index {index.name!r}: a CockroachDB inverted index cannot be "
+                "unique, hash-sharded or STORING; drop those options or the "
+                "inverted one."
+            )
         prefix = "UNIQUE " if index.unique else ""
         if inverted:
             # https://www.cockroachlabs.com/docs/stable/inverted-indexes
@@ -286,19 +302,23 @@ class CockroachDBDDLCompiler(PGDDLCompiler):
                 element += f" {opclass}"
             elements.append(element)
         body = "({})".format(", ".join(elements))
-        if ours["hash_sharded"] or ours["bucket_count"] is not None:
+        # CockroachDB's clause order (v22.1+; cockroach pkg/sql/parser/sql.y
+        # index_def / create_index, tests/crdb_facts/grammar.md sections 1-3):
+        # (cols) USING HASH, STORING (...), PARTITION, WITH (...), WHERE, and
+        # the visibility last.
+        if sharded:
             # bucket_count in [2, 2048]:
             # https://www.cockroachlabs.com/docs/stable/hash-sharded-indexes
             body += " USING HASH"
-            if ours["bucket_count"] is not None:
-                body += f" WITH (bucket_count={int(ours['bucket_count'])})"
-        storing = ours["storing"] or pg["include"]
         if storing:
             body += " STORING ({})".format(
                 ", ".join(
                     preparer.quote(c if isinstance(c, str) else c.name) for c in storing
                 )
             )
+        if ours["bucket_count"] is not None:
+            # a storage parameter since v22.1 (grammar.md s.3)
+            body += f" WITH (bucket_count={int(ours['bucket_count'])})"
         where = pg["where"]
         if where is not None:
             where = coercions.expect(roles.DDLExpressionRole, where)
@@ -307,6 +327,18 @@ class CockroachDBDDLCompiler(PGDDLCompiler):
             )
         body += _visibility_clause(self.dialect, index, ours)
         return prefix, body
+
+    @override
+    def post_create_table(self, table: Any) -> str:
+        if _is_crdb(self.dialect) and table.dialect_options["postgresql"]["using"]:
+            # CockroachDB's CREATE TABLE has no USING <access method> (sql.y
+            # create_table_stmt; pg_am lists only its own "prefix"/"inverted")
+            raise exc.CompileError(
+                f"table {table.name!r}: CockroachDB tables have no access method "
+                f"(cockroachdb_using={table.dialect_options['postgresql']['using']!r}"
+                "); drop the option."
+            )
+        return str(super().post_create_table(table))
 
     @override
     def create_table_constraints(

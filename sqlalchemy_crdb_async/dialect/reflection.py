@@ -27,6 +27,18 @@ On CockroachDB (gated on ``dialect.is_cockroachdb``)
     never shows up as a key). A definition the parser does not understand is
     skipped with a warning naming it; the other indexes are still reflected.
 
+    Unique indexes: CockroachDB lists each one in ``pg_constraint`` too, so a
+    unique constraint with a same-named index is marked ``duplicates_index``
+    (:func:`mark_index_duplicates`); SQLAlchemy then reflects an index and
+    Alembic compares it with a model's ``Index`` or ``UniqueConstraint`` alike.
+
+    Table options: no ``cockroachdb_using`` (:func:`drop_table_access_method`).
+
+    SQLAlchemy's own catalogue queries go through :func:`crdb_catalog_query`,
+    which replaces the functions CockroachDB lacks (``pg_collation_is_visible``)
+    with equivalent SQL. ``tests/conformance/`` checks every query against
+    CockroachDB's builtins and catalogue.
+
 Every ``get_multi_*`` method issues one query per kind for all the tables asked
 for (plus SQLAlchemy's shared table-oid query), never one per table; results
 are cached by SQLAlchemy's ``info_cache`` as for any dialect.
@@ -41,7 +53,10 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import bindparam, text, util
+from sqlalchemy import any_, bindparam, func, select, text, util
+from sqlalchemy.dialects.postgresql import pg_catalog
+from sqlalchemy.sql import visitors
+from sqlalchemy.sql.functions import Function
 
 from .types import type_from_crdb
 
@@ -51,6 +66,9 @@ if TYPE_CHECKING:
 __all__ = [
     "CRDB_INDEX_OPTIONS",
     "column_from_information_schema",
+    "crdb_catalog_query",
+    "drop_table_access_method",
+    "mark_index_duplicates",
     "merge_crdb_column",
     "parse_crdb_index_clause",
     "parse_crdb_indexdef",
@@ -68,6 +86,50 @@ CRDB_INDEX_OPTIONS = (
     "vector",
     "visibility",
 )
+
+# -- catalogue queries ---------------------------------------------------------
+
+#: PostgreSQL catalogue functions CockroachDB does not define, and the
+#: CockroachDB-safe expression each call is replaced with.
+#: pg_collation_is_visible: absent from every CockroachDB version (cockroach
+#: pkg/sql/sem/builtins/pg_builtins.go defines pg_function_is_visible,
+#: pg_table_is_visible and pg_type_is_visible only; tests/crdb_facts/
+#: builtins.json "notable"). SQLAlchemy 2.1's column and domain queries call it.
+
+
+def _collation_is_visible(collation_oid: Any) -> Any:
+    # What pg_table_is_visible does on CockroachDB (its SQL body, builtins.json
+    # notable.pg_table_is_visible): the object's schema is on the search path.
+    coll = pg_catalog.pg_collation.alias("crdb_vis_coll")
+    nsp = pg_catalog.pg_namespace.alias("crdb_vis_nsp")
+    return (
+        select(nsp.c.nspname == any_(func.current_schemas(True)))
+        .select_from(coll.join(nsp, nsp.c.oid == coll.c.collnamespace))
+        .where(coll.c.oid == collation_oid)
+        .limit(1)
+        .scalar_subquery()
+    )
+
+
+_CRDB_MISSING_FUNCTIONS = {"pg_collation_is_visible": _collation_is_visible}
+
+
+def crdb_catalog_query(query: Any) -> Any:
+    """``query`` with calls CockroachDB lacks replaced by equivalents.
+
+    SQLAlchemy builds its PostgreSQL reflection queries with functions that
+    CockroachDB does not define (:data:`_CRDB_MISSING_FUNCTIONS`); this walks
+    the statement, subqueries included, and swaps each such call.
+    """
+
+    def replace(element: Any, **kw: Any) -> Any:
+        if isinstance(element, Function) and element.name in _CRDB_MISSING_FUNCTIONS:
+            (argument,) = element.clauses.clauses
+            return _CRDB_MISSING_FUNCTIONS[element.name](argument)
+        return None
+
+    return visitors.replacement_traverse(query, {}, replace)
+
 
 # -- columns -----------------------------------------------------------------
 
@@ -474,10 +536,55 @@ def crdb_indexes(
                     f"{row['tablename']!r}: {err}"
                 )
                 continue
-            if row["contype"] == "u":
-                index["duplicates_constraint"] = index["name"]
+            # a unique index is reported as an index; its pg_constraint 'u'
+            # row as a constraint duplicating it (mark_index_duplicates)
             found[row["tablename"]].append(index)
     return [((schema, name), found[name]) for name in names]
+
+
+# -- unique indexes and table options ---------------------------------------------
+
+_INDEX_NAMES_SQL = """
+SELECT i.tablename, i.indexname
+FROM pg_catalog.pg_indexes AS i
+WHERE i.schemaname = :schema AND i.tablename IN :names
+"""
+
+
+def mark_index_duplicates(uniques: Any, connection: Any, schema: str) -> Any:
+    """Mark each unique constraint that is really a unique index.
+
+    CockroachDB lists every unique index in ``pg_constraint`` with contype
+    ``'u'`` (crdb-facts indexes.json ``pg_constraint`` rows; pg_catalog logic
+    test), so a ``UNIQUE`` constraint and a ``CREATE UNIQUE INDEX`` look the
+    same there. Each unique constraint with a same-named index of its table
+    gets ``duplicates_index``, the marker SQLAlchemy and Alembic use for
+    MySQL's and Oracle's identical situation: Table reflection keeps the
+    index, and Alembic's autogenerate compares it with whichever of the two
+    the model declares. ``UNIQUE WITHOUT INDEX`` constraints have no index
+    and stay constraints.
+    """
+    items = [(key, list(value)) for key, value in uniques]
+    names = sorted({key[1] for key, value in items if value})
+    if not names:
+        return items
+    query = text(_INDEX_NAMES_SQL).bindparams(bindparam("names", expanding=True))
+    result = connection.execute(query, {"schema": schema, "names": names})
+    indexes = {(r["tablename"], r["indexname"]) for r in result.mappings()}
+    for key, constraints in items:
+        for constraint in constraints:
+            if (key[1], constraint["name"]) in indexes:
+                constraint["duplicates_index"] = constraint["name"]
+    return items
+
+
+def drop_table_access_method(options: Any) -> Any:
+    """Table options without ``cockroachdb_using``: CockroachDB has no
+    table access methods, so there is nothing to re-create."""
+    return [
+        (key, {k: v for k, v in value.items() if k != "cockroachdb_using"})
+        for key, value in options
+    ]
 
 
 # -- option names ------------------------------------------------------------

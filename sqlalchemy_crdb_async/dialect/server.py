@@ -24,17 +24,55 @@ really offers.
 
 A string that is neither is an error that quotes it: guessing a default would
 gate CockroachDB behaviour on nothing.
+
+Support window
+--------------
+:data:`SUPPORTED_SINCE` is the oldest CockroachDB release this package
+supports: the oldest release Cockroach Labs still supports in 2026 (v24.3,
+LTS assistance until 2027-05-05; v25.2, v25.4, v26.2 and v26.3 are the others;
+``tests/crdb_facts/versions.md``, from cockroachdb/docs
+``src/current/_data/versions.csv``). :func:`check_support_window` runs at the
+first connect of every engine:
+
+- below :data:`CONNECTABLE_SINCE` (v22.1): :class:`~.errors.UnsupportedServerError`.
+  Statements the dialect sends do not exist there: ``USING HASH WITH
+  (bucket_count=N)``, ``RESET ALL``, ``CLOSE ALL`` arrived in v22.1
+  (``tests/crdb_facts/grammar.md`` section 3, ``session_reset.md``).
+- v22.1 up to v24.3: :class:`~.errors.UnsupportedServerWarning`, once per
+  engine, and the dialect carries on. A warning rather than an error because
+  CockroachDB upgrades one major release at a time with the application
+  running: a client that refused the older nodes would break the upgrade that
+  brings the cluster into the window.
+
+Newer features are gated on ``dialect.crdb_at_least(...)`` where they are used.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import re
+import warnings
 from typing import Literal
 
-from ..errors import UnrecognizedServerError
+from ..errors import (
+    UnrecognizedServerError,
+    UnsupportedServerError,
+    UnsupportedServerWarning,
+)
 
-__all__ = ["ServerFlavor", "ServerInfo", "parse_server_version"]
+__all__ = [
+    "CONNECTABLE_SINCE",
+    "SUPPORTED_SINCE",
+    "ServerFlavor",
+    "ServerInfo",
+    "check_support_window",
+    "parse_server_version",
+]
+
+#: The oldest supported CockroachDB release (see "Support window" above).
+SUPPORTED_SINCE = (24, 3, 0)
+#: Below this, the dialect refuses to connect.
+CONNECTABLE_SINCE = (22, 1, 0)
 
 ServerFlavor = Literal["cockroachdb", "postgresql"]
 
@@ -128,3 +166,25 @@ def _parse_pg_setting(value: str) -> tuple[int, ...] | None:
     if not m:
         return None
     return tuple(int(x) for x in m.groups() if x is not None)
+
+
+def check_support_window(info: ServerInfo) -> None:
+    """Refuse (below v22.1) or warn about (below v24.3) an old CockroachDB."""
+    crdb = info.crdb_version
+    if crdb is None or crdb >= SUPPORTED_SINCE:
+        return
+    supported = "v{}.{}".format(*SUPPORTED_SINCE)
+    if crdb < CONNECTABLE_SINCE:
+        raise UnsupportedServerError(
+            f"{info.describe()} is too old for sqlalchemy-crdb-async: it lacks "
+            "statements the dialect sends (RESET ALL, CLOSE ALL, USING HASH WITH "
+            f"(bucket_count=N), all from v22.1). Upgrade the cluster to {supported} "
+            "or later, the oldest release Cockroach Labs still supports."
+        )
+    warnings.warn(
+        f"{info.describe()} is no longer supported by Cockroach Labs nor tested by "
+        f"sqlalchemy-crdb-async (supported: {supported} and later). The dialect "
+        "carries on, but upgrade the cluster.",
+        UnsupportedServerWarning,
+        stacklevel=2,
+    )

@@ -1,15 +1,16 @@
 """AS OF SYSTEM TIME runs only where CockroachDB accepts it.
 
-CockroachDB refuses the clause inside an explicit transaction (tests/crdb_facts/
-errors_more.json ``as_of_system_time``: "inconsistent AS OF SYSTEM TIME
-timestamp", "cannot use a bounded staleness query in a transaction"). The
+CockroachDB refuses the clause inside an explicit transaction
+(tests/crdb_facts/errors_more.json ``as_of_system_time``: "inconsistent AS OF
+SYSTEM TIME timestamp", "cannot use a bounded staleness query in a transaction"). The
 dialect lets it through on an AUTOCOMMIT connection and refuses it client-side
 otherwise; inside a transaction, ``set_transaction_as_of_system_time()`` is the
 first statement instead.
 
 The refusal tests run on the embedded PostgreSQL with the dialect switched to
-CockroachDB mode by a recorded ``version()`` answer (tests/crdb_facts/
-version.json): the statement compiles as on CockroachDB, and the check happens
+CockroachDB mode by a recorded ``version()`` answer
+(tests/crdb_facts/version.json): the statement compiles as on CockroachDB,
+and the check happens
 before anything is sent. What CockroachDB then does with it is in the
 crdb_only tests.
 """

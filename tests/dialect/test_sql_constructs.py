@@ -245,7 +245,8 @@ async def test_crdb_set_transaction_as_of_system_time(seeded: AsyncEngine) -> No
 async def test_crdb_bounded_staleness_on_autocommit(seeded: AsyncEngine) -> None:
     async with seeded.connect() as conn:
         conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
-        # bounded staleness: a single-row point lookup (errors_more.json)
+        # bounded staleness: a single-row point lookup
+        # (tests/crdb_facts/errors_more.json)
         stmt = as_of_system_time(
             sa.select(accounts.c.balance).where(accounts.c.id == 1),
             with_max_staleness("10s"),

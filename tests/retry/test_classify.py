@@ -214,7 +214,8 @@ def _cached_plan_record() -> dict[str, Any]:
 @pytest.mark.parametrize(
     "routine",
     [
-        # newest CockroachDB, and PostgreSQL (errors_more.json routine_field.newest)
+        # newest CockroachDB, and PostgreSQL
+        # (tests/crdb_facts/errors_more.json routine_field.newest)
         _cached_plan_record()["routine_field"]["newest"]["value"],
         # older releases: the Go function that built the error; the exact name
         # is not recorded, so any other name stands for it

@@ -1,6 +1,7 @@
 """Retry-error injection is switched off before a connection goes back to the pool.
 
-CockroachDB keeps a SET after ROLLBACK (cockroach issue 69396), so the switch-off
+CockroachDB keeps a SET after ROLLBACK
+(https://github.com/cockroachdb/cockroach/issues/69396), so the switch-off
 must be sent on every ending of an attempt, not only after a commit. PostgreSQL
 has no ``inject_retry_errors_enabled``: here the helpers set a custom variable of
 the same role instead, and the test reads the statements sent through the DBAPI
