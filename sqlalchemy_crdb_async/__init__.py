@@ -31,8 +31,9 @@ where                    what
 ``dialect/``             the dialects (``base``, one module per driver),
                          server detection (``server``), DDL and SQL compilers
                          (``compiler``), types, reflection, CockroachDB
-                         constructs (``constructs``: :func:`upsert`,
-                         :func:`as_of_system_time`, :func:`index_hint`, ...),
+                         SQL (``constructs``: :func:`as_of_system_time`,
+                         :func:`index_hint`; ``dml``: :func:`upsert`;
+                         ``functions``: :func:`timestampdiff`, ...),
                          Alembic, and SQLAlchemy's test-suite hooks
                          (``provision``, ``requirements``)
 ``retry/``               transaction retries: :func:`run_transaction`,
@@ -58,17 +59,14 @@ from sqlalchemy.dialects import registry as _registry
 
 from .dialect.base import CockroachDBDialect
 from .dialect.constructs import (
-    Upsert,
     as_of_system_time,
     follower_read_timestamp,
     index_hint,
     set_transaction_as_of_system_time,
-    timestampdiff,
-    unique_rowid,
-    upsert,
-    uuid_primary_key,
     with_max_staleness,
 )
+from .dialect.dml import Upsert, upsert
+from .dialect.functions import timestampdiff, unique_rowid, uuid_primary_key
 from .dialect.server import ServerInfo, parse_server_version
 from .errors import (
     AmbiguousCommitError,

@@ -15,8 +15,12 @@ module              what it does
 ``_keywords``       both servers' keywords that the compiler always quotes
 ``types``           CockroachDB's types and their reflection names
 ``reflection``      columns and indexes as CockroachDB's catalogue reports them
-``constructs``      :func:`upsert`, :func:`as_of_system_time`,
-                    :func:`index_hint`, :func:`timestampdiff`, ...
+``indexdef``        parse CockroachDB's ``pg_indexes.indexdef`` text
+``constructs``      :func:`as_of_system_time` and friends, :func:`index_hint`
+``dml``             :func:`upsert`
+``functions``       :func:`timestampdiff`, :func:`unique_rowid`,
+                    :func:`uuid_primary_key`
+``_keywords``       the reserved words of both servers (identifier quoting)
 ``alembic``         Alembic's ``CockroachDBImpl`` (registered when installed)
 ``provision``,      SQLAlchemy's and Alembic's test-suite hooks (names fixed by
 ``requirements``    SQLAlchemy's plugin)

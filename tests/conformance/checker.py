@@ -74,10 +74,10 @@ from typing import TYPE_CHECKING, Any
 
 from pglast.parser import ParseError, parse_sql_json
 
-from sqlalchemy_crdb_async.dialect.reflection import (
+from sqlalchemy_crdb_async.dialect.indexdef import (
     _matching_paren as matching_paren,  # the dialect's own paren matcher
 )
-from sqlalchemy_crdb_async.dialect.reflection import split_top_level
+from sqlalchemy_crdb_async.dialect.indexdef import split_top_level
 from tests import facts
 
 if TYPE_CHECKING:

@@ -16,8 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.schema import CreateIndex, CreateTable
 
-from sqlalchemy_crdb_async.dialect.asyncpg import CockroachDBDialect_asyncpg
-from sqlalchemy_crdb_async.dialect.constructs import (
+from sqlalchemy_crdb_async import (
     as_of_system_time,
     follower_read_timestamp,
     index_hint,
@@ -27,6 +26,7 @@ from sqlalchemy_crdb_async.dialect.constructs import (
     uuid_primary_key,
     with_max_staleness,
 )
+from sqlalchemy_crdb_async.dialect.asyncpg import CockroachDBDialect_asyncpg
 from sqlalchemy_crdb_async.dialect.server import parse_server_version
 
 V25 = (

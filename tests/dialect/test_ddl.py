@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import pytest
 import sqlalchemy as sa
 
-from sqlalchemy_crdb_async.dialect.constructs import unique_rowid, uuid_primary_key
+from sqlalchemy_crdb_async import unique_rowid, uuid_primary_key
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator

@@ -18,7 +18,8 @@ import sqlalchemy as sa
 from sqlalchemy.schema import CreateIndex, CreateTable
 
 from sqlalchemy_crdb_async.dialect.asyncpg import CockroachDBDialect_asyncpg
-from sqlalchemy_crdb_async.dialect.reflection import crdb_indexes, parse_crdb_indexdef
+from sqlalchemy_crdb_async.dialect.indexdef import parse_crdb_indexdef
+from sqlalchemy_crdb_async.dialect.reflection import crdb_indexes
 from sqlalchemy_crdb_async.dialect.server import parse_server_version
 from tests import facts
 

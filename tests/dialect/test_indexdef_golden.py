@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 
-from sqlalchemy_crdb_async.dialect.reflection import (
+from sqlalchemy_crdb_async.dialect.indexdef import (
     parse_crdb_index_clause,
     parse_crdb_indexdef,
-    rename_pg_options,
     split_top_level,
 )
+from sqlalchemy_crdb_async.dialect.reflection import rename_pg_options
 from tests import facts
 
 FACTS = json.loads((facts.FACTS_DIR / "indexes.json").read_text())

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import pytest
 import sqlalchemy as sa
 
-from sqlalchemy_crdb_async.dialect.constructs import (
+from sqlalchemy_crdb_async import (
     as_of_system_time,
     follower_read_timestamp,
     index_hint,

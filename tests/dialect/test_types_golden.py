@@ -14,10 +14,10 @@ from sqlalchemy import types as sqltypes
 from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.dialects.postgresql.base import ischema_names
 
+from sqlalchemy_crdb_async.dialect.indexdef import strip_type_annotations
 from sqlalchemy_crdb_async.dialect.reflection import (
     column_from_information_schema,
     merge_crdb_column,
-    strip_type_annotations,
 )
 from sqlalchemy_crdb_async.dialect.types import crdb_type_name, type_from_crdb
 from tests import facts
