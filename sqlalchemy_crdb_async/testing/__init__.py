@@ -17,14 +17,21 @@ Fixtures: ``crdb_server`` (session, a :class:`~.provider.TestServer`),
 ``crdb_url`` (module: a ``cockroachdb+asyncpg`` URL of a database made for the
 test module, dropped after it). Marker: ``@pytest.mark.crdb_only`` skips a test,
 with the reason "needs CockroachDB", when the server is PostgreSQL.
+
+:class:`~.proxy.FaultProxy` (:mod:`.proxy`) is a TCP proxy on 127.0.0.1 that
+injects network faults (delay, cut, refuse, silence, a response cut short)
+between an application and its database, for tests of one's own code.
 """
 
 from .embedded import EmbeddedPostgres, PostgresNotFoundError, find_postgres_bindir
 from .provider import TestServer, resolve_server
+from .proxy import FaultProxy, ProxyStats
 
 __all__ = [
     "EmbeddedPostgres",
+    "FaultProxy",
     "PostgresNotFoundError",
+    "ProxyStats",
     "TestServer",
     "find_postgres_bindir",
     "resolve_server",
