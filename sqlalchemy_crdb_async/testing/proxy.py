@@ -294,14 +294,17 @@ class FaultProxy:
     async def _accept(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
-        task = asyncio.current_task()
-        assert task is not None
+        # asyncio's stream server owns this task and logs it if cancelled:
+        # the work runs in a task of ours, which aclose() may cancel.
+        task = asyncio.create_task(self._serve(reader, writer))
         self._handlers.add(task)
         try:
-            await self._serve(reader, writer)
+            await asyncio.wait({task})
         finally:
             _abort(writer)  # also when cancelled before the link was made
             self._handlers.discard(task)
+            if task.done() and not task.cancelled():
+                task.exception()  # retrieved: a forwarding error is not news
 
     async def _serve(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
