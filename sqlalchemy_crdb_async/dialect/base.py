@@ -57,7 +57,7 @@ from .compiler import (
 from .server import ServerFlavor, ServerInfo, parse_server_version
 
 if TYPE_CHECKING:
-    from sqlalchemy.engine import Connection
+    from sqlalchemy.engine import Connection, Engine
     from sqlalchemy.engine.interfaces import DBAPIConnection, IsolationLevel
 
 __all__ = ["CockroachDBDialect"]
@@ -122,6 +122,15 @@ class CockroachDBDialect(PGDialect):
         """True on CockroachDB of at least ``version``; False on PostgreSQL."""
         crdb = self.crdb_version
         return crdb is not None and crdb >= version
+
+    @classmethod
+    @override
+    def engine_created(cls, engine: Engine) -> None:
+        # The pool (pool._pool.CockroachPool) may take part in the engine's
+        # connection close, to send its session reset with the rollback.
+        hook = getattr(engine.pool, "engine_created", None)
+        if hook is not None:
+            hook(engine)
 
     @override
     def _get_server_version_info(self, connection: Connection) -> tuple[int, ...]:

@@ -54,7 +54,14 @@ from typing_extensions import override
 
 from ..sqlstate import is_server_shutdown
 from ._listeners import CONNECTING, install_dialect_listeners, maintain
-from ._reset import SessionReset, asyncpg_of, ping
+from ._reset import (
+    ResetWithRollback,
+    SessionReset,
+    asyncpg_of,
+    closing_connection_class,
+    ping,
+    reset_with_rollback_class,
+)
 from ._stats import PoolStats
 from ._type_cache import SharedTypeCache, connection_class
 from .settings import POOL_CLASS, PoolSettings
@@ -441,7 +448,11 @@ class CockroachPool(AsyncAdaptedQueuePool):
             record.close()
             return
         if self._settings.reset_on_return:
-            self._session_reset.run(record, self._is_cockroachdb())
+            driver = asyncpg_of(record)
+            if isinstance(driver, ResetWithRollback) and driver.crdb_reset_sent:
+                driver.crdb_disarm()  # sent with the rollback
+            else:
+                self._session_reset.run(record, self._is_cockroachdb())
             self._counters.resets += 1
         else:
             driver = asyncpg_of(record)
@@ -476,13 +487,38 @@ class CockroachPool(AsyncAdaptedQueuePool):
             first = self._least_used_host(list(zip(hosts, ports, strict=True)))
             cparams["host"] = hosts[first:] + hosts[:first]
             cparams["port"] = ports[first:] + ports[:first]
-        if self._settings.share_type_introspection and dialect.driver == "asyncpg":
+        share, reset = (
+            self._settings.share_type_introspection,
+            self._settings.reset_on_return,
+        )
+        if (share or reset) and dialect.driver == "asyncpg":
             base = cparams.get("connection_class", asyncpg.Connection)
             cls = self._connection_classes.get(base)
             if cls is None:
-                cls = connection_class(self._type_cache, base)
+                cls = reset_with_rollback_class(base) if reset else base
+                if share:
+                    cls = connection_class(self._type_cache, cls)
                 self._connection_classes[base] = cls
             cparams["connection_class"] = cls
+
+    def _arm_reset(self, fairy: PoolProxiedConnection) -> ResetWithRollback | None:
+        """Called by the engine's ``Connection.close()`` before it rolls back:
+        the rollback carries the session reset (see :mod:`._reset`)."""
+        driver = fairy.driver_connection
+        if (
+            not self._settings.reset_on_return
+            or not self._session_reset.combine
+            or not isinstance(driver, ResetWithRollback)
+        ):
+            return None
+        driver.crdb_arm(self._session_reset, self._is_cockroachdb())
+        return driver
+
+    def engine_created(self, engine: Engine) -> None:
+        """Called by the dialect's ``engine_created``: the engine's connections
+        let this pool send the reset with their closing rollback."""
+        if self._settings.reset_on_return:
+            engine._connection_cls = closing_connection_class(engine._connection_cls)
 
     def _least_used_host(self, candidates: list[tuple[Any, Any]]) -> int:
         counts = {(str(h), int(p)): 0 for h, p in candidates}
