@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import os
 import ssl
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConnectParameterError
@@ -144,6 +145,8 @@ def _ssl_argument(params: Mapping[str, str]) -> bool | str | ssl.SSLContext | No
         # ~/.postgresql/root.crt, PGSSL* variables) when given the mode name.
         if mode is None:
             return None
+        if mode in ("verify-ca", "verify-full"):
+            _require_root_cert(mode)
         return False if mode == "disable" else mode
 
     effective = mode or "prefer"
@@ -165,6 +168,27 @@ def _ssl_argument(params: Mapping[str, str]) -> bool | str | ssl.SSLContext | No
         # will be the same as that of verify-ca".
         effective = "verify-ca"
     return _ssl_context(effective, files, params.get("sslpassword"))
+
+
+def _require_root_cert(mode: str) -> None:
+    """Name ``sslrootcert`` when verification has no CA certificate to use.
+
+    Without it libpq (and asyncpg) fall back to ``$PGSSLROOTCERT``, then
+    ``~/.postgresql/root.crt``; asyncpg's error then names that file but not the
+    URL parameter that would fix it.
+    """
+    if os.environ.get("PGSSLROOTCERT"):
+        return
+    default = Path("~/.postgresql/root.crt").expanduser()
+    if default.is_file():
+        return
+    raise ConnectParameterError(
+        f"sslmode={mode} verifies the server's certificate, but no CA "
+        f"certificate was given and the default {str(default)!r} does not "
+        "exist: add the URL parameter sslrootcert=/path/to/ca.crt (on "
+        "CockroachDB Cloud, the cluster's CA certificate), or "
+        "sslrootcert=system to trust the operating system's CA store."
+    )
 
 
 def _ssl_context(

@@ -42,14 +42,13 @@ async def proxy(crdb_url: URL) -> AsyncIterator[FaultProxy]:
 
 
 @pytest.fixture
-async def _table(crdb_url: URL) -> AsyncIterator[None]:
+async def _table(crdb_url: URL) -> None:
     eng = create_async_engine(crdb_url)
     async with eng.begin() as conn:
         await conn.execute(
             sa.text("CREATE TABLE IF NOT EXISTS rt (id serial PRIMARY KEY, v int)")
         )
     await eng.dispose()
-    yield
 
 
 async def core_read(eng: AsyncEngine) -> None:
