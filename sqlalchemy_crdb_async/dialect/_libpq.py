@@ -40,6 +40,7 @@ See also: https://www.postgresql.org/docs/current/libpq-connect.html#LIBPQ-PARAM
 
 from __future__ import annotations
 
+import math
 import os
 import ssl
 from pathlib import Path
@@ -263,7 +264,14 @@ def _coerce(name: str, value: str, kind: type) -> Any:
             if lowered in ("0", "false", "no", "off"):
                 return False
             raise ValueError(value)
-        return kind(value)
+        result = kind(value)
+        # a timeout is a finite number > 0 (asyncpg takes nan, which never
+        # expires); a size or count is >= 0
+        if kind is float and not (math.isfinite(result) and result > 0):
+            raise ValueError(value)
+        if kind is int and result < 0:
+            raise ValueError(value)
+        return result
     except ValueError:
         raise ConnectParameterError(
             f"URL parameter {name!r} must be {_KIND_NAMES[kind]}, got {value!r}."
@@ -271,8 +279,8 @@ def _coerce(name: str, value: str, kind: type) -> Any:
 
 
 _KIND_NAMES = {
-    int: "a whole number",
-    float: "a number of seconds",
+    int: "a whole number >= 0",
+    float: "a number of seconds > 0",
     bool: "true or false",
     str: "text",
 }
