@@ -126,9 +126,15 @@ class _Link:
 
 
 def _abort(writer: asyncio.StreamWriter) -> None:
-    sock = writer.get_extra_info("socket")
+    if writer.transport.is_closing():
+        writer.transport.abort()
+        return
+    try:
+        sock = writer.get_extra_info("socket")
+    except (OSError, ValueError):  # uvloop, on a socket already closed
+        sock = None
     if sock is not None:
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError, ValueError):
             # linger 0: close sends RST, the peer sees a reset, not EOF
             sock.setsockopt(
                 socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
