@@ -53,15 +53,9 @@ from sqlalchemy.util.queue import Empty
 from typing_extensions import override
 
 from ..sqlstate import is_server_shutdown
+from . import _reset
 from ._listeners import CONNECTING, install_dialect_listeners, maintain
-from ._reset import (
-    ResetWithRollback,
-    SessionReset,
-    asyncpg_of,
-    closing_connection_class,
-    ping,
-    reset_with_rollback_class,
-)
+from ._reset import SessionReset, asyncpg_of, ping
 from ._stats import PoolStats
 from ._type_cache import SharedTypeCache, connection_class
 from .settings import POOL_CLASS, PoolSettings
@@ -448,11 +442,7 @@ class CockroachPool(AsyncAdaptedQueuePool):
             record.close()
             return
         if self._settings.reset_on_return:
-            driver = asyncpg_of(record)
-            if isinstance(driver, ResetWithRollback) and driver.crdb_reset_sent:
-                driver.crdb_disarm()  # sent with the rollback
-            else:
-                self._session_reset.run(record, self._is_cockroachdb())
+            self._session_reset.run(record, self._is_cockroachdb())
             self._counters.resets += 1
         else:
             driver = asyncpg_of(record)
@@ -487,38 +477,29 @@ class CockroachPool(AsyncAdaptedQueuePool):
             first = self._least_used_host(list(zip(hosts, ports, strict=True)))
             cparams["host"] = hosts[first:] + hosts[:first]
             cparams["port"] = ports[first:] + ports[:first]
-        share, reset = (
-            self._settings.share_type_introspection,
-            self._settings.reset_on_return,
-        )
+        settings = self._settings
+        share, reset = settings.share_type_introspection, settings.reset_on_return
         if (share or reset) and dialect.driver == "asyncpg":
             base = cparams.get("connection_class", asyncpg.Connection)
             cls = self._connection_classes.get(base)
             if cls is None:
-                cls = reset_with_rollback_class(base) if reset else base
-                if share:
-                    cls = connection_class(self._type_cache, cls)
+                cls = _reset.reset_with_rollback_class(base) if reset else base
+                cls = connection_class(self._type_cache, cls) if share else cls
                 self._connection_classes[base] = cls
             cparams["connection_class"] = cls
 
-    def _arm_reset(self, fairy: PoolProxiedConnection) -> ResetWithRollback | None:
-        """Called by the engine's ``Connection.close()`` before it rolls back:
-        the rollback carries the session reset (see :mod:`._reset`)."""
-        driver = fairy.driver_connection
-        if (
-            not self._settings.reset_on_return
-            or not self._session_reset.combine
-            or not isinstance(driver, ResetWithRollback)
-        ):
+    def _arm_reset(self, fairy: PoolProxiedConnection) -> Any:
+        """Before a closing ``Connection`` rolls back (see :mod:`._reset`)."""
+        if not self._settings.reset_on_return:
             return None
-        driver.crdb_arm(self._session_reset, self._is_cockroachdb())
-        return driver
+        return self._session_reset.arm(fairy, self._is_cockroachdb())
 
     def engine_created(self, engine: Engine) -> None:
-        """Called by the dialect's ``engine_created``: the engine's connections
-        let this pool send the reset with their closing rollback."""
+        """From the dialect's hook: the engine's connections call ``_arm_reset``."""
         if self._settings.reset_on_return:
-            engine._connection_cls = closing_connection_class(engine._connection_cls)
+            engine._connection_cls = _reset.closing_connection_class(
+                engine._connection_cls
+            )
 
     def _least_used_host(self, candidates: list[tuple[Any, Any]]) -> int:
         counts = {(str(h), int(p)): 0 for h, p in candidates}

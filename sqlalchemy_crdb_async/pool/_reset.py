@@ -69,7 +69,11 @@ if TYPE_CHECKING:
 
     from sqlalchemy.engine import Connection
     from sqlalchemy.engine.interfaces import Dialect
-    from sqlalchemy.pool import ConnectionPoolEntry, ManagesConnection
+    from sqlalchemy.pool import (
+        ConnectionPoolEntry,
+        ManagesConnection,
+        PoolProxiedConnection,
+    )
 
 __all__ = [
     "PING_SQL",
@@ -136,9 +140,21 @@ class SessionReset:
             return CRDB_RESET[self._crdb_variant]
         return PG_RESET[0]
 
+    def arm(self, fairy: PoolProxiedConnection, is_cockroachdb: bool) -> Any:
+        """Make the driver connection's next ``ROLLBACK`` carry the reset;
+        returns the armed connection, or None when it cannot be."""
+        driver = fairy.driver_connection
+        if not self.combine or not isinstance(driver, ResetWithRollback):
+            return None
+        driver.crdb_arm(self, is_cockroachdb)
+        return driver
+
     def run(self, record: ConnectionPoolEntry, is_cockroachdb: bool) -> None:
         """Reset the session; raises when the connection is unusable."""
         driver = asyncpg_of(record)
+        if isinstance(driver, ResetWithRollback) and driver.crdb_reset_sent:
+            driver.crdb_disarm()  # it went out with the rollback
+            return
         if driver is None:
             self._run_dbapi(record, is_cockroachdb)
             return
@@ -261,7 +277,13 @@ def closing_connection_class(base: type[Connection]) -> type[Connection]:
         def _rollback_impl(self) -> None:
             fairy = self._dbapi_connection
             arm = getattr(getattr(fairy, "_pool", None), "_arm_reset", None)
-            if arm is not None and (self._crdb_closing or _orm_closes(self)):
+            if (
+                arm is not None
+                and isinstance(
+                    getattr(fairy, "driver_connection", None), ResetWithRollback
+                )
+                and (self._crdb_closing or _orm_closes(self))
+            ):
                 arm(fairy)
             super()._rollback_impl()
 
