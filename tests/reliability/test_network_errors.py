@@ -1,5 +1,6 @@
 """Connection trouble as a user meets it: refused, unanswered, TLS without a CA,
-a network error inside a transaction, a server unreachable for a while."""
+a network error inside a transaction, a server unreachable for a while, a
+pooled connection gone silent (``ping_timeout_s``)."""
 
 from __future__ import annotations
 
@@ -16,11 +17,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 from sqlalchemy_crdb_async import (
     AmbiguousCommitError,
     ConnectParameterError,
+    PoolSettings,
     RetryPolicy,
+    pool_stats,
     run_transaction,
 )
 from sqlalchemy_crdb_async.retry.classify import ErrorKind, classify
 from sqlalchemy_crdb_async.testing import FaultProxy
+from tests.pool.support import SETTLE_S, wait_for
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -191,3 +195,31 @@ async def test_connection_lost_at_commit_is_ambiguous(
             await run_transaction(eng, body, policy=FAST)
     finally:
         await eng.dispose()
+
+
+async def test_silent_connection_fails_its_ping_and_is_replaced(
+    crdb_url: URL, proxy: FaultProxy
+) -> None:
+    """``ping_timeout_s`` bounds the liveness check of a half-open connection."""
+    settings = PoolSettings(pool_size=1, idle_before_ping_s=0.0, ping_timeout_s=0.3)
+    eng = create_async_engine(via(crdb_url, proxy), **settings.engine_kwargs())
+
+    async def select_one() -> int:
+        async with eng.connect() as conn:
+            return int(await conn.scalar(sa.text("SELECT 1")))
+
+    try:
+        assert await select_one() == 1
+        proxy.silent = True
+        checkout = asyncio.create_task(select_one())
+
+        async def ping_failed() -> bool:
+            return pool_stats(eng)["connections_lost"] >= 1
+
+        await wait_for(ping_failed, "the ping to time out")
+        proxy.silent = False  # the replacement connection's handshake goes through
+        assert await asyncio.wait_for(checkout, SETTLE_S) == 1
+        assert pool_stats(eng)["pings_sent"] >= 1
+    finally:
+        await eng.dispose()
+    assert proxy.stats().connections_accepted >= 2
