@@ -133,6 +133,23 @@ async def test_delay_applies_each_way(echo_port: int) -> None:
     assert elapsed >= 0.08
 
 
+@pytest.mark.parametrize("direction", ["delay_to_server_ms", "delay_to_client_ms"])
+async def test_delay_one_direction(echo_port: int, direction: str) -> None:
+    async with (
+        FaultProxy("127.0.0.1", echo_port) as proxy,
+        client(proxy.port) as (
+            r,
+            w,
+        ),
+    ):
+        setattr(proxy, direction, 60.0)
+        assert proxy.delay_ms == 60.0
+        started = time.monotonic()
+        w.write(b"y")
+        assert await r.readexactly(10) == b"y" * 10
+        assert time.monotonic() - started >= 0.06  # lower bound by construction
+
+
 async def test_cut_all_resets_every_connection(echo_port: int) -> None:
     async with FaultProxy("127.0.0.1", echo_port) as proxy:
         async with client(proxy.port) as (r1, w1), client(proxy.port) as (r2, w2):
