@@ -301,6 +301,7 @@ def phase_s(config: pytest.Config) -> float:
     return SOAK_PHASE_S if config.getoption("--soak") else FAULT_PHASE_S
 
 
+@pytest.mark.timeout(SOAK_PHASE_S + 280)  # --soak; the default run takes ~15 s
 async def test_ledger_survives_faults(
     server: EmbeddedPostgres,
     request: pytest.FixtureRequest,

@@ -12,6 +12,7 @@ import random
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -21,7 +22,6 @@ from tests.pool.support import wait_for
 from tests.reliability.test_pool_load import sessions_idle_in_transaction
 
 if TYPE_CHECKING:
-    import pytest
     from sqlalchemy.engine import URL
 
 POOL_SIZE = 8
@@ -41,6 +41,7 @@ def rss_mib() -> float:
     return pages * 4096 / 2**20
 
 
+@pytest.mark.timeout(600)  # --soak: 10,000 tasks
 async def test_many_tasks_with_latency_and_cancellation(
     crdb_url: URL, request: pytest.FixtureRequest, record_property: Any
 ) -> None:
