@@ -16,6 +16,14 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import URL
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--soak",
+        action="store_true",
+        help="run the reliability suite's fault and load phases for minutes",
+    )
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
     # Move everything imported so far out of the collector's reach, so the
     # per-test collection below scans only what tests create (ms, not 0.3 s).

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime
 import os
 import platform
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..workloads import BenchmarkInvariantError, Scenario, Workload, all_workloads
 from .legacy import DEFAULT_CACHE_DIR, load_legacy_dialect
+from .rtt import DelayProxy, measure_added_rtt_ms
 from .runner import CellResult, RunConfig, connect_admin, plan_cells, run_cell
 
 if TYPE_CHECKING:
@@ -66,6 +68,18 @@ def _positive(kind: type[float] | type[int]) -> Any:
         return value
 
     return parse
+
+
+def _non_negative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < 10_000:
+        raise argparse.ArgumentTypeError(
+            f"want milliseconds >= 0 (and < 10000), got {text!r}"
+        )
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -143,13 +157,21 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         help="event loop; auto = uvloop when installed (default)",
     )
+    p.add_argument(
+        "--rtt-ms",
+        type=_non_negative,
+        default=0.0,
+        help="add this round-trip time (ms) to every variant's connections through "
+        "a delay proxy in its own process (default 0: direct; a same-region "
+        "deployment sees 0.5-2)",
+    )
     p.add_argument("--seed", type=int, default=RunConfig.seed)
     return p
 
 
 def config_from(args: argparse.Namespace) -> RunConfig:
     base = QUICK if args.quick else RunConfig()
-    changes: dict[str, Any] = {"seed": args.seed}
+    changes: dict[str, Any] = {"seed": args.seed, "rtt_ms": args.rtt_ms}
     if args.concurrency:
         changes["concurrency"] = args.concurrency
     if args.duration_s:
@@ -166,6 +188,8 @@ class Outcome:
     cells: list[CellResult] = field(default_factory=list)
     statements: dict[tuple[str, str, str], float | None] = field(default_factory=dict)
     statements_note: str = ""
+    #: The round trip the delay proxy actually added (--rtt-ms), in ms.
+    rtt_measured_ms: float | None = None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -203,17 +227,27 @@ def main(argv: Sequence[str] | None = None) -> int:
             stmts_url = server.create_database(STMTS_DB)
         loop = _loop_name(args.loop)
         try:
-            outcome = _run(
-                _run_all(
-                    workloads,
-                    config,
-                    bench_url,
-                    stmts_url,
-                    log_path,
-                    console,
-                ),
-                loop,
-            )
+            with contextlib.ExitStack() as stack:
+                cell_url = bench_url
+                if config.rtt_ms:
+                    proxy = stack.enter_context(DelayProxy(bench_url, config.rtt_ms))
+                    cell_url = proxy.url(bench_url)
+                    console.print(
+                        f"[bold]round trip:[/] +{config.rtt_ms:g} ms through a "
+                        f"delay proxy (pid of its own) on 127.0.0.1:{proxy.port}"
+                    )
+                outcome = _run(
+                    _run_all(
+                        workloads,
+                        config,
+                        bench_url,
+                        cell_url,
+                        stmts_url,
+                        log_path,
+                        console,
+                    ),
+                    loop,
+                )
         except BenchmarkInvariantError as e:
             console.print(f"[bold red]BENCHMARK INVARIANT BROKEN:[/] {e}")
             print(f"FAILED: {e}", file=sys.stderr)
@@ -265,6 +299,7 @@ async def _run_all(
     workloads: Sequence[Workload],
     config: RunConfig,
     bench_url: URL,
+    cell_url: URL,
     stmts_url: URL | None,
     log_path: Path | None,
     console: Console,
@@ -283,6 +318,8 @@ async def _run_all(
     cells, unavailable = plan_cells(workloads, config)
     runnable = _unique_scenarios(cells)
     outcome = Outcome()
+    if cell_url is not bench_url:
+        outcome.rtt_measured_ms = await measure_added_rtt_ms(bench_url, cell_url)
     admin = await connect_admin(bench_url)
     try:
         with Progress(
@@ -323,7 +360,7 @@ async def _run_all(
             task = progress.add_task("cells", total=len(cells))
             for spec in cells:
                 progress.update(task, description=spec.describe())
-                result = await run_cell(spec, bench_url, config, admin)
+                result = await run_cell(spec, cell_url, config, admin)
                 outcome.cells.append(result)
                 if result.status != "ok":
                     progress.console.print(
@@ -387,6 +424,14 @@ def _report(
         "at the same workload and concurrency; CPU = client process CPU time per "
         "operation; checkout_storm's concurrency is its task count on a pool of 16",
         outcome.statements_note,
+        (
+            f"round trip: --rtt-ms {config.rtt_ms:g} on every variant's connections "
+            "(a delay proxy in its own process; measured: "
+            f"+{outcome.rtt_measured_ms or 0:.2f} ms per round trip, median of "
+            "SELECT 1 through it minus direct)"
+            if config.rtt_ms
+            else "round trip: loopback (no --rtt-ms)"
+        ),
     ]
     if legacy_note:
         notes.append(legacy_note)
@@ -405,6 +450,7 @@ def _report(
         "platform": platform.platform(),
         "notes": notes,
         "statements": {"/".join(k): v for k, v in outcome.statements.items()},
+        "rtt_measured_ms": outcome.rtt_measured_ms,
     }
     report.write_json(args.json, meta, cells, rows)
     plots = report.write_plots(args.plot, rows)

@@ -51,6 +51,8 @@ class RunConfig:
     storm_pool_size: int = 16
     warmup_ops: int = 2
     seed: int = 20_240_601
+    #: Round trip added by the delay proxy (``--rtt-ms``); 0: direct.
+    rtt_ms: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -202,6 +202,7 @@ def all_workloads() -> dict[str, Workload]:
         fastapi_transfer,
         insert_batch,
         point_read,
+        pool_checkout,
     )
 
     return {
@@ -211,6 +212,7 @@ def all_workloads() -> dict[str, Workload]:
             insert_batch.workload,
             bank.workload,
             checkout_storm.workload,
+            pool_checkout.workload,
             fastapi_read.workload,
             fastapi_transfer.workload,
         )

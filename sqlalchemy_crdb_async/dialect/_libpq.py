@@ -40,8 +40,10 @@ See also: https://www.postgresql.org/docs/current/libpq-connect.html#LIBPQ-PARAM
 
 from __future__ import annotations
 
+import math
 import os
 import ssl
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConnectParameterError
@@ -144,6 +146,8 @@ def _ssl_argument(params: Mapping[str, str]) -> bool | str | ssl.SSLContext | No
         # ~/.postgresql/root.crt, PGSSL* variables) when given the mode name.
         if mode is None:
             return None
+        if mode in ("verify-ca", "verify-full"):
+            _require_root_cert(mode)
         return False if mode == "disable" else mode
 
     effective = mode or "prefer"
@@ -165,6 +169,27 @@ def _ssl_argument(params: Mapping[str, str]) -> bool | str | ssl.SSLContext | No
         # will be the same as that of verify-ca".
         effective = "verify-ca"
     return _ssl_context(effective, files, params.get("sslpassword"))
+
+
+def _require_root_cert(mode: str) -> None:
+    """Name ``sslrootcert`` when verification has no CA certificate to use.
+
+    Without it libpq (and asyncpg) fall back to ``$PGSSLROOTCERT``, then
+    ``~/.postgresql/root.crt``; asyncpg's error then names that file but not the
+    URL parameter that would fix it.
+    """
+    if os.environ.get("PGSSLROOTCERT"):
+        return
+    default = Path("~/.postgresql/root.crt").expanduser()
+    if default.is_file():
+        return
+    raise ConnectParameterError(
+        f"sslmode={mode} verifies the server's certificate, but no CA "
+        f"certificate was given and the default {str(default)!r} does not "
+        "exist: add the URL parameter sslrootcert=/path/to/ca.crt (on "
+        "CockroachDB Cloud, the cluster's CA certificate), or "
+        "sslrootcert=system to trust the operating system's CA store."
+    )
 
 
 def _ssl_context(
@@ -239,7 +264,14 @@ def _coerce(name: str, value: str, kind: type) -> Any:
             if lowered in ("0", "false", "no", "off"):
                 return False
             raise ValueError(value)
-        return kind(value)
+        result = kind(value)
+        # a timeout is a finite number > 0 (asyncpg takes nan, which never
+        # expires); a size or count is >= 0
+        if kind is float and not (math.isfinite(result) and result > 0):
+            raise ValueError(value)
+        if kind is int and result < 0:
+            raise ValueError(value)
+        return result
     except ValueError:
         raise ConnectParameterError(
             f"URL parameter {name!r} must be {_KIND_NAMES[kind]}, got {value!r}."
@@ -247,8 +279,8 @@ def _coerce(name: str, value: str, kind: type) -> Any:
 
 
 _KIND_NAMES = {
-    int: "a whole number",
-    float: "a number of seconds",
+    int: "a whole number >= 0",
+    float: "a number of seconds > 0",
     bool: "true or false",
     str: "text",
 }

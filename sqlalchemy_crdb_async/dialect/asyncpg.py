@@ -71,6 +71,8 @@ class CockroachDBDialect_asyncpg(CockroachDBDialect, PGDialect_asyncpg):
         except Exception as error:
             wrapped = _adapter_error(self.loaded_dbapi, error)
             if wrapped is None:
+                wrapped = _network_error(self.loaded_dbapi, error, cparams)
+            if wrapped is None:
                 raise
             raise wrapped from error
 
@@ -100,6 +102,48 @@ def _adapter_error(dbapi: Any, error: Exception) -> Exception | None:
             wrapped.pgcode = wrapped.sqlstate = getattr(error, "sqlstate", None)  # type: ignore[attr-defined]
             return wrapped
     return None
+
+
+def _network_error(
+    dbapi: Any, error: Exception, cparams: dict[str, Any]
+) -> Exception | None:
+    """A refused, reset or unanswered connect as the adapter's OperationalError.
+
+    asyncpg lets ``ConnectionRefusedError``, ``OSError`` and a bare
+    ``TimeoutError`` (empty message, after its 60 s default) through, which
+    ``except sqlalchemy.exc.OperationalError`` does not catch. SQLAlchemy wraps
+    a DB-API ``OperationalError`` raised here into its own; the message names
+    the address and the knob (``connect_timeout``).
+    """
+    if not isinstance(error, (OSError, TimeoutError)):
+        return None
+    where = _addresses(cparams)
+    if isinstance(error, TimeoutError):
+        timeout = cparams.get("timeout", 60)
+        message = (
+            f"no answer from the server at {where} within {timeout} s while "
+            "connecting (is the host reachable, the port right, the server "
+            "overloaded?); set the URL parameter connect_timeout=<seconds> to "
+            "wait longer or give up sooner"
+        )
+    elif isinstance(error, ConnectionRefusedError):
+        message = (
+            f"connection refused by {where}: nothing is listening there (is the "
+            "server running, the host and port right?)"
+        )
+    else:
+        detail = str(error) or type(error).__name__
+        message = f"could not connect to {where}: {detail}"
+    return dbapi.OperationalError(message)  # type: ignore[no-any-return]
+
+
+def _addresses(cparams: dict[str, Any]) -> str:
+    hosts, ports = cparams.get("host"), cparams.get("port")
+    if isinstance(hosts, (list, tuple)):
+        if not isinstance(ports, (list, tuple)):
+            ports = [ports] * len(hosts)
+        return ", ".join(f"{h}:{p or 5432}" for h, p in zip(hosts, ports, strict=False))
+    return f"{hosts or 'localhost'}:{ports or 5432}"
 
 
 def announces_cockroachdb(asyncpg_connection: Any) -> bool:

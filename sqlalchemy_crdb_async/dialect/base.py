@@ -95,7 +95,7 @@ from .server import (
 )
 
 if TYPE_CHECKING:
-    from sqlalchemy.engine import URL, Connection
+    from sqlalchemy.engine import URL, Connection, Engine
     from sqlalchemy.engine.interfaces import (
         ConnectArgsType,
         DBAPIConnection,
@@ -245,6 +245,15 @@ class CockroachDBDialect(PGDialect):
         """True on CockroachDB of at least ``version``; False on PostgreSQL."""
         crdb = self.crdb_version
         return crdb is not None and crdb >= version
+
+    @classmethod
+    @override
+    def engine_created(cls, engine: Engine) -> None:
+        # The pool (pool._pool.CockroachPool) may take part in the engine's
+        # connection close, to send its session reset with the rollback.
+        hook = getattr(engine.pool, "engine_created", None)
+        if hook is not None:
+            hook(engine)
 
     @override
     def _get_server_version_info(self, connection: Connection) -> tuple[int, ...]:

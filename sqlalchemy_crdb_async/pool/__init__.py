@@ -8,6 +8,7 @@ module              what it does
 ``settings``        :class:`PoolSettings` (the knobs, sizing from cluster vCPUs)
                     and :meth:`PoolSettings.engine_kwargs`
 ``_pool``           :class:`CockroachPool` and :func:`pool_stats`
+``_records``        per-connection state and counters
 ``_stats``          :class:`PoolStats`, the snapshot :func:`pool_stats` returns
 ``_listeners``      the dialect events the pool installs
 ``_maintenance``    the pool's background task (owned, asleep until due) and

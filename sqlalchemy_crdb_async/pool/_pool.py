@@ -47,7 +47,6 @@ import logging
 import random
 import time
 import weakref
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
@@ -60,8 +59,18 @@ from typing_extensions import override
 
 from .._cleanup import force_close, run_cleanup
 from ..sqlstate import is_server_shutdown
+from . import _reset
 from ._listeners import CONNECTING, install_dialect_listeners
 from ._maintenance import Maintenance, dispose
+from ._records import (
+    STATE_KEY,
+    ConnectionInfo,
+    ConnState,
+    Counters,
+    Host,
+    host_of,
+    state_of,
+)
 from ._reset import SessionReset, asyncpg_of, ping
 from ._stats import PoolStats
 from ._type_cache import SharedTypeCache, connection_class
@@ -77,10 +86,6 @@ if TYPE_CHECKING:
 __all__ = ["CockroachPool", "ConnectionInfo", "PoolStats", "pool_stats"]
 
 log = logging.getLogger(__name__)
-
-_STATE_KEY = "sqlalchemy_crdb_async.pool"
-
-Host = tuple[str, int] | None
 
 
 def pool_stats(engine: AsyncEngine | Engine) -> PoolStats:
@@ -105,49 +110,6 @@ def pool_stats(engine: AsyncEngine | Engine) -> PoolStats:
     return pool.stats()
 
 
-@dataclass
-class _ConnState:
-    """What the pool knows of one open connection (in ``record.info``)."""
-
-    host: Host
-    opened: float
-    #: This connection's own (jittered) lifetime; deadline = opened + lifetime.
-    lifetime: float | None
-    deadline: float | None
-    last_used: float | None = None
-    suspect: bool = False
-    retire: bool = False
-    lost: bool = False
-    #: How its loss was counted: "lost" or "drain" (several paths can notice
-    #: one loss; a shutdown SQLSTATE, seen later, turns "lost" into "drain").
-    counted: str | None = None
-
-
-@dataclass(frozen=True)
-class ConnectionInfo:
-    """One open connection, as :meth:`CockroachPool.connections` reports it."""
-
-    host: Host
-    age_s: float
-    lifetime_s: float | None
-    idle_s: float | None
-    in_use: bool
-
-
-@dataclass
-class _Counters:
-    waiting: int = 0
-    wait_time_s: float = 0.0
-    checkouts: int = 0
-    timeouts: int = 0
-    connections_opened: int = 0
-    connections_lost: int = 0
-    recycled_by_lifetime: int = 0
-    invalidated_by_drain: int = 0
-    pings_sent: int = 0
-    resets: int = 0
-
-
 class CockroachPool(AsyncAdaptedQueuePool):
     """See the module docstring; configure it with :class:`.settings.PoolSettings`."""
 
@@ -160,7 +122,7 @@ class CockroachPool(AsyncAdaptedQueuePool):
         # Sizes and timeout come from SQLAlchemy's own arguments (which
         # engine_kwargs() fills in); the settings supply the rest.
         self._settings = crdb_pool_settings or PoolSettings()
-        self._counters = _Counters()
+        self._counters = Counters()
         self._records: weakref.WeakSet[ConnectionPoolEntry] = weakref.WeakSet()
         self._session_reset = SessionReset()
         self._type_cache = SharedTypeCache()
@@ -220,7 +182,7 @@ class CockroachPool(AsyncAdaptedQueuePool):
         attempts = self.size() + max(self._max_overflow, 0) + 1
         for _ in range(attempts):
             fairy = super().connect()
-            state = _state(fairy)
+            state = state_of(fairy)
             if state is None or not self._ping_due(state):
                 return self._handed_out(fairy, state)
             self._counters.pings_sent += 1
@@ -269,7 +231,7 @@ class CockroachPool(AsyncAdaptedQueuePool):
         exception: BaseException | None = None,
         _checkin: bool = True,
     ) -> None:
-        state = _state(connection)
+        state = state_of(connection)
         host = state.host if state is not None else None
         self._count_loss(state, drain=is_server_shutdown(exception))
         self._host_trouble(host, exception)
@@ -340,7 +302,7 @@ class CockroachPool(AsyncAdaptedQueuePool):
         now = time.monotonic()
         out = []
         for record in list(self._records):
-            state = _state(record)
+            state = state_of(record)
             if state is None or record.dbapi_connection is None:
                 continue
             idle = None
@@ -371,12 +333,12 @@ class CockroachPool(AsyncAdaptedQueuePool):
         driver = self._dialect.get_driver_connection(dbapi_connection)
         host: Host = None
         if isinstance(driver, asyncpg.Connection):
-            host = _host_of(driver)
+            host = host_of(driver)
             record_ref = weakref.ref(record)
             driver.add_termination_listener(
                 lambda conn: self._on_terminated(record_ref, conn)
             )
-        record.info[_STATE_KEY] = _ConnState(host, now, lifetime, deadline)
+        record.info[STATE_KEY] = ConnState(host, now, lifetime, deadline)
         self._records.add(record)
         self._counters.connections_opened += 1
 
@@ -384,7 +346,7 @@ class CockroachPool(AsyncAdaptedQueuePool):
         """When the maintenance task next has an idle connection to close."""
         due = None
         for record in list(self._records):
-            state = _state(record)
+            state = state_of(record)
             if state is None or record.in_use or record.dbapi_connection is None:
                 continue
             if state.retire or state.lost or _driver_closed(record):
@@ -401,7 +363,7 @@ class CockroachPool(AsyncAdaptedQueuePool):
         record = record_ref()
         if record is None or record.driver_connection is not driver:
             return
-        state = _state(record)
+        state = state_of(record)
         if state is not None and not state.lost:
             state.lost = True
             self._count_loss(state, drain=False)
@@ -409,14 +371,14 @@ class CockroachPool(AsyncAdaptedQueuePool):
             self._maintenance.wake()
 
     def _handed_out(
-        self, fairy: PoolProxiedConnection, state: _ConnState | None
+        self, fairy: PoolProxiedConnection, state: ConnState | None
     ) -> PoolProxiedConnection:
         if state is not None:
             state.suspect = False
         self._counters.checkouts += 1
         return fairy
 
-    def _ping_due(self, state: _ConnState) -> bool:
+    def _ping_due(self, state: ConnState) -> bool:
         if state.last_used is None:
             return False  # fresh from connect
         if state.suspect:
@@ -431,7 +393,7 @@ class CockroachPool(AsyncAdaptedQueuePool):
         return bool(getattr(self._dialect, "is_cockroachdb", False))
 
     def _close_reason(
-        self, record: ConnectionPoolEntry, state: _ConnState, now: float
+        self, record: ConnectionPoolEntry, state: ConnState, now: float
     ) -> str | None:
         if state.retire:
             return "drain"
@@ -443,7 +405,7 @@ class CockroachPool(AsyncAdaptedQueuePool):
 
     def _due_reason(self, record: ConnectionPoolEntry, now: float) -> str | None:
         """Why an open record is due for closing (and count it), or None."""
-        state = _state(record)
+        state = state_of(record)
         if state is None or record.dbapi_connection is None:
             return None
         reason = self._close_reason(record, state, now)
@@ -451,13 +413,13 @@ class CockroachPool(AsyncAdaptedQueuePool):
             self._count_closed(state, reason)
         return reason
 
-    def _count_closed(self, state: _ConnState, reason: str) -> None:
+    def _count_closed(self, state: ConnState, reason: str) -> None:
         if reason == "lifetime":
             self._counters.recycled_by_lifetime += 1
         else:
             self._count_loss(state, drain=reason == "drain")
 
-    def _count_loss(self, state: _ConnState | None, *, drain: bool) -> None:
+    def _count_loss(self, state: ConnState | None, *, drain: bool) -> None:
         c = self._counters
         if state is not None:
             if state.counted == "drain" or (state.counted == "lost" and not drain):
@@ -471,7 +433,7 @@ class CockroachPool(AsyncAdaptedQueuePool):
             c.connections_lost += 1
 
     def _before_return(self, record: ConnectionPoolEntry) -> None:
-        state = _state(record)
+        state = state_of(record)
         if record.dbapi_connection is None or state is None:
             return
         if not in_greenlet():
@@ -489,7 +451,7 @@ class CockroachPool(AsyncAdaptedQueuePool):
         if not ok and record.dbapi_connection is not None:
             record.invalidate()
 
-    def _settle(self, record: ConnectionPoolEntry, state: _ConnState) -> None:
+    def _settle(self, record: ConnectionPoolEntry, state: ConnState) -> None:
         """Close a connection that is due, else reset its session."""
         reason = self._close_reason(record, state, time.monotonic())
         if reason is not None:
@@ -517,7 +479,7 @@ class CockroachPool(AsyncAdaptedQueuePool):
         self, host: Host, *, suspect: bool = False, retire: bool = False
     ) -> None:
         for record in list(self._records):
-            state = _state(record)
+            state = state_of(record)
             if state is None or record.dbapi_connection is None or state.host != host:
                 continue
             state.suspect = state.suspect or suspect
@@ -531,18 +493,34 @@ class CockroachPool(AsyncAdaptedQueuePool):
             first = self._least_used_host(list(zip(hosts, ports, strict=True)))
             cparams["host"] = hosts[first:] + hosts[:first]
             cparams["port"] = ports[first:] + ports[:first]
-        if self._settings.share_type_introspection and dialect.driver == "asyncpg":
+        settings = self._settings
+        share, reset = settings.share_type_introspection, settings.reset_on_return
+        if (share or reset) and dialect.driver == "asyncpg":
             base = cparams.get("connection_class", asyncpg.Connection)
             cls = self._connection_classes.get(base)
             if cls is None:
-                cls = connection_class(self._type_cache, base)
+                cls = _reset.reset_with_rollback_class(base) if reset else base
+                cls = connection_class(self._type_cache, cls) if share else cls
                 self._connection_classes[base] = cls
             cparams["connection_class"] = cls
+
+    def _arm_reset(self, fairy: PoolProxiedConnection) -> Any:
+        """Before a closing ``Connection`` rolls back (see :mod:`._reset`)."""
+        if not self._settings.reset_on_return:
+            return None
+        return self._session_reset.arm(fairy, self._is_cockroachdb())
+
+    def engine_created(self, engine: Engine) -> None:
+        """From the dialect's hook: the engine's connections call ``_arm_reset``."""
+        if self._settings.reset_on_return:
+            engine._connection_cls = _reset.closing_connection_class(
+                engine._connection_cls
+            )
 
     def _least_used_host(self, candidates: list[tuple[Any, Any]]) -> int:
         counts = {(str(h), int(p)): 0 for h, p in candidates}
         for record in list(self._records):
-            state = _state(record)
+            state = state_of(record)
             if (
                 state is not None
                 and record.dbapi_connection is not None
@@ -570,21 +548,6 @@ class CockroachPool(AsyncAdaptedQueuePool):
 POOL_CLASS.append(CockroachPool)
 
 
-def _state(entry: Any) -> _ConnState | None:
-    info = getattr(entry, "info", None)
-    if info is None:
-        return None
-    state = info.get(_STATE_KEY)
-    return state if isinstance(state, _ConnState) else None
-
-
 def _driver_closed(record: ConnectionPoolEntry) -> bool:
     driver = asyncpg_of(record)
     return driver is not None and bool(driver.is_closed())
-
-
-def _host_of(driver: Any) -> Host:
-    addr = getattr(driver, "_addr", None)  # asyncpg: the (host, port) it connected to
-    if isinstance(addr, tuple) and len(addr) >= 2:
-        return (str(addr[0]), int(addr[1]))
-    return None

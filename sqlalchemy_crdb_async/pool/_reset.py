@@ -39,23 +39,58 @@ Reset
     A transaction the server still has open (a ``BEGIN`` cancelled after it
     was sent, which SQLAlchemy never saw succeed) is rolled back and the reset
     run again, so no session is left idle in a transaction.
+
+Reset and rollback in one message (asyncpg)
+    A ``Connection`` closed with its transaction open rolls back first, then
+    the pool resets the session: stock SQLAlchemy sends the ``ROLLBACK``
+    alone, so a separate reset would cost one round trip more per checkout.
+    Instead, while ``Connection.close()`` runs (the engine's connection class
+    is :func:`closing_connection_class`'s subclass, installed by the dialect's
+    ``engine_created`` hook), the pool arms the driver connection
+    (:class:`ResetWithRollback`, mixed into the asyncpg connection class), and
+    the ``ROLLBACK`` it sends becomes ``ROLLBACK; <reset>``: one simple-query
+    message, one round trip, as stock. PostgreSQL runs the statements after
+    the ``ROLLBACK`` in an implicit transaction, as it does the reset alone
+    (https://www.postgresql.org/docs/current/protocol-flow.html#PROTOCOL-FLOW-MULTI-STATEMENT).
+    A rollback anywhere else (mid-checkout) is sent alone: a session's
+    committed ``SET`` survives until the connection goes back to the pool.
+    If the combined message fails after the ``ROLLBACK`` took effect, the
+    pool runs the reset on its own as before, and stops combining for that
+    pool (one warning); if the ``ROLLBACK`` itself did not, it is sent alone.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import sys
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
 from sqlalchemy.util import await_only
+from typing_extensions import override
 
 from ..sqlstate import sqlstates_of
 
 if TYPE_CHECKING:
-    from sqlalchemy.engine.interfaces import Dialect
-    from sqlalchemy.pool import ConnectionPoolEntry, ManagesConnection
+    from types import FrameType
 
-__all__ = ["PING_SQL", "SessionReset", "ping"]
+    from sqlalchemy.engine import Connection
+    from sqlalchemy.engine.interfaces import Dialect
+    from sqlalchemy.pool import (
+        ConnectionPoolEntry,
+        ManagesConnection,
+        PoolProxiedConnection,
+    )
+
+__all__ = [
+    "PING_SQL",
+    "ResetWithRollback",
+    "SessionReset",
+    "closing_connection_class",
+    "ping",
+    "reset_with_rollback_class",
+]
 
 PING_SQL = "SELECT 1"
 
@@ -119,6 +154,8 @@ class SessionReset:
         self._crdb_statements = crdb_statements
         #: Optional CockroachDB statements this pool's server refused for good.
         self.refused: set[str] = set()
+        #: Send the reset with the ``ROLLBACK`` of a closing connection.
+        self.combine = True
 
     def _crdb(self) -> list[str]:
         return [s for s in self._crdb_statements if s not in self.refused]
@@ -128,9 +165,21 @@ class SessionReset:
             return "; ".join(self._crdb())
         return PG_RESET[0]
 
+    def arm(self, fairy: PoolProxiedConnection, is_cockroachdb: bool) -> Any:
+        """Make the driver connection's next ``ROLLBACK`` carry the reset;
+        returns the armed connection, or None when it cannot be."""
+        driver = fairy.driver_connection
+        if not self.combine or not isinstance(driver, ResetWithRollback):
+            return None
+        driver.crdb_arm(self, is_cockroachdb)
+        return driver
+
     def run(self, record: ConnectionPoolEntry, is_cockroachdb: bool) -> None:
         """Reset the session; raises when the connection is unusable."""
         driver = asyncpg_of(record)
+        if isinstance(driver, ResetWithRollback) and driver.crdb_reset_sent:
+            driver.crdb_disarm()  # it went out with the rollback
+            return
         if driver is None:
             self._run_dbapi(record, is_cockroachdb)
             return
@@ -181,3 +230,131 @@ class SessionReset:
         finally:
             cursor.close()
         conn.commit()
+
+
+class ResetWithRollback:
+    """Mixed into the pool's asyncpg connection class: an armed connection
+    sends its next ``ROLLBACK`` together with the session reset."""
+
+    _crdb_armed: tuple[SessionReset, bool] | None = None
+    #: The reset went out with the rollback; the pool skips its own.
+    crdb_reset_sent = False
+
+    def crdb_arm(self, reset: SessionReset, is_cockroachdb: bool) -> None:
+        self._crdb_armed = (reset, is_cockroachdb)
+        self.crdb_reset_sent = False
+
+    def crdb_disarm(self) -> None:
+        self._crdb_armed = None
+        self.crdb_reset_sent = False
+
+    async def execute(
+        self, query: str, *args: Any, timeout: float | None = None
+    ) -> Any:
+        armed, self._crdb_armed = self._crdb_armed, None
+        parent: Any = super()
+        # asyncpg's Transaction.rollback() sends exactly "ROLLBACK;"
+        if armed is None or args or query.strip(" ;").upper() != "ROLLBACK":
+            return await parent.execute(query, *args, timeout=timeout)
+        reset, is_cockroachdb = armed
+        combined = f"ROLLBACK; {reset.statements(is_cockroachdb)}"
+        try:
+            status = await parent.execute(combined, timeout=timeout)
+        except asyncpg.PostgresError as err:
+            if parent.is_in_transaction():
+                return await parent.execute(query, timeout=timeout)
+            reset.combine = False
+            log.warning(
+                "the session reset sent with ROLLBACK failed (%s); resetting "
+                "separately from now on",
+                ",".join(sqlstates_of(err)) or type(err).__name__,
+            )
+            return "ROLLBACK"
+        self.crdb_reset_sent = True
+        return status
+
+
+def reset_with_rollback_class(base: type[Any]) -> type[Any]:
+    """``base`` (an ``asyncpg.Connection`` class) with :class:`ResetWithRollback`."""
+    if issubclass(base, ResetWithRollback):
+        return base
+    cls = type(f"ResetWithRollback[{base.__qualname__}]", (ResetWithRollback, base), {})
+    return cls
+
+
+_CLOSING_CLASSES: dict[type[Connection], type[Connection]] = {}
+
+
+def closing_connection_class(base: type[Connection]) -> type[Connection]:
+    """A ``Connection`` subclass that lets the pool arm the driver connection
+    (``pool._arm_reset(fairy)``) for the rollback it sends just before it goes
+    back to the pool: in ``close()``, and in an ORM session's close, which
+    rolls back each connection it opened and then closes it."""
+    if getattr(base, "_crdb_arms_reset", False):
+        return base
+    cls = _CLOSING_CLASSES.get(base)
+    if cls is not None:
+        return cls
+
+    class ClosingConnection(base):  # type: ignore[valid-type,misc]
+        _crdb_arms_reset = True
+        _crdb_closing = False
+
+        @override
+        def _rollback_impl(self) -> None:
+            fairy = self._dbapi_connection
+            arm = getattr(getattr(fairy, "_pool", None), "_arm_reset", None)
+            if (
+                arm is not None
+                and isinstance(
+                    getattr(fairy, "driver_connection", None), ResetWithRollback
+                )
+                and (self._crdb_closing or _orm_closes(self))
+            ):
+                arm(fairy)
+            super()._rollback_impl()
+
+        @override
+        def close(self) -> None:
+            driver = getattr(self._dbapi_connection, "driver_connection", None)
+            self._crdb_closing = True
+            try:
+                super().close()
+            finally:
+                self._crdb_closing = False
+                if isinstance(driver, ResetWithRollback):
+                    driver.crdb_disarm()
+
+    ClosingConnection.__qualname__ = f"ResetOnClose[{base.__qualname__}]"
+    _CLOSING_CLASSES[base] = ClosingConnection
+    return ClosingConnection
+
+
+def _orm_closes(conn: Connection) -> bool:
+    """True while ``sqlalchemy.orm.SessionTransaction.close()`` rolls back
+    ``conn`` and is about to close it (``autoclose``: the session opened it).
+
+    SQLAlchemy offers no hook that says a rollback precedes the return to the
+    pool, so this reads the caller's frame (a few frames up, only on
+    rollback); if SQLAlchemy changes that method, nothing breaks: the reset
+    goes out on its own again, and tests/pool/test_round_trips.py says so.
+    """
+    frame: FrameType | None = sys._getframe(1)
+    for _ in range(_ORM_FRAMES):
+        if frame is None:
+            return False
+        code = frame.f_code
+        if code.co_name == "close" and code.co_filename.endswith(_ORM_SESSION_FILE):
+            local = frame.f_locals
+            owner = local.get("self")
+            return (
+                local.get("connection") is conn
+                and bool(local.get("autoclose"))
+                and getattr(owner, "_parent", True) is None
+            )
+        frame = frame.f_back
+    return False
+
+
+_ORM_FRAMES = 8
+_ORM_SESSION_FILE = os.path.join("orm", "session.py")

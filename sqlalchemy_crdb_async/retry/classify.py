@@ -12,7 +12,8 @@ SQLSTATE / condition                   :class:`ErrorKind`
 0A000 "cached plan must not change     ``RETRY_AFTER_CACHE_CLEAR`` (a cached plan
 result type" (any routine)             went stale after a schema change)
 class 08, 57P01, 57P02, or an error    ``RETRY`` when COMMIT was not yet sent,
-SQLAlchemy marked as a disconnect      ``AMBIGUOUS`` when it was
+SQLAlchemy marked as a disconnect, or  ``AMBIGUOUS`` when it was
+a network error (below)
 40003 statement completion unknown     ``AMBIGUOUS``
 :class:`.ReplayMismatchError`          ``RETRY`` (re-run the body)
 :class:`.AmbiguousCommitError`         ``AMBIGUOUS``
@@ -36,6 +37,14 @@ the HINT anchor (tests/crdb_facts/errors.json ``general_rules``; CockroachDB's
 https://github.com/cockroachdb/cockroach/blob/master/pkg/sql/pgwire/pgerror/flatten.go),
 plus the error names of messages that carry no code.
 
+A *network error* is a ``ConnectionError`` (reset, refused, aborted, broken
+pipe), a ``TimeoutError`` (``asyncio.TimeoutError`` included), or an ``OSError``
+whose errno says the network failed (unreachable, timed out, reset, ...),
+anywhere in the error's chain: asyncpg and the sockets below it raise these
+as they are, without a SQLSTATE, and a connect that fails is one too (the
+dialect keeps it as the ``__cause__``). Other ``OSError`` (a missing file) is
+not a network error.
+
 Where the SQLSTATE is found: ``exc.orig.sqlstate`` (SQLAlchemy's asyncpg adapter
 and psycopg 3), ``exc.orig.pgcode`` (psycopg2), or the driver exception in
 ``__cause__``.
@@ -43,7 +52,9 @@ and psycopg 3), ``exc.orig.pgcode`` (psycopg2), or the driver exception in
 
 from __future__ import annotations
 
+import asyncio
 import enum
+import errno
 import re
 from dataclasses import dataclass
 
@@ -56,6 +67,7 @@ __all__ = [
     "ErrorKind",
     "classify",
     "crdb_retry_reason",
+    "is_network_error",
     "sqlstate_of",
 ]
 
@@ -163,6 +175,35 @@ def _marked_disconnect(error: BaseException) -> bool:
     )
 
 
+_NETWORK_ERRNOS = frozenset(
+    getattr(errno, name)
+    for name in (
+        "ECONNRESET",
+        "ECONNREFUSED",
+        "ECONNABORTED",
+        "EPIPE",
+        "ETIMEDOUT",
+        "ENETDOWN",
+        "ENETUNREACH",
+        "ENETRESET",
+        "EHOSTDOWN",
+        "EHOSTUNREACH",
+        "ENOTCONN",
+    )
+    if hasattr(errno, name)
+)
+
+
+def is_network_error(error: BaseException) -> bool:
+    """True when ``error`` or one it wraps is a network failure (module docstring)."""
+    for item in _chain(error):
+        if isinstance(item, (ConnectionError, TimeoutError, asyncio.TimeoutError)):
+            return True
+        if isinstance(item, OSError) and item.errno in _NETWORK_ERRNOS:
+            return True
+    return False
+
+
 def classify(
     error: BaseException,
     *,
@@ -194,7 +235,10 @@ def classify(
         code,
         _message_of(error) if code == codes.SERIALIZATION_FAILURE else "",
         commit_sent=commit_sent,
-        disconnect=_marked_disconnect(error) if disconnect is None else disconnect,
+        disconnect=(
+            (_marked_disconnect(error) if disconnect is None else disconnect)
+            or is_network_error(error)
+        ),
         routine=_routine_of(error) if code == codes.FEATURE_NOT_SUPPORTED else None,
         feature_message=(
             _message_of(error) if code == codes.FEATURE_NOT_SUPPORTED else ""

@@ -18,14 +18,21 @@ Fixtures: ``crdb_server`` (session, a :class:`~.provider.TestServer`),
 test module, dropped after it). Marker: ``@pytest.mark.crdb_only("feature")``
 skips a test when the server is PostgreSQL, with the reason "needs CockroachDB:
 feature", e.g. ``@pytest.mark.crdb_only("hash-sharded indexes")``.
+
+:class:`~.proxy.FaultProxy` (:mod:`.proxy`) is a TCP proxy on 127.0.0.1 that
+injects network faults (delay, cut, refuse, silence, a response cut short)
+between an application and its database, for tests of one's own code.
 """
 
 from .embedded import EmbeddedPostgres, PostgresNotFoundError, find_postgres_bindir
 from .provider import TestServer, resolve_server
+from .proxy import FaultProxy, ProxyStats
 
 __all__ = [
     "EmbeddedPostgres",
+    "FaultProxy",
     "PostgresNotFoundError",
+    "ProxyStats",
     "TestServer",
     "find_postgres_bindir",
     "resolve_server",

@@ -28,6 +28,7 @@ WORKLOADS = {
     "insert_batch",
     "bank",
     "checkout_storm",
+    "pool_checkout",
     "fastapi_read",
     "fastapi_transfer",
 }
@@ -36,7 +37,7 @@ ALWAYS = (
     {(w, "asyncpg") for w in WORKLOADS}
     | {
         (w, v)
-        for w in ("point_read", "insert_batch", "checkout_storm")
+        for w in ("point_read", "insert_batch", "checkout_storm", "pool_checkout")
         for v in ("sqlalchemy", "ours")
     }
     | {("bank", "sqlalchemy")}

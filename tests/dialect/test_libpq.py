@@ -53,7 +53,11 @@ def test_cloud_url_pasted_verbatim(certs: Certs) -> None:
 
 
 @pytest.mark.parametrize("mode", SSL_MODES)
-def test_sslmode_without_files_is_passed_to_asyncpg(mode: str) -> None:
+def test_sslmode_without_files_is_passed_to_asyncpg(
+    mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # verify-ca/-full need a CA: asyncpg reads it from $PGSSLROOTCERT here
+    monkeypatch.setenv("PGSSLROOTCERT", "/ca.crt")
     kwargs = asyncpg_connect_kwargs({"sslmode": mode})
     assert kwargs["ssl"] == (False if mode == "disable" else mode)
 

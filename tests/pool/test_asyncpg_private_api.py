@@ -22,7 +22,7 @@ import asyncpg
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from sqlalchemy_crdb_async.pool import _type_cache
-from sqlalchemy_crdb_async.pool._pool import _host_of
+from sqlalchemy_crdb_async.pool._records import host_of
 
 if TYPE_CHECKING:
     import pytest
@@ -71,9 +71,9 @@ async def test_asyncpg_connection_has_addr_host_and_port(crdb_url: URL) -> None:
             addr = getattr(driver, "_addr", None)
             assert isinstance(addr, tuple), (
                 f"asyncpg {asyncpg.__version__}: Connection._addr is {addr!r}, not "
-                "(host, port): update _host_of in pool/_pool.py"
+                "(host, port): update host_of in pool/_records.py"
             )
-            assert _host_of(driver) == (crdb_url.host, crdb_url.port)
+            assert host_of(driver) == (crdb_url.host, crdb_url.port)
             # the adapter's private attribute dialect/asyncpg.py reads
             assert fairy.dbapi_connection._connection is driver  # type: ignore[union-attr]
     finally:

@@ -1,0 +1,177 @@
+"""Round trips per operation, counted on the wire, against stock SQLAlchemy.
+
+FaultProxy counts the client's turns (a round trip each) between the engine and
+the server; the counts are exact, so a change that adds a round trip fails
+here. The session reset on return goes out with the closing ``ROLLBACK`` as one
+message (:mod:`sqlalchemy_crdb_async.pool._reset`).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+from sqlalchemy_crdb_async import PoolSettings
+from sqlalchemy_crdb_async.testing import FaultProxy
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from sqlalchemy.engine import URL
+
+WARMUP = 3
+COUNTED = 5
+# no ping between operations, whatever the machine's load
+SETTINGS = PoolSettings(pool_size=1, idle_before_ping_s=None)
+
+
+@pytest.fixture
+async def proxy(crdb_url: URL) -> AsyncIterator[FaultProxy]:
+    assert crdb_url.port is not None
+    async with FaultProxy("127.0.0.1", crdb_url.port) as p:
+        yield p
+
+
+@pytest.fixture
+async def _table(crdb_url: URL) -> None:
+    eng = create_async_engine(crdb_url)
+    async with eng.begin() as conn:
+        await conn.execute(
+            sa.text("CREATE TABLE IF NOT EXISTS rt (id serial PRIMARY KEY, v int)")
+        )
+    await eng.dispose()
+
+
+async def core_read(eng: AsyncEngine) -> None:
+    async with eng.connect() as conn:
+        await conn.execute(sa.text("SELECT 1"))
+
+
+async def orm_read(eng: AsyncEngine) -> None:
+    async with AsyncSession(eng) as session:
+        await session.execute(sa.text("SELECT 1"))
+
+
+async def core_write(eng: AsyncEngine) -> None:
+    async with eng.begin() as conn:
+        await conn.execute(sa.text("INSERT INTO rt (v) VALUES (1)"))
+
+
+async def per_op(proxy: FaultProxy, url: URL, kwargs: dict[str, Any], op: Any) -> float:
+    eng = create_async_engine(url.set(host="127.0.0.1", port=proxy.port), **kwargs)
+    try:
+        for _ in range(WARMUP):
+            await op(eng)
+        before = proxy.stats().round_trips
+        for _ in range(COUNTED):
+            await op(eng)
+        return (proxy.stats().round_trips - before) / COUNTED
+    finally:
+        await eng.dispose()
+
+
+# (operation, stock round trips, ours): BEGIN, the statement, ROLLBACK or
+# COMMIT; ours resets the session in the ROLLBACK's message. After a COMMIT
+# there is no message to share, so the reset is one round trip of its own
+# (README "Connection-pool tuning").
+EXPECTED = [(core_read, 3, 3), (orm_read, 3, 3), (core_write, 3, 4)]
+
+
+@pytest.mark.usefixtures("_table")
+@pytest.mark.parametrize(
+    ("op", "stock", "ours"), EXPECTED, ids=[e[0].__name__ for e in EXPECTED]
+)
+async def test_round_trips_per_operation(
+    proxy: FaultProxy, crdb_url: URL, op: Any, stock: int, ours: int
+) -> None:
+    assert await per_op(proxy, crdb_url, {}, op) == stock
+    assert await per_op(proxy, crdb_url, SETTINGS.engine_kwargs(), op) == ours
+
+
+async def test_reset_sent_with_rollback_still_resets(crdb_url: URL) -> None:
+    eng = create_async_engine(crdb_url, **SETTINGS.engine_kwargs())
+    try:
+        async with eng.connect() as conn:
+            await conn.execute(sa.text("SET search_path = leaked"))
+            await conn.commit()
+            await conn.execute(sa.text("SELECT 1"))  # closed with a transaction open
+        async with eng.connect() as conn:
+            path = await conn.scalar(sa.text("SHOW search_path"))
+        assert path != "leaked"
+    finally:
+        await eng.dispose()
+
+
+async def test_rollback_mid_checkout_keeps_session_state(crdb_url: URL) -> None:
+    eng = create_async_engine(crdb_url, **SETTINGS.engine_kwargs())
+    try:
+        async with eng.connect() as conn:
+            await conn.execute(sa.text("SET search_path = kept"))
+            await conn.commit()
+            await conn.execute(sa.text("SELECT 1"))
+            await conn.rollback()
+            assert await conn.scalar(sa.text("SHOW search_path")) == "kept"
+    finally:
+        await eng.dispose()
+
+
+async def test_reset_refused_with_rollback_falls_back(
+    crdb_url: URL, caplog: pytest.LogCaptureFixture
+) -> None:
+    eng = create_async_engine(crdb_url, **SETTINGS.engine_kwargs())
+    reset = eng.sync_engine.pool._session_reset  # type: ignore[attr-defined]
+    real = reset.statements
+    calls = 0
+
+    def refuse_first(is_cockroachdb: bool) -> str:
+        nonlocal calls
+        calls += 1
+        return "SELECT 1/0" if calls == 1 else real(is_cockroachdb)
+
+    reset.statements = refuse_first
+    try:
+        async with eng.connect() as conn:
+            await conn.execute(sa.text("SET search_path = leaked"))
+            await conn.commit()
+            with caplog.at_level(logging.WARNING):
+                await conn.execute(sa.text("SELECT 1"))
+        assert "resetting separately" in caplog.text
+        assert reset.combine is False
+        async with eng.connect() as conn:
+            assert await conn.scalar(sa.text("SHOW search_path")) != "leaked"
+            assert not await conn.scalar(
+                sa.text(
+                    "SELECT count(*) > 0 FROM pg_stat_activity WHERE state = "
+                    "'idle in transaction' AND pid <> pg_backend_pid() AND "
+                    "datname = current_database()"
+                )
+            )
+    finally:
+        await eng.dispose()
+
+
+async def test_session_reset_with_sessionmaker(crdb_url: URL) -> None:
+    eng = create_async_engine(crdb_url, **SETTINGS.engine_kwargs())
+    sessions = async_sessionmaker(eng)
+    try:
+        async with sessions() as session:
+            await session.execute(sa.text("SELECT pg_advisory_lock(4242)"))
+        async with sessions() as session:
+            held = await session.scalar(
+                sa.text(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+                    "AND objid = 4242"
+                )
+            )
+        assert held == 0
+    finally:
+        await eng.dispose()
