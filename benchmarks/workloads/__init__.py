@@ -213,5 +213,6 @@ def all_workloads() -> dict[str, Workload]:
             checkout_storm.workload,
             fastapi_read.workload,
             fastapi_transfer.workload,
+            fastapi_transfer.hot_workload,
         )
     }

@@ -185,23 +185,26 @@ def _parse_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         raise HTTPException(422, "after: not a cursor from a previous page") from None
 
 
-def make_engine(url: str) -> AsyncEngine:
+def make_engine(url: str, pool: PoolSettings | None = None) -> AsyncEngine:
+    """The app's engine; the pool sized for the cluster unless ``pool`` is given."""
     from sqlalchemy.ext.asyncio import create_async_engine
 
-    settings = PoolSettings.for_cluster(
+    settings = pool or PoolSettings.for_cluster(
         vcpus=int(os.environ.get("POOL_VCPUS", "4")),
         app_instances=int(os.environ.get("POOL_APP_INSTANCES", "1")),
     )
     return create_async_engine(url, **settings.engine_kwargs())
 
 
-async def open_demo_accounts(sessions: async_sessionmaker[AsyncSession]) -> None:
+async def open_demo_accounts(
+    sessions: async_sessionmaker[AsyncSession], policy: RetryPolicy
+) -> None:
     """Two accounts to play with, once (work outside a request: retrying_session).
 
     The ids are made here, not by the server: a replayed statement must send
     the same values (see retrying_session's caveats).
     """
-    async with retrying_session(sessions, policy=POLICY) as session:
+    async with retrying_session(sessions, policy=policy) as session:
         if await session.scalar(sa.select(sa.func.count()).select_from(Account)):
             return
         session.add_all(
@@ -212,14 +215,21 @@ async def open_demo_accounts(sessions: async_sessionmaker[AsyncSession]) -> None
         )
 
 
-def create_app(url: str | None = None, *, demo_accounts: bool | None = None) -> FastAPI:
+def create_app(
+    url: str | None = None,
+    *,
+    demo_accounts: bool | None = None,
+    pool: PoolSettings | None = None,
+    policy: RetryPolicy = POLICY,
+) -> FastAPI:
     """The app; ``url`` defaults to ``$DATABASE_URL``, else an embedded server.
 
     ``demo_accounts`` (default: only on the embedded server) opens two
-    accounts at startup when there are none.
+    accounts at startup when there are none. ``pool`` and ``policy`` replace
+    the pool sizing and the retry policy (the benchmarks set both).
     """
     database: Database = open_database(url)
-    engine = make_engine(database.url)
+    engine = make_engine(database.url, pool)
     sessions = async_sessionmaker(engine, expire_on_commit=False)
     Write = Annotated[AsyncSession, Depends(session_dependency(sessions))]
     Read = Annotated[
@@ -233,7 +243,7 @@ def create_app(url: str | None = None, *, demo_accounts: bool | None = None) -> 
             async with engine.begin() as conn:
                 await conn.run_sync(Base.metadata.create_all)
             if seed:
-                await open_demo_accounts(sessions)
+                await open_demo_accounts(sessions, policy)
             yield
         finally:
             await engine.dispose()
@@ -242,7 +252,7 @@ def create_app(url: str | None = None, *, demo_accounts: bool | None = None) -> 
     app = FastAPI(title="sqlalchemy-crdb-async bank", lifespan=lifespan)
     app.state.engine = engine
     app.state.sessions = sessions
-    router = APIRouter(route_class=RetryingRoute.configured(POLICY))
+    router = APIRouter(route_class=RetryingRoute.configured(policy))
 
     @router.post("/accounts", status_code=201)
     async def open_account(body: NewAccount, session: Write) -> AccountOut:

@@ -30,6 +30,7 @@ WORKLOADS = {
     "checkout_storm",
     "fastapi_read",
     "fastapi_transfer",
+    "fastapi_transfer_hot",
 }
 #: Scenarios that need nothing beyond this package's foundation.
 ALWAYS = (
@@ -40,6 +41,13 @@ ALWAYS = (
         for v in ("sqlalchemy", "ours")
     }
     | {("bank", "sqlalchemy")}
+    # The FastAPI module, its example and the raw-asyncpg reference in the same
+    # app: FastAPI and httpx are in the test extra.
+    | {
+        (w, v)
+        for w in ("fastapi_read", "fastapi_transfer", "fastapi_transfer_hot")
+        for v in ("asyncpg-fastapi", "ours-fastapi")
+    }
 )
 
 
