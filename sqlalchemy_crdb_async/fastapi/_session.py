@@ -76,6 +76,9 @@ class RequestTransaction:
         self.admission = _Admission()
         self._scopes: dict[object, _Scope] = {}
         self._read_only: set[object] = set()
+        #: A session of this attempt committed and a later one did not: the
+        #: endpoint must not run again (its first session's work is in).
+        self.partly_committed = False
 
     # -- one attempt ---------------------------------------------------------
 
@@ -85,6 +88,7 @@ class RequestTransaction:
             self.loop.start()
         self._scopes = {}
         self._read_only = set()
+        self.partly_committed = False
 
     async def session(
         self, maker: async_sessionmaker[Any], key: object, read_only: bool
@@ -120,9 +124,11 @@ class RequestTransaction:
         for key, scope in list(self._scopes.items()):
             if key in self._read_only:
                 continue
+            self.partly_committed = wrote
             await scope.commit()  # flush, COMMIT, close
             del self._scopes[key]
             wrote = True
+        self.partly_committed = False
         if wrote and self.loop is not None:
             self.loop.committed()
         await self.abort()
@@ -156,7 +162,9 @@ class RequestTransaction:
         Raises AmbiguousCommitError or RetriesExhaustedError when that is the
         loop's verdict.
         """
-        if self.loop is None:  # no session was opened: nothing to retry with
+        if self.loop is None or self.partly_committed:
+            # No session was opened: nothing to retry with; or one session
+            # committed already: running the endpoint again would repeat it.
             return None
         decision = self.loop.next_sleep(error, commit_sent=self.commit_sent)
         if decision is None:

@@ -94,6 +94,8 @@ def build_app(url: str, probe: Probe) -> tuple[FastAPI, AsyncEngine]:
     engine = create_async_engine(url, pool_size=20, max_overflow=0)
     maker = async_sessionmaker(engine, expire_on_commit=False)
     write = session_dependency(maker)
+    other_maker = async_sessionmaker(engine, expire_on_commit=False)
+    Other = Annotated[AsyncSession, Depends(session_dependency(other_maker))]
     read = session_dependency(maker, read_only=True)
     Write = Annotated[AsyncSession, Depends(write)]
     Read = Annotated[AsyncSession, Depends(read)]
@@ -124,6 +126,14 @@ def build_app(url: str, probe: Probe) -> tuple[FastAPI, AsyncEngine]:
         probe.runs["add_note"] += 1
         note_id = await insert(session, note, seq)
         return {"id": note_id, "dependency_run": dependency_run}
+
+    @router.post("/notes/two-sessions")
+    async def add_two_notes(
+        note: NoteIn, first: Write, second: Other, seq: str
+    ) -> None:
+        probe.runs["two_sessions"] += 1
+        await insert(first, NoteIn(body=note.body), None)  # commits first
+        await insert(second, note, seq)  # fails at its own COMMIT
 
     @router.post("/notes/teapot")
     async def add_then_refuse(note: NoteIn, session: Write) -> None:

@@ -130,6 +130,20 @@ async def test_exhausted_retries_answer_503_with_retry_after(
     assert probe.runs["two_attempts"] == 2
 
 
+async def test_no_rerun_once_a_first_session_committed(
+    app_engine: tuple[FastAPI, AsyncEngine], engine: AsyncEngine, probe: Probe
+) -> None:
+    transport = httpx.ASGITransport(app=app_engine[0], raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+        response = await post_note(
+            c, engine, "split", "40001", 1, path="/notes/two-sessions"
+        )
+    # Not a 2xx, and not run again: the first session's note is in, once.
+    assert response.status_code == 500
+    assert probe.runs["two_sessions"] == 1
+    assert await count_notes(engine, "split") == 1
+
+
 async def test_ambiguous_commit_answers_503_outcome_unknown(
     client: httpx.AsyncClient, engine: AsyncEngine, probe: Probe
 ) -> None:
