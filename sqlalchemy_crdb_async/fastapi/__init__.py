@@ -86,8 +86,9 @@ What it gives up: two reads do not see one snapshot (a row may change between
 them), ``FOR UPDATE`` locks end with their statement, and ORM writes are
 refused (``InvalidRequestError`` at flush or at an ORM INSERT/UPDATE/DELETE;
 a ``text()`` write would commit at once, so do not send one). On CockroachDB an
-implicit transaction is retried by the server itself when its results fit the
-result buffer (https://www.cockroachlabs.com/docs/stable/transaction-retry-error-reference#client-side-retry-handling).
+implicit transaction is retried by the server itself while its results still
+fit the results buffer, ``sql.defaults.results_buffer.size``
+(https://www.cockroachlabs.com/docs/stable/transactions#automatic-retries).
 
 Client disconnects
 ------------------
