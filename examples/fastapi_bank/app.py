@@ -33,6 +33,10 @@ What it shows:
   accounts at startup);
 - ``GET /healthz``: the server, the pool and the retry counters.
 
+Endpoints: ``POST /accounts``, ``GET /accounts`` (paged by id),
+``GET /accounts/{id}``, ``POST /transfers``, ``GET /transfers`` (newest first,
+``?account_id=``, ``?after=<next>``), ``GET /healthz``.
+
 Answers: 404 unknown account; 409 overdraft or a balance that would pass
 NUMERIC(14,2); 422 malformed input (an id that is not a UUID, an
 Idempotency-Key reused for another transfer); 503 when the database is busy or
@@ -264,6 +268,18 @@ def create_app(
         )
         assert account is not None
         return _account_out(account)
+
+    @router.get("/accounts")
+    async def list_accounts(
+        session: Read,
+        after: uuid.UUID | None = None,
+        limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    ) -> list[AccountOut]:
+        """By id; ``after`` is the last id of the previous page (keyset)."""
+        query = sa.select(Account).order_by(Account.id).limit(limit)
+        if after is not None:
+            query = query.where(Account.id > after)
+        return [_account_out(a) for a in await session.scalars(query)]
 
     @router.get("/accounts/{account_id}")
     async def get_account(account_id: uuid.UUID, session: Read) -> AccountOut:

@@ -167,6 +167,9 @@ async def test_without_database_url_it_starts_its_own_server(
         assert (await c.get("/healthz")).json()["server"]
         listed = await c.get("/transfers")
         assert listed.json() == {"items": [], "next": None}
+        first = (await c.get("/accounts", params={"limit": 1})).json()
+        rest = (await c.get("/accounts", params={"after": first[0]["id"]})).json()
+        assert len(first) == len(rest) == 1
         async with app.state.sessions() as session:
             owners = set(await session.scalars(sa.select(Account.owner)))
         assert owners == {"alice", "bob"}
