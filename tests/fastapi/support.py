@@ -135,6 +135,16 @@ def build_app(url: str, probe: Probe) -> tuple[FastAPI, AsyncEngine]:
         await insert(first, NoteIn(body=note.body), None)  # commits first
         await insert(second, note, seq)  # fails at its own COMMIT
 
+    @router.post("/notes/lose-connection")
+    async def add_note_losing_the_connection(note: NoteIn, session: Write) -> None:
+        probe.runs["lose_connection"] += 1
+        await insert(session, note, None)
+        if probe.runs["lose_connection"] == 1:
+            # The server ends this session (57P01) before COMMIT was sent.
+            await session.execute(
+                sa.text("SELECT pg_terminate_backend(pg_backend_pid())")
+            )
+
     @router.post("/notes/teapot")
     async def add_then_refuse(note: NoteIn, session: Write) -> None:
         await insert(session, note, None)

@@ -88,6 +88,15 @@ async def test_40001_at_commit_reruns_the_endpoint_once(
     assert after.commits - before.commits == 1
 
 
+async def test_connection_lost_before_commit_reruns_the_endpoint(
+    client: httpx.AsyncClient, engine: AsyncEngine, probe: Probe
+) -> None:
+    response = await client.post("/notes/lose-connection", json={"body": "lost"})
+    assert response.status_code == 200, response.text
+    assert probe.runs["lose_connection"] == 2
+    assert await count_notes(engine, "lost") == 1
+
+
 async def test_non_retryable_error_at_commit_writes_nothing(
     client: httpx.AsyncClient, engine: AsyncEngine, probe: Probe
 ) -> None:
