@@ -27,8 +27,11 @@ __all__ = [
     "COMMITTED_WITH_SCHEMA_CHANGE_FAILURE",
     "CONNECTION_EXCEPTION_CLASS",
     "CRASH_SHUTDOWN",
+    "DATA_EXCEPTION_CLASS",
     "DEADLOCK_DETECTED",
     "FEATURE_NOT_SUPPORTED",
+    "INSUFFICIENT_RESOURCES_CLASS",
+    "INTEGRITY_CONSTRAINT_VIOLATION_CLASS",
     "RETRYABLE",
     "SERIALIZATION_FAILURE",
     "SERVER_SHUTDOWN_CODES",
@@ -88,6 +91,18 @@ COMMITTED_WITH_SCHEMA_CHANGE_FAILURE: Final = "XXA00"
 #: SQLSTATEs after which the transaction is certainly rolled back and can be
 #: run again.
 RETRYABLE: Final = frozenset({SERIALIZATION_FAILURE, DEADLOCK_DETECTED})
+
+# -- what an HTTP answer is made of (fastapi/) --------------------------------
+
+#: Class 23, integrity constraint violation (23505 unique, 23503 foreign key,
+#: 23514 check): the request conflicts with the data (HTTP 409).
+INTEGRITY_CONSTRAINT_VIOLATION_CLASS: Final = "23"
+#: Class 22, data exception (22003 numeric value out of range, ...): the data
+#: cannot be stored as asked (HTTP 422).
+DATA_EXCEPTION_CLASS: Final = "22"
+#: Class 53, insufficient resources (53300 too many connections, ...): the
+#: server cannot take the work now (HTTP 503).
+INSUFFICIENT_RESOURCES_CLASS: Final = "53"
 
 _MAX_CHAIN = 8
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import inspect
 
+import pytest
+
 import sqlalchemy_crdb_async
 
 
@@ -48,3 +50,21 @@ def test_sync_module_exports_the_older_packages_names() -> None:
     assert {"ChainTransaction", "run_transaction"} <= set(sync.__all__)
     for name in sync.__all__:
         assert hasattr(sync, name), name
+
+
+def test_fastapi_module_names() -> None:
+    # An optional extra: not in the top-level __all__, its own public API.
+    fastapi_module = pytest.importorskip(
+        "sqlalchemy_crdb_async.fastapi", reason="needs the fastapi extra"
+    )
+    names = list(fastapi_module.__all__)
+    assert names == sorted(names)
+    assert set(names) == {
+        "CLEANUP_TIMEOUT_S",
+        "RetryingRoute",
+        "answer_for",
+        "retry_policy",
+        "session_dependency",
+    }
+    for name in names:
+        assert hasattr(fastapi_module, name), name

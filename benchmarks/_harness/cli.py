@@ -340,8 +340,12 @@ async def _run_all(
                     for w in workloads:
                         await w.setup(counter_admin)
                     await enable_statement_log(counter_admin, STMTS_DB)
+                    by_name = {w.name: w for w in workloads}
                     for s in runnable:
                         progress.update(task, description=f"statements {s.key}")
+                        before_cell = by_name[s.workload].before_cell
+                        if before_cell is not None:  # workloads sharing tables
+                            await before_cell(counter_admin)
                         try:
                             n = await count_statements(s, stmts_url, log_path)
                         except Exception as e:

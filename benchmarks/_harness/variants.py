@@ -19,6 +19,9 @@ key                         what it is
 ``ours-fastapi``            the example app ``examples/fastapi_bank``, its
                             lifespan entered, driven in process by httpx's
                             ``ASGITransport``; FastAPI workloads only
+``asyncpg-fastapi``         the same app with the same endpoints on raw
+                            asyncpg mounted under ``/raw`` (the FastAPI
+                            workloads' reference)
 ==========================  ===================================================
 
 Every variant opens a fresh pool or engine per cell, sized to the cell's
@@ -28,6 +31,7 @@ and closes it after, so cells do not share warm connections.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -140,15 +144,33 @@ class FastAPIHandle:
         return self.app.state.engine
 
 
-async def _open_fastapi(url: URL, pool_size: int) -> FastAPIHandle:
+async def _open_fastapi(
+    url: URL, pool_size: int, *, raw: bool = False
+) -> FastAPIHandle:
     import httpx
 
     from ..workloads._fastapi import app_module
+    from ..workloads.bank import BACKOFF_BASE_S, BACKOFF_CAP_S, MAX_ATTEMPTS
 
-    # The app sizes its own pool (PoolSettings.for_cluster); pool_size is unused.
+    # Both sides: a pool of pool_size connections, the plain loop's backoff.
     app = app_module().create_app(
-        url.set(drivername="cockroachdb+asyncpg").render_as_string(hide_password=False)
+        url.set(drivername="cockroachdb+asyncpg").render_as_string(hide_password=False),
+        demo_accounts=False,
+        pool=ours_api("PoolSettings")(
+            pool_size=pool_size, max_overflow=0, pool_timeout_s=POOL_TIMEOUT_S
+        ),
+        policy=ours_api("RetryPolicy")(
+            max_attempts=MAX_ATTEMPTS,
+            initial_backoff_s=BACKOFF_BASE_S,
+            max_backoff_s=BACKOFF_CAP_S,
+        ),
     )
+    if raw:
+        from ..workloads._fastapi_raw import raw_router
+
+        app.include_router(raw_router())
+        app.state.raw_pool = await _open_asyncpg(url, pool_size, reset=True)
+        app.state.raw_retries = Counter()
     lifespan = app.router.lifespan_context(app)
     await lifespan.__aenter__()
     transport = httpx.ASGITransport(app=app)
@@ -156,11 +178,20 @@ async def _open_fastapi(url: URL, pool_size: int) -> FastAPIHandle:
     return FastAPIHandle(app, client, lifespan)
 
 
+async def _open_raw_fastapi(url: URL, pool_size: int) -> FastAPIHandle:
+    return await _open_fastapi(url, pool_size, raw=True)
+
+
 async def _close_fastapi(handle: FastAPIHandle) -> None:
     try:
         await handle.client.aclose()
     finally:
-        await handle.lifespan.__aexit__(None, None, None)
+        try:
+            raw_pool = getattr(handle.app.state, "raw_pool", None)
+            if raw_pool is not None:
+                await raw_pool.close()
+        finally:
+            await handle.lifespan.__aexit__(None, None, None)
 
 
 def _fastapi_reason() -> str | None:
@@ -252,6 +283,14 @@ VARIANTS: dict[str, Variant] = {
             "examples/fastapi_bank over ASGI",
             "fastapi",
             _open_fastapi,
+            _close_fastapi,
+            _fastapi_reason,
+        ),
+        Variant(
+            "asyncpg-fastapi",
+            "the same app, endpoints on raw asyncpg",
+            "fastapi",
+            _open_raw_fastapi,
             _close_fastapi,
             _fastapi_reason,
         ),

@@ -215,5 +215,6 @@ def all_workloads() -> dict[str, Workload]:
             pool_checkout.workload,
             fastapi_read.workload,
             fastapi_transfer.workload,
+            fastapi_transfer.hot_workload,
         )
     }

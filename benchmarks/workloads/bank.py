@@ -117,7 +117,7 @@ def sqlstate_of(exc: BaseException) -> str | None:
 
 
 async def asyncpg_retry_loop(
-    ctx: Ctx, src: int, dst: int, body: Callable[[Any], Awaitable[None]]
+    ctx: Ctx, src: object, dst: object, body: Callable[[Any], Awaitable[None]]
 ) -> None:
     """The plain retry loop on raw asyncpg: ``body(conn)`` in a SERIALIZABLE
     transaction, re-run with backoff on a retryable SQLSTATE."""

@@ -1,16 +1,18 @@
 """FastAPI request path, read: ``GET /accounts/{id}`` of the example app.
 
-One operation reads one of 100 accounts by primary key. Three layers, so the
-table shows what each costs:
+One operation reads one of 100 accounts by primary key. The reference and
+the library's row are requests through the same FastAPI app, in process over
+httpx's ``ASGITransport`` (no socket, no server process):
 
-- raw asyncpg ``Pool.fetchrow`` of the same row (the reference);
-- ``ours`` without HTTP: ``AsyncSession.get(Account, id)``, the app's own
-  model and session settings, on our dialect;
-- ``ours-fastapi``: the request through the example app
-  (``examples/fastapi_bank``), sent in process over httpx's ``ASGITransport``
-  (no socket, no server process): routing, validation, dependency injection
-  and JSON on top of the same session code. The app sizes its own pool with
-  ``PoolSettings.for_cluster(vcpus=4)`` whatever the concurrency.
+- ``asyncpg-fastapi`` (the reference): ``GET /raw/accounts/{id}``, the endpoint
+  written on raw asyncpg (``Pool.fetchrow``, no transaction);
+- ``ours-fastapi``: ``GET /accounts/{id}``, the example's endpoint on
+  ``RetryingRoute`` with the read-only session (``AsyncSession.get`` in an
+  implicit transaction).
+
+Two rows without HTTP show what the layers below cost: raw asyncpg
+``Pool.fetchrow`` and ``AsyncSession.get(Account, id)`` on our dialect.
+Both apps' pools hold as many connections as the cell has clients.
 """
 
 from __future__ import annotations
@@ -18,25 +20,56 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from . import Ctx, Workload
-from ._fastapi import ACCOUNTS, app_module, app_unavailable, create_accounts
+from ._fastapi import (
+    READ_SQL,
+    account_ids,
+    app_module,
+    app_unavailable,
+    create_accounts,
+)
 
 if TYPE_CHECKING:
     import asyncpg
 
-SQL = "SELECT id, owner, balance FROM bank_accounts WHERE id = $1"
+ACCOUNTS = 100
+IDS = account_ids(ACCOUNTS)
 
 
 async def _setup(conn: asyncpg.Connection) -> None:
-    await create_accounts(conn)
+    await create_accounts(conn, ACCOUNTS)
 
 
-workload = Workload("fastapi_read", __doc__, setup=_setup)
+# The FastAPI workloads share the app's tables: each cell starts afresh.
+workload = Workload("fastapi_read", __doc__, setup=_setup, before_cell=_setup)
 
 
-@workload.scenario("asyncpg", "fetchrow", reference=True)
+async def _get(ctx: Ctx, path: str) -> None:
+    response = await ctx.handle.client.get(f"{path}/{ctx.rng.choice(IDS)}")
+    if response.status_code != 200:
+        raise RuntimeError(f"GET {path}: {response.status_code} {response.text}")
+
+
+@workload.scenario(
+    "asyncpg-fastapi",
+    "GET /raw/accounts/{id}",
+    reference=True,
+    requires=app_unavailable,
+)
+async def raw_fastapi_get(ctx: Ctx) -> None:
+    """the same endpoint on raw asyncpg, in the same FastAPI app"""
+    await _get(ctx, "/raw/accounts")
+
+
+@workload.scenario("ours-fastapi", "GET /accounts/{id}", requires=app_unavailable)
+async def fastapi_get(ctx: Ctx) -> None:
+    """RetryingRoute + read-only session, the example app"""
+    await _get(ctx, "/accounts")
+
+
+@workload.scenario("asyncpg", "fetchrow")
 async def asyncpg_fetchrow(ctx: Ctx) -> None:
-    """asyncpg Pool.fetchrow of the account"""
-    assert await ctx.pool.fetchrow(SQL, ctx.rng.randint(1, ACCOUNTS)) is not None
+    """asyncpg Pool.fetchrow of the account, no HTTP"""
+    assert await ctx.pool.fetchrow(READ_SQL, ctx.rng.choice(IDS)) is not None
 
 
 @workload.scenario("ours", "session.get", requires=app_unavailable)
@@ -44,13 +77,5 @@ async def ours_session_get(ctx: Ctx) -> None:
     """AsyncSession.get(Account) on our dialect, no HTTP"""
     account_cls = app_module().Account
     async with ctx.sessionmaker() as session:
-        account = await session.get(account_cls, ctx.rng.randint(1, ACCOUNTS))
+        account = await session.get(account_cls, ctx.rng.choice(IDS))
     assert account is not None
-
-
-@workload.scenario("ours-fastapi", "GET /accounts/{id}", requires=app_unavailable)
-async def fastapi_get(ctx: Ctx) -> None:
-    """GET /accounts/{id} through the example FastAPI app"""
-    response = await ctx.handle.client.get(f"/accounts/{ctx.rng.randint(1, ACCOUNTS)}")
-    if response.status_code != 200:
-        raise RuntimeError(f"GET /accounts: {response.status_code} {response.text}")

@@ -1,41 +1,66 @@
 """A small bank behind FastAPI: accounts and transfers on CockroachDB.
 
-Run it::
+Run it from a checkout (one command once the ``example`` extra is installed)::
 
-    pip install 'sqlalchemy-crdb-async[example]'
-    DATABASE_URL=cockroachdb+asyncpg://root@localhost:26257/defaultdb \\
-        uvicorn examples.fastapi_bank.app:app
+    pip install -e '.[example]'
+    uvicorn examples.fastapi_bank.app:app
+
+With no ``DATABASE_URL`` it starts a throwaway PostgreSQL (the test suite's
+embedded server), creates the tables and opens two demo accounts; point it at
+CockroachDB with
+``DATABASE_URL=cockroachdb+asyncpg://root@localhost:26257/defaultdb?sslmode=disable``.
+Then open http://127.0.0.1:8000/docs.
 
 What it shows:
 
-- one engine per process, sized with :class:`~sqlalchemy_crdb_async.PoolSettings`
-  (``POOL_VCPUS`` / ``POOL_APP_INSTANCES`` feed CockroachDB's sizing rule);
-- every write goes through :func:`~sqlalchemy_crdb_async.run_transaction`, so a
-  40001 under contention is retried, with backoff, and never reaches the client;
-- ``GET /healthz`` reports the server, the pool and the retry counters.
+- the write endpoints on :class:`~sqlalchemy_crdb_async.fastapi.RetryingRoute`:
+  the route commits after the endpoint, re-runs it on 40001 (at any statement
+  or at COMMIT), and never answers 2xx for a transaction that did not commit;
+  the endpoints just use their session;
+- the read endpoints on the read-only session (one implicit transaction per
+  statement: no BEGIN/ROLLBACK round trips);
+- idempotency keys: ``POST /transfers`` with an ``Idempotency-Key`` header
+  moves money once however often it is sent (the key is checked and stored in
+  the transfer's own transaction); a replay answers the first result;
+- ``GET /transfers`` pages with a keyset cursor (``created_at``, ``id``), never
+  ``OFFSET``;
+- UUID keys made by the server (``gen_random_uuid()``), which spread writes
+  across a CockroachDB cluster;
+- one engine per process sized by
+  :class:`~sqlalchemy_crdb_async.PoolSettings` (``POOL_VCPUS`` /
+  ``POOL_APP_INSTANCES``);
+- ``async with retrying_session(...)`` for work outside a request (the demo
+  accounts at startup);
+- ``GET /healthz``: the server, the pool and the retry counters.
 
-Endpoints: ``POST /accounts``, ``GET /accounts/{id}``, ``POST /transfers``,
-``GET /healthz``. A transfer that would overdraw answers 409; unknown accounts 404.
+Endpoints: ``POST /accounts``, ``GET /accounts`` (paged by id),
+``GET /accounts/{id}``, ``POST /transfers``, ``GET /transfers`` (newest first,
+``?account_id=``, ``?after=<next>``), ``GET /healthz``.
+
+Answers: 404 unknown account; 409 overdraft or a balance that would pass
+NUMERIC(14,2); 422 malformed input (an id that is not a UUID, an
+Idempotency-Key reused for another transfer); 503 when the database is busy or
+unreachable, or when a COMMIT's outcome is unknown (retry with the same key).
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: FastAPI reads the endpoints'
+# annotations at run time, and Write/Read below are local to create_app.
+import base64
+import binascii
 import dataclasses
 import os
+import uuid
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
+import anyio
 import sqlalchemy as sa
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, Response
 from pydantic import BaseModel, Field
-from sqlalchemy.ext.asyncio import (
-    AsyncEngine,
-    AsyncSession,
-    async_sessionmaker,
-    create_async_engine,
-)
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from sqlalchemy_crdb_async import (
@@ -43,7 +68,19 @@ from sqlalchemy_crdb_async import (
     RetryPolicy,
     pool_stats,
     retry_stats,
-    run_transaction,
+    retrying_session,
+)
+from sqlalchemy_crdb_async.fastapi import RetryingRoute, session_dependency
+
+from .database import Database, open_database
+
+#: The largest NUMERIC(14, 2).
+MAX_BALANCE = Decimal("999999999999.99")
+Money = Annotated[Decimal, Field(max_digits=14, decimal_places=2)]
+#: Many attempts, bounded by the deadline: on a few hot accounts a transfer
+#: may lose the race many times before it wins.
+POLICY = RetryPolicy(
+    max_attempts=200, initial_backoff_s=0.005, max_backoff_s=0.1, deadline_s=30.0
 )
 
 
@@ -54,33 +91,65 @@ class Base(DeclarativeBase):
 class Account(Base):
     __tablename__ = "bank_accounts"
 
-    id: Mapped[int] = mapped_column(sa.BigInteger, primary_key=True)
+    id: Mapped[uuid.UUID] = mapped_column(
+        primary_key=True, server_default=sa.text("gen_random_uuid()")
+    )
     owner: Mapped[str] = mapped_column(sa.String(100))
     balance: Mapped[Decimal] = mapped_column(sa.Numeric(14, 2))
 
 
+class Transfer(Base):
+    __tablename__ = "bank_transfers"
+    __table_args__ = (sa.Index("bank_transfers_page", "created_at", "id"),)
+    # Fetch id and created_at with the INSERT (RETURNING), not a second query.
+    __mapper_args__ = {"eager_defaults": True}
+
+    id: Mapped[uuid.UUID] = mapped_column(
+        primary_key=True, server_default=sa.text("gen_random_uuid()")
+    )
+    idempotency_key: Mapped[str | None] = mapped_column(sa.String(200), unique=True)
+    from_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey(Account.id))
+    to_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey(Account.id))
+    amount: Mapped[Decimal] = mapped_column(sa.Numeric(14, 2))
+    #: The balances right after this transfer.
+    from_balance: Mapped[Decimal] = mapped_column(sa.Numeric(14, 2))
+    to_balance: Mapped[Decimal] = mapped_column(sa.Numeric(14, 2))
+    created_at: Mapped[datetime] = mapped_column(
+        sa.DateTime(timezone=True), server_default=sa.func.now()
+    )
+
+
 class NewAccount(BaseModel):
     owner: str = Field(min_length=1, max_length=100)
-    balance: Decimal = Field(ge=0, max_digits=14, decimal_places=2)
+    balance: Money = Field(ge=0)
 
 
 class AccountOut(BaseModel):
-    id: int
+    id: uuid.UUID
     owner: str
     balance: Decimal
 
 
-class Transfer(BaseModel):
-    from_id: int
-    to_id: int
-    amount: Decimal = Field(gt=0, max_digits=14, decimal_places=2)
+class TransferIn(BaseModel):
+    from_id: uuid.UUID
+    to_id: uuid.UUID
+    amount: Money = Field(gt=0)
 
 
-class Overdrawn(Exception):
-    """The source account has less than the amount."""
+class TransferOut(BaseModel):
+    id: uuid.UUID
+    from_id: uuid.UUID
+    to_id: uuid.UUID
+    amount: Decimal
+    from_balance: Decimal
+    to_balance: Decimal
+    created_at: datetime
 
 
-POLICY = RetryPolicy(max_attempts=20, initial_backoff_s=0.005, max_backoff_s=0.2)
+class TransferPage(BaseModel):
+    items: list[TransferOut]
+    #: Pass as ``after`` for the next page; None on the last page.
+    next: str | None
 
 
 def _plain(stats: Any) -> dict[str, Any]:
@@ -91,103 +160,239 @@ def _plain(stats: Any) -> dict[str, Any]:
     }
 
 
-def sessions(request: Request) -> async_sessionmaker[AsyncSession]:
-    """The app's session factory (a FastAPI dependency)."""
-    return request.app.state.sessions  # type: ignore[no-any-return]
+def _account_out(account: Account) -> AccountOut:
+    return AccountOut(id=account.id, owner=account.owner, balance=account.balance)
 
 
-Sessions = Annotated[async_sessionmaker[AsyncSession], Depends(sessions)]
+def _transfer_out(t: Transfer) -> TransferOut:
+    return TransferOut(
+        id=t.id,
+        from_id=t.from_id,
+        to_id=t.to_id,
+        amount=t.amount,
+        from_balance=t.from_balance,
+        to_balance=t.to_balance,
+        created_at=t.created_at,
+    )
 
 
-def make_engine(url: str) -> AsyncEngine:
-    settings = PoolSettings.for_cluster(
+def _cursor(t: Transfer) -> str:
+    raw = f"{t.created_at.isoformat()}|{t.id}".encode()
+    return base64.urlsafe_b64encode(raw).decode()
+
+
+def _parse_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        created, _, ident = base64.urlsafe_b64decode(cursor).decode().partition("|")
+        return datetime.fromisoformat(created), uuid.UUID(ident)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise HTTPException(422, "after: not a cursor from a previous page") from None
+
+
+def make_engine(url: str, pool: PoolSettings | None = None) -> AsyncEngine:
+    """The app's engine; the pool sized for the cluster unless ``pool`` is given."""
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    settings = pool or PoolSettings.for_cluster(
         vcpus=int(os.environ.get("POOL_VCPUS", "4")),
         app_instances=int(os.environ.get("POOL_APP_INSTANCES", "1")),
     )
     return create_async_engine(url, **settings.engine_kwargs())
 
 
-def create_app(url: str | None = None) -> FastAPI:
-    """The app; ``url`` defaults to ``$DATABASE_URL``."""
+async def open_demo_accounts(
+    sessions: async_sessionmaker[AsyncSession], policy: RetryPolicy
+) -> None:
+    """Two accounts to play with, once (work outside a request: retrying_session).
+
+    The ids are made here, not by the server: a replayed statement must send
+    the same values (see retrying_session's caveats).
+    """
+    async with retrying_session(sessions, policy=policy) as session:
+        if await session.scalar(sa.select(sa.func.count()).select_from(Account)):
+            return
+        session.add_all(
+            [
+                Account(id=uuid.uuid4(), owner="alice", balance=Decimal("100.00")),
+                Account(id=uuid.uuid4(), owner="bob", balance=Decimal("50.00")),
+            ]
+        )
+
+
+def create_app(
+    url: str | None = None,
+    *,
+    demo_accounts: bool | None = None,
+    pool: PoolSettings | None = None,
+    policy: RetryPolicy = POLICY,
+) -> FastAPI:
+    """The app; ``url`` defaults to ``$DATABASE_URL``, else an embedded server.
+
+    ``demo_accounts`` (default: only on the embedded server) opens two
+    accounts at startup when there are none. ``pool`` and ``policy`` replace
+    the pool sizing and the retry policy (the benchmarks set both).
+    """
+    database: Database = open_database(url)
+    engine = make_engine(database.url, pool)
+    sessions = async_sessionmaker(engine, expire_on_commit=False)
+    Write = Annotated[AsyncSession, Depends(session_dependency(sessions))]
+    Read = Annotated[
+        AsyncSession, Depends(session_dependency(sessions, read_only=True))
+    ]
+    seed = database.embedded if demo_accounts is None else demo_accounts
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = make_engine(url or os.environ["DATABASE_URL"])
-        async with engine.begin() as conn:
-            await conn.run_sync(Base.metadata.create_all)
-        app.state.engine = engine
-        app.state.sessions = async_sessionmaker(engine, expire_on_commit=False)
         try:
+            async with engine.begin() as conn:
+                await conn.run_sync(Base.metadata.create_all)
+            if seed:
+                await open_demo_accounts(sessions, policy)
             yield
         finally:
             await engine.dispose()
+            await anyio.to_thread.run_sync(database.close)
 
     app = FastAPI(title="sqlalchemy-crdb-async bank", lifespan=lifespan)
+    app.state.engine = engine
+    app.state.sessions = sessions
+    router = APIRouter(route_class=RetryingRoute.configured(policy))
 
-    @app.post("/accounts", status_code=201)
-    async def open_account(body: NewAccount, maker: Sessions) -> AccountOut:
-        async def insert(session: AsyncSession) -> Account:
-            account = Account(owner=body.owner, balance=body.balance)
-            session.add(account)
-            await session.flush()
-            return account
+    @router.post("/accounts", status_code=201)
+    async def open_account(body: NewAccount, session: Write) -> AccountOut:
+        # RETURNING the stored row: the answer is what the database holds.
+        account = await session.scalar(
+            sa.insert(Account)
+            .values(owner=body.owner, balance=body.balance)
+            .returning(Account)
+        )
+        assert account is not None
+        return _account_out(account)
 
-        account = await run_transaction(maker, insert, policy=POLICY)
-        return AccountOut(id=account.id, owner=account.owner, balance=account.balance)
+    @router.get("/accounts")
+    async def list_accounts(
+        session: Read,
+        after: uuid.UUID | None = None,
+        limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    ) -> list[AccountOut]:
+        """By id; ``after`` is the last id of the previous page (keyset)."""
+        query = sa.select(Account).order_by(Account.id).limit(limit)
+        if after is not None:
+            query = query.where(Account.id > after)
+        return [_account_out(a) for a in await session.scalars(query)]
 
-    @app.get("/accounts/{account_id}")
-    async def get_account(account_id: int, maker: Sessions) -> AccountOut:
-        async with maker() as session:
-            account = await session.get(Account, account_id)
+    @router.get("/accounts/{account_id}")
+    async def get_account(account_id: uuid.UUID, session: Read) -> AccountOut:
+        account = await session.get(Account, account_id)
         if account is None:
             raise HTTPException(404, f"no account {account_id}")
-        return AccountOut(id=account.id, owner=account.owner, balance=account.balance)
+        return _account_out(account)
 
-    @app.post("/transfers")
-    async def transfer(body: Transfer, maker: Sessions) -> dict[str, Any]:
+    @router.post("/transfers")
+    async def transfer(
+        body: TransferIn,
+        session: Write,
+        response: Response,
+        idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+    ) -> TransferOut:
         if body.from_id == body.to_id:
             raise HTTPException(422, "from_id and to_id must differ")
+        if idempotency_key is not None:
+            done = await session.scalar(
+                sa.select(Transfer).where(Transfer.idempotency_key == idempotency_key)
+            )
+            if done is not None:
+                if (done.from_id, done.to_id, done.amount) != (
+                    body.from_id,
+                    body.to_id,
+                    body.amount,
+                ):
+                    raise HTTPException(
+                        422, "Idempotency-Key was already used for another transfer"
+                    )
+                response.headers["Idempotent-Replayed"] = "true"
+                return _transfer_out(done)
+        # Read-modify-write on ORM objects; both rows locked in id order, so
+        # two transfers on the same pair queue instead of deadlocking.
+        rows = await session.scalars(
+            sa.select(Account)
+            .where(Account.id.in_([body.from_id, body.to_id]))
+            .order_by(Account.id)
+            .with_for_update()
+        )
+        accounts = {a.id: a for a in rows}
+        for wanted in (body.from_id, body.to_id):
+            if wanted not in accounts:
+                raise HTTPException(404, f"no account {wanted}")
+        source, target = accounts[body.from_id], accounts[body.to_id]
+        if source.balance < body.amount:
+            raise HTTPException(409, "insufficient funds")
+        if target.balance + body.amount > MAX_BALANCE:
+            raise HTTPException(409, f"the target balance would pass {MAX_BALANCE}")
+        source.balance -= body.amount
+        target.balance += body.amount
+        record = Transfer(
+            idempotency_key=idempotency_key,
+            from_id=source.id,
+            to_id=target.id,
+            amount=body.amount,
+            from_balance=source.balance,
+            to_balance=target.balance,
+        )
+        session.add(record)
+        await session.flush()
+        return _transfer_out(record)
 
-        async def move(session: AsyncSession) -> Decimal:
-            # Lock both rows in a fixed order: fewer retries under contention.
-            rows = (
-                await session.execute(
-                    sa.select(Account)
-                    .where(Account.id.in_([body.from_id, body.to_id]))
-                    .order_by(Account.id)
-                    .with_for_update()
-                )
-            ).scalars()
-            accounts = {a.id: a for a in rows}
-            missing = {body.from_id, body.to_id} - accounts.keys()
-            if missing:
-                raise HTTPException(404, f"no account {min(missing)}")
-            source, target = accounts[body.from_id], accounts[body.to_id]
-            if source.balance < body.amount:
-                raise Overdrawn
-            source.balance -= body.amount
-            target.balance += body.amount
-            return source.balance
+    @router.get("/transfers")
+    async def list_transfers(
+        session: Read,
+        account_id: uuid.UUID | None = None,
+        after: str | None = None,
+        limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    ) -> TransferPage:
+        """Newest first; ``after`` is the ``next`` of the previous page."""
+        query = sa.select(Transfer).order_by(
+            Transfer.created_at.desc(), Transfer.id.desc()
+        )
+        if account_id is not None:
+            query = query.where(
+                sa.or_(Transfer.from_id == account_id, Transfer.to_id == account_id)
+            )
+        if after is not None:
+            query = query.where(
+                sa.tuple_(Transfer.created_at, Transfer.id) < _parse_cursor(after)
+            )
+        page = list(await session.scalars(query.limit(limit + 1)))
+        more = len(page) > limit
+        items = page[:limit]
+        return TransferPage(
+            items=[_transfer_out(t) for t in items],
+            next=_cursor(items[-1]) if more else None,
+        )
 
-        try:
-            remaining = await run_transaction(maker, move, policy=POLICY)
-        except Overdrawn:
-            raise HTTPException(409, "insufficient funds") from None
-        return {"from_balance": str(remaining)}
-
-    @app.get("/healthz")
-    async def healthz(request: Request) -> dict[str, Any]:
-        engine: AsyncEngine = request.app.state.engine
-        async with engine.connect() as conn:
-            await conn.execute(sa.text("SELECT 1"))
+    @router.get("/healthz")
+    async def healthz(session: Read) -> dict[str, Any]:
+        pool = dict(pool_stats(engine))  # before this request takes a connection
+        await session.execute(sa.text("SELECT 1"))
         info = engine.dialect.server_info  # type: ignore[attr-defined]
         return {
             "server": info.describe(),
-            "pool": dict(pool_stats(engine)),
+            "pool": pool,
             "retries": _plain(retry_stats(engine)),
         }
 
+    app.include_router(router)
     return app
 
 
-app = create_app()
+def __getattr__(name: str) -> Any:
+    """``app`` is made on first use (``uvicorn examples.fastapi_bank.app:app``),
+    so importing this module starts no server."""
+    if name != "app":
+        raise AttributeError(name)
+    try:
+        made = create_app()
+    except RuntimeError as e:
+        raise SystemExit(str(e)) from None
+    globals()["app"] = made
+    return made

@@ -31,6 +31,7 @@ WORKLOADS = {
     "pool_checkout",
     "fastapi_read",
     "fastapi_transfer",
+    "fastapi_transfer_hot",
 }
 #: Scenarios that need nothing beyond this package's foundation.
 ALWAYS = (
@@ -41,6 +42,13 @@ ALWAYS = (
         for v in ("sqlalchemy", "ours")
     }
     | {("bank", "sqlalchemy")}
+    # The FastAPI module, its example and the raw-asyncpg reference in the same
+    # app: FastAPI and httpx are in the test extra.
+    | {
+        (w, v)
+        for w in ("fastapi_read", "fastapi_transfer", "fastapi_transfer_hot")
+        for v in ("asyncpg-fastapi", "ours-fastapi")
+    }
 )
 
 

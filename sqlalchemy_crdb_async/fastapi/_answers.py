@@ -1,0 +1,129 @@
+"""The HTTP answer for a database error that ended a request (internal).
+
+:func:`answer_for` maps the error a :class:`.RetryingRoute` gave up on to a
+JSON response (the table is in :mod:`sqlalchemy_crdb_async.fastapi`), or
+returns None: then the route re-raises the error for the app's exception
+handlers. Bodies say what happened and what the client can do; they never
+carry a stack trace, a statement or a parameter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import socket
+from typing import TYPE_CHECKING
+
+from sqlalchemy import exc as sa_exc
+from starlette.responses import JSONResponse
+
+from .. import sqlstate as codes
+from ..errors import AmbiguousCommitError, RetriesExhaustedError
+
+if TYPE_CHECKING:
+    from ..retry.policy import RetryPolicy
+
+__all__ = ["answer_for"]
+
+log = logging.getLogger("sqlalchemy_crdb_async.fastapi")
+
+#: ``Retry-After`` when the database cannot be reached, in seconds.
+UNAVAILABLE_RETRY_AFTER_S = 1
+#: What asyncpg raises, unwrapped, when it cannot connect: refused or reset,
+#: an unknown host, a connect timeout.
+_CONNECT_ERRORS = (ConnectionError, socket.gaierror, TimeoutError, asyncio.TimeoutError)
+
+#: Answers by SQLSTATE class: (class, HTTP status, detail).
+_BY_CLASS = (
+    (
+        codes.INTEGRITY_CONSTRAINT_VIOLATION_CLASS,
+        409,
+        "The request conflicts with the stored data (an integrity constraint "
+        "was violated); nothing was written.",
+    ),
+    (
+        codes.DATA_EXCEPTION_CLASS,
+        422,
+        "The data cannot be stored as asked (a value is out of range or "
+        "malformed); nothing was written.",
+    ),
+)
+
+
+def _json(
+    status: int, detail: str, sqlstate: str | None, retry_after_s: int | None = None
+) -> JSONResponse:
+    body: dict[str, str] = {"detail": detail}
+    if sqlstate is not None:
+        body["sqlstate"] = sqlstate
+    headers = {"Retry-After": str(retry_after_s)} if retry_after_s is not None else {}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _unreachable(error: BaseException, sqlstate: str | None) -> bool:
+    """The database could not be reached or refused the work for now."""
+    if codes.is_connection_lost(sqlstate) or (sqlstate or "").startswith(
+        codes.INSUFFICIENT_RESOURCES_CLASS
+    ):
+        return True
+    if isinstance(error, sa_exc.TimeoutError):  # the pool had no connection
+        return True
+    seen = 0
+    item: BaseException | None = error
+    while item is not None and seen < 8:  # the connect error may be wrapped
+        if isinstance(item, _CONNECT_ERRORS):
+            return True
+        if isinstance(item, sa_exc.DBAPIError) and item.connection_invalidated:
+            return True
+        item, seen = item.__cause__, seen + 1
+    return False
+
+
+def answer_for(
+    error: BaseException, policy: RetryPolicy | None = None
+) -> JSONResponse | None:
+    """The answer to ``error``, or None when the app should handle it.
+
+    ``policy`` sizes ``Retry-After`` after exhausted retries (its
+    ``max_backoff_s``, rounded up, at least 1 s).
+    """
+    found = codes.sqlstates_of(error)
+    sqlstate = found[0] if found else None
+    if isinstance(error, AmbiguousCommitError):
+        log.warning("request ended with an ambiguous commit", exc_info=error)
+        return JSONResponse(
+            {
+                "detail": "The outcome of the transaction is unknown: the "
+                "connection was lost after COMMIT was sent, so it may or may not "
+                "have committed. Retry the request with the same Idempotency-Key.",
+                "outcome": "unknown",
+                **({"sqlstate": sqlstate} if sqlstate else {}),
+            },
+            status_code=503,
+        )
+    if isinstance(error, RetriesExhaustedError):
+        log.warning("request gave up retrying", exc_info=error)
+        wait_s = policy.max_backoff_s if policy is not None else 1.0
+        return _json(
+            503,
+            f"The database is busy: the transaction conflicted with others "
+            f"{error.attempts} times. Retry later.",
+            sqlstate,
+            max(1, math.ceil(wait_s)),
+        )
+    if _unreachable(error, sqlstate):
+        log.warning("the database is unavailable", exc_info=error)
+        return _json(
+            503,
+            "The database is unavailable. Retry later.",
+            sqlstate,
+            UNAVAILABLE_RETRY_AFTER_S,
+        )
+    if sqlstate is None:
+        return None
+    for sqlstate_class, status, detail in _BY_CLASS:
+        if sqlstate.startswith(sqlstate_class):
+            log.info("request answered %d", status, exc_info=error)
+            return _json(status, detail, sqlstate)
+    return None

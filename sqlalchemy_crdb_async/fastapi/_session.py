@@ -1,0 +1,254 @@
+"""The request's transaction and the session dependency (internal).
+
+A :class:`RequestTransaction` lives in the ASGI scope of one request under a
+:class:`.RetryingRoute`. It owns the sessions the current attempt opened (one
+per sessionmaker, each a retry ``_Scope``: the same open / commit / abort as
+:func:`.run_transaction`), the request's :class:`.AttemptLoop` (made when the
+first session names the engine), and the attempt's admission slot.
+
+:func:`session_dependency` is the FastAPI dependency that asks it for a
+session. It has no ``yield``: the route, not FastAPI's exit stack, closes the
+session, so the close happens before the response is sent, and before the
+request task ends when the client went away.
+
+No ``from __future__ import annotations`` here: FastAPI reads the dependency's
+``request: Request`` annotation at run time.
+"""
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio
+from sqlalchemy import event
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import Engine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction
+from starlette.requests import Request
+
+from ..retry._loop import AttemptLoop
+from ..retry._scopes import _Scope, scope_class, sync_engine_of
+from ..retry.classify import ErrorKind
+from ..retry.policy import RetryPolicy
+
+__all__ = ["STATE_KEY", "RequestTransaction", "session_dependency"]
+
+log = logging.getLogger("sqlalchemy_crdb_async.fastapi")
+
+#: Where the request's transaction lives in the ASGI scope.
+STATE_KEY = "sqlalchemy_crdb_async.transaction"
+API = "RetryingRoute"
+
+
+class _Admission:
+    """The admission slot of one attempt.
+
+    ADMISSION: this is the one place where an attempt is admitted. Today it
+    admits at once; when the per-engine adaptive admission of ``retry/`` lands,
+    :meth:`acquire` takes a slot of ``engine``'s limiter (FIFO, cancellable,
+    counted in the policy's deadline) and :meth:`release` gives it back. The
+    route calls ``acquire`` when the attempt opens its first session and
+    ``release`` when the attempt ends (committed, rolled back or cancelled),
+    before any backoff sleep.
+    """
+
+    def __init__(self) -> None:
+        self.held = False
+
+    async def acquire(self, engine: Engine) -> None:
+        self.held = True
+
+    def release(self) -> None:
+        self.held = False
+
+
+class RequestTransaction:
+    """The transactions of one request; see the module docstring."""
+
+    def __init__(self, policy: RetryPolicy | None, idempotent: bool) -> None:
+        self.policy = policy
+        self.idempotent = idempotent
+        #: Made by the first session: it needs the engine.
+        self.loop: AttemptLoop | None = None
+        #: Attempts started, 1 for the first.
+        self.number = 0
+        self.admission = _Admission()
+        self._scopes: dict[object, _Scope] = {}
+        self._read_only: set[object] = set()
+        #: A session of this attempt committed and a later one did not: the
+        #: endpoint must not run again (its first session's work is in).
+        self.partly_committed = False
+
+    # -- one attempt ---------------------------------------------------------
+
+    def begin_attempt(self) -> None:
+        self.number += 1
+        if self.loop is not None:
+            self.loop.start()
+        self._scopes = {}
+        self._read_only = set()
+        self.partly_committed = False
+
+    async def session(
+        self, maker: async_sessionmaker[Any], key: object, read_only: bool
+    ) -> AsyncSession:
+        """The attempt's session of ``maker`` (opened on first use)."""
+        scope = self._scopes.get(key)
+        if scope is None:
+            if self.loop is None:
+                engine = sync_engine_of(maker, API)
+                self.loop = AttemptLoop(
+                    self.policy, engine, idempotent=self.idempotent, api=API
+                )
+                for _ in range(self.number):
+                    self.loop.start()
+            if not self.admission.held:
+                await self.admission.acquire(self.loop.engine)
+            scope = scope_class(maker)(maker, self.loop)
+            self._scopes[key] = scope
+            if read_only:
+                self._read_only.add(key)
+            await scope.open()
+        handle = scope.handle
+        assert isinstance(handle, AsyncSession)
+        return handle
+
+    @property
+    def commit_sent(self) -> bool:
+        return any(scope.commit_sent for scope in self._scopes.values())
+
+    async def commit(self) -> None:
+        """COMMIT every writing session, in the order opened; close the readers."""
+        wrote = False
+        for key, scope in list(self._scopes.items()):
+            if key in self._read_only:
+                continue
+            self.partly_committed = wrote
+            await scope.commit()  # flush, COMMIT, close
+            del self._scopes[key]
+            wrote = True
+        self.partly_committed = False
+        if wrote and self.loop is not None:
+            self.loop.committed()
+        await self.abort()
+
+    async def abort(self, timeout_s: float = 10.0) -> None:
+        """Roll back and close every session still open, shielded and bounded."""
+        scopes, self._scopes = list(self._scopes.values()), {}
+        try:
+            if not scopes:
+                return
+            with anyio.move_on_after(timeout_s, shield=True) as bounded:
+                for scope in scopes:
+                    await scope.abort()
+            if bounded.cancelled_caught:
+                log.warning(
+                    "rolling back a request's session took over %.1f s; its "
+                    "connection is invalidated",
+                    timeout_s,
+                )
+                with anyio.move_on_after(1.0, shield=True):
+                    for scope in scopes:
+                        await scope.handle.invalidate()
+        finally:
+            self.admission.release()
+
+    # -- between attempts ----------------------------------------------------
+
+    def next_sleep(self, error: Exception) -> float | None:
+        """The backoff before the next attempt, or None: give up on ``error``.
+
+        Raises AmbiguousCommitError or RetriesExhaustedError when that is the
+        loop's verdict.
+        """
+        if self.loop is None or self.partly_committed:
+            # No session was opened: nothing to retry with; or one session
+            # committed already: running the endpoint again would repeat it.
+            return None
+        decision = self.loop.next_sleep(error, commit_sent=self.commit_sent)
+        if decision is None:
+            return None
+        sleep_s, verdict = decision
+        if verdict.kind is ErrorKind.RETRY_AFTER_CACHE_CLEAR:
+            self.loop.clear_statement_cache()
+        return sleep_s
+
+
+def _refuse_flush(
+    session: Session, flush_context: UOWTransaction, instances: Any
+) -> None:
+    if session.new or session.dirty or session.deleted:
+        raise sa_exc.InvalidRequestError(
+            "this session is read-only (session_dependency(..., read_only=True)): "
+            "it cannot flush changes; use session_dependency(sessionmaker) for "
+            "endpoints that write."
+        )
+
+
+def _refuse_dml(state: ORMExecuteState) -> None:
+    if state.is_insert or state.is_update or state.is_delete:
+        raise sa_exc.InvalidRequestError(
+            "this session is read-only (session_dependency(..., read_only=True)): "
+            "it cannot run INSERT, UPDATE or DELETE; use "
+            "session_dependency(sessionmaker) for endpoints that write."
+        )
+
+
+def _read_only_maker(maker: async_sessionmaker[Any]) -> async_sessionmaker[Any]:
+    """``maker`` on an AUTOCOMMIT view of its engine, refusing ORM writes."""
+    bind = maker.kw.get("bind")
+    if not isinstance(bind, AsyncEngine):
+        raise sa_exc.ArgumentError(
+            "session_dependency(read_only=True): the sessionmaker must be bound to "
+            f"an AsyncEngine, got {type(bind).__name__}"
+        )
+    base: type[Session] = maker.kw.get("sync_session_class", Session)
+    read_only_class = type(f"ReadOnly{base.__name__}", (base,), {})
+    event.listen(read_only_class, "before_flush", _refuse_flush)
+    event.listen(read_only_class, "do_orm_execute", _refuse_dml)
+    kw = {
+        **maker.kw,
+        "bind": bind.execution_options(isolation_level="AUTOCOMMIT"),
+        "sync_session_class": read_only_class,
+    }
+    return async_sessionmaker(class_=maker.class_, **kw)
+
+
+def session_dependency(
+    sessionmaker: async_sessionmaker[Any], *, read_only: bool = False
+) -> Callable[[Request], Awaitable[AsyncSession]]:
+    """A FastAPI dependency giving the endpoint the request's ``AsyncSession``.
+
+    Use it on routes of a :class:`.RetryingRoute`::
+
+        get_session = session_dependency(Session)
+        async def endpoint(session: AsyncSession = Depends(get_session)): ...
+
+    The session belongs to the route's transaction: the route commits it after
+    the endpoint (and its response) and rolls it back on error; the endpoint
+    never commits. ``read_only=True`` gives a session in an implicit
+    transaction (no BEGIN/ROLLBACK round trips) that refuses ORM writes; see
+    the module docstring of :mod:`sqlalchemy_crdb_async.fastapi` for what it
+    gives up.
+    """
+    if not isinstance(sessionmaker, async_sessionmaker):
+        raise TypeError(
+            "session_dependency(): expected an async_sessionmaker, got "
+            f"{type(sessionmaker).__name__}"
+        )
+    sync_engine_of(sessionmaker, "session_dependency")  # bound to an engine?
+    maker = _read_only_maker(sessionmaker) if read_only else sessionmaker
+    key = object()
+
+    async def request_session(request: Request) -> AsyncSession:
+        transaction = request.scope.get(STATE_KEY)
+        if not isinstance(transaction, RequestTransaction):
+            raise RuntimeError(
+                f"{request.method} {request.url.path}: session_dependency() needs "
+                "the route to own the transaction; create the router with "
+                "APIRouter(route_class=RetryingRoute)."
+            )
+        return await transaction.session(maker, key, read_only)
+
+    return request_session

@@ -1,0 +1,125 @@
+"""A client that drops its socket mid-request, against a real uvicorn server.
+
+uvicorn runs in the test's event loop on 127.0.0.1 (a socket the test binds to
+a free port), is told to exit at the end and awaited with a bound. Each client
+sends a POST whose endpoint writes a row and then waits (in Python, or in a
+``pg_sleep`` on the server), and drops the connection once the endpoint said
+it is waiting. Afterwards: every request task has ended, no connection is
+checked out, no session is idle in a transaction, and no row was committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+from typing import TYPE_CHECKING, Any
+
+import pytest
+import sqlalchemy as sa
+
+from .support import Probe, build_app, install
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from sqlalchemy.engine import URL
+
+uvicorn = pytest.importorskip("uvicorn", reason="needs uvicorn (the example extra)")
+
+DISCONNECTS = 200
+AT_ONCE = 20
+BOUND_S = 60.0
+
+
+class InFlight:
+    """Pure ASGI middleware counting request tasks still running."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.running = 0
+        self.idle = asyncio.Event()
+        self.idle.set()
+
+    async def __call__(
+        self,
+        scope: dict[str, Any],
+        receive: Callable[[], Awaitable[Any]],
+        send: Callable[[Any], Awaitable[None]],
+    ) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        self.running += 1
+        self.idle.clear()
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.running -= 1
+            if self.running == 0:
+                self.idle.set()
+
+
+async def _drop_after_hold(port: int, probe: Probe, n: int) -> None:
+    body = json.dumps({"body": f"dropped-{n}"}).encode()
+    _, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(
+            f"POST /hold?in_query={'true' if n % 2 else 'false'} HTTP/1.1\r\n"
+            f"Host: t\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        await writer.drain()
+        await probe.held(f"dropped-{n}").wait()
+    finally:
+        writer.transport.abort()  # drop the socket, no FIN handshake wait
+        writer.close()
+
+
+@pytest.mark.timeout(180)
+async def test_dropped_clients_leave_nothing_behind(crdb_url: URL) -> None:
+    probe = Probe()
+    app, engine = build_app(crdb_url.render_as_string(hide_password=False), probe)
+    await install(engine)
+    in_flight = InFlight(app)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(AT_ONCE * 2)  # clients queue until uvicorn accepts
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(in_flight, log_level="warning", lifespan="off")
+    server = uvicorn.Server(config)
+    serving = asyncio.create_task(server.serve(sockets=[sock]))
+
+    async def drive() -> None:
+        for first in range(0, DISCONNECTS, AT_ONCE):
+            await asyncio.gather(
+                *(
+                    _drop_after_hold(port, probe, n)
+                    for n in range(first, first + AT_ONCE)
+                )
+            )
+            await in_flight.idle.wait()
+            # Every request task has ended: its connection is back.
+            assert engine.sync_engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+
+    try:
+        await asyncio.wait_for(drive(), BOUND_S)
+        async with engine.connect() as conn:
+            stuck = await conn.scalar(
+                sa.text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = "
+                    "current_database() AND state LIKE 'idle in transaction%'"
+                )
+            )
+            written = await conn.scalar(
+                sa.text("SELECT count(*) FROM notes WHERE body LIKE 'dropped-%'")
+            )
+        assert stuck == 0
+        assert written == 0
+        assert len(probe.holding) == DISCONNECTS
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(serving, BOUND_S)
+        sock.close()
+        await engine.dispose()
