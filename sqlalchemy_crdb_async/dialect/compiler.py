@@ -317,7 +317,7 @@ class CockroachDBDDLCompiler(PGDDLCompiler):
                 )
             )
         if ours["bucket_count"] is not None:
-            # a storage parameter since v22.1 (grammar.md s.3)
+            # a storage parameter since v22.1 (tests/crdb_facts/grammar.md s.3)
             body += f" WITH (bucket_count={int(ours['bucket_count'])})"
         where = pg["where"]
         if where is not None:

@@ -19,8 +19,8 @@ nothing is), ``assert_conforms(sql)`` fails a test with that list. Checks:
    same order in cockroach ``docs/generated/sql/bnf/stmt_block.bnf``,
    ``create_index_stmt`` and ``index_def``). An inverted index has no
    ``USING HASH``, ``STORING`` or ``UNIQUE`` (``pkg/sql/create_index.go``
-   refuses them). ``AS OF SYSTEM TIME`` must end a FROM list (grammar.md
-   section 7).
+   refuses them). ``AS OF SYSTEM TIME`` must end a FROM list
+   (tests/crdb_facts/grammar.md section 7).
 4. **Syntax.** What is left must parse with PostgreSQL's parser.
 
 Which builtins count as present at :data:`MIN_CRDB`
@@ -95,7 +95,8 @@ __all__ = [
 #: The oldest CockroachDB release in the support window (README).
 MIN_CRDB = (24, 3)
 
-#: CockroachDB's index-definition tail, in grammar order (grammar.md s.1-2).
+#: CockroachDB's index-definition tail, in grammar order
+#: (tests/crdb_facts/grammar.md s.1-2).
 INDEX_CLAUSE_ORDER = (
     "USING HASH",
     "STORING",

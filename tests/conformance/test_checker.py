@@ -15,7 +15,8 @@ from tests.conformance.checker import index_clauses, problems
 from tests.conformance.recording import crdb_dialect
 
 BAD = [
-    # absent from every CockroachDB version (builtins.json notable_absent);
+    # absent from every CockroachDB version
+    # (tests/crdb_facts/builtins.json notable_absent);
     # SQLAlchemy 2.1's column reflection called it
     (
         "SELECT pg_catalog.pg_collation_is_visible(c.oid) "
@@ -45,8 +46,9 @@ BAD = [
         "relnope",
     ),
     ("SELECT c.crdb_nope FROM information_schema.columns AS c", "crdb_nope"),
-    # clause order (grammar.md s.1): WITH after STORING; a syntax error on
-    # CockroachDB, which the old compiler emitted (issue: hash-sharded order)
+    # clause order (tests/crdb_facts/grammar.md s.1): WITH after STORING; a
+    # syntax error on CockroachDB, which the old compiler emitted (issue:
+    # hash-sharded order)
     (
         "CREATE INDEX ix ON t (a) USING HASH WITH (bucket_count=8) STORING (b)",
         "clause order",

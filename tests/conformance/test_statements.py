@@ -31,7 +31,7 @@ from tests.conformance.recording import Recorder, crdb_dialect, package_sql_lite
 PACKAGE = Path(sqlalchemy_crdb_async.__file__).parent
 
 #: Recorded CockroachDB answer: one table, t1 with descriptor id 55
-#: (indexes.json pg_index v21_2 rows: indrelid 55 is t1), so the per-table
+#: (tests/crdb_facts/indexes.json pg_index v21_2 rows: indrelid 55 is t1), so the per-table
 #: queries run too.
 TABLE_OIDS = [{"oid": 55, "relname": "t1"}]
 
