@@ -97,7 +97,8 @@ CRDB_INDEX_OPTIONS = (
 
 def _collation_is_visible(collation_oid: Any) -> Any:
     # What pg_table_is_visible does on CockroachDB (its SQL body,
-    # tests/crdb_facts/builtins.json notable.pg_table_is_visible): the object's schema is on the search path.
+    # tests/crdb_facts/builtins.json notable.pg_table_is_visible): the
+    # object's schema is on the search path.
     coll = pg_catalog.pg_collation.alias("crdb_vis_coll")
     nsp = pg_catalog.pg_namespace.alias("crdb_vis_nsp")
     return (
