@@ -23,7 +23,11 @@ this dialect is named ``cockroachdb``). CockroachDB-only index options:
     ``CREATE VECTOR INDEX`` (CockroachDB v25.2+, behind the cluster setting
     ``feature.vector_index.enabled``:
     https://www.cockroachlabs.com/docs/v25.2/vector-indexes); a
-    ``CompileError`` on PostgreSQL.
+    ``CompileError`` on PostgreSQL. Inverted and vector indexes cannot be
+    unique, hash-sharded or ``STORING`` (a ``CompileError``).
+``cockroachdb_ops={"col": "opclass"}``
+    an operator class; on CockroachDB only on the last column of an inverted
+    or vector index (a ``CompileError`` elsewhere, which the server refuses).
 ``cockroachdb_visibility=0.0`` / ``0.5``
     ``NOT VISIBLE`` (v22.2+) / ``VISIBILITY 0.5`` (v23.2+): the share of queries
     the optimizer may plan with the index; 1.0 (the default) writes nothing.
@@ -195,6 +199,30 @@ def _visibility_clause(dialect: Any, index: Any, ours: Any) -> str:
     return clause
 
 
+def _index_kind(index: Any, *, inverted: bool, vector: bool) -> str | None:
+    """``"inverted"``, ``"vector"`` or None (a forward index)."""
+    if inverted and vector:
+        raise exc.CompileError(
+            f"index {index.name!r}: cockroachdb_inverted and cockroachdb_vector "
+            "exclude each other (an index has one type); keep one."
+        )
+    return "inverted" if inverted else "vector" if vector else None
+
+
+def _check_opclass(index: Any, opclass: str, kind: str | None, *, last: bool) -> None:
+    # An operator class only on the last column of an inverted (trigram:
+    # gin_trgm_ops) or vector (vector_l2_ops) index: cockroach
+    # pkg/sql/create_index.go "operator classes are only allowed for the last
+    # column of an inverted index" (42804); catformat/index.go prints the
+    # vector ones (tests/crdb_facts/grammar.md section 5).
+    if kind is None or not last:
+        raise exc.CompileError(
+            f"index {index.name!r}: operator class {opclass!r} on CockroachDB "
+            "goes only on the last column of an inverted or vector index; drop "
+            "it from cockroachdb_ops or make the index inverted."
+        )
+
+
 class CockroachDBDDLCompiler(PGDDLCompiler):
     def __init__(self, dialect: Any, statement: Any, **kw: Any) -> None:
         for target in _ddl_targets(statement):
@@ -264,22 +292,26 @@ class CockroachDBDDLCompiler(PGDDLCompiler):
         preparer = self.preparer
         using = (pg["using"] or "").lower()
         inverted = bool(ours["inverted"]) or using in ("gin", "inverted")
+        vector = bool(ours["vector"]) or using == "cspann"
+        kind = _index_kind(index, inverted=inverted, vector=vector)
         sharded = ours["hash_sharded"] or ours["bucket_count"] is not None
         storing = ours["storing"] or pg["include"]
-        if inverted and (index.unique or sharded or storing):
-            # cockroach pkg/sql/create_index.go: "inverted indexes can't be
-            # unique" / "don't support hash sharding" / "don't support stored
-            # columns" (42602); CREATE TABLE's index_def has no such clauses
+        if kind and (index.unique or sharded or storing):
+            # cockroach pkg/sql/sem/idxtype/idxtype.go: CanBeUnique,
+            # SupportsSharding and SupportsStoring hold for forward indexes
+            # only; pkg/sql/create_index.go: "inverted indexes can't be unique"
+            # / "don't support hash sharding" / "don't support stored columns"
+            # (42602); CREATE TABLE's index_def has no such clauses
             raise exc.CompileError(
-                f"index {index.name!r}: a CockroachDB inverted index cannot be "
-                "unique, hash-sharded or STORING; drop those options or the "
-                "inverted one."
+                f"index {index.name!r}: a CockroachDB {kind} index cannot be "
+                f"unique, hash-sharded or STORING; drop those options or the "
+                f"{kind} one."
             )
         prefix = "UNIQUE " if index.unique else ""
         if inverted:
             # https://www.cockroachlabs.com/docs/stable/inverted-indexes
             prefix += "INVERTED "
-        elif ours["vector"] or using == "cspann":
+        elif vector:
             dialect: Any = self.dialect
             if not dialect.crdb_at_least(*_VECTOR_INDEX_SINCE):
                 raise exc.CompileError(
@@ -289,7 +321,8 @@ class CockroachDBDDLCompiler(PGDDLCompiler):
             prefix += "VECTOR "
         ops = pg["ops"] or {}
         elements = []
-        for expr in index.expressions:
+        last = len(index.expressions) - 1
+        for position, expr in enumerate(index.expressions):
             element = self.sql_compiler.process(
                 expr.self_group()
                 if not isinstance(expr, sql_expr.ColumnClause)
@@ -299,6 +332,7 @@ class CockroachDBDDLCompiler(PGDDLCompiler):
             )
             opclass = ops.get(getattr(expr, "name", None) or getattr(expr, "key", None))
             if opclass:  # gin_trgm_ops, vector_l2_ops (catformat/index.go)
+                _check_opclass(index, opclass, kind, last=position == last)
                 element += f" {opclass}"
             elements.append(element)
         body = "({})".format(", ".join(elements))
@@ -317,7 +351,7 @@ class CockroachDBDDLCompiler(PGDDLCompiler):
                 )
             )
         if ours["bucket_count"] is not None:
-            # a storage parameter since v22.1 (grammar.md s.3)
+            # a storage parameter since v22.1 (tests/crdb_facts/grammar.md s.3)
             body += f" WITH (bucket_count={int(ours['bucket_count'])})"
         where = pg["where"]
         if where is not None:

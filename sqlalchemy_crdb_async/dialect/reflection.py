@@ -90,13 +90,15 @@ CRDB_INDEX_OPTIONS = (
 #: CockroachDB-safe expression each call is replaced with.
 #: pg_collation_is_visible: absent from every CockroachDB version (cockroach
 #: pkg/sql/sem/builtins/pg_builtins.go defines pg_function_is_visible,
-#: pg_table_is_visible and pg_type_is_visible only; tests/crdb_facts/
-#: builtins.json "notable"). SQLAlchemy 2.1's column and domain queries call it.
+#: pg_table_is_visible and pg_type_is_visible only;
+#: tests/crdb_facts/builtins.json "notable"). SQLAlchemy 2.1's column and
+#: domain queries call it.
 
 
 def _collation_is_visible(collation_oid: Any) -> Any:
-    # What pg_table_is_visible does on CockroachDB (its SQL body, builtins.json
-    # notable.pg_table_is_visible): the object's schema is on the search path.
+    # What pg_table_is_visible does on CockroachDB (its SQL body,
+    # tests/crdb_facts/builtins.json notable.pg_table_is_visible): the
+    # object's schema is on the search path.
     coll = pg_catalog.pg_collation.alias("crdb_vis_coll")
     nsp = pg_catalog.pg_namespace.alias("crdb_vis_nsp")
     return (
@@ -310,8 +312,8 @@ def mark_index_duplicates(uniques: Any, connection: Any, schema: str) -> Any:
     """Mark each unique constraint that is really a unique index.
 
     CockroachDB lists every unique index in ``pg_constraint`` with contype
-    ``'u'`` (crdb-facts indexes.json ``pg_constraint`` rows; pg_catalog logic
-    test), so a ``UNIQUE`` constraint and a ``CREATE UNIQUE INDEX`` look the
+    ``'u'`` (tests/crdb_facts/indexes.json ``pg_constraint`` rows; pg_catalog
+    logic test), so a ``UNIQUE`` constraint and a ``CREATE UNIQUE INDEX`` look the
     same there. Each unique constraint with a same-named index of its table
     gets ``duplicates_index``, the marker SQLAlchemy and Alembic use for
     MySQL's and Oracle's identical situation: Table reflection keeps the

@@ -17,9 +17,11 @@ nothing is), ``assert_conforms(sql)`` fails a test with that list. Checks:
    ``WHERE``, visibility (``tests/crdb_facts/grammar.md`` sections 1-2, the
    railroad diagrams generated from cockroach ``pkg/sql/parser/sql.y``; the
    same order in cockroach ``docs/generated/sql/bnf/stmt_block.bnf``,
-   ``create_index_stmt`` and ``index_def``). An inverted index has no
-   ``USING HASH``, ``STORING`` or ``UNIQUE`` (``pkg/sql/create_index.go``
-   refuses them). ``AS OF SYSTEM TIME`` must end a FROM list (grammar.md
+   ``create_index_stmt`` and ``index_def``). An inverted or vector index has
+   no ``USING HASH``, ``STORING`` or ``UNIQUE`` (``pkg/sql/create_index.go``
+   refuses them; ``pkg/sql/sem/idxtype/idxtype.go``), and an operator class
+   goes only on the last column of an inverted or vector index.
+   ``AS OF SYSTEM TIME`` must end a FROM list (tests/crdb_facts/grammar.md
    section 7).
 4. **Syntax.** What is left must parse with PostgreSQL's parser.
 
@@ -95,7 +97,12 @@ __all__ = [
 #: The oldest CockroachDB release in the support window (README).
 MIN_CRDB = (24, 3)
 
-#: CockroachDB's index-definition tail, in grammar order (grammar.md s.1-2).
+#: CockroachDB's index-definition tail, in grammar order: cockroach
+#: pkg/sql/parser/sql.y create_index_stmt and index_def end in
+#: ``opt_where_clause opt_index_visible``, so the visibility (``VISIBLE``,
+#: ``NOT VISIBLE``, ``INVISIBLE``, ``VISIBILITY n``) comes last, after WHERE,
+#: for CREATE [UNIQUE | INVERTED | VECTOR] INDEX alike
+#: (tests/crdb_facts/grammar.md sections 1, 2 and 4).
 INDEX_CLAUSE_ORDER = (
     "USING HASH",
     "STORING",
@@ -214,27 +221,30 @@ def index_clauses(tail: str) -> list[tuple[str, str]]:
 
 
 def _check_index_order(
-    tail: str, *, inverted: bool = False, unique: bool = False, inline: bool = False
+    tail: str, *, kind: str | None = None, unique: bool = False, inline: bool = False
 ) -> list[str]:
+    """Clause order of an index tail; ``kind`` is "inverted", "vector" or None."""
     try:
         clauses = index_clauses(tail)
     except ValueError as e:
         return [str(e)]
     found: list[str] = []
-    if inverted:
+    if kind:
         # the grammar has no USING HASH for inverted indexes, nor STORING or
         # UNIQUE inside CREATE TABLE (cockroach docs/generated/sql/bnf/
         # stmt_block.bnf: create_index_stmt, index_def); CREATE INVERTED INDEX
         # parses them but pkg/sql/create_index.go refuses them: "inverted
         # indexes don't support stored columns" / "... hash sharding" / "can't
-        # be unique" (42602)
-        refused = {kind for kind, _ in clauses} & {"USING HASH", "STORING"}
+        # be unique" (42602); the same for vector indexes
+        # (pkg/sql/sem/idxtype/idxtype.go: CanBeUnique, SupportsSharding,
+        # SupportsStoring hold for forward indexes only)
+        refused = {clause for clause, _ in clauses} & {"USING HASH", "STORING"}
         if unique:
             refused.add("UNIQUE")
         found.extend(
-            f"inverted index with {kind}: CockroachDB refuses it"
+            f"{kind} index with {clause}: CockroachDB refuses it"
             + (" (and index_def in CREATE TABLE has no such clause)" if inline else "")
-            for kind in sorted(refused)
+            for clause in sorted(refused)
         )
     ranks = [INDEX_CLAUSE_ORDER.index(kind) for kind, _ in clauses]
     for (kind, text), before, after in zip(clauses[1:], ranks, ranks[1:], strict=False):
@@ -260,7 +270,7 @@ def _pg_index_tail(tail: str) -> str:
 
 
 _CREATE_INDEX = re.compile(
-    r"^\s*CREATE\s+(?P<unique>UNIQUE\s+)?(?P<inverted>INVERTED\s+|VECTOR\s+)?INDEX\s+"
+    r"^\s*CREATE\s+(?P<unique>UNIQUE\s+)?(?P<kind>INVERTED\s+|VECTOR\s+)?INDEX\s+"
     r"(?P<rest>.*)$",
     re.I | re.S,
 )
@@ -272,21 +282,52 @@ def _split_index(sql_from_columns: str) -> tuple[str, str]:
     return sql_from_columns[:end], sql_from_columns[end:]
 
 
+def _kind(match: re.Match[str]) -> str | None:
+    """ "inverted", "vector" or None (a forward index) for an index match."""
+    word = (match["kind"] or "").strip().lower()
+    return word or None
+
+
+def _check_opclasses(columns: str, kind: str | None) -> list[str]:
+    """An operator class only on the last column of an inverted or vector index.
+
+    cockroach pkg/sql/create_index.go: "operator classes are only allowed for
+    the last column of an inverted index" (42804); vector indexes print theirs
+    (``vector_l2_ops``, tests/crdb_facts/grammar.md section 5).
+    """
+    try:
+        tree = json.loads(parse_sql_json(f"CREATE INDEX x ON t {columns}"))
+    except ParseError:
+        return []  # the full statement's parse reports it
+    elements = tree["stmts"][0]["stmt"]["IndexStmt"]["indexParams"]
+    return [
+        f"operator class {_names(e['IndexElem']['opclass'])[-1]} on "
+        + (
+            "a forward index"
+            if kind is None
+            else f"a non-last column of a {kind} index"
+        )
+        + ": CockroachDB refuses it"
+        for position, e in enumerate(elements)
+        if e["IndexElem"].get("opclass")
+        and (kind is None or position < len(elements) - 1)
+    ]
+
+
 def _rewrite_create_index(sql: str, issues: list[str]) -> str:
     m = _CREATE_INDEX.match(sql)
     assert m is not None
     rest = m["rest"]
     paren = rest.index("(")
     columns, tail = _split_index(rest[paren:])
-    issues.extend(
-        _check_index_order(tail, inverted=bool(m["inverted"]), unique=bool(m["unique"]))
-    )
+    issues.extend(_check_index_order(tail, kind=_kind(m), unique=bool(m["unique"])))
+    issues.extend(_check_opclasses(columns, _kind(m)))
     unique = "UNIQUE " if m["unique"] else ""
     return f"CREATE {unique}INDEX {rest[:paren]}{columns} {_pg_index_tail(tail)}"
 
 
 _INLINE_INDEX = re.compile(
-    r"^(?P<unique>UNIQUE\s+)?(?P<inverted>INVERTED\s+|VECTOR\s+)?INDEX\s+"
+    r"^(?P<unique>UNIQUE\s+)?(?P<kind>INVERTED\s+|VECTOR\s+)?INDEX\s+"
     r"(?P<name>\S+)\s*(?P<rest>\(.*)$",
     re.I | re.S,
 )
@@ -320,12 +361,10 @@ def _rewrite_create_table(sql: str, issues: list[str]) -> list[str]:
             columns, tail = _split_index(m["rest"])
             issues.extend(
                 _check_index_order(
-                    tail,
-                    inverted=bool(m["inverted"]),
-                    unique=bool(m["unique"]),
-                    inline=True,
+                    tail, kind=_kind(m), unique=bool(m["unique"]), inline=True
                 )
             )
+            issues.extend(_check_opclasses(columns, _kind(m)))
             unique = "UNIQUE " if m["unique"] else ""
             extra.append(
                 f"CREATE {unique}INDEX {m['name']} ON {table.strip()} "

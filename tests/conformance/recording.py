@@ -15,7 +15,8 @@ imitates the wire protocol: the dialect's real reflection code runs, only the
 rows come from the golden data.
 
 :func:`package_sql_literals` finds the SQL the package sends as fixed text
-(constants and f-strings handed to ``execute``/``exec_driver_sql``), by
+(constants and f-strings handed to ``execute``/``exec_driver_sql``; a
+module-level string constant inside an f-string is read as its value), by
 reading the source, so a new statement is checked without a new test.
 """
 
@@ -134,24 +135,49 @@ _SQL_START = re.compile(
 _SENDERS = {"execute", "exec_driver_sql", "text", "_execute", "_run", "scalar"}
 
 
-def _literal(node: ast.AST) -> str | None:
-    """The text of a str constant or f-string; ``{...}`` parts become ``x``."""
+def _literals(node: ast.AST, constants: Mapping[str, str]) -> list[str]:
+    """The texts of a str constant or f-string, one per conditional branch.
+
+    In an f-string a module-level string constant (``{INJECT_VARIABLE}``) is
+    its value, ``{'true' if on else 'false'}`` gives both texts, any other
+    ``{...}`` becomes ``x``.
+    """
     if isinstance(node, ast.Constant) and isinstance(node.value, str):
-        return node.value
-    if isinstance(node, ast.JoinedStr):
-        parts = []
-        for value in node.values:
-            if isinstance(value, ast.Constant):
-                parts.append(str(value.value))
-            elif isinstance(value, ast.FormattedValue):
-                inner = value.value
-                # "{'true' if on else 'false'}": take the first branch
-                if isinstance(inner, ast.IfExp):
-                    parts.append(_literal(inner.body) or "x")
-                else:
-                    parts.append("x")
-        return "".join(parts)
-    return None
+        return [node.value]
+    if not isinstance(node, ast.JoinedStr):
+        return []
+    texts = [""]
+    for value in node.values:
+        if isinstance(value, ast.Constant):
+            parts = [str(value.value)]
+        elif isinstance(value, ast.FormattedValue):
+            inner = value.value
+            if isinstance(inner, ast.IfExp):
+                parts = [
+                    *(_literals(inner.body, constants) or ["x"]),
+                    *(_literals(inner.orelse, constants) or ["x"]),
+                ]
+            elif isinstance(inner, ast.Name) and inner.id in constants:
+                parts = [constants[inner.id]]
+            else:
+                parts = ["x"]
+        else:
+            parts = ["x"]
+        texts = [text + part for text in texts for part in parts]
+    return texts
+
+
+def _module_constants(tree: ast.Module) -> dict[str, str]:
+    """``NAME = "text"`` assignments at a module's top level."""
+    return {
+        target.id: node.value.value
+        for node in tree.body
+        if isinstance(node, ast.Assign)
+        and isinstance(node.value, ast.Constant)
+        and isinstance(node.value.value, str)
+        for target in node.targets
+        if isinstance(target, ast.Name)
+    }
 
 
 def package_sql_literals(package: Path) -> dict[str, str]:
@@ -164,6 +190,7 @@ def package_sql_literals(package: Path) -> dict[str, str]:
     found: dict[str, str] = {}
     for path in sorted(package.rglob("*.py")):
         tree = ast.parse(path.read_text())
+        constants = _module_constants(tree)
         for node in ast.walk(tree):
             candidates: list[ast.AST] = []
             if isinstance(node, ast.Assign) and any(
@@ -185,8 +212,9 @@ def package_sql_literals(package: Path) -> dict[str, str]:
             elif isinstance(node, ast.Return) and node.value is not None:
                 candidates = [node.value]
             for candidate in candidates:
-                text = _literal(candidate)
-                if text and _SQL_START.match(text):
+                for text in _literals(candidate, constants):
+                    if not _SQL_START.match(text):
+                        continue
                     where = f"{path.relative_to(package.parent)}:{candidate.lineno}"
                     for statement in text.split(";"):
                         if statement.strip():

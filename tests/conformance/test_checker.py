@@ -15,7 +15,8 @@ from tests.conformance.checker import index_clauses, problems
 from tests.conformance.recording import crdb_dialect
 
 BAD = [
-    # absent from every CockroachDB version (builtins.json notable_absent);
+    # absent from every CockroachDB version
+    # (tests/crdb_facts/builtins.json notable_absent);
     # SQLAlchemy 2.1's column reflection called it
     (
         "SELECT pg_catalog.pg_collation_is_visible(c.oid) "
@@ -45,8 +46,9 @@ BAD = [
         "relnope",
     ),
     ("SELECT c.crdb_nope FROM information_schema.columns AS c", "crdb_nope"),
-    # clause order (grammar.md s.1): WITH after STORING; a syntax error on
-    # CockroachDB, which the old compiler emitted (issue: hash-sharded order)
+    # clause order (tests/crdb_facts/grammar.md s.1): WITH after STORING; a
+    # syntax error on CockroachDB, which the old compiler emitted (issue:
+    # hash-sharded order)
     (
         "CREATE INDEX ix ON t (a) USING HASH WITH (bucket_count=8) STORING (b)",
         "clause order",
@@ -62,6 +64,15 @@ BAD = [
     ("CREATE UNIQUE INVERTED INDEX ix ON t (j)", "inverted index with UNIQUE"),
     ("CREATE INVERTED INDEX ix ON t (j) USING HASH", "inverted index with USING HASH"),
     ("CREATE TABLE t (j JSONB, INVERTED INDEX ix (j) STORING (b))", "STORING"),
+    # the visibility ends the definition (sql.y opt_index_visible)
+    ("CREATE INDEX ix ON t (a) NOT VISIBLE WHERE a > 0", "clause order"),
+    ("CREATE TABLE t (a INT8, INDEX ix (a) VISIBILITY 0.5 WHERE a > 0)", "order"),
+    # vector indexes: no STORING, hash sharding or UNIQUE (idxtype.go)
+    ("CREATE VECTOR INDEX ix ON t (v) STORING (b)", "vector index with STORING"),
+    ("CREATE UNIQUE VECTOR INDEX ix ON t (v)", "vector index with UNIQUE"),
+    # operator classes: last column of an inverted or vector index only
+    ("CREATE INDEX ix ON t (c gin_trgm_ops)", "operator class gin_trgm_ops"),
+    ("CREATE INVERTED INDEX ix ON t (c gin_trgm_ops, a)", "non-last column"),
     ("SELECT a FROM t WHERE a = 1 AS OF SYSTEM TIME '-1s'", "AS OF SYSTEM TIME"),
     ("SELECT a FROM t AS OF SYSTEM TIME '-1s' AS OF", "AS OF SYSTEM TIME"),
     ("SELECT FROM WHERE", "syntax"),
@@ -81,6 +92,10 @@ GOOD = [
     "CREATE INDEX ix ON t (a) VISIBILITY 0.5",
     "CREATE INVERTED INDEX ix ON t (j)",
     "CREATE INVERTED INDEX ix ON t (j) WHERE a > 0",
+    "CREATE INVERTED INDEX ix ON t (a, c gin_trgm_ops) WHERE a > 0 NOT VISIBLE",
+    "CREATE VECTOR INDEX ix ON t (k, v vector_l2_ops) WHERE k > 0 VISIBILITY 0.25",
+    "CREATE TABLE t (k INT8, v VECTOR(3), VECTOR INDEX ix (k, v) NOT VISIBLE)",
+    "RESET ROLE",
     "CREATE TABLE t (a INT8 NOT NULL, b INT8 AS (a + 1) STORED, "
     "c INT8 AS (a * 2) VIRTUAL, PRIMARY KEY (a), "
     "INDEX t_b_idx (b) USING HASH STORING (c) WITH (bucket_count=4), "

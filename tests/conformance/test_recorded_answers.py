@@ -50,7 +50,7 @@ T1_UNIQUES = [
     for row in _INDEXES["pg_constraint"]["v21_2_rows"]["rows"]
     if row[0] in ("t1_a_key", "index_key")
 ]
-T1_OID = 55  # indexes.json pg_index rows: indrelid 55 is t1
+T1_OID = 55  # tests/crdb_facts/indexes.json pg_index rows: indrelid 55 is t1
 
 
 def _constraint_rows() -> list[dict[str, Any]]:
@@ -185,8 +185,9 @@ def test_alembic_still_sees_a_missing_unique_index() -> None:
 
 def _options_answer(sql: str) -> list[dict[str, Any]] | None:
     # SQLAlchemy 2.1's table-options query on CockroachDB: pg_class.relam of
-    # every table is 2631952481 = pg_am "prefix" (indexes.json pg_am notes),
-    # unlike default_table_access_method, so access_method_name is "prefix".
+    # every table is 2631952481 = pg_am "prefix" (tests/crdb_facts/indexes.json
+    # pg_am notes), unlike default_table_access_method, so access_method_name
+    # is "prefix".
     # (SQLAlchemy 2.0 neither selects nor reflects the access method)
     if "pg_catalog.pg_class.reloptions" in sql:
         (am,) = [r for r in _INDEXES["pg_am"]["rows"] if r["oid"] == 2631952481]

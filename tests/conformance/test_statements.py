@@ -31,8 +31,8 @@ from tests.conformance.recording import Recorder, crdb_dialect, package_sql_lite
 PACKAGE = Path(sqlalchemy_crdb_async.__file__).parent
 
 #: Recorded CockroachDB answer: one table, t1 with descriptor id 55
-#: (indexes.json pg_index v21_2 rows: indrelid 55 is t1), so the per-table
-#: queries run too.
+#: (tests/crdb_facts/indexes.json pg_index v21_2 rows: indrelid 55 is t1), so
+#: the per-table queries run too.
 TABLE_OIDS = [{"oid": 55, "relname": "t1"}]
 
 
@@ -154,17 +154,39 @@ def test_every_sql_literal_in_the_package_conforms() -> None:
 INDEX_OPTIONS: dict[str, list[Any]] = {
     "unique": [False, True],
     "cockroachdb_inverted": [False, True],
+    "cockroachdb_vector": [False, True],
     "cockroachdb_hash_sharded": [False, True],
     "cockroachdb_bucket_count": [None, 8],
     "cockroachdb_storing": [None, ["c"]],
     "cockroachdb_where": [None, "a > 0"],
+    # True: the operator class of the index's kind on its column (see _index)
+    "cockroachdb_ops": [False, True],
+    "cockroachdb_visibility": [None, 0.0, 0.5],
 }
+
+#: The operator class each index kind takes on its last column: trigram
+#: (https://www.cockroachlabs.com/docs/v24.3/trigram-indexes) and vector
+#: (catformat/index.go, tests/crdb_facts/grammar.md section 5); a forward
+#: index takes none (the compiler refuses "text_pattern_ops").
+OPCLASS = {
+    "inverted": "gin_trgm_ops",
+    "vector": "vector_l2_ops",
+    None: "text_pattern_ops",
+}
+#: The indexed column of each kind: JSONB, STRING with trigrams, VECTOR.
+INDEXED = {"inverted": "b", "vector": "v", None: "a"}
+
+#: The oldest recorded release that has every option of a combination:
+#: CREATE VECTOR INDEX from v25.2 (compiler.py, _VECTOR_INDEX_SINCE); the
+#: rest, VISIBILITY 0.5 (v23.2) included, at the support window's start.
+OLDEST = "v24.3.0"
+VECTOR_SINCE = "v25.2.1"
 
 
 def test_every_cockroachdb_index_option_is_combined() -> None:
     """A new ``cockroachdb_*`` index option must join INDEX_OPTIONS above."""
     covered = {name.removeprefix("cockroachdb_") for name in INDEX_OPTIONS}
-    assert set(_CRDB_INDEX_ARGS) <= covered
+    assert set(_CRDB_INDEX_ARGS) | {"ops", "where"} <= covered
 
 
 def _index_combinations() -> list[dict[str, Any]]:
@@ -176,9 +198,25 @@ def _index_combinations() -> list[dict[str, Any]]:
     return out
 
 
-def _refused(options: dict[str, Any]) -> bool:
-    """CockroachDB has no unique, hash-sharded or STORING inverted index."""
-    return bool(options["cockroachdb_inverted"]) and any(
+def _kind(options: dict[str, Any]) -> str | None:
+    if options["cockroachdb_inverted"]:
+        return "inverted"
+    return "vector" if options["cockroachdb_vector"] else None
+
+
+def _refused(options: dict[str, Any]) -> str | None:
+    """What the compiler refuses in ``options`` (a CompileError match), if any.
+
+    One index type at a time; no unique, hash-sharded or STORING inverted or
+    vector index (cockroach pkg/sql/sem/idxtype/idxtype.go, create_index.go);
+    an operator class only on an inverted or vector index (create_index.go
+    "operator classes are only allowed for the last column of an inverted
+    index").
+    """
+    if options["cockroachdb_inverted"] and options["cockroachdb_vector"]:
+        return "exclude each other"
+    kind = _kind(options)
+    if kind and any(
         options[k]
         for k in (
             "unique",
@@ -186,7 +224,20 @@ def _refused(options: dict[str, Any]) -> bool:
             "cockroachdb_bucket_count",
             "cockroachdb_storing",
         )
-    )
+    ):
+        return f"{kind} index cannot be"
+    if options["cockroachdb_ops"] and kind is None:
+        return "operator class"
+    return None
+
+
+class _Vector(sa.types.UserDefinedType[Any]):
+    """CockroachDB's VECTOR(n) column type (v24.2+), for the DDL only."""
+
+    cache_ok = True
+
+    def get_col_spec(self, **kw: Any) -> str:
+        return "VECTOR(3)"
 
 
 def _table(metadata: sa.MetaData) -> sa.Table:
@@ -203,37 +254,64 @@ def _table(metadata: sa.MetaData) -> sa.Table:
         sa.Column("g", sa.Enum("x", "y", name="g_enum")),
         sa.Column("h", sa.Uuid, server_default=sa.text("gen_random_uuid()")),
         sa.Column("u", sa.Numeric(10, 2), unique=True),
+        sa.Column("v", _Vector()),
         sa.CheckConstraint("a >= 0", name="t_a_check"),
+    )
+
+
+def _index(table: sa.Table, options: dict[str, Any]) -> sa.Index:
+    kind = _kind(options)
+    kw = dict(options)
+    where = kw.pop("cockroachdb_where")
+    column = INDEXED[kind]
+    if kw.pop("cockroachdb_ops"):
+        # trigrams index a STRING column
+        column = "c" if kind == "inverted" else column
+        kw["cockroachdb_ops"] = {column: OPCLASS[kind]}
+    return sa.Index(
+        "t_ix",
+        table.c[column],
+        cockroachdb_where=sa.text(where) if where else None,
+        **kw,
     )
 
 
 @pytest.mark.parametrize(
     "options",
     _index_combinations(),
-    ids=lambda o: "-".join(k.split("_")[-1] for k, v in o.items() if v) or "plain",
+    ids=lambda o: (
+        "-".join(
+            f"{k.split('_')[-1]}{'' if v is True else v}" for k, v in o.items() if v
+        )
+        or "plain"
+    ),
 )
 def test_index_ddl_conforms(options: dict[str, Any]) -> None:
-    dialect = crdb_dialect()
-    metadata = sa.MetaData()
-    table = _table(metadata)
-    expr = "b" if options["cockroachdb_inverted"] else "a"
-    kw = dict(options)
-    where = kw.pop("cockroachdb_where")
-    index = sa.Index(
-        "t_ix",
-        table.c[expr],
-        cockroachdb_where=sa.text(where) if where else None,
-        **kw,
-    )
-    if _refused(options):
+    label = VECTOR_SINCE if options["cockroachdb_vector"] else OLDEST
+    dialect = crdb_dialect(label)
+    table = _table(sa.MetaData())
+    index = _index(table, options)
+    refused = _refused(options)
+    if refused:
         # refused by the compiler rather than by the server
         for ddl in (CreateIndex(index), CreateTable(table)):
-            with pytest.raises(sa.exc.CompileError, match="inverted index"):
+            with pytest.raises(sa.exc.CompileError, match=refused):
                 ddl.compile(dialect=dialect)
         return
     # standalone CREATE INDEX, and the same index inside CREATE TABLE
-    assert_conforms(str(CreateIndex(index).compile(dialect=dialect)))
+    create_index = str(CreateIndex(index).compile(dialect=dialect))
+    assert_conforms(create_index)
     assert_conforms(str(CreateTable(table).compile(dialect=dialect)))
+    if options["cockroachdb_visibility"] is not None:
+        # the visibility clause is the last one (sql.y opt_index_visible)
+        assert create_index.endswith(("NOT VISIBLE", "VISIBILITY 0.5"))
+
+
+def test_vector_indexes_are_gated_below_v25_2() -> None:
+    table = _table(sa.MetaData())
+    index = _index(table, {**dict.fromkeys(INDEX_OPTIONS), "cockroachdb_vector": True})
+    with pytest.raises(sa.exc.CompileError, match=r"v25\.2"):
+        CreateIndex(index).compile(dialect=crdb_dialect(OLDEST))
 
 
 def test_table_ddl_conforms() -> None:

@@ -210,3 +210,38 @@ def test_trigram_and_vector_ddl() -> None:
     )
     with pytest.raises(sa.exc.CompileError, match=r"v25\.2"):
         CreateIndex(by_name["t_e_idx"]).compile(dialect=_dialect(V23_1))
+
+
+@pytest.mark.parametrize(
+    ("index_kw", "refusal"),
+    [
+        # cockroach pkg/sql/sem/idxtype/idxtype.go: only forward indexes can be
+        # unique, hash-sharded or STORING
+        ({"cockroachdb_vector": True, "unique": True}, "vector index cannot be"),
+        ({"cockroachdb_vector": True, "cockroachdb_hash_sharded": True}, "vector"),
+        ({"cockroachdb_vector": True, "cockroachdb_storing": ["name"]}, "vector"),
+        ({"cockroachdb_vector": True, "cockroachdb_inverted": True}, "exclude"),
+        # pkg/sql/create_index.go: "operator classes are only allowed for the
+        # last column of an inverted index"
+        ({"cockroachdb_ops": {"a": "int4_ops"}}, "operator class 'int4_ops'"),
+    ],
+)
+def test_what_cockroachdb_refuses_is_a_compile_error(
+    index_kw: dict[str, Any], refusal: str
+) -> None:
+    with pytest.raises(sa.exc.CompileError, match=refusal):
+        _create_index(_table(**index_kw), _dialect(V25))
+
+
+def test_an_operator_class_goes_on_the_last_column_only() -> None:
+    table = _table()
+    sa.Index(
+        "t_a_name_idx",
+        table.c.a,
+        table.c.name,
+        cockroachdb_inverted=True,
+        cockroachdb_ops={"a": "gin_trgm_ops"},
+    )
+    index = next(i for i in table.indexes if i.name == "t_a_name_idx")
+    with pytest.raises(sa.exc.CompileError, match="last column"):
+        CreateIndex(index).compile(dialect=_dialect(V25))
