@@ -81,9 +81,10 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from sqlalchemy import event
+from sqlalchemy import Column, Select, Table, event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.sql.elements import Label
 from sqlalchemy.util import await_only
 
 from .._cleanup import shielded
@@ -101,6 +102,7 @@ if TYPE_CHECKING:
         DBAPICursor,
         ExecutionContext,
     )
+    from sqlalchemy.orm import ORMExecuteState
 
     from .policy import RetryPolicy
 
@@ -242,6 +244,8 @@ class _Recorder:
             )
             if decision is None:
                 raise error
+            if self.loop.slot is not None:
+                self.loop.slot.conflicted()
             sleep_s, verdict = decision
             if verdict.kind is ErrorKind.RETRY_AFTER_CACHE_CLEAR:
                 self.loop.clear_statement_cache()
@@ -354,6 +358,41 @@ def _on_execute_no_params(
     return True
 
 
+def lockable_tables(statement: Any) -> list[Table] | None:
+    """The tables ``FOR UPDATE OF`` may lock in ``statement``, or None.
+
+    Only a plain ``select()`` qualifies: every FROM a table, every column a
+    table column, no GROUP BY, HAVING, DISTINCT or existing lock clause (the
+    SQL where PostgreSQL and CockroachDB accept a locking clause).
+    """
+    if not isinstance(statement, Select) or statement._for_update_arg is not None:
+        return None
+    if (
+        statement._group_by_clauses
+        or statement._having_criteria
+        or statement._distinct
+        or statement._distinct_on
+    ):
+        return None
+    froms = statement.get_final_froms()
+    if not froms or not all(isinstance(f, Table) for f in froms):
+        return None
+    for column in statement.selected_columns:
+        while isinstance(column, Label):
+            column = column.element
+        if not isinstance(column, Column):
+            return None
+    return list(froms)  # type: ignore[arg-type]
+
+
+def lock_reads(state: ORMExecuteState) -> None:
+    """``do_orm_execute`` hook: lock the rows a retrying session reads."""
+    if state.is_select:
+        tables = lockable_tables(state.statement)
+        if tables is not None:
+            state.statement = state.statement.with_for_update(of=tables)  # type: ignore[attr-defined]
+
+
 def _install(engine: Engine) -> None:
     if not event.contains(engine, "do_execute", _on_execute):
         event.listen(engine, "do_execute", _on_execute)
@@ -367,10 +406,13 @@ async def retrying_session(
     *,
     policy: RetryPolicy | None = None,
     idempotent: bool = False,
+    lock_on_read: bool = True,
 ) -> AsyncIterator[AsyncSession]:
     """An AsyncSession whose transaction survives retryable errors by replay.
 
     See the module docstring. The block runs once; leaving it commits.
+    ``lock_on_read`` (default True) adds ``FOR UPDATE`` to the session's plain
+    ``select()`` statements (see "Lock on read" in the module docstring).
     """
     if isinstance(target, AsyncEngine):
         maker: async_sessionmaker[Any] = async_sessionmaker(target)
@@ -381,12 +423,25 @@ async def retrying_session(
             "retrying_session(): target must be an async_sessionmaker or "
             f"AsyncEngine, got {type(target).__name__}"
         )
+    if not isinstance(lock_on_read, bool):
+        raise ValueError(
+            f"retrying_session(): lock_on_read must be True or False, got "
+            f"{lock_on_read!r}"
+        )
     engine = sync_engine_of(maker, "retrying_session")
     _install(engine)
     loop = AttemptLoop(policy, engine, idempotent=idempotent, api="retrying_session")
     loop.start()
+    await loop.admit()
     recorder = _Recorder(loop, engine.dialect)
-    session: AsyncSession = maker()
+    outcome: BaseException | None = None
+    try:
+        session: AsyncSession = maker()
+    except BaseException as error:
+        loop.release(error)
+        raise
+    if lock_on_read:
+        event.listen(session.sync_session, "do_orm_execute", lock_reads)
     token = _active.set(recorder)
     injected = False
     try:
@@ -406,15 +461,19 @@ async def retrying_session(
         # The DBAPI transaction is committed; this settles the ORM's state.
         await session.commit()
         loop.committed()
-    except BaseException:
+    except BaseException as error:
+        outcome = error
         recorder.dbapi_conn = None
         await shielded(session.rollback())
         raise
     finally:
         _active.reset(token)
-        if injected:
-            await shielded(_uninject(session))
-        await shielded(session.close())
+        try:
+            if injected:
+                await shielded(_uninject(session))
+            await shielded(session.close())
+        finally:
+            loop.release(outcome)
 
 
 async def _uninject(session: AsyncSession) -> None:
