@@ -162,7 +162,7 @@ async def run_cell(
             await s.prepare(ctx)
         warm = pool_size * config.warmup_ops if storm else config.warmup_ops
         workers = 1 if storm else spec.concurrency
-        await asyncio.gather(*(_repeat(ctx, s, warm) for _ in range(workers)))
+        await _warm_up(ctx, s, warm, workers)
         ctx.reset_counters()
         if s.started is not None:
             await s.started(ctx)
@@ -189,21 +189,26 @@ async def run_cell(
     return result
 
 
-async def _repeat(ctx: Ctx, s: Scenario, n: int) -> None:
-    # Warm-up: an operation may fail now and then (a bare retrying_session
-    # lets ReplayMismatchError through); only when every one fails is the
-    # scenario broken.
-    failed: Exception | None = None
+async def _warm_up(ctx: Ctx, s: Scenario, n: int, workers: int) -> None:
+    # An operation may fail now and then (a bare retrying_session lets
+    # ReplayMismatchError through); only when every one fails is the scenario
+    # broken.
+    failed: list[Exception] = []
     ok = 0
-    for _ in range(n):
-        try:
-            await s.op(ctx)
-        except Exception as e:
-            failed = e
-        else:
-            ok += 1
-    if failed is not None and not ok:
-        raise failed
+
+    async def repeat() -> None:
+        nonlocal ok
+        for _ in range(n):
+            try:
+                await s.op(ctx)
+            except Exception as e:
+                failed.append(e)
+            else:
+                ok += 1
+
+    await asyncio.gather(*(repeat() for _ in range(workers)))
+    if failed and not ok:
+        raise failed[0]
 
 
 Measured = tuple[list[float], float, float, "str | None"]

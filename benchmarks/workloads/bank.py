@@ -54,16 +54,16 @@ BACKOFF_CAP_S = 0.1
 #: SQLSTATEs every scenario retries: serialization_failure, deadlock_detected.
 RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})
 
-READ_SQL = "SELECT id, balance FROM bench_accounts WHERE id = $1 OR id = $2"
-WRITE_SQL = "UPDATE bench_accounts SET balance = $2 WHERE id = $1"
-
 metadata = MetaData()
-accounts = Table(
-    "bench_accounts",
-    metadata,
-    Column("id", BigInteger, primary_key=True, autoincrement=False),
-    Column("balance", BigInteger),
-)
+
+
+def _table(name: str) -> Table:
+    return Table(
+        name,
+        metadata,
+        Column("id", BigInteger, primary_key=True, autoincrement=False),
+        Column("balance", BigInteger),
+    )
 
 
 class RetriesExhausted(RuntimeError):
@@ -120,7 +120,11 @@ async def _serializable(ctx: Ctx) -> None:
 
 
 async def _sa_body(
-    conn: AsyncConnection | AsyncSession, src: int, dst: int, amount: int
+    conn: AsyncConnection | AsyncSession,
+    accounts: Table,
+    src: int,
+    dst: int,
+    amount: int,
 ) -> None:
     result = await conn.execute(
         select(accounts.c.id, accounts.c.balance).where(accounts.c.id.in_([src, dst]))
@@ -162,21 +166,25 @@ def _prepare_ours(admission: bool) -> Callable[[Ctx], Awaitable[None]]:
 def bank(name: str, n_accounts: int, doc: str) -> Workload:
     """A bank of ``n_accounts`` accounts with every scenario registered."""
     total = n_accounts * START_BALANCE
+    table = f"bench_{name}_accounts"  # one table per bank: set up once per run
+    accounts = _table(table)
+    read_sql = f"SELECT id, balance FROM {table} WHERE id = $1 OR id = $2"
+    write_sql = f"UPDATE {table} SET balance = $2 WHERE id = $1"
 
     async def setup(conn: asyncpg.Connection) -> None:
-        await conn.execute("DROP TABLE IF EXISTS bench_accounts")
+        await conn.execute(f"DROP TABLE IF EXISTS {table}")
         await conn.execute(
-            "CREATE TABLE bench_accounts (id INT8 PRIMARY KEY, "
+            f"CREATE TABLE {table} (id INT8 PRIMARY KEY, "
             "balance INT8 NOT NULL CHECK (balance >= 0))"
         )
         await conn.execute(
-            "INSERT INTO bench_accounts (id, balance) SELECT i, "
+            f"INSERT INTO {table} (id, balance) SELECT i, "
             f"{START_BALANCE} FROM generate_series(1, {n_accounts}) AS i"
         )
 
     async def check(conn: asyncpg.Connection) -> None:
         got, count = await conn.fetchrow(
-            "SELECT sum(balance)::INT8, count(*) FROM bench_accounts"
+            f"SELECT sum(balance)::INT8, count(*) FROM {table}"
         )
         if (got, count) != (total, n_accounts):
             raise BenchmarkInvariantError(
@@ -196,11 +204,11 @@ def bank(name: str, n_accounts: int, doc: str) -> Workload:
         src, dst, amount = pick(ctx)
 
         async def body(conn: Any) -> None:
-            rows = await conn.fetch(READ_SQL, src, dst)
+            rows = await conn.fetch(read_sql, src, dst)
             new = _new_balances(rows, src, dst, amount)
             if new is not None:
-                await conn.execute(WRITE_SQL, src, new[0])
-                await conn.execute(WRITE_SQL, dst, new[1])
+                await conn.execute(write_sql, src, new[0])
+                await conn.execute(write_sql, dst, new[1])
 
         await asyncpg_retry_loop(ctx, src, dst, body)
 
@@ -229,7 +237,7 @@ def bank(name: str, n_accounts: int, doc: str) -> Workload:
         ):
             with attempt:
                 async with ctx.extra["engine"].begin() as conn:
-                    await _sa_body(conn, src, dst, amount)
+                    await _sa_body(conn, accounts, src, dst, amount)
 
     for admission, suffix in ((True, ""), (False, " no-admission")):
         prepare = _prepare_ours(admission)
@@ -245,7 +253,7 @@ def bank(name: str, n_accounts: int, doc: str) -> Workload:
             src, dst, amount = pick(ctx)
             await ours_api("run_transaction")(
                 ctx.extra["engine"],
-                lambda conn: _sa_body(conn, src, dst, amount),
+                lambda conn: _sa_body(conn, accounts, src, dst, amount),
                 policy=ctx.extra["policy"],
             )
 
@@ -259,7 +267,7 @@ def bank(name: str, n_accounts: int, doc: str) -> Workload:
                 ctx.extra["engine"], policy=ctx.extra["policy"]
             ):
                 async with attempt as conn:
-                    await _sa_body(conn, src, dst, amount)
+                    await _sa_body(conn, accounts, src, dst, amount)
 
     @w.scenario(
         "ours",
@@ -272,7 +280,7 @@ def bank(name: str, n_accounts: int, doc: str) -> Workload:
         src, dst, amount = pick(ctx)
 
         async def transfer(session: AsyncSession) -> None:
-            await _sa_body(session, src, dst, amount)
+            await _sa_body(session, accounts, src, dst, amount)
 
         await ours_api("run_transaction")(
             ctx.extra["sessionmaker"], transfer, policy=ctx.extra["policy"]
@@ -292,7 +300,7 @@ def bank(name: str, n_accounts: int, doc: str) -> Workload:
             async with ours_api("retrying_session")(
                 ctx.extra["sessionmaker"], policy=ctx.extra["policy"], lock_on_read=lock
             ) as session:
-                await _sa_body(session, src, dst, amount)
+                await _sa_body(session, accounts, src, dst, amount)
 
     @w.scenario(
         "ours",
@@ -305,7 +313,7 @@ def bank(name: str, n_accounts: int, doc: str) -> Workload:
         src, dst, amount = pick(ctx)
         await ours_api("run_transaction")(
             ctx.extra["engine"],
-            lambda conn: _sa_body(conn, src, dst, amount),
+            lambda conn: _sa_body(conn, accounts, src, dst, amount),
             policy=ctx.extra["policy"],
         )
 

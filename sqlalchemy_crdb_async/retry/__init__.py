@@ -14,6 +14,7 @@ module              what it does
 ``sync``            ``run_transaction`` for a sync ``Engine`` / ``sessionmaker``
 ``stats``           :func:`retry_stats`, :class:`RetryEvent`, OpenTelemetry events
 ``_loop``           the attempt loop every helper shares
+``_admission``      the contention-adaptive admission gate (per engine)
 ``_scopes``         one attempt's transaction per kind of target
 ==================  =============================================================
 """
