@@ -379,3 +379,19 @@ async def test_time_queued_counts_against_the_deadline(hot: AsyncEngine) -> None
     assert "waiting for admission" in str(info.value)
     assert gate.queued == 0
     assert gate.in_flight == 0
+
+
+async def test_retry_stats_show_the_queue(hot: AsyncEngine) -> None:
+    gate = configure_admission(hot, AdmissionSettings(initial_limit=1))
+    holder = await _hold(gate)
+    task = asyncio.create_task(run_transaction(hot, _one, policy=FAST))
+    await _until(lambda: gate.queued == 1)
+    stats = retry_stats(hot)
+    assert (stats.admission_limit, stats.admission_in_flight) == (1, 1)
+    assert stats.admission_queued == 1
+    holder.release(None, retried=True)
+    assert await task == 1
+    stats = retry_stats(hot)
+    assert (stats.admission_in_flight, stats.admission_queued) == (0, 0)
+    assert stats.admission_waits == 1
+    assert stats.admission_wait_s > 0
