@@ -99,7 +99,8 @@ class RetryPolicy:
     #: crdb-facts/session_vars.md section 3).
     inject_retry_errors: bool = False
     #: Pass attempts through the engine's contention-adaptive admission gate
-    #: (:mod:`._admission`); False: start every attempt at once.
+    #: (:mod:`._admission`); False: start every attempt at once. The async
+    #: helpers only: the sync ``run_transaction`` has no gate.
     admission: bool = True
 
     def __post_init__(self) -> None:
