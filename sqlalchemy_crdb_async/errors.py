@@ -111,11 +111,18 @@ class RetriesExhaustedError(TransactionRetryError):
     """Raised when retryable errors outlast ``max_attempts`` or ``deadline_s``."""
 
     def __init__(
-        self, message: str, error: BaseException | None = None, attempts: int = 0
+        self,
+        message: str,
+        error: BaseException | None = None,
+        attempts: int = 0,
+        bound: str | None = None,
     ) -> None:
         super().__init__(message, error)
         #: How many attempts ran.
         self.attempts = attempts
+        #: The RetryPolicy field that was hit: ``"deadline_s"`` or
+        #: ``"max_attempts"``.
+        self.bound = bound
 
     @property
     def last_error(self) -> BaseException | None:

@@ -103,6 +103,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="run only this workload (repeatable); default: all of " + ", ".join(names),
     )
     p.add_argument(
+        "--api",
+        action="append",
+        help="run only scenarios whose API contains this text (repeatable); the "
+        "reference scenario always runs, for the ratios",
+    )
+    p.add_argument(
         "--concurrency",
         type=_concurrency,
         help="concurrent tasks per cell, comma-separated (default 1,16,64)",
@@ -202,6 +208,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = config_from(args)
     registry = all_workloads()
     workloads = [registry[n] for n in (args.workload or registry)]
+    if args.api:
+        for w in workloads:
+            w.scenarios = [
+                s
+                for s in w.scenarios
+                if s.reference or any(a in s.api for a in args.api)
+            ]
     console = Console(stderr=True)
 
     legacy = load_legacy_dialect(args.legacy_cache)

@@ -131,6 +131,8 @@ def markdown(
             continue
         bank = r.workload in with_retries
         states = ", ".join(f"{k}: {v}" for k, v in r.sqlstates.items())
+        if bank and r.errors:  # errors that reached the caller
+            states = ", ".join(filter(None, [states, f"errors: {r.errors}"]))
         lines.append(
             "| "
             + " | ".join(

@@ -164,7 +164,7 @@ async def run_cell(
             await s.prepare(ctx)
         warm = pool_size * config.warmup_ops if storm else config.warmup_ops
         workers = 1 if storm else spec.concurrency
-        await asyncio.gather(*(_repeat(ctx, s, warm) for _ in range(workers)))
+        await _warm_up(ctx, s, warm, workers)
         ctx.reset_counters()
         if s.started is not None:
             await s.started(ctx)
@@ -191,9 +191,26 @@ async def run_cell(
     return result
 
 
-async def _repeat(ctx: Ctx, s: Scenario, n: int) -> None:
-    for _ in range(n):
-        await s.op(ctx)
+async def _warm_up(ctx: Ctx, s: Scenario, n: int, workers: int) -> None:
+    # An operation may fail now and then (a bare retrying_session lets
+    # ReplayMismatchError through); only when every one fails is the scenario
+    # broken.
+    failed: list[Exception] = []
+    ok = 0
+
+    async def repeat() -> None:
+        nonlocal ok
+        for _ in range(n):
+            try:
+                await s.op(ctx)
+            except Exception as e:
+                failed.append(e)
+            else:
+                ok += 1
+
+    await asyncio.gather(*(repeat() for _ in range(workers)))
+    if failed and not ok:
+        raise failed[0]
 
 
 Measured = tuple[list[float], float, float, "str | None"]

@@ -211,6 +211,7 @@ def all_workloads() -> dict[str, Workload]:
             point_read.workload,
             insert_batch.workload,
             bank.workload,
+            bank.hot_workload,
             checkout_storm.workload,
             pool_checkout.workload,
             fastapi_read.workload,

@@ -106,11 +106,12 @@ Caveats
   HTTP calls) must be idempotent or deferred to ``BackgroundTasks`` (which run
   after the response, i.e. after COMMIT).
 - Uploaded files are not rewound between attempts.
-- Admission (the per-engine limit on transactions in flight) is taken around
-  each attempt once it opens its first session: see ``_session._Admission``.
+- Admission (the per-engine, contention-adaptive limit on transactions in
+  flight that ``run_transaction`` uses too; ``RetryPolicy(admission=False)``
+  turns it off) is taken by each attempt when it opens its first session and
+  handed back with the attempt's outcome after the rollback or commit.
 
-See also: :func:`.run_transaction`, :func:`.retrying_session`, :class:`.RetryPolicy`;
-issue 12.
+See also: :func:`.run_transaction`, :func:`.retrying_session`, :class:`.RetryPolicy`.
 """
 
 from __future__ import annotations

@@ -161,7 +161,7 @@ async def _attempts(
         try:
             return await _attempt(request, handler, transaction)
         except BaseException as error:
-            await transaction.abort(CLEANUP_TIMEOUT_S)
+            await transaction.abort(CLEANUP_TIMEOUT_S, error)
             if not isinstance(error, Exception) or isinstance(
                 error, (HTTPException, RequestValidationError)
             ):

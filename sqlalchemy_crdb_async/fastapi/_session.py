@@ -22,7 +22,6 @@ from typing import Any
 import anyio
 from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction
 from starlette.requests import Request
@@ -41,26 +40,9 @@ STATE_KEY = "sqlalchemy_crdb_async.transaction"
 API = "RetryingRoute"
 
 
-class _Admission:
-    """The admission slot of one attempt.
-
-    ADMISSION: this is the one place where an attempt is admitted. Today it
-    admits at once; when the per-engine adaptive admission of ``retry/`` lands,
-    :meth:`acquire` takes a slot of ``engine``'s limiter (FIFO, cancellable,
-    counted in the policy's deadline) and :meth:`release` gives it back. The
-    route calls ``acquire`` when the attempt opens its first session and
-    ``release`` when the attempt ends (committed, rolled back or cancelled),
-    before any backoff sleep.
-    """
-
-    def __init__(self) -> None:
-        self.held = False
-
-    async def acquire(self, engine: Engine) -> None:
-        self.held = True
-
-    def release(self) -> None:
-        self.held = False
+#: The outcome an attempt reports to admission when it is rolled back without
+#: an error (an answer >= 400): neither a commit nor a conflict.
+_NOT_COMMITTED = Exception("rolled back without committing")
 
 
 class RequestTransaction:
@@ -73,7 +55,6 @@ class RequestTransaction:
         self.loop: AttemptLoop | None = None
         #: Attempts started, 1 for the first.
         self.number = 0
-        self.admission = _Admission()
         self._scopes: dict[object, _Scope] = {}
         self._read_only: set[object] = set()
         #: A session of this attempt committed and a later one did not: the
@@ -103,8 +84,10 @@ class RequestTransaction:
                 )
                 for _ in range(self.number):
                     self.loop.start()
-            if not self.admission.held:
-                await self.admission.acquire(self.loop.engine)
+            # Admission: the engine's contention-adaptive gate (retry/_admission),
+            # taken when the attempt opens its first session, FIFO, counted in
+            # the policy's deadline; a no-op once held or with admission off.
+            await self.loop.admit()
             scope = scope_class(maker)(maker, self.loop)
             self._scopes[key] = scope
             if read_only:
@@ -131,10 +114,16 @@ class RequestTransaction:
         self.partly_committed = False
         if wrote and self.loop is not None:
             self.loop.committed()
-        await self.abort()
+        await self.abort(outcome=None)
 
-    async def abort(self, timeout_s: float = 10.0) -> None:
-        """Roll back and close every session still open, shielded and bounded."""
+    async def abort(
+        self,
+        timeout_s: float = 10.0,
+        outcome: BaseException | None = _NOT_COMMITTED,
+    ) -> None:
+        """Roll back and close every session still open, shielded and bounded;
+        then hand the admission slot back with the attempt's ``outcome`` (None:
+        committed; a 40001/40P01 lowers the engine's limit)."""
         scopes, self._scopes = list(self._scopes.values()), {}
         try:
             if not scopes:
@@ -152,7 +141,8 @@ class RequestTransaction:
                     for scope in scopes:
                         await scope.handle.invalidate()
         finally:
-            self.admission.release()
+            if self.loop is not None:
+                self.loop.release(outcome)
 
     # -- between attempts ----------------------------------------------------
 

@@ -14,7 +14,10 @@ module              what it does
 ``sync``            ``run_transaction`` for a sync ``Engine`` / ``sessionmaker``
 ``stats``           :func:`retry_stats`, :class:`RetryEvent`, OpenTelemetry events
 ``_loop``           the attempt loop every helper shares
+``_admission``      the contention-adaptive admission gate (per engine)
 ``_scopes``         one attempt's transaction per kind of target
+``_admission``      the contention-adaptive gate on transactions in flight
+``_lock_on_read``   ``FOR UPDATE`` on a retrying session's plain reads
 ==================  =============================================================
 """
 

@@ -15,10 +15,14 @@ attempt never commits, so :func:`mark_injected` notes the connection and a
 pool ``reset`` listener switches the variable off when that connection goes
 back to the pool, whichever way the attempt ended (commit, error, cancel).
 A connection the pool closes instead needs nothing.
+The async helpers also ask it for admission (:meth:`AttemptLoop.admit`, the
+engine's gate in :mod:`._admission`) before each attempt, and hand the slot
+back with the attempt's outcome (:meth:`AttemptLoop.release`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import TYPE_CHECKING
 
@@ -26,6 +30,7 @@ from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
 
 from ..errors import AmbiguousCommitError, RetriesExhaustedError
+from ._admission import Slot, admission_for
 from .classify import Classification, ErrorKind, classify
 from .policy import DEFAULT_POLICY, INJECTED_ATTEMPTS, RetryPolicy
 from .stats import RetryEvent, counters_for, report_retry
@@ -70,6 +75,36 @@ class AttemptLoop:
         self.counters = counters_for(engine)
         self.number = 0
         self.started = time.monotonic()
+        self.slot: Slot | None = None
+
+    async def admit(self) -> None:
+        """Wait for the engine's admission gate (no-op when off or held)."""
+        if not self.policy.admission or self.slot is not None:
+            return
+        gate = admission_for(self.engine)
+        deadline_s = self.policy.deadline_s
+        remaining_s = None
+        if deadline_s is not None:
+            remaining_s = deadline_s - (time.monotonic() - self.started)
+        try:
+            self.slot = await gate.acquire(timeout_s=remaining_s, retry=self.number > 1)
+        except asyncio.TimeoutError:
+            self.counters.add("give_ups")
+            raise RetriesExhaustedError(
+                f"{self.api}(): gave up after {max(self.number - 1, 0)} attempts: "
+                f"RetryPolicy.deadline_s={deadline_s} passed while waiting for "
+                f"admission ({gate.queued} waiting, limit {gate.current_limit}). "
+                "Raise deadline_s, or run fewer transactions on these rows at once.",
+                None,
+                max(self.number - 1, 0),
+                "deadline_s",
+            ) from None
+
+    def release(self, error: BaseException | None) -> None:
+        """Hand the admission slot back with the attempt's outcome."""
+        slot, self.slot = self.slot, None
+        if slot is not None:
+            slot.release(error, retried=self.number > 1)
 
     def start(self) -> int:
         """Count a new attempt; returns its number (1 for the first)."""
@@ -116,11 +151,15 @@ class AttemptLoop:
         if self.number >= policy.max_attempts:
             self.counters.add("give_ups")
             raise RetriesExhaustedError(
-                f"{self.api}(): gave up after {self.number} attempts "
-                f"(RetryPolicy.max_attempts={policy.max_attempts}); the last error "
-                f"had SQLSTATE {verdict.sqlstate}: {error}",
+                f"{self.api}(): gave up after {self.number} attempts in "
+                f"{time.monotonic() - self.started:.3f} s: hit "
+                f"RetryPolicy.max_attempts={policy.max_attempts} before "
+                f"deadline_s={policy.deadline_s}. Raise max_attempts (the deadline "
+                "still bounds the time). The last error had SQLSTATE "
+                f"{verdict.sqlstate}: {error}",
                 error,
                 self.number,
+                "max_attempts",
             ) from error
         sleep_s = policy.backoff_s(self.number)
         elapsed_s = time.monotonic() - self.started
@@ -129,10 +168,12 @@ class AttemptLoop:
             raise RetriesExhaustedError(
                 f"{self.api}(): gave up after {self.number} attempts in "
                 f"{elapsed_s:.3f} s: the next retry would pass "
-                f"RetryPolicy.deadline_s={policy.deadline_s}; the last error had "
-                f"SQLSTATE {verdict.sqlstate}: {error}",
+                f"RetryPolicy.deadline_s={policy.deadline_s}. Raise deadline_s, or "
+                "make the transaction shorter or touch fewer hot rows. The last "
+                f"error had SQLSTATE {verdict.sqlstate}: {error}",
                 error,
                 self.number,
+                "deadline_s",
             ) from error
         self.counters.retry(verdict, sleep_s, replay=replay)
         event = RetryEvent(

@@ -36,6 +36,13 @@ retried too. Everything else (including cancellation) propagates unchanged, at
 once. When the policy's attempts or deadline run out,
 :class:`.RetriesExhaustedError` is raised from the last error.
 
+Admission: every attempt first takes a slot of the engine's
+contention-adaptive gate (:mod:`._admission`): the number of attempts in
+flight per engine halves on 40001/40P01 and grows while attempts commit first
+time, between 1 and the pool's size; waiters queue first in, first out (a
+retry at the head), and the wait counts against ``RetryPolicy.deadline_s``.
+``RetryPolicy(admission=False)`` skips the gate.
+
 Rules the helpers keep:
 
 - They sleep with ``asyncio.sleep`` only, and only after the transaction was
@@ -180,11 +187,19 @@ class _Retrying:
         # A failure before the body runs (connecting, BEGIN) is retried here,
         # since the body of `async with` cannot be skipped and re-run.
         while True:
+            try:
+                await self.loop.admit()
+            except BaseException:
+                self.done = True
+                raise
             self.scope = scope = self.scope_class(self.target, self.loop)
             try:
                 return await scope.open()
             except BaseException as error:
-                await scope.abort()
+                try:
+                    await scope.abort()
+                finally:
+                    self.loop.release(error)
                 if not isinstance(error, Exception) or not self._decide(error, False):
                     self.done = True
                     raise
@@ -199,22 +214,30 @@ class _Retrying:
             try:
                 await scope.commit()
             except Exception as commit_error:
-                await scope.abort()
+                await self._abort(scope, commit_error)
                 if self._decide(commit_error, scope.commit_sent):
                     return True
                 raise
-            except BaseException:  # cancelled during COMMIT
-                await scope.abort()
+            except BaseException as cancelled:  # cancelled during COMMIT
+                await self._abort(scope, cancelled)
                 self.done = True
                 raise
+            self.loop.release(None)
             self.loop.committed()
             self.done = True
             return False
-        await scope.abort()
+        await self._abort(scope, error)
         if isinstance(error, Exception) and self._decide(error, scope.commit_sent):
             return True
         self.done = True
         return False
+
+    async def _abort(self, scope: _Scope, error: BaseException) -> None:
+        # The connection goes back to the pool before the slot is handed on.
+        try:
+            await scope.abort()
+        finally:
+            self.loop.release(error)
 
     def _decide(self, error: Exception, commit_sent: bool) -> bool:
         try:

@@ -2,9 +2,16 @@
 
 :class:`RetryPolicy` is the tuning knob (frozen, validated, units in names)::
 
-    RetryPolicy(max_attempts=10, initial_backoff_s=0.02, max_backoff_s=1.0,
-                multiplier=2.0, jitter="full", deadline_s=30.0,
-                on_retry=lambda event: print(event))
+    RetryPolicy(deadline_s=30.0, max_attempts=100, initial_backoff_s=0.02,
+                max_backoff_s=1.0, multiplier=2.0, jitter="full",
+                admission=True, on_retry=lambda event: print(event))
+
+The defaults hold under contention: the deadline comes first (30 s from the
+call, time spent queued for admission included), the attempt count second
+(100, a guard against a loop of instant failures). A helper does not give up
+while other transactions keep committing around it; when it does give up,
+:class:`.RetriesExhaustedError` says which bound was hit (its ``bound`` is
+``"deadline_s"`` or ``"max_attempts"``) and what to change.
 
 Backoff before retry *n* (1 for the first retry) is capped exponential,
 ``min(max_backoff_s, initial_backoff_s * multiplier ** (n - 1))``, then jittered:
@@ -13,8 +20,14 @@ Backoff before retry *n* (1 for the first retry) is capped exponential,
 ``"equal"`` half the backoff plus a uniform draw from ``[0, backoff / 2]``;
 ``"none"``  the backoff itself.
 
-``deadline_s`` bounds the whole run, measured from the first attempt: a retry
-whose sleep would end past it is not started (:class:`.RetriesExhaustedError`).
+``deadline_s`` bounds the whole run, measured from the call: a retry whose
+sleep would end past it is not started, and an attempt still waiting for
+admission at the deadline is not started either (:class:`.RetriesExhaustedError`).
+
+``admission`` (on by default) passes every attempt through the engine's
+contention-adaptive gate (:mod:`._admission`): a limit on transactions in
+flight that halves on 40001/40P01 and grows while commits succeed first time.
+``admission=False`` runs the attempt at once.
 
 The attempt loop that applies a policy is :class:`._loop.AttemptLoop`.
 """
@@ -91,7 +104,7 @@ class RetryPolicy:
     """
 
     #: Attempts in all, the first included (1 means no retry).
-    max_attempts: int = 10
+    max_attempts: int = 100
     #: Backoff before the first retry, in seconds (before jitter).
     initial_backoff_s: float = 0.02
     #: Upper bound of any one backoff, in seconds (before jitter).
@@ -101,8 +114,9 @@ class RetryPolicy:
     #: ``"full"``, ``"equal"`` or ``"none"``.
     jitter: Jitter = "full"
     #: Give up rather than start a retry that would end later than this many
-    #: seconds after the first attempt began. None: no deadline.
-    deadline_s: float | None = None
+    #: seconds after the call (queueing for admission included). None: no
+    #: deadline.
+    deadline_s: float | None = 30.0
     #: Called (synchronously) with a :class:`.RetryEvent` before each sleep.
     #: An exception it raises ends the retries and propagates.
     on_retry: Callable[[RetryEvent], None] | None = None
@@ -111,6 +125,10 @@ class RetryPolicy:
     #: retryable 40001 (a test hook for your retry handling;
     #: https://www.cockroachlabs.com/docs/v25.2/set-vars).
     inject_retry_errors: bool = False
+    #: Pass attempts through the engine's contention-adaptive admission gate
+    #: (:mod:`._admission`); False: start every attempt at once. The async
+    #: helpers only: the sync ``run_transaction`` has no gate.
+    admission: bool = True
 
     def __post_init__(self) -> None:
         if (
@@ -146,11 +164,12 @@ class RetryPolicy:
                 "RetryPolicy.on_retry must be a plain function: it is called, not "
                 f"awaited, got the coroutine function {self.on_retry!r}"
             )
-        if not isinstance(self.inject_retry_errors, bool):
-            raise ValueError(
-                "RetryPolicy.inject_retry_errors must be True or False, got "
-                f"{self.inject_retry_errors!r}"
-            )
+        for flag in ("inject_retry_errors", "admission"):
+            if not isinstance(getattr(self, flag), bool):
+                raise ValueError(
+                    f"RetryPolicy.{flag} must be True or False, got "
+                    f"{getattr(self, flag)!r}"
+                )
 
     def backoff_s(self, retry: int, rng: random.Random | None = None) -> float:
         """Seconds to sleep before retry number ``retry`` (1 for the first)."""

@@ -15,6 +15,9 @@ Each retry is also
   required) and the span is recording;
 - passed to the policy's ``on_retry`` callback as a :class:`RetryEvent`.
 
+The snapshot also shows the engine's admission gate (:mod:`._admission`): its
+current limit, the attempts in flight and queued, and the time spent queued.
+
 Counters live in a dictionary keyed weakly by the (sync) engine and guarded by
 a lock, so the sync helpers may run in threads.
 """
@@ -25,11 +28,13 @@ import logging
 import threading
 import weakref
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import Engine
+
+from ._admission import peek
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -92,6 +97,17 @@ class RetryStats:
     replay_mismatches: int = 0
     #: Seconds spent sleeping between attempts.
     backoff_s: float = 0.0
+    #: The admission gate's current limit on attempts in flight (see
+    #: :mod:`._admission`); 0 before the engine's first gated attempt.
+    admission_limit: int = 0
+    #: Attempts holding an admission slot now.
+    admission_in_flight: int = 0
+    #: Attempts waiting for a slot now.
+    admission_queued: int = 0
+    #: Attempts that had to wait for a slot (since the gate was made).
+    admission_waits: int = 0
+    #: Seconds attempts spent waiting for a slot, in all (since the gate was made).
+    admission_wait_s: float = 0.0
 
     @property
     def retries_per_commit(self) -> float:
@@ -185,7 +201,18 @@ def retry_stats(engine: Any, *, reset: bool = False) -> RetryStats:
         raise TypeError(
             f"retry_stats() takes an AsyncEngine or Engine, got {type(engine).__name__}"
         )
-    return counters_for(sync_engine).snapshot(reset)
+    stats = counters_for(sync_engine).snapshot(reset)
+    gate = peek(sync_engine)
+    if gate is None:
+        return stats
+    return replace(
+        stats,
+        admission_limit=gate.current_limit,
+        admission_in_flight=gate.in_flight,
+        admission_queued=gate.queued,
+        admission_waits=gate.waits,
+        admission_wait_s=gate.wait_s,
+    )
 
 
 def report_retry(event: RetryEvent, api: str) -> None:

@@ -242,8 +242,12 @@ async def test_cancel_during_backoff_sleep_leaves_nothing_open(
     def on_retry(event: RetryEvent) -> None:
         sleeping.set()
 
-    policy = RetryPolicy(
-        initial_backoff_s=60, max_backoff_s=60, jitter="none", on_retry=on_retry
+    policy = RetryPolicy(  # no deadline: a 60 s sleep would pass the default 30 s
+        initial_backoff_s=60,
+        max_backoff_s=60,
+        jitter="none",
+        on_retry=on_retry,
+        deadline_s=None,
     )
 
     async def work(handle: Any) -> None:

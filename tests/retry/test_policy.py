@@ -76,10 +76,17 @@ def test_policy_is_frozen() -> None:
 
 def test_defaults() -> None:
     policy = RetryPolicy()
-    assert policy.max_attempts == 10
+    # the deadline is the bound that holds under contention; attempts second
+    assert policy.deadline_s == 30.0
+    assert policy.max_attempts == 100
     assert policy.jitter == "full"
-    assert policy.deadline_s is None
     assert policy.inject_retry_errors is False
+    assert policy.admission is True
+
+
+def test_admission_flag_is_validated() -> None:
+    with pytest.raises(ValueError, match=r"RetryPolicy\.admission must be True"):
+        RetryPolicy(admission=1)  # type: ignore[arg-type]
 
 
 def test_backoff_is_capped_exponential_without_jitter() -> None:

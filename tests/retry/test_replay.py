@@ -111,7 +111,8 @@ async def test_replay_mismatch_when_a_concurrent_writer_changed_what_was_read(
     before = retry_stats(db)
 
     async def body() -> None:
-        async with retrying_session(db, policy=FAST) as session:
+        # lock_on_read=False: with the lock, the other writer would wait for us
+        async with retrying_session(db, policy=FAST, lock_on_read=False) as session:
             two = await session.get(KV, 2)
             assert two is not None
             assert two.v == 200
@@ -138,7 +139,7 @@ async def test_run_transaction_reruns_the_body_after_a_mismatch(
     async def body(_: object) -> int:
         nonlocal runs
         runs += 1
-        async with retrying_session(db, policy=FAST) as session:
+        async with retrying_session(db, policy=FAST, lock_on_read=False) as session:
             two = await session.get(KV, 2)
             assert two is not None
             if runs == 1:
@@ -220,3 +221,36 @@ async def test_injected_retry_errors_are_replayed_on_cockroachdb(
         await session.execute(text("SELECT v FROM kv WHERE k = 1"))
     assert runs == 1
     assert retry_stats(db).replays - before.replays >= 1
+
+
+async def test_lock_on_read_locks_the_rows_the_session_read(db: AsyncEngine) -> None:
+    # SELECT ... FOR UPDATE, as CockroachDB recommends for read-modify-write
+    # (https://www.cockroachlabs.com/docs/stable/select-for-update): another
+    # transaction cannot take the row the retrying session read (NOWAIT fails
+    # at once with 55P03 instead of waiting), but can take one it did not read.
+    async with retrying_session(db, policy=FAST) as session:
+        two = await session.get(KV, 2)
+        assert two is not None
+        async with db.connect() as other:
+            await other.exec_driver_sql(
+                "SELECT v FROM kv WHERE k = 1 FOR UPDATE NOWAIT"
+            )
+            await other.rollback()
+            with pytest.raises(sa_exc.DBAPIError) as info:
+                await other.exec_driver_sql(
+                    "SELECT v FROM kv WHERE k = 2 FOR UPDATE NOWAIT"
+                )
+            assert info.value.orig.sqlstate == "55P03"  # type: ignore[union-attr]
+            await other.rollback()
+        two.v += 1
+    assert await count_rows(db, "kv", "k = 2 AND v = 201") == 1
+
+
+async def test_lock_on_read_leaves_aggregates_and_text_alone(db: AsyncEngine) -> None:
+    from sqlalchemy import func
+
+    async with retrying_session(db, policy=FAST) as session:
+        # FOR UPDATE is not allowed with aggregates: a lock here would fail
+        total = (await session.execute(select(func.sum(KV.v)))).scalar_one()
+        (await session.execute(text("SELECT v FROM kv WHERE k = 1"))).all()
+    assert total == 300
