@@ -190,7 +190,8 @@ async def test_session_is_usable_after_the_block(db: AsyncEngine) -> None:
     assert isinstance(session, AsyncSession)
 
 
-async def test_replay_with_psycopg_async(crdb_url: URL) -> None:
+async def test_replay_with_psycopg_async(db: AsyncEngine, crdb_url: URL) -> None:
+    # db: the two kv rows this test reads (not whatever an earlier test left)
     eng = create_async_engine(crdb_url.set(drivername="cockroachdb+psycopg_async"))
     try:
         await install(eng)
