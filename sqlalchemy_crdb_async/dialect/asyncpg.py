@@ -30,9 +30,11 @@ CockroachDB differences handled here:
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
+from sqlalchemy.util import await_only
 from typing_extensions import override
 
 from ._libpq import asyncpg_connect_kwargs
@@ -69,6 +71,7 @@ class CockroachDBDialect_asyncpg(CockroachDBDialect, PGDialect_asyncpg):
         try:
             return super().connect(*cargs, **cparams)
         except Exception as error:
+            await_only(_let_transport_close())
             wrapped = _adapter_error(self.loaded_dbapi, error)
             if wrapped is None:
                 wrapped = _network_error(self.loaded_dbapi, error, cparams)
@@ -158,3 +161,23 @@ def announces_cockroachdb(asyncpg_connection: Any) -> bool:
 
 
 dialect = CockroachDBDialect_asyncpg
+
+
+#: Event-loop turns a failed connect waits for asyncpg's transport to close.
+_CLOSE_TURNS = 10
+
+
+async def _let_transport_close() -> None:
+    """Give asyncpg's transport of a refused connection time to close.
+
+    When the server refuses a connection after the TLS handshake (no client
+    certificate, a failed authentication), asyncpg calls ``close()`` on the
+    TLS transport and raises at once; the graceful TLS shutdown finishes a few
+    event-loop turns later. A caller whose event loop ends first (a test, a
+    script's ``asyncio.run``) then leaks the socket (``ResourceWarning:
+    unclosed transport``). The server has already closed its side, so a few
+    turns of the loop (each polls the socket once) are enough; bounded, no
+    sleeping.
+    """
+    for _ in range(_CLOSE_TURNS):
+        await asyncio.sleep(0)

@@ -102,7 +102,12 @@ def answer_for(
             },
             status_code=503,
         )
-    if isinstance(error, RetriesExhaustedError):
+    last = error.__cause__ if isinstance(error, RetriesExhaustedError) else None
+    if last is not None and _unreachable(last, sqlstate):
+        # retries of a lost connection ran out: the database is unreachable,
+        # not busy
+        error = last
+    elif isinstance(error, RetriesExhaustedError):
         log.warning("request gave up retrying", exc_info=error)
         wait_s = policy.max_backoff_s if policy is not None else 1.0
         return _json(
