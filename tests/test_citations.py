@@ -43,7 +43,10 @@ def _sources() -> list[Path]:
         path
         for folder in SCANNED
         for path in sorted((ROOT / folder).rglob("*.py"))
-        if path.resolve() != this and ".venv" not in path.parts
+        # hidden folders hold what is not ours: .venv, .nox, and
+        # benchmarks/.bench-cache (sqlalchemy-cockroachdb, installed on demand)
+        if path.resolve() != this
+        and not any(part.startswith(".") for part in path.relative_to(ROOT).parts)
     ]
 
 
