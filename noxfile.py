@@ -17,6 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import nox
+from nox.command import CommandFailed
 
 nox.options.sessions = ["tests", "lint", "typecheck"]
 nox.options.reuse_existing_virtualenvs = True
@@ -32,20 +33,31 @@ SQLALCHEMY = {
 def _pytest(session: nox.Session, *extra: str) -> None:
     """Run the main suite, then the compliance suites in their own pytest run
     (SQLAlchemy's plugin runs its own event loop and reads
-    tests/compliance/test.cfg; pytest.ini there turns this package's plugin off)."""
-    session.run("python", "-m", "pytest", *extra, *session.posargs)
-    if not Path("tests/compliance").is_dir():
-        return
-    session.run(
-        "python",
-        "-m",
-        "pytest",
-        "-c",
-        "tests/compliance/pytest.ini",
-        "tests/compliance",
-        *extra,
-        success_codes=[0],
-    )
+    tests/compliance/test.cfg; pytest.ini there turns this package's plugin off).
+
+    The compliance run happens even when the main suite failed, so one failure
+    does not hide the other suite's result; the session fails if either did.
+    """
+    failed: list[str] = []
+    try:
+        session.run("python", "-m", "pytest", *extra, *session.posargs)
+    except CommandFailed:
+        failed.append("main suite")
+    if Path("tests/compliance").is_dir():
+        try:
+            session.run(
+                "python",
+                "-m",
+                "pytest",
+                "-c",
+                "tests/compliance/pytest.ini",
+                "tests/compliance",
+                *extra,
+            )
+        except CommandFailed:
+            failed.append("compliance suites")
+    if failed:
+        session.error(f"failed: {', '.join(failed)}")
 
 
 @nox.session

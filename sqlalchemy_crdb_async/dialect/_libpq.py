@@ -40,11 +40,14 @@ See also: https://www.postgresql.org/docs/current/libpq-connect.html#LIBPQ-PARAM
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import ssl
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from typing_extensions import override
 
 from ..errors import ConnectParameterError
 
@@ -197,6 +200,7 @@ def _ssl_context(
 ) -> ssl.SSLContext:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.sslobject_class = OneWayCloseSSLObject
     if mode == "require":
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
@@ -229,6 +233,34 @@ def _ssl_context(
                 "that 'sslpassword' is right."
             ) from None
     return ctx
+
+
+class OneWayCloseSSLObject(ssl.SSLObject):
+    """A TLS connection that closes without waiting for the server's close_notify.
+
+    asyncio (and uvloop) close a TLS transport gracefully: send close_notify,
+    then keep the socket open until the peer's close_notify or EOF arrives
+    (up to 30 s). When the server refuses a connection after the handshake (no
+    client certificate, a failed password), asyncpg closes the transport and
+    raises at once, while the server's own close is still on its way; a caller
+    whose event loop ends first leaked the socket (``ResourceWarning:
+    unclosed transport``), and how soon the server's FIN arrived decided
+    whether it did. TLS lets the side that closes stop there: "It is not
+    required for the initiator of the close to wait for the responding
+    close_notify alert before closing the read side of the connection"
+    (RFC 8446, section 6.1, https://www.rfc-editor.org/rfc/rfc8446#section-6.1).
+    With this class the shutdown is complete once our close_notify is written,
+    so the socket closes within two turns of the event loop, whatever the
+    server does. Set per context (``SSLContext.sslobject_class``), never
+    process-wide.
+    """
+
+    @override
+    def unwrap(self) -> None:
+        # SSLWantReadError: our close_notify is in the outgoing buffer; the
+        # loop sends it and closes the socket. The server's answer is not needed.
+        with contextlib.suppress(ssl.SSLWantReadError):
+            super().unwrap()
 
 
 def _check_readable(name: str, path: str) -> None:

@@ -168,16 +168,19 @@ _CLOSE_TURNS = 10
 
 
 async def _let_transport_close() -> None:
-    """Give asyncpg's transport of a refused connection time to close.
+    """Let the transport of a refused connection close before the error is raised.
 
     When the server refuses a connection after the TLS handshake (no client
     certificate, a failed authentication), asyncpg calls ``close()`` on the
-    TLS transport and raises at once; the graceful TLS shutdown finishes a few
-    event-loop turns later. A caller whose event loop ends first (a test, a
-    script's ``asyncio.run``) then leaks the socket (``ResourceWarning:
-    unclosed transport``). The server has already closed its side, so a few
-    turns of the loop (each polls the socket once) are enough; bounded, no
-    sleeping.
+    TLS transport and raises at once; the socket closes a few event-loop turns
+    later. A caller whose event loop ends first (a test, a script's
+    ``asyncio.run``) would leak it (``ResourceWarning: unclosed transport``).
+    The TLS contexts the dialect builds (``_libpq.OneWayCloseSSLObject``) do
+    not wait for the server's close_notify, so the socket is closed within two
+    turns of the loop whatever the server does; these turns are that wait,
+    bounded, with no sleeping. (A context asyncpg builds itself, for an
+    ``sslmode`` given without certificate files, still waits for the server's
+    close; the server closes right after its refusal.)
     """
     for _ in range(_CLOSE_TURNS):
         await asyncio.sleep(0)

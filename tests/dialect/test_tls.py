@@ -7,18 +7,23 @@ signed by a throwaway CA; the second half requires client certificates
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import shutil
+import socket
 import ssl
 import tempfile
+import threading
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from sqlalchemy_crdb_async.dialect._libpq import asyncpg_connect_kwargs
 from sqlalchemy_crdb_async.testing import EmbeddedPostgres, find_postgres_bindir
 from tests.certs import Certs, make_certs
 
@@ -182,3 +187,71 @@ async def test_no_client_certificate_is_refused(
     with pytest.raises((OperationalError, DBAPIError)) as info:
         await _uses_tls(url)
     assert certs.key_password not in str(info.value)
+
+
+@pytest.fixture
+def silent_tls_peer(certs: Certs) -> Iterator[int]:
+    """A real TLS server that completes the handshake, then never reads again.
+
+    It never answers a close_notify and never closes, as a server that is slow
+    to end a refused connection looks from the client in the worst case.
+    """
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_ctx.load_cert_chain(certs.server_cert, certs.server_key)
+    listener = socket.create_server(("127.0.0.1", 0))
+    release = threading.Event()
+    held: list[ssl.SSLSocket] = []
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):
+            while not release.is_set():
+                raw, _ = listener.accept()
+                try:
+                    held.append(server_ctx.wrap_socket(raw, server_side=True))
+                except OSError:
+                    raw.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        release.set()
+        listener.close()
+        thread.join(timeout=10)
+        for conn in held:
+            conn.close()
+
+
+async def _open_and_close(port: int, ctx: ssl.SSLContext) -> tuple[bool, Any]:
+    """Open a TLS connection, close it, let the loop turn 10 times.
+
+    Returns whether the raw socket was closed by then, and the transport.
+    """
+    _, writer = await asyncio.open_connection(
+        "127.0.0.1", port, ssl=ctx, server_hostname="localhost"
+    )
+    raw = writer.transport.get_extra_info("socket")
+    writer.close()
+    for _ in range(10):
+        await asyncio.sleep(0)
+    return raw.fileno() == -1, writer.transport
+
+
+async def test_our_tls_context_closes_without_waiting_for_the_server(
+    silent_tls_peer: int, certs: Certs
+) -> None:
+    # The cause of the refused-connect socket leak: a graceful TLS close waits
+    # for the server's close_notify. The dialect's contexts do not.
+    ours = asyncpg_connect_kwargs(
+        {"sslmode": "verify-full", "sslrootcert": str(certs.ca_cert)}
+    )["ssl"]
+    closed, _ = await _open_and_close(silent_tls_peer, ours)
+    assert closed, "the dialect's TLS context left the socket open after close()"
+
+    # Control: a default context still waits for the (silent) server, so the
+    # check above can fail.
+    default = ssl.create_default_context(cafile=str(certs.ca_cert))
+    closed, transport = await _open_and_close(silent_tls_peer, default)
+    assert not closed
+    transport.abort()

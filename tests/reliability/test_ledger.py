@@ -49,6 +49,7 @@ from sqlalchemy_crdb_async import (
     run_transaction,
 )
 from sqlalchemy_crdb_async.testing import EmbeddedPostgres, FaultProxy
+from tests.pool.support import wait_for
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -268,12 +269,20 @@ async def inject_faults(
 async def audit(pg: EmbeddedPostgres, tally: Tally) -> dict[str, int]:
     conn = await asyncpg.connect(direct_dsn(pg))
     try:
+
+        async def none_idle_in_transaction() -> bool:
+            stuck = await conn.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = "
+                "current_database() AND state LIKE 'idle in transaction%'"
+            )
+            return bool(stuck == 0)
+
+        # Connections the proxy cut stay "idle in transaction" on the server
+        # until their backends read the closed sockets: wait for that (bounded)
+        # before reading the ledger.
+        await wait_for(none_idle_in_transaction, "no session idle in a transaction")
         rows = await conn.fetch("SELECT id, src, dst, amount FROM transfers")
         balances = dict(await conn.fetch("SELECT id, balance FROM accounts"))
-        stuck = await conn.fetchval(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = "
-            "current_database() AND state LIKE 'idle in transaction%'"
-        )
     finally:
         await conn.close()
     ledger = Counter(r["id"] for r in rows)
@@ -289,7 +298,6 @@ async def audit(pg: EmbeddedPostgres, tally: Tally) -> dict[str, int]:
         expected[r["src"]] -= r["amount"]
         expected[r["dst"]] += r["amount"]
     assert balances == expected
-    assert stuck == 0
     return {
         "ambiguous_committed": len(tally.ambiguous & set(ledger)),
         "lost": lost,
