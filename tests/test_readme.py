@@ -12,6 +12,7 @@ left running. The test file block runs in
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 import pytest
@@ -43,11 +44,11 @@ def test_each_block_is_a_program_a_test_file_or_an_excerpt(block: Block) -> None
     missing = [
         what
         for what, needed in (
-            ("import asyncio", "import asyncio\n"),
-            ("the URL from DATABASE_URL", 'os.environ.get(\n    "DATABASE_URL"'),
-            ("asyncio.run(...)", "asyncio.run("),
+            ("import asyncio", r"^import asyncio$"),
+            ("the URL from DATABASE_URL", r"os\.environ(\.get\(|\[)\s*.DATABASE_URL"),
+            ("asyncio.run(...)", r"^\s*asyncio\.run\("),
         )
-        if needed not in block.code
+        if not re.search(needed, block.code, re.M)
     ]
     assert not missing, (
         f"README line {block.line} ({block.heading}, first line {first!r}) is not "
