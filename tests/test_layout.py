@@ -120,4 +120,11 @@ def test_one_folder_per_subsystem() -> None:
     folders = {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").is_file()}
     assert folders == SUBSYSTEMS
     top = {p.name for p in PACKAGE.glob("*.py")}
-    assert top == {"__init__.py", "_cleanup.py", "errors.py", "sqlstate.py", "sync.py"}
+    assert top == {
+        "__init__.py",
+        "_cleanup.py",
+        "errors.py",
+        "server.py",
+        "sqlstate.py",
+        "sync.py",
+    }

@@ -1,11 +1,17 @@
 """Test support: a pytest plugin that gives tests a live CockroachDB-or-PostgreSQL.
 
 Installed with this package as the pytest plugin ``crdb_async`` (entry point
-``pytest11``), so an application's own tests can use it too::
+``pytest11``), so an application's own tests can use it too; ``pip install
+'sqlalchemy-crdb-async[testing]'`` brings what it needs (pytest, anyio, the
+embedded PostgreSQL)::
 
     async def test_orders(crdb_url):          # a fresh database for this module
         engine = create_async_engine(crdb_url)
         ...
+
+Such an ``async def`` test runs with no configuration: where the project has
+set neither pytest-asyncio's ``asyncio_mode`` nor anyio's ``anyio_mode``, an
+async test no plugin claims runs on anyio's asyncio backend (:mod:`.plugin`).
 
 How the server is found (:mod:`.provider`): ``--crdb-url`` / ``CRDB_TEST_URL``,
 else a ``cockroach`` binary on PATH, else an embedded PostgreSQL

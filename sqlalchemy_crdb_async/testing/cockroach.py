@@ -9,6 +9,10 @@ Started as the CockroachDB docs describe a local test node::
 Port 0 lets the node pick free ports; the SQL URL it listens on is read back
 from ``--listening-url-file`` (https://www.cockroachlabs.com/docs/stable/cockroach-start-single-node).
 The in-memory store needs no cleanup beyond the temporary directory.
+``CockroachNode(binary, port=N)`` listens on ``127.0.0.1:N`` instead;
+``CockroachNode(binary, store_dir=D)`` keeps the data on disk in D
+(``--store=path=D``, same page), which ``stop()`` leaves in place and the next
+start reuses.
 
 No ``cockroach`` binary exists on this project's CI machines, so this module
 runs only where a developer has one; it is exercised by the same suite.
@@ -25,7 +29,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ._process import stop_process
+from ._process import require_free_port, stop_process
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -45,9 +49,18 @@ def find_cockroach() -> str | None:
 class CockroachNode:
     """One insecure in-memory CockroachDB node; see the module docstring."""
 
-    def __init__(self, binary: str, store_size: str = STORE_SIZE) -> None:
+    def __init__(
+        self,
+        binary: str,
+        store_size: str = STORE_SIZE,
+        *,
+        port: int | None = None,
+        store_dir: Path | None = None,
+    ) -> None:
         self.binary = binary
         self.store_size = store_size
+        self.port = port
+        self.store_dir = store_dir.resolve() if store_dir is not None else None
         self.url: str | None = None
         self._dir: Path | None = None
         self._process: subprocess.Popen[bytes] | None = None
@@ -64,6 +77,13 @@ class CockroachNode:
     def start(self) -> CockroachNode:
         if self._process is not None:
             return self
+        if self.port is not None:
+            require_free_port(self.port)
+        if self.store_dir is None:
+            store = f"--store=type=mem,size={self.store_size}"
+        else:
+            self.store_dir.mkdir(parents=True, exist_ok=True)
+            store = f"--store=path={self.store_dir}"
         self._dir = Path(tempfile.mkdtemp(prefix="crdb-async-node-"))
         atexit.register(self.stop)
         url_file = self._dir / "url"
@@ -74,8 +94,8 @@ class CockroachNode:
                     self.binary,
                     "start-single-node",
                     "--insecure",
-                    f"--store=type=mem,size={self.store_size}",
-                    "--listen-addr=127.0.0.1:0",
+                    store,
+                    f"--listen-addr=127.0.0.1:{self.port or 0}",
                     "--http-addr=127.0.0.1:0",
                     f"--listening-url-file={url_file}",
                     f"--log-dir={self._dir / 'logs'}",
@@ -99,6 +119,10 @@ class CockroachNode:
             time.sleep(0.1)
         self.stop()
         raise RuntimeError(f"cockroach did not start in {STARTUP_TIMEOUT_S:.0f} s")
+
+    def running(self) -> bool:
+        """Whether the server process is alive (started and not exited)."""
+        return self._process is not None and self._process.poll() is None
 
     def stop(self) -> None:
         proc, self._process = self._process, None

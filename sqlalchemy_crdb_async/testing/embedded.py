@@ -12,6 +12,12 @@ off) for speed.
     with EmbeddedPostgres() as pg:
         print(pg.url)   # postgresql://postgres@127.0.0.1:54021/postgres
 
+``EmbeddedPostgres(port=N)`` listens on port N (``PortInUseError`` when
+something else does); ``EmbeddedPostgres(workdir=D)`` keeps its files in D
+(``D/data``, ``D/server.log``) instead of a temporary directory, reuses a data
+directory it finds there, and leaves D in place on ``stop()``.
+``python -m sqlalchemy_crdb_async.server`` is this server as a command.
+
 Server binaries, first found wins:
 
 1. the ``PG_BINDIR`` environment variable;
@@ -42,12 +48,17 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ._process import stop_process
+from ._process import PortInUseError, require_free_port, stop_process
 
 if TYPE_CHECKING:
     from types import TracebackType
 
-__all__ = ["EmbeddedPostgres", "PostgresNotFoundError", "find_postgres_bindir"]
+__all__ = [
+    "EmbeddedPostgres",
+    "PortInUseError",
+    "PostgresNotFoundError",
+    "find_postgres_bindir",
+]
 
 STARTUP_TIMEOUT_S = 60.0
 SHUTDOWN_TIMEOUT_S = 30.0
@@ -130,14 +141,21 @@ class EmbeddedPostgres:
         bindir: Path | None = None,
         settings: dict[str, str] | None = None,
         hba: str | None = None,
+        *,
+        port: int | None = None,
+        workdir: Path | None = None,
     ) -> None:
         """``settings`` are added to postgresql.conf (values quoted as SQL
         literals where PostgreSQL wants it); ``hba``, when given, replaces
-        pg_hba.conf (default: trust for everyone)."""
+        pg_hba.conf (default: trust for everyone). ``port``: listen there
+        instead of on a free port. ``workdir``: keep the files there (kept on
+        ``stop()``, reused by the next start) instead of a temporary directory."""
         self.bindir = bindir or find_postgres_bindir()
         self.settings = {**SERVER_SETTINGS, **(settings or {})}
         self.hba = hba
         self.port: int | None = None
+        self._fixed_port = port
+        self._workdir = workdir.resolve() if workdir is not None else None
         self._dir: Path | None = None
         self._process: subprocess.Popen[bytes] | None = None
         self._run_as: str | None = SYSTEM_USER if os.geteuid() == 0 else None
@@ -183,18 +201,26 @@ class EmbeddedPostgres:
         if self._run_as:
             _ensure_system_user(self._run_as)
             self.bindir = _reachable_bindir(self.bindir, self._run_as)
+        if self._fixed_port is not None:
+            require_free_port(self._fixed_port)
         _remove_orphaned_dirs()
-        self._dir = Path(tempfile.mkdtemp(prefix=DIR_PREFIX))
-        (self._dir / OWNER_FILE).write_text(str(os.getpid()))
+        if self._workdir is None:
+            self._dir = Path(tempfile.mkdtemp(prefix=DIR_PREFIX))
+            (self._dir / OWNER_FILE).write_text(str(os.getpid()))
+        else:
+            self._workdir.mkdir(parents=True, exist_ok=True)
+            self._dir = self._workdir
         atexit.register(self.stop)
         try:
             self._chown(self._dir)
-            self._initdb()
+            self._check_reachable(self._dir)
+            if not (self.datadir / "PG_VERSION").is_file():
+                self._initdb()
             for attempt in range(3):
-                self.port = free_port()
+                self.port = self._fixed_port or free_port()
                 if self._launch():
                     return self
-                if attempt == 2:
+                if attempt == 2 or self._fixed_port is not None:
                     raise RuntimeError(
                         f"PostgreSQL did not start; log:\n{self._log_tail()}"
                     )
@@ -203,13 +229,18 @@ class EmbeddedPostgres:
             raise
         return self
 
+    def running(self) -> bool:
+        """Whether the server process is alive (started and not exited)."""
+        return self._process is not None and self._process.poll() is None
+
     def stop(self) -> None:
-        """Fast shutdown, then remove the data directory. Safe to call twice."""
+        """Fast shutdown, then remove the data directory (unless it is the
+        ``workdir`` given). Safe to call twice."""
         proc, self._process = self._process, None
         stop_process(proc, signal.SIGINT, SHUTDOWN_TIMEOUT_S)  # "fast" shutdown
-        if self._dir is not None:
+        if self._dir is not None and self._workdir is None:
             shutil.rmtree(self._dir, ignore_errors=True)
-            self._dir = None
+        self._dir = None
         atexit.unregister(self.stop)
 
     def restart(self) -> None:
@@ -334,6 +365,23 @@ class EmbeddedPostgres:
             return
         entry = pwd.getpwnam(self._run_as)
         os.chown(path, entry.pw_uid, entry.pw_gid)
+
+    def _check_reachable(self, path: Path) -> None:
+        """As root the server runs as ``postgres``, which must reach ``path``."""
+        if self._run_as is None:
+            return
+        probe = subprocess.run(
+            ["test", "-w", str(path), "-a", "-x", str(path)],
+            user=self._run_as,
+            cwd="/",
+            check=False,
+        )
+        if probe.returncode != 0:
+            raise PermissionError(
+                f"the {self._run_as!r} system user (PostgreSQL refuses to run as "
+                f"root) cannot enter or write {path}; choose a directory it can "
+                "reach, for example one under /tmp"
+            )
 
 
 def _remove_orphaned_dirs() -> None:

@@ -1,11 +1,29 @@
 """The pytest plugin ``crdb_async``: fixtures ``crdb_server`` and ``crdb_url``.
 
 See :mod:`sqlalchemy_crdb_async.testing` for how to use it.
+
+Async tests in a project that chose nothing
+    ``async def test_orders(crdb_url)`` must run in a project that never
+    configured an async test plugin (``pip install
+    'sqlalchemy-crdb-async[testing]'``, a test file, ``python -m pytest``).
+    So when neither pytest-asyncio's ``asyncio_mode`` nor anyio's
+    ``anyio_mode`` is set (ini file, ``-o``, or ``--asyncio-mode`` /
+    ``--anyio-mode``), a coroutine test that no plugin claims (no ``asyncio``,
+    ``anyio`` or ``trio`` marker on it, its class or module, no
+    ``anyio_backend`` among its fixtures) is handed to anyio's pytest plugin
+    (the ``testing`` extra installs anyio) on the asyncio backend only, with
+    anyio's ``anyio_backend`` fixture parametrized to ``"asyncio"`` at module
+    scope: the test id gets ``[asyncio]``, and the test's async fixtures run
+    in the same loop. Without anyio, pytest-asyncio's ``asyncio`` marker is
+    used instead. Such a test failed before ("async def functions are not
+    natively supported"), so no test that ran changes. A project that set
+    either mode is left exactly as it is.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import inspect
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -37,6 +55,59 @@ def pytest_configure(config: pytest.Config) -> None:
         "'AS OF SYSTEM TIME'); skipped on PostgreSQL with 'needs CockroachDB: "
         "<feature>'",
     )
+
+
+#: Markers by which another plugin claims a coroutine test.
+_ASYNC_MARKERS = frozenset({"asyncio", "anyio", "trio"})
+
+
+def _mode_is_set(config: pytest.Config, name: str) -> bool:
+    """Whether the project set the ini option or command-line flag ``name``."""
+    if config.getoption(name, None):
+        return True
+    overrides = config.getoption("override_ini", None) or []  # -o name=value
+    if any(str(o).partition("=")[0].strip() == name for o in overrides):
+        return True
+    # The ini values as read: pytest >= 9 keeps them in ``_inicfg`` (its public
+    # ``inicfg`` is deprecated there); pytest 8 in ``inicfg``
+    # (https://github.com/pytest-dev/pytest/blob/main/src/_pytest/config/__init__.py).
+    values = getattr(config, "_inicfg", None)
+    if values is None:
+        values = getattr(config, "inicfg", {})
+    return name in values
+
+
+def _async_mode_chosen(config: pytest.Config) -> bool:
+    return _mode_is_set(config, "asyncio_mode") or _mode_is_set(config, "anyio_mode")
+
+
+def _claimed(collector: pytest.Module | pytest.Class, obj: Any) -> bool:
+    """Whether a plugin the project uses already runs this coroutine test."""
+    marks = [*collector.iter_markers(), *getattr(obj, "pytestmark", ())]
+    for mark in marks:
+        if mark.name in _ASYNC_MARKERS:
+            return True
+        if mark.name == "usefixtures" and "anyio_backend" in mark.args:
+            return True
+    return "anyio_backend" in inspect.signature(obj).parameters
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pycollect_makeitem(
+    collector: pytest.Module | pytest.Class, name: str, obj: object
+) -> None:
+    """Hand unclaimed coroutine tests to anyio (see the module docstring)."""
+    if not collector.istestfunction(obj, name) or _async_mode_chosen(collector.config):
+        return
+    inner = getattr(getattr(obj, "hypothesis", None), "inner_test", obj)
+    if not inspect.iscoroutinefunction(inner) or _claimed(collector, obj):
+        return
+    plugins = collector.config.pluginmanager
+    if plugins.has_plugin("anyio"):
+        pytest.mark.usefixtures("anyio_backend")(obj)
+        pytest.mark.parametrize("anyio_backend", ["asyncio"], scope="module")(obj)
+    elif plugins.has_plugin("asyncio"):
+        pytest.mark.asyncio(obj)
 
 
 def pytest_report_header(config: pytest.Config) -> str:
