@@ -78,3 +78,27 @@ def test_sync_refused_login_is_an_operational_error(crdb_url: URL) -> None:
     finally:
         engine.dispose()
     assert is_connect_failure(caught.value)
+
+
+async def test_classify_tells_a_failed_connect_from_a_refused_login(
+    crdb_url: URL,
+) -> None:
+    from sqlalchemy_crdb_async import ErrorKind, classify
+    from sqlalchemy_crdb_async.testing.embedded import free_port
+
+    async def error_of(url: URL) -> exc.OperationalError:
+        engine = create_async_engine(url)
+        try:
+            with pytest.raises(exc.OperationalError) as caught:
+                async with engine.connect():
+                    pass
+        finally:
+            await engine.dispose()
+        return caught.value
+
+    refused = classify(await error_of(crdb_url.set(port=free_port())))
+    assert refused.kind is ErrorKind.RETRY  # run_transaction rides out a restart
+    assert refused.connect_failed
+    assert refused.connection_lost
+    login = classify(await error_of(crdb_url.set(username="no_such_role")))
+    assert login.kind is ErrorKind.RAISE  # retrying changes nothing
