@@ -64,7 +64,9 @@ database unreachable (connect refused,         503 with ``Retry-After``; one
 class 08/57P0x/53, pool timeout)               WARNING line, traceback at DEBUG
 the server refused the app's login (class 28,  503 with ``Retry-After``; one ERROR
 e.g. a wrong password 28P01; 3D000 no such     line naming the SQLSTATE: the app's
-database)                                      settings need fixing
+database)                                      settings need fixing (asyncpg; libpq
+                                               gives psycopg no SQLSTATE for a
+                                               refused login: a WARNING line)
 integrity error, class 23 (at COMMIT too)      409
 data exception, class 22 (e.g. 22003)          422, naming the column (also as
                                                ``"field"``) when the server names
