@@ -69,7 +69,7 @@ class CockroachDBDialect_asyncpg(CockroachDBDialect, PGDialect_asyncpg):
 
     @override
     def connect(self, *cargs: Any, **cparams: Any) -> Any:
-        refuse_sync_use(self)  # before a coroutine exists that nobody awaits
+        refuse_sync_use(self, cparams)  # before a coroutine exists that nobody awaits
         try:
             return super().connect(*cargs, **cparams)
         except Exception as error:

@@ -156,19 +156,23 @@ _CRDB_INDEX_ARGS: dict[str, Any] = {
 }
 
 
-def refuse_sync_use(dialect: Any) -> None:
+def refuse_sync_use(dialect: Any, cparams: dict[str, Any]) -> None:
     """Raise DriverModeError when an asyncio dialect connects from sync code.
 
     SQLAlchemy's asyncio layer runs the sync engine inside a greenlet it
     spawned (``greenlet_spawn``); a plain ``create_engine()`` does not, and the
-    driver's coroutine could never be awaited.
+    driver's coroutine could never be awaited. SQLAlchemy 2.0's deprecated
+    ``?async_fallback=true`` (which runs its own loop) is left alone.
     """
-    if not dialect.is_async:
+    if not dialect.is_async or str(cparams.get("async_fallback", "")).lower() in (
+        "true",
+        "1",
+    ):
         return
     in_greenlet = getattr(_concurrency, "in_greenlet", None)
     if in_greenlet is None or in_greenlet():
         return
-    scheme = f"cockroachdb+{dialect.driver}".replace("psycopg_async", "psycopg")
+    scheme = f"cockroachdb+{dialect.driver}"
     raise DriverModeError(
         f"{scheme}:// is an asyncio driver, and this engine was made with "
         "create_engine(), which calls drivers synchronously. Use "
@@ -242,7 +246,7 @@ class CockroachDBDialect(PGDialect):
 
     @override
     def connect(self, *cargs: Any, **cparams: Any) -> Any:
-        refuse_sync_use(self)
+        refuse_sync_use(self, cparams)
         for name in NOOP_CONNECT_PARAMS:  # from connect_args; ignored
             cparams.pop(name, None)
         try:
