@@ -8,6 +8,8 @@ handlers::
      ├── sqlalchemy.exc.ArgumentError
      │    └── ConnectParameterError      bad libpq-style URL parameter
      ├── sqlalchemy.exc.InvalidRequestError
+     │    ├── DriverModeError            asyncio driver with create_engine(), or a
+     │    │                              sync one with create_async_engine()
      │    ├── UnrecognizedServerError    version() is neither CockroachDB nor PostgreSQL
      │    ├── AsOfSystemTimeError        AS OF SYSTEM TIME run inside a transaction
      │    └── UnsupportedServerError     CockroachDB older than the dialect can talk to
@@ -30,10 +32,19 @@ They keep the error behind them: ``__cause__`` is set, and ``orig``,
 
 Messages never contain a password: parameters are named, values of secrets are
 not repeated.
+
+A connect that fails (refused, unanswered, a login the server rejects, no free
+connection slot) reaches callers as ``sqlalchemy.exc.OperationalError`` on every
+driver, with the server's SQLSTATE in ``orig.sqlstate`` when the server
+answered (28P01, 3D000, 53300, ...). The dialects mark the driver's error with
+:func:`mark_connect_failure`; :func:`is_connect_failure` reads the mark anywhere
+in an error's chain, so the retry helpers and the FastAPI route can tell "could
+not open a connection" from "lost one mid-transaction".
 """
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from sqlalchemy import exc
@@ -43,6 +54,7 @@ __all__ = [
     "AsOfSystemTimeError",
     "ConnectParameterError",
     "DialectConflictWarning",
+    "DriverModeError",
     "ReplayMismatchError",
     "RetriesExhaustedError",
     "TransactionRetryError",
@@ -54,6 +66,11 @@ __all__ = [
 
 class ConnectParameterError(exc.ArgumentError):
     """Raised when a URL query parameter (sslmode, sslrootcert, ...) is invalid."""
+
+
+class DriverModeError(exc.InvalidRequestError):
+    """Raised when an asyncio driver meets ``create_engine()`` (at first
+    connect) or a sync driver meets ``create_async_engine()`` (at once)."""
 
 
 class UnrecognizedServerError(exc.InvalidRequestError):
@@ -151,8 +168,37 @@ class ReplayMismatchError(TransactionRetryError):
     """Raised when a replayed statement's result differs from the recorded one."""
 
 
+#: Attribute set on a driver error raised while opening a connection.
+_CONNECT_FAILURE_MARK = "_sqlalchemy_crdb_async_connect_failure"
+
+
+def mark_connect_failure(error: BaseException) -> None:
+    """Mark ``error`` as raised while opening a connection (the dialects call it)."""
+    with contextlib.suppress(AttributeError, TypeError):  # no __dict__
+        setattr(error, _CONNECT_FAILURE_MARK, True)
+
+
+def is_connect_failure(error: BaseException) -> bool:
+    """True when ``error``, its ``orig`` or a cause is a marked connect failure."""
+    seen = 0
+    todo: list[BaseException | None] = [error]
+    while todo and seen < 16:
+        item = todo.pop()
+        if item is None:
+            continue
+        seen += 1
+        if getattr(item, _CONNECT_FAILURE_MARK, False):
+            return True
+        orig = getattr(item, "orig", None)
+        if isinstance(orig, BaseException) and orig is not item:
+            todo.append(orig)
+        todo.append(item.__cause__)
+    return False
+
+
 for _cls in (
     ConnectParameterError,
+    DriverModeError,
     UnrecognizedServerError,
     AsOfSystemTimeError,
     UnsupportedServerError,

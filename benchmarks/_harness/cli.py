@@ -453,7 +453,9 @@ def _report(
     if legacy_note:
         notes.append(legacy_note)
     notes.extend(_unavailable_notes(rows))
-    table = report.markdown(rows, notes, [w.name for w in workloads if w.retries])
+    table = report.markdown(
+        rows, notes, [w.name for w in workloads if w.retries], quick=args.quick
+    )
     meta = {
         "started": datetime.datetime.now(datetime.timezone.utc).isoformat(),
         "argv": sys.argv[1:],
@@ -468,9 +470,10 @@ def _report(
         "notes": notes,
         "statements": {"/".join(k): v for k, v in outcome.statements.items()},
         "rtt_measured_ms": outcome.rtt_measured_ms,
+        "quick": bool(args.quick),
     }
     report.write_json(args.json, meta, cells, rows)
-    plots = report.write_plots(args.plot, rows)
+    plots = report.write_plots(args.plot, rows, quick=args.quick)
     print(table)
     console.print(f"JSON: {args.json}; plots: {', '.join(map(str, plots))}")
     failed = [c for c in cells if c.status == "error"]

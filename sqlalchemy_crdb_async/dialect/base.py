@@ -58,6 +58,18 @@ does nothing: this package sends no telemetry. It never reaches the driver
 (psycopg would refuse it as an invalid connection option, asyncpg as an unknown
 parameter).
 
+Connecting
+----------
+A connect that fails is marked (:func:`..errors.mark_connect_failure`) so the
+retry helpers and the FastAPI route can tell it from a connection lost later.
+An asyncio dialect (``cockroachdb+asyncpg://``, ``+psycopg_async``) asked to
+connect outside SQLAlchemy's asyncio layer, i.e. from ``create_engine()``
+instead of ``create_async_engine()``, raises :class:`.DriverModeError` naming
+both fixes before the driver is called (not ``MissingGreenlet`` and a
+coroutine that was never awaited). ``create_engine()`` itself cannot refuse
+the URL: SQLAlchemy's own test suite and ``create_mock_engine`` legitimately
+build sync engines on asyncio dialects.
+
 Execution and bulk inserts
 --------------------------
 Each driver's execution context refuses, before sending, a statement made with
@@ -77,8 +89,10 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from sqlalchemy import schema as sa_schema
 from sqlalchemy.dialects.postgresql.base import PGDialect
 from sqlalchemy.sql.compiler import InsertmanyvaluesSentinelOpts
+from sqlalchemy.util import concurrency as _concurrency
 from typing_extensions import override
 
+from ..errors import DriverModeError, mark_connect_failure
 from . import constructs as crdb_sql
 from . import reflection as crdb_reflection
 from .compiler import (
@@ -102,7 +116,12 @@ if TYPE_CHECKING:
         IsolationLevel,
     )
 
-__all__ = ["NOOP_CONNECT_PARAMS", "CockroachDBDialect", "without_noop_params"]
+__all__ = [
+    "NOOP_CONNECT_PARAMS",
+    "CockroachDBDialect",
+    "refuse_sync_use",
+    "without_noop_params",
+]
 
 #: One round trip tells the server apart and gives both version numbers.
 DETECT_SERVER_SQL = "SELECT version(), current_setting('server_version')"
@@ -135,6 +154,32 @@ _CRDB_INDEX_ARGS: dict[str, Any] = {
     "vector": False,
     "visibility": None,
 }
+
+
+def refuse_sync_use(dialect: Any, cparams: dict[str, Any]) -> None:
+    """Raise DriverModeError when an asyncio dialect connects from sync code.
+
+    SQLAlchemy's asyncio layer runs the sync engine inside a greenlet it
+    spawned (``greenlet_spawn``); a plain ``create_engine()`` does not, and the
+    driver's coroutine could never be awaited. SQLAlchemy 2.0's deprecated
+    ``?async_fallback=true`` (which runs its own loop) is left alone.
+    """
+    if not dialect.is_async or str(cparams.get("async_fallback", "")).lower() in (
+        "true",
+        "1",
+    ):
+        return
+    in_greenlet = getattr(_concurrency, "in_greenlet", None)
+    if in_greenlet is None or in_greenlet():
+        return
+    scheme = f"cockroachdb+{dialect.driver}"
+    raise DriverModeError(
+        f"{scheme}:// is an asyncio driver, and this engine was made with "
+        "create_engine(), which calls drivers synchronously. Use "
+        f"sqlalchemy.ext.asyncio.create_async_engine('{scheme}://...') from "
+        "async code, or for synchronous code create_engine() with "
+        "'cockroachdb+psycopg://...' or 'cockroachdb+psycopg2://...'."
+    )
 
 
 class _CheckedExecutionContext:
@@ -201,9 +246,14 @@ class CockroachDBDialect(PGDialect):
 
     @override
     def connect(self, *cargs: Any, **cparams: Any) -> Any:
+        refuse_sync_use(self, cparams)
         for name in NOOP_CONNECT_PARAMS:  # from connect_args; ignored
             cparams.pop(name, None)
-        return super().connect(*cargs, **cparams)
+        try:
+            return super().connect(*cargs, **cparams)
+        except Exception as error:
+            mark_connect_failure(error)
+            raise
 
     @property
     def insertmanyvalues_implicit_sentinel(  # type: ignore[override]

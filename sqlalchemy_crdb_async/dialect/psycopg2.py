@@ -3,8 +3,9 @@
 The older ``sqlalchemy-cockroachdb`` package made bare ``cockroachdb://`` mean
 psycopg2 for ``create_engine``; so does this one, so its users can switch by
 changing an import. With ``create_async_engine``, the bare ``cockroachdb://``
-picks the asyncpg dialect instead (an explicit ``+psycopg2`` stays psycopg2, and
-SQLAlchemy then says that psycopg2 is not an async driver).
+picks the asyncpg dialect instead; an explicit ``+psycopg2`` raises
+:class:`.DriverModeError` at once, naming ``cockroachdb+asyncpg://`` (or
+``create_engine`` for sync code).
 
 Everything CockroachDB-specific lives in :mod:`.base`.
 """
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy.dialects.postgresql.psycopg2 import PGDialect_psycopg2
 from typing_extensions import override
 
+from ..errors import DriverModeError
 from .base import CockroachDBDialect
 
 if TYPE_CHECKING:
@@ -38,7 +40,14 @@ class CockroachDBDialect_psycopg2(CockroachDBDialect, PGDialect_psycopg2):
             from .asyncpg import CockroachDBDialect_asyncpg
 
             return CockroachDBDialect_asyncpg
-        return cls
+        # Only create_async_engine() (or url.get_dialect(_is_async=True)) asks.
+        raise DriverModeError(
+            "cockroachdb+psycopg2:// is a synchronous driver: "
+            "create_async_engine() cannot use it. Use "
+            "create_async_engine('cockroachdb+asyncpg://...') (or "
+            "'cockroachdb+psycopg://...'), or for synchronous code "
+            "create_engine('cockroachdb+psycopg2://...')."
+        )
 
 
 dialect = CockroachDBDialect_psycopg2

@@ -42,6 +42,9 @@ What a :class:`RetryingRoute` does with each request
    dependencies included. Attempts, backoff, deadline and the counters of
    :func:`.retry_stats` are the library's (:class:`.RetryPolicy`, the same
    attempt loop as :func:`.run_transaction`).
+   A connect that fails is the exception: it is not retried inside the
+   request (the client gets 503 with ``Retry-After`` after one connect, not
+   after the policy's attempts; the next request connects again).
 
 The retry policy: ``RetryingRoute.configured(policy, idempotent=...)`` makes a
 route class for a router; the :func:`retry_policy` decorator sets it for one
@@ -57,10 +60,17 @@ with status >= 400)
 :class:`.AmbiguousCommitError` (connection     503, ``"outcome": "unknown"``: retry
 lost or 40003 after COMMIT was sent)           with the same idempotency key
 :class:`.RetriesExhaustedError`                503 with ``Retry-After``
-database unreachable (connect refused,         503 with ``Retry-After``
-class 08/57P0x/53, pool timeout)
+database unreachable (connect refused,         503 with ``Retry-After``; one
+class 08/57P0x/53, pool timeout)               WARNING line, traceback at DEBUG
+the server refused the app's login (class 28,  503 with ``Retry-After``; one ERROR
+e.g. a wrong password 28P01; 3D000 no such     line naming the SQLSTATE: the app's
+database)                                      settings need fixing (asyncpg; libpq
+                                               gives psycopg no SQLSTATE for a
+                                               refused login: a WARNING line)
 integrity error, class 23 (at COMMIT too)      409
-data exception, class 22 (e.g. 22003)          422
+data exception, class 22 (e.g. 22003)          422, naming the column (also as
+                                               ``"field"``) when the server names
+                                               one; on GET/HEAD worded for a read
 anything else                                  rolled back, re-raised: the app's
                                                exception handlers, else Starlette's
                                                plain 500 (never a stack trace

@@ -19,7 +19,7 @@ from sqlalchemy import exc as sa_exc
 from starlette.responses import JSONResponse
 
 from .. import sqlstate as codes
-from ..errors import AmbiguousCommitError, RetriesExhaustedError
+from ..errors import AmbiguousCommitError, RetriesExhaustedError, is_connect_failure
 
 if TYPE_CHECKING:
     from ..retry.policy import RetryPolicy
@@ -45,18 +45,31 @@ _BY_CLASS = (
     (
         codes.DATA_EXCEPTION_CLASS,
         422,
-        "The data cannot be stored as asked (a value is out of range or "
+        "The data cannot be stored as asked (a value{where} is out of range or "
         "malformed); nothing was written.",
     ),
 )
+#: A data error on a request that only reads (GET, HEAD): nothing was to be
+#: stored, so nothing is said about writing.
+_DATA_ERROR_ON_READ = (
+    "A value of the request{where} cannot be used as asked (out of range or "
+    "malformed for the database); check the parameters."
+)
+_READ_METHODS = frozenset({"GET", "HEAD"})
 
 
 def _json(
-    status: int, detail: str, sqlstate: str | None, retry_after_s: int | None = None
+    status: int,
+    detail: str,
+    sqlstate: str | None,
+    retry_after_s: int | None = None,
+    field: str | None = None,
 ) -> JSONResponse:
     body: dict[str, str] = {"detail": detail}
     if sqlstate is not None:
         body["sqlstate"] = sqlstate
+    if field is not None:
+        body["field"] = field
     headers = {"Retry-After": str(retry_after_s)} if retry_after_s is not None else {}
     return JSONResponse(body, status_code=status, headers=headers)
 
@@ -69,6 +82,8 @@ def _unreachable(error: BaseException, sqlstate: str | None) -> bool:
         return True
     if isinstance(error, sa_exc.TimeoutError):  # the pool had no connection
         return True
+    if is_connect_failure(error):  # refused, unanswered, or the login refused
+        return True
     seen = 0
     item: BaseException | None = error
     while item is not None and seen < 8:  # the connect error may be wrapped
@@ -80,13 +95,50 @@ def _unreachable(error: BaseException, sqlstate: str | None) -> bool:
     return False
 
 
+#: SQLSTATE classes of a connect the server refused because the app's settings
+#: are wrong: 28 (invalid authorization: a wrong password 28P01, an unknown
+#: role 28000) and 3D (no such database).
+_MISCONFIGURED_CLASSES = ("28", "3D")
+
+
+def _one_line(error: BaseException) -> str:
+    """The driver's message of ``error`` on one line, without SQLAlchemy's
+    statement and background link."""
+    inner = error.orig if isinstance(error, sa_exc.DBAPIError) else None
+    shown = inner if isinstance(inner, BaseException) else error
+    text = " ".join(str(shown).split())
+    return f"{type(shown).__name__}: {text}" if text else type(shown).__name__
+
+
+def _log_unavailable(error: BaseException, sqlstate: str | None) -> None:
+    """One line per request (the traceback only at DEBUG): a database that is
+    down would otherwise fill the log with the same chained traceback."""
+    if sqlstate is not None and sqlstate.startswith(_MISCONFIGURED_CLASSES):
+        log.error(
+            "the database refused the app's connection (SQLSTATE %s): check the "
+            "user, password and database name of the engine's URL; answered "
+            "503: %s",
+            sqlstate,
+            _one_line(error),
+        )
+    else:
+        log.warning("the database is unavailable; answered 503: %s", _one_line(error))
+    log.debug("the error behind the 503", exc_info=error)
+
+
 def answer_for(
-    error: BaseException, policy: RetryPolicy | None = None
+    error: BaseException,
+    policy: RetryPolicy | None = None,
+    *,
+    method: str | None = None,
 ) -> JSONResponse | None:
     """The answer to ``error``, or None when the app should handle it.
 
     ``policy`` sizes ``Retry-After`` after exhausted retries (its
-    ``max_backoff_s``, rounded up, at least 1 s).
+    ``max_backoff_s``, rounded up, at least 1 s). ``method`` is the request's
+    HTTP method: a data error (class 22) on a GET or HEAD is worded for a
+    read. A 422 names the column when the server named one (also as
+    ``"field"`` in the body).
     """
     found = codes.sqlstates_of(error)
     sqlstate = found[0] if found else None
@@ -118,7 +170,7 @@ def answer_for(
             max(1, math.ceil(wait_s)),
         )
     if _unreachable(error, sqlstate):
-        log.warning("the database is unavailable", exc_info=error)
+        _log_unavailable(error, sqlstate)
         return _json(
             503,
             "The database is unavailable. Retry later.",
@@ -130,5 +182,31 @@ def answer_for(
     for sqlstate_class, status, detail in _BY_CLASS:
         if sqlstate.startswith(sqlstate_class):
             log.info("request answered %d", status, exc_info=error)
-            return _json(status, detail, sqlstate)
+            column = _column_of(error)
+            if status == 422 and (method or "").upper() in _READ_METHODS:
+                detail = _DATA_ERROR_ON_READ
+            detail = detail.format(where=f" (column {column})" if column else "")
+            field = column if status == 422 else None
+            return _json(status, detail, sqlstate, field=field)
+    return None
+
+
+def _column_of(error: BaseException) -> str | None:
+    """The column the server named in its error (its ``column_name`` field),
+    read from the driver error behind ``error``; None when it named none."""
+    seen = 0
+    todo: list[BaseException | None] = [error]
+    while todo and seen < 16:
+        item = todo.pop(0)
+        if item is None:
+            continue
+        seen += 1
+        column = getattr(item, "column_name", None)  # asyncpg
+        if column is None:  # psycopg, psycopg2
+            column = getattr(getattr(item, "diag", None), "column_name", None)
+        if isinstance(column, str) and column:
+            return column
+        orig = getattr(item, "orig", None)
+        todo.append(orig if isinstance(orig, BaseException) else None)
+        todo.append(item.__cause__)
     return None

@@ -174,7 +174,7 @@ async def _attempts(
                 assert answer is not None
                 return answer
             if sleep_s is None:
-                answer = answer_for(error, transaction.policy)
+                answer = answer_for(error, transaction.policy, method=request.method)
                 if answer is None:
                     raise
                 return answer

@@ -79,8 +79,14 @@ class RequestTransaction:
         if scope is None:
             if self.loop is None:
                 engine = sync_engine_of(maker, API)
+                # A failed connect is not retried inside the request: the
+                # client gets 503 with Retry-After at once (_answers.py).
                 self.loop = AttemptLoop(
-                    self.policy, engine, idempotent=self.idempotent, api=API
+                    self.policy,
+                    engine,
+                    idempotent=self.idempotent,
+                    api=API,
+                    retry_failed_connects=False,
                 )
                 for _ in range(self.number):
                     self.loop.start()

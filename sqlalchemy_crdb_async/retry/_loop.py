@@ -15,6 +15,10 @@ attempt never commits, so :func:`mark_injected` notes the connection and a
 pool ``reset`` listener switches the variable off when that connection goes
 back to the pool, whichever way the attempt ended (commit, error, cancel).
 A connection the pool closes instead needs nothing.
+A connect that failed (``Classification.connect_failed``) is retried like a
+lost connection unless the loop was made with ``retry_failed_connects=False``
+(the FastAPI route: a request answers 503 at once rather than hold its worker
+while the database is down).
 The async helpers also ask it for admission (:meth:`AttemptLoop.admit`, the
 engine's gate in :mod:`._admission`) before each attempt, and hand the slot
 back with the attempt's outcome (:meth:`AttemptLoop.release`).
@@ -63,6 +67,7 @@ class AttemptLoop:
         *,
         idempotent: bool,
         api: str,
+        retry_failed_connects: bool = True,
     ) -> None:
         if policy is not None and not isinstance(policy, RetryPolicy):
             raise TypeError(
@@ -72,6 +77,8 @@ class AttemptLoop:
         self.engine = engine
         self.idempotent = bool(idempotent)
         self.api = api
+        #: False: a connect that failed ends the loop (the error is re-raised).
+        self.retry_failed_connects = retry_failed_connects
         self.counters = counters_for(engine)
         self.number = 0
         self.started = time.monotonic()
@@ -135,6 +142,8 @@ class AttemptLoop:
         """
         verdict = classify(error, commit_sent=commit_sent, disconnect=disconnect)
         if verdict.kind is ErrorKind.RAISE:
+            return None
+        if verdict.connect_failed and not self.retry_failed_connects:
             return None
         if verdict.kind is ErrorKind.AMBIGUOUS:
             self.counters.add("ambiguous")

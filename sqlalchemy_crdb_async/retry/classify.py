@@ -14,6 +14,7 @@ result type" (any routine)             went stale after a schema change)
 class 08, 57P01, 57P02, or an error    ``RETRY`` when COMMIT was not yet sent,
 SQLAlchemy marked as a disconnect, or  ``AMBIGUOUS`` when it was
 a network error (below)
+a connect that failed (below)          ``RETRY`` with ``connect_failed`` set
 40003 statement completion unknown     ``AMBIGUOUS``
 :class:`.ReplayMismatchError`          ``RETRY`` (re-run the body)
 :class:`.AmbiguousCommitError`         ``AMBIGUOUS``
@@ -45,6 +46,14 @@ as they are, without a SQLSTATE, and a connect that fails is one too (the
 dialect keeps it as the ``__cause__``). Other ``OSError`` (a missing file) is
 not a network error.
 
+A *failed connect* is an error the dialect raised while opening a connection
+(:func:`..errors.is_connect_failure`): nothing of the transaction ran. A
+refused or unanswered connect is retried like a lost connection
+(``connect_failed`` and ``connection_lost`` set), so :func:`.run_transaction`
+rides out a node that restarts; the FastAPI route does not retry it (the
+client gets 503 at once). A login or database the server refuses (class 28,
+3D000) or a full server (53300) stays ``RAISE``: retrying changes nothing.
+
 Where the SQLSTATE is found: ``exc.orig.sqlstate`` (SQLAlchemy's asyncpg adapter
 and psycopg 3), ``exc.orig.pgcode`` (psycopg2), or the driver exception in
 ``__cause__``.
@@ -53,6 +62,7 @@ and psycopg 3), ``exc.orig.pgcode`` (psycopg2), or the driver exception in
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import enum
 import errno
 import re
@@ -61,6 +71,7 @@ from dataclasses import dataclass
 from sqlalchemy import exc as sa_exc
 
 from .. import sqlstate as codes
+from ..errors import is_connect_failure
 
 __all__ = [
     "Classification",
@@ -97,6 +108,8 @@ class Classification:
     reason: str | None = None
     #: True when the error means the connection is gone.
     connection_lost: bool = False
+    #: True when no connection could be opened (nothing of the work ran).
+    connect_failed: bool = False
 
     @property
     def retryable(self) -> bool:
@@ -231,7 +244,7 @@ def classify(
     if isinstance(error, AmbiguousCommitError):
         return Classification(ErrorKind.AMBIGUOUS, sqlstate_of(error))
     code = sqlstate_of(error)
-    return classify_sqlstate(
+    verdict = classify_sqlstate(
         code,
         _message_of(error) if code == codes.SERIALIZATION_FAILURE else "",
         commit_sent=commit_sent,
@@ -244,6 +257,9 @@ def classify(
             _message_of(error) if code == codes.FEATURE_NOT_SUPPORTED else ""
         ),
     )
+    if verdict.connection_lost and is_connect_failure(error):
+        return dataclasses.replace(verdict, connect_failed=True)
+    return verdict
 
 
 def classify_sqlstate(

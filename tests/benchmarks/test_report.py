@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import pytest
 
 from benchmarks._harness.cli import build_parser, config_from
 from benchmarks._harness.report import markdown, summarize
 from benchmarks._harness.runner import CellResult, percentile
 from benchmarks.workloads import all_workloads
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 def test_bad_concurrency_says_what_is_wanted(
@@ -70,3 +75,39 @@ def test_every_workload_has_one_reference_and_labels() -> None:
         expected = "asyncpg-fastapi" if name.startswith("fastapi") else "asyncpg"
         assert workload.reference.variant == expected
         assert all(s.label for s in workload.scenarios)
+
+
+def test_quick_table_marks_every_ratio_not_for_comparison() -> None:
+    cells = [_cell("ref", 200.0, 0), _cell("other", 100.0, 0)]
+    rows = summarize(cells, {"bank": ("ref", "api")})
+    plain = markdown(rows)
+    assert "not for comparison" not in plain
+    assert "| 1.00 |" in plain
+    quick = markdown(rows, quick=True)
+    assert quick.startswith("**Quick run")
+    assert "not for comparison" in quick.splitlines()[0]
+    assert "| 1.00* |" in quick
+    assert "| 0.50* |" in quick
+
+
+def test_one_concurrency_is_drawn_as_bars(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib", reason="needs the 'bench' extra")
+    import matplotlib.pyplot as plt
+
+    from benchmarks._harness import report
+
+    cells = [_cell("ref", 200.0, 0), _cell("other", 100.0, 0)]
+    rows = summarize(cells, {"bank": ("ref", "api")})
+    drawn: list[Any] = []
+    real_barh = plt.Axes.barh
+
+    def spy(self: Any, *args: Any, **kwargs: Any) -> Any:
+        drawn.append(self)
+        return real_barh(self, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(plt.Axes, "barh", spy)
+        [path] = report.write_plots(tmp_path, rows, quick=True)
+    assert path.stat().st_size > 0
+    assert len(drawn) == 2  # throughput and p99, one bar per scenario each
+    assert all("not for comparison" in ax.get_title() for ax in drawn)

@@ -53,6 +53,19 @@ ALWAYS = (
 )
 
 
+def assert_quick_label(stdout: str) -> None:
+    """A quick run says "not for comparison" above its table, and every ratio
+    in the table carries the mark that points there."""
+    banner = stdout.index("not for comparison")
+    table = [line for line in stdout.splitlines() if line.startswith("| ")]
+    assert banner < stdout.index(table[0])
+    ratio = table[0].split(" | ").index("ratio")
+    ratios = [row.split(" | ")[ratio] for row in table[1:]]
+    shown = [r.strip() for r in ratios if r.strip()[:1].isdigit()]
+    assert shown  # the reference and the others ran
+    assert all(r.endswith("*") for r in shown), shown
+
+
 @pytest.mark.timeout(240)
 def test_quick_run_end_to_end(crdb_server: TestServer, tmp_path: Path) -> None:
     for module in ("rich", "matplotlib", "tenacity"):
@@ -80,7 +93,9 @@ def test_quick_run_end_to_end(crdb_server: TestServer, tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert "| workload | variant | API |" in proc.stdout
+    assert_quick_label(proc.stdout)
     doc = json.loads((out / "results.json").read_text())
+    assert doc["meta"]["quick"] is True
     summary = doc["summary"]
     assert {r["workload"] for r in summary} == WORKLOADS
     ran = [r for r in summary if r["status"] == "ok"]

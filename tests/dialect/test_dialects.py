@@ -55,7 +55,8 @@ def test_create_async_engine_scheme(url: str, cls: type) -> None:
 
 
 def test_explicit_psycopg2_is_not_async() -> None:
-    with pytest.raises(InvalidRequestError, match="not async"):
+    # The message and its fixes: tests/dialect/test_connect_errors.py.
+    with pytest.raises(InvalidRequestError, match="synchronous driver"):
         create_async_engine("cockroachdb+psycopg2://root@h/db")
 
 
