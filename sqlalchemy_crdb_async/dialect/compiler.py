@@ -71,6 +71,8 @@ from sqlalchemy.dialects.postgresql.base import (
 )
 from sqlalchemy.sql import coercions, roles
 from sqlalchemy.sql import expression as sql_expr
+from sqlalchemy.sql.dml import Insert
+from sqlalchemy.sql.selectable import CompoundSelect
 from typing_extensions import override
 
 from . import constructs as crdb_sql
@@ -426,6 +428,8 @@ class CockroachDBCompiler(PGCompiler):
                     f"{aost[-1]!r} is CockroachDB-only and this server is "
                     "PostgreSQL; drop as_of_system_time() there."
                 )
+            if not toplevel:
+                raise crdb_sql.not_top_level(aost[-1], self._crdb_place(kwargs))
             if not froms:
                 raise exc.CompileError("AS OF SYSTEM TIME needs a FROM clause")
             if select._for_update_arg is not None:
@@ -450,6 +454,18 @@ class CockroachDBCompiler(PGCompiler):
                 kwargs,
             )
         )
+
+    def _crdb_place(self, kwargs: Any) -> str:
+        """Where the select being compiled sits, in words, for an error."""
+        if kwargs.get("visiting_cte") is not None:
+            return "a CTE (WITH ...)"
+        # self.stack[-1] is this select; the entry below it is what encloses it
+        parent = self.stack[-2]["selectable"] if len(self.stack) > 1 else None
+        if isinstance(parent, Insert):
+            return "INSERT ... SELECT"
+        if isinstance(parent, CompoundSelect):
+            return f"an arm of a {parent.keyword.value}"
+        return "a subquery"
 
     @override
     def get_statement_hint_text(self, hint_texts: Any) -> str:
