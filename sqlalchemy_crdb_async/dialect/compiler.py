@@ -77,6 +77,7 @@ from typing_extensions import override
 
 from . import constructs as crdb_sql
 from ._keywords import CRDB_RESERVED_WORDS, PG_RESERVED_WORDS
+from .functions import render_timestampdiff
 
 __all__ = [
     "CRDB_RESERVED_WORDS",
@@ -454,6 +455,13 @@ class CockroachDBCompiler(PGCompiler):
                 kwargs,
             )
         )
+
+    def visit_timestampdiff_func(self, func: Any, **kw: Any) -> str:
+        """``func.timestampdiff(unit, start, end)``: SQLAlchemy's compiler
+        calls ``visit_<name>_func`` for a plain function of that name; the
+        exact arithmetic of :func:`.functions.timestampdiff`, for this
+        dialect only."""
+        return render_timestampdiff(self, list(func.clauses), unit_in_key=False, **kw)
 
     def _crdb_place(self, kwargs: Any) -> str:
         """Where the select being compiled sits, in words, for an error."""
