@@ -115,6 +115,11 @@ _CRDB_READ_COMMITTED_SINCE = (23, 2, 0)
 # https://github.com/cockroachdb/cockroach/pull/130089).
 _CRDB_REPEATABLE_READ_SINCE = (24, 3, 0)
 
+# CAST(oid AS REGCLASS)::TEXT names the schema of a table outside the search
+# path from v26.3 (https://github.com/cockroachdb/cockroach/issues/170049,
+# fixed by https://github.com/cockroachdb/cockroach/pull/170189).
+_CRDB_REGCLASS_TEXT_QUALIFIED = (26, 3, 0)
+
 
 #: Keywords of the older sqlalchemy-cockroachdb that are accepted and ignored.
 NOOP_CONNECT_PARAMS = ("disable_cockroachdb_telemetry",)
@@ -319,7 +324,12 @@ class CockroachDBDialect(PGDialect):
     def _crdb_query(self, query: Any) -> Any:
         if not self.is_cockroachdb:
             return query
-        return crdb_reflection.crdb_catalog_query(query)
+        # regclass::text carries the schema from v26.3 (cockroachdb/cockroach
+        # PR #170189; reflection.py crdb_catalog_query)
+        return crdb_reflection.crdb_catalog_query(
+            query,
+            regclass_text_qualified=self.crdb_at_least(*_CRDB_REGCLASS_TEXT_QUALIFIED),
+        )
 
     @override
     def get_multi_columns(  # type: ignore[override]

@@ -470,7 +470,7 @@ class CockroachDBCompiler(PGCompiler):
         # self.stack[-1] is this select; the entry below it is what encloses it
         parent = self.stack[-2]["selectable"] if len(self.stack) > 1 else None
         if isinstance(parent, Insert):
-            return "INSERT ... SELECT"
+            return "an INSERT ... SELECT"
         if isinstance(parent, CompoundSelect):
             return f"an arm of a {parent.keyword.value}"
         return "a subquery"

@@ -287,7 +287,7 @@ def not_top_level(clause: str, place: str) -> exc.CompileError:
     # "AS OF SYSTEM TIME must be provided on a top-level statement", SQLSTATE
     # 42601 (cockroach pkg/sql/opt/optbuilder/select.go, validateAsOf;
     # tests/crdb_facts/errors_batch3.json 42601_aost_not_top_level).
-    if place.startswith("INSERT"):
+    if "INSERT" in place:
         fix = (
             "A write cannot read at a past time: read the rows first with "
             "as_of_system_time(select(...)) on an AUTOCOMMIT connection, then "

@@ -123,7 +123,7 @@ AOST_TOP_LEVEL = next(
         ("scalar subquery", "a subquery"),
         ("cte", "a CTE (WITH ...)"),
         ("union", "an arm of a UNION ALL"),
-        ("insert", "INSERT ... SELECT"),
+        ("insert", "an INSERT ... SELECT"),
     ],
 )
 def test_refused_below_the_top_level_at_compile_time(kind: str, place: str) -> None:
