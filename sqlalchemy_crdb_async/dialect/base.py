@@ -41,7 +41,10 @@ before v24.1 it needs the cluster setting
 ``sql.txn.read_committed_isolation.enabled``), and from v24.3 ``REPEATABLE READ``
 (a preview that needs ``SET CLUSTER SETTING
 sql.txn.repeatable_read_isolation.enabled = true``). Without its cluster
-setting the server silently runs such a transaction as SERIALIZABLE. On
+setting the server silently runs such a transaction at a stronger level; the
+first connection of an engine given one of these levels checks the level the
+server really runs and warns (``IsolationLevelUpgradeWarning``, naming the
+setting) when it is stronger (:mod:`._isolation`). On
 PostgreSQL: whatever SQLAlchemy's dialect for the driver accepts. Any other
 value raises :class:`sqlalchemy.exc.ArgumentError` listing the valid ones, on
 the engine's first connection too: the check needs to know the server, so
@@ -79,8 +82,10 @@ from sqlalchemy.dialects.postgresql.base import PGDialect
 from sqlalchemy.sql.compiler import InsertmanyvaluesSentinelOpts
 from typing_extensions import override
 
+from . import _isolation as crdb_isolation
 from . import constructs as crdb_sql
 from . import reflection as crdb_reflection
+from ._dbapi import fetch_row
 from .compiler import (
     CockroachDBCompiler,
     CockroachDBDDLCompiler,
@@ -199,6 +204,9 @@ class CockroachDBDialect(PGDialect):
         # the older package's create_engine keyword: accepted, ignored (no
         # telemetry is sent; see the module docstring)
         super().__init__(**kw)
+        #: Weaker isolation levels checked on this engine: level -> the level
+        #: the server really runs (None: could not be read); see _isolation.py.
+        self.crdb_checked_levels: dict[str, str | None] = {}
 
     @override
     def create_connect_args(self, url: URL) -> ConnectArgsType:
@@ -277,13 +285,7 @@ class CockroachDBDialect(PGDialect):
         connection, so the isolation gate would otherwise judge a CockroachDB
         server by PostgreSQL's levels exactly once.
         """
-        cursor = dbapi_conn.cursor()
-        try:
-            cursor.execute(DETECT_SERVER_SQL)
-            row = cursor.fetchone()
-        finally:
-            cursor.close()
-        dbapi_conn.rollback()  # the driver may have opened a transaction
+        row = fetch_row(dbapi_conn, DETECT_SERVER_SQL)
         assert row is not None
         self.server_info = parse_server_version(str(row[0]), str(row[1]))
 
@@ -301,6 +303,23 @@ class CockroachDBDialect(PGDialect):
         if self.crdb_at_least(*_CRDB_REPEATABLE_READ_SINCE):
             levels.append("REPEATABLE READ")
         return levels
+
+    @override
+    def set_isolation_level(
+        self, dbapi_connection: DBAPIConnection, level: IsolationLevel
+    ) -> None:
+        super().set_isolation_level(dbapi_connection, level)
+        # READ COMMITTED / REPEATABLE READ sit behind cluster settings on
+        # CockroachDB, which upgrades silently when they are off: checked once
+        # per engine and level, with a warning (_isolation.py)
+        if (
+            self.is_cockroachdb
+            and level in crdb_isolation.LEVEL_SETTINGS
+            and level not in self.crdb_checked_levels
+        ):
+            self.crdb_checked_levels[level] = crdb_isolation.check_level(
+                dbapi_connection, level
+            )
 
     # -- reflection (see reflection.py) --------------------------------------
 
