@@ -37,8 +37,9 @@ On CockroachDB (gated on ``dialect.is_cockroachdb``)
     SQLAlchemy's own catalogue queries go through :func:`crdb_catalog_query`,
     which replaces the functions CockroachDB lacks (``pg_collation_is_visible``)
     with equivalent SQL and, below v26.3, the schema-less ``regclass::text``
-    in the identity-column lookup with the schema-qualified table name. ``tests/conformance/`` checks every query against
-    CockroachDB's builtins and catalogue.
+    in the identity-column lookup with the schema-qualified table name.
+    ``tests/conformance/`` checks every query against CockroachDB's builtins
+    and catalogue.
 
 Every ``get_multi_*`` method issues one query per kind for all the tables asked
 for (plus SQLAlchemy's shared table-oid query), never one per table; results
