@@ -28,6 +28,7 @@ They keep the error behind them: ``__cause__`` is set, and ``orig``,
 
     sqlalchemy.exc.SAWarning
      ├── DialectConflictWarning          another package also registers "cockroachdb"
+     ├── IsolationLevelUpgradeWarning    CockroachDB runs a weak level as a stronger one
      └── UnsupportedServerWarning        CockroachDB release outside the support window
 
 Messages never contain a password: parameters are named, values of secrets are
@@ -55,6 +56,7 @@ __all__ = [
     "ConnectParameterError",
     "DialectConflictWarning",
     "DriverModeError",
+    "IsolationLevelUpgradeWarning",
     "ReplayMismatchError",
     "RetriesExhaustedError",
     "TransactionRetryError",
@@ -87,6 +89,11 @@ class UnsupportedServerError(exc.InvalidRequestError):
 
 class UnsupportedServerWarning(exc.SAWarning):
     """Warned at first connect to a CockroachDB release no longer supported."""
+
+
+class IsolationLevelUpgradeWarning(exc.SAWarning):
+    """Warned once per engine and level when CockroachDB runs a requested
+    ``READ COMMITTED`` / ``REPEATABLE READ`` transaction at a stronger level."""
 
 
 class DialectConflictWarning(exc.SAWarning):
@@ -204,6 +211,7 @@ for _cls in (
     UnsupportedServerError,
     UnsupportedServerWarning,
     DialectConflictWarning,
+    IsolationLevelUpgradeWarning,
     TransactionRetryError,
     RetriesExhaustedError,
     AmbiguousCommitError,

@@ -17,6 +17,22 @@ Transactional DDL
     (https://www.cockroachlabs.com/docs/stable/online-schema-changes). Pass
     ``transactional_ddl=`` to ``context.configure`` to decide yourself.
 
+ALTER COLUMN ... TYPE in a transaction
+    CockroachDB refuses a column type change that rewrites the column inside
+    an explicit transaction: "unimplemented: ALTER COLUMN TYPE is not
+    supported inside a transaction", 0A000 (cockroach
+    ``pkg/sql/alter_column_type.go``, ``AlterColTypeInTxnNotSupportedErr``;
+    https://github.com/cockroachdb/cockroach/issues/49351;
+    https://www.cockroachlabs.com/docs/v24.3/alter-table#alter-column-data-type).
+    A migration runs in one when ``transactional_ddl`` is on, i.e. with
+    ``autocommit_before_ddl = off``, the v24.3 default
+    (tests/crdb_facts/settings.md section 2). The migration stays atomic (this
+    package does not commit it behind your back): the refusal is re-raised as
+    Alembic's ``CommandError`` saying what to do: put the operation in
+    ``with op.get_context().autocommit_block():``, or run the migrations with
+    ``autocommit_before_ddl = on`` (``SET``, or ``ALTER ROLE ... SET``; the
+    default from v25.1), where each schema change commits on its own.
+
 Autogenerate on CockroachDB
     - ``Integer`` columns are created as ``INT4`` (see :mod:`.compiler`), but an
       autoincrementing integer primary key becomes ``SERIAL`` = ``INT8 DEFAULT
@@ -39,9 +55,13 @@ from typing import Any
 from alembic.ddl import postgresql as _alembic_pg
 from alembic.ddl.base import ColumnComment, IdentityColumnDefault, RenameTable
 from alembic.ddl.postgresql import PostgresqlColumnType, PostgresqlImpl
+from alembic.util import CommandError
+from sqlalchemy import exc
 from sqlalchemy import types as sqltypes
 from sqlalchemy.ext.compiler import compiles
 from typing_extensions import override
+
+from ..sqlstate import sqlstates_of
 
 __all__ = ["CockroachDBImpl"]
 
@@ -79,6 +99,28 @@ class CockroachDBImpl(PostgresqlImpl):
     @property
     def _is_crdb(self) -> bool:
         return bool(getattr(self.dialect, "is_cockroachdb", False))
+
+    @override
+    def alter_column(self, table_name: str, column_name: str, **kw: Any) -> None:
+        if not self._is_crdb or kw.get("type_") is None:
+            return super().alter_column(table_name, column_name, **kw)
+        try:
+            return super().alter_column(table_name, column_name, **kw)
+        except exc.DBAPIError as err:
+            if not _alter_type_refused_in_transaction(err):
+                raise
+            raise CommandError(
+                f"CockroachDB refused to change the type of {table_name}."
+                f"{column_name} inside the migration's transaction ('ALTER "
+                "COLUMN TYPE is not supported inside a transaction', 0A000; "
+                "https://github.com/cockroachdb/cockroach/issues/49351). Put the "
+                "operation in 'with op.get_context().autocommit_block():' (it "
+                "then commits on its own, outside the migration's transaction), "
+                "or run the migrations with autocommit_before_ddl = on (SET "
+                "autocommit_before_ddl = on in env.py, or ALTER ROLE ... SET "
+                "autocommit_before_ddl = on; the default from v25.1), where each "
+                "schema change commits on its own."
+            ) from err
 
     @override
     def compare_type(self, inspector_column: Any, metadata_column: Any) -> bool:
@@ -163,6 +205,18 @@ def _crdb_allows_transactional_ddl(connection: Any) -> bool:
         "SELECT current_setting('autocommit_before_ddl', true)"
     ).scalar()
     return str(value).lower() in ("off", "false")
+
+
+def _alter_type_refused_in_transaction(err: BaseException) -> bool:
+    """CockroachDB's refusal of ALTER COLUMN TYPE inside a transaction.
+
+    0A000 is every "unimplemented" refusal, so the message tells this one
+    apart: CockroachDB gives it no other marker (cockroach
+    pkg/sql/alter_column_type.go, AlterColTypeInTxnNotSupportedErr).
+    """
+    return "0A000" in sqlstates_of(err) and "ALTER COLUMN TYPE is not supported" in (
+        str(getattr(err, "orig", err))
+    )
 
 
 def _is_serial(column: Any) -> bool:

@@ -26,6 +26,23 @@ CockroachDB differences handled here:
   ``jsonb`` is used for both
   (https://github.com/cockroachdb/cockroach/issues/9990). The server is recognised
   by the ``crdb_version`` parameter it reports at startup, before any query.
+- Server-side cursors (``stream()``, ``stream_results=True``, ``yield_per``):
+  asyncpg reads them in batches from a suspended portal, and CockroachDB
+  refuses any other statement on the connection while one is open ("multiple
+  active portals not supported", 0A000) unless the session variable
+  ``multiple_active_portals_enabled`` is on; it is off by default in every
+  release, exists from v23.1, and CockroachDB's asyncpg guide calls it a
+  requirement (tests/crdb_facts/settings.md section 2.1;
+  https://github.com/cockroachdb/cockroach/issues/40195). So on CockroachDB
+  each server-side cursor is preceded by ``SET multiple_active_portals_enabled
+  = on`` (one round trip; the pool's ``RESET ALL`` turns it off again on
+  return): :func:`prepare_server_side_cursor`. Below v23.1 a server-side
+  cursor is refused with an error that says to read the rows buffered. The
+  server still pauses only a read-only ``SELECT`` without subqueries or
+  foreign-key checks; for another statement it answers 0A000 "the statement
+  for a pausable portal must be a read-only SELECT query with no sub-queries
+  or post-queries" (tests/crdb_facts/errors_batch3.json
+  ``0A000_multiple_active_portals``): read such results buffered.
 """
 
 from __future__ import annotations
@@ -33,7 +50,11 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
+from sqlalchemy import exc
+from sqlalchemy.dialects.postgresql.asyncpg import (
+    PGDialect_asyncpg,
+    PGExecutionContext_asyncpg,
+)
 from sqlalchemy.util import await_only
 from typing_extensions import override
 
@@ -45,7 +66,35 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import URL
     from sqlalchemy.engine.interfaces import ConnectArgsType
 
-__all__ = ["CockroachDBDialect_asyncpg"]
+__all__ = ["PORTALS_ON_SQL", "CockroachDBDialect_asyncpg", "prepare_server_side_cursor"]
+
+
+#: The session variable that lets a suspended portal stay open beside other
+#: statements; from v23.1.0-beta.2 (tests/crdb_facts/settings.md section 2).
+PORTALS_ON_SQL = "SET multiple_active_portals_enabled = on"
+_CRDB_PORTALS_SINCE = (23, 1, 0)
+
+
+def prepare_server_side_cursor(dialect: Any, dbapi_connection: Any) -> None:
+    """Before asyncpg opens a server-side cursor: on CockroachDB, allow it to
+    stay open beside other statements (see the module docstring)."""
+    if not dialect.is_cockroachdb:
+        return
+    if not dialect.crdb_at_least(*_CRDB_PORTALS_SINCE):
+        raise exc.InvalidRequestError(
+            f"{dialect.server_info.describe()} cannot keep a server-side cursor "
+            "(stream(), stream_results=True, yield_per) open beside other "
+            "statements: multiple_active_portals_enabled exists from v23.1. Read "
+            "the rows buffered (drop stream_results / yield_per), or upgrade."
+        )
+    await_only(dbapi_connection.driver_connection.execute(PORTALS_ON_SQL))
+
+
+class _ExecutionContext(PGExecutionContext_asyncpg):
+    @override
+    def create_server_side_cursor(self) -> Any:
+        prepare_server_side_cursor(self.dialect, self._dbapi_connection)
+        return super().create_server_side_cursor()
 
 
 class CockroachDBDialect_asyncpg(CockroachDBDialect, PGDialect_asyncpg):
@@ -53,6 +102,7 @@ class CockroachDBDialect_asyncpg(CockroachDBDialect, PGDialect_asyncpg):
 
     driver = "asyncpg"
     supports_statement_cache = True
+    execution_ctx_cls = _ExecutionContext
 
     @override
     def create_connect_args(self, url: URL) -> ConnectArgsType:

@@ -41,7 +41,10 @@ before v24.1 it needs the cluster setting
 ``sql.txn.read_committed_isolation.enabled``), and from v24.3 ``REPEATABLE READ``
 (a preview that needs ``SET CLUSTER SETTING
 sql.txn.repeatable_read_isolation.enabled = true``). Without its cluster
-setting the server silently runs such a transaction as SERIALIZABLE. On
+setting the server silently runs such a transaction at a stronger level; the
+first connection of an engine given one of these levels checks the level the
+server really runs and warns (``IsolationLevelUpgradeWarning``, naming the
+setting) when it is stronger (:mod:`._isolation`). On
 PostgreSQL: whatever SQLAlchemy's dialect for the driver accepts. Any other
 value raises :class:`sqlalchemy.exc.ArgumentError` listing the valid ones, on
 the engine's first connection too: the check needs to know the server, so
@@ -93,8 +96,10 @@ from sqlalchemy.util import concurrency as _concurrency
 from typing_extensions import override
 
 from ..errors import DriverModeError, mark_connect_failure
+from . import _isolation as crdb_isolation
 from . import constructs as crdb_sql
 from . import reflection as crdb_reflection
+from ._dbapi import fetch_row
 from .compiler import (
     CockroachDBCompiler,
     CockroachDBDDLCompiler,
@@ -133,6 +138,11 @@ _CRDB_READ_COMMITTED_SINCE = (23, 2, 0)
 # sql.txn.repeatable_read_isolation.enabled, default false (release note of
 # https://github.com/cockroachdb/cockroach/pull/130089).
 _CRDB_REPEATABLE_READ_SINCE = (24, 3, 0)
+
+# CAST(oid AS REGCLASS)::TEXT names the schema of a table outside the search
+# path from v26.3 (https://github.com/cockroachdb/cockroach/issues/170049,
+# fixed by https://github.com/cockroachdb/cockroach/pull/170189).
+_CRDB_REGCLASS_TEXT_QUALIFIED = (26, 3, 0)
 
 
 #: Keywords of the older sqlalchemy-cockroachdb that are accepted and ignored.
@@ -239,6 +249,9 @@ class CockroachDBDialect(PGDialect):
         # the older package's create_engine keyword: accepted, ignored (no
         # telemetry is sent; see the module docstring)
         super().__init__(**kw)
+        #: Weaker isolation levels checked on this engine: level -> the level
+        #: the server really runs (None: could not be read); see _isolation.py.
+        self.crdb_checked_levels: dict[str, str | None] = {}
 
     @override
     def create_connect_args(self, url: URL) -> ConnectArgsType:
@@ -322,13 +335,7 @@ class CockroachDBDialect(PGDialect):
         connection, so the isolation gate would otherwise judge a CockroachDB
         server by PostgreSQL's levels exactly once.
         """
-        cursor = dbapi_conn.cursor()
-        try:
-            cursor.execute(DETECT_SERVER_SQL)
-            row = cursor.fetchone()
-        finally:
-            cursor.close()
-        dbapi_conn.rollback()  # the driver may have opened a transaction
+        row = fetch_row(dbapi_conn, DETECT_SERVER_SQL)
         assert row is not None
         self.server_info = parse_server_version(str(row[0]), str(row[1]))
 
@@ -346,6 +353,23 @@ class CockroachDBDialect(PGDialect):
         if self.crdb_at_least(*_CRDB_REPEATABLE_READ_SINCE):
             levels.append("REPEATABLE READ")
         return levels
+
+    @override
+    def set_isolation_level(
+        self, dbapi_connection: DBAPIConnection, level: IsolationLevel
+    ) -> None:
+        super().set_isolation_level(dbapi_connection, level)
+        # READ COMMITTED / REPEATABLE READ sit behind cluster settings on
+        # CockroachDB, which upgrades silently when they are off: checked once
+        # per engine and level, with a warning (_isolation.py)
+        if (
+            self.is_cockroachdb
+            and level in crdb_isolation.LEVEL_SETTINGS
+            and level not in self.crdb_checked_levels
+        ):
+            self.crdb_checked_levels[level] = crdb_isolation.check_level(
+                dbapi_connection, level
+            )
 
     # -- reflection (see reflection.py) --------------------------------------
 
@@ -369,7 +393,12 @@ class CockroachDBDialect(PGDialect):
     def _crdb_query(self, query: Any) -> Any:
         if not self.is_cockroachdb:
             return query
-        return crdb_reflection.crdb_catalog_query(query)
+        # regclass::text carries the schema from v26.3 (cockroachdb/cockroach
+        # PR #170189; reflection.py crdb_catalog_query)
+        return crdb_reflection.crdb_catalog_query(
+            query,
+            regclass_text_qualified=self.crdb_at_least(*_CRDB_REGCLASS_TEXT_QUALIFIED),
+        )
 
     @override
     def get_multi_columns(  # type: ignore[override]

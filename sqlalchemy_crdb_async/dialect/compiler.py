@@ -71,10 +71,13 @@ from sqlalchemy.dialects.postgresql.base import (
 )
 from sqlalchemy.sql import coercions, roles
 from sqlalchemy.sql import expression as sql_expr
+from sqlalchemy.sql.dml import Insert
+from sqlalchemy.sql.selectable import CompoundSelect
 from typing_extensions import override
 
 from . import constructs as crdb_sql
 from ._keywords import CRDB_RESERVED_WORDS, PG_RESERVED_WORDS
+from .functions import render_timestampdiff
 
 __all__ = [
     "CRDB_RESERVED_WORDS",
@@ -426,6 +429,8 @@ class CockroachDBCompiler(PGCompiler):
                     f"{aost[-1]!r} is CockroachDB-only and this server is "
                     "PostgreSQL; drop as_of_system_time() there."
                 )
+            if not toplevel:
+                raise crdb_sql.not_top_level(aost[-1], self._crdb_place(kwargs))
             if not froms:
                 raise exc.CompileError("AS OF SYSTEM TIME needs a FROM clause")
             if select._for_update_arg is not None:
@@ -450,6 +455,25 @@ class CockroachDBCompiler(PGCompiler):
                 kwargs,
             )
         )
+
+    def visit_timestampdiff_func(self, func: Any, **kw: Any) -> str:
+        """``func.timestampdiff(unit, start, end)``: SQLAlchemy's compiler
+        calls ``visit_<name>_func`` for a plain function of that name; the
+        exact arithmetic of :func:`.functions.timestampdiff`, for this
+        dialect only."""
+        return render_timestampdiff(self, list(func.clauses), unit_in_key=False, **kw)
+
+    def _crdb_place(self, kwargs: Any) -> str:
+        """Where the select being compiled sits, in words, for an error."""
+        if kwargs.get("visiting_cte") is not None:
+            return "a CTE (WITH ...)"
+        # self.stack[-1] is this select; the entry below it is what encloses it
+        parent = self.stack[-2]["selectable"] if len(self.stack) > 1 else None
+        if isinstance(parent, Insert):
+            return "an INSERT ... SELECT"
+        if isinstance(parent, CompoundSelect):
+            return f"an arm of a {parent.keyword.value}"
+        return "a subquery"
 
     @override
     def get_statement_hint_text(self, hint_texts: Any) -> str:

@@ -38,7 +38,11 @@ it. Values: a negative interval string (``"-4h"``), a :class:`datetime.datetime`
 a negative :class:`datetime.timedelta` (written in exact seconds, e.g.
 ``'-1036800s'``), an ``int`` (nanoseconds since the epoch), or the two
 functions above. Not allowed with ``FOR UPDATE`` (the server refuses locking
-reads at a past timestamp).
+reads at a past timestamp), and only on the statement itself: a select with
+the clause inside a subquery, a CTE, a UNION arm or ``INSERT ... SELECT``
+raises ``CompileError`` naming the place, as CockroachDB refuses it there
+("AS OF SYSTEM TIME must be provided on a top-level statement"). The clause on
+the outermost select covers every table the statement reads.
 
 Index hints
 (https://www.cockroachlabs.com/docs/stable/table-expressions#force-index-selection)::
@@ -274,6 +278,33 @@ def refuse_in_transaction(clause: str) -> None:
     raise AsOfSystemTimeError(
         f"{clause!r} would run inside a transaction, which CockroachDB refuses "
         f"({refusal!r}): {fix}."
+    )
+
+
+def not_top_level(clause: str, place: str) -> exc.CompileError:
+    """The error for ``clause`` on a select that is not the statement itself."""
+    # CockroachDB refuses the clause anywhere but on the top-level statement:
+    # "AS OF SYSTEM TIME must be provided on a top-level statement", SQLSTATE
+    # 42601 (cockroach pkg/sql/opt/optbuilder/select.go, validateAsOf;
+    # tests/crdb_facts/errors_batch3.json 42601_aost_not_top_level).
+    if "INSERT" in place:
+        fix = (
+            "A write cannot read at a past time: read the rows first with "
+            "as_of_system_time(select(...)) on an AUTOCOMMIT connection, then "
+            "insert them."
+        )
+    else:
+        fix = (
+            "Apply as_of_system_time() to the outermost select() instead: it "
+            "then covers every table the statement reads, subqueries and CTEs "
+            "included. (SQLAlchemy's ORM itself moves an ORM select with "
+            "joinedload() and LIMIT/OFFSET into a subquery: use selectinload() "
+            "for such a read.)"
+        )
+    return exc.CompileError(
+        f"{clause!r} is on a select inside {place}; CockroachDB accepts AS OF "
+        "SYSTEM TIME only on the top-level statement ('AS OF SYSTEM TIME must "
+        f"be provided on a top-level statement', SQLSTATE 42601). {fix}"
     )
 
 

@@ -2,7 +2,10 @@
 
 - :func:`timestampdiff`: whole units between two timestamps, as MySQL's and
   the older ``sqlalchemy-cockroachdb``'s, exact to the microsecond;
-  ``func.timestampdiff(text("MINUTE"), a, b)`` builds it too;
+  ``func.timestampdiff(text("MINUTE"), a, b)`` compiles to the same SQL with
+  this package's dialects (:func:`render_timestampdiff`, called by the
+  compiler's ``visit_timestampdiff_func``) and to plain ``timestampdiff(...)``
+  with every other dialect;
 - :func:`unique_rowid`: CockroachDB's SERIAL default (CockroachDB-only);
 - :func:`uuid_primary_key`: a ``UUID`` primary key defaulting to
   ``gen_random_uuid()``, which both servers have.
@@ -21,7 +24,12 @@ from sqlalchemy.sql.visitors import InternalTraversal
 
 from ._compiling import DIALECT_NAME, crdb_only, is_crdb
 
-__all__ = ["timestampdiff", "unique_rowid", "uuid_primary_key"]
+__all__ = [
+    "render_timestampdiff",
+    "timestampdiff",
+    "unique_rowid",
+    "uuid_primary_key",
+]
 
 
 # -- functions -----------------------------------------------------------------
@@ -95,13 +103,23 @@ class timestampdiff(GenericFunction[int]):
     week, computed exactly in integer microseconds on both servers. MONTH,
     QUARTER and YEAR are refused with an explanation (see ``_CALENDAR_UNITS``).
 
-    It is also what ``func.timestampdiff(text("MINUTE"), a, b)`` builds (a
-    SQLAlchemy generic function, as the older package registered it, so code
-    written for MySQL and CockroachDB alike, such as Airflow's, is translated).
+    ``func.timestampdiff(text("MINUTE"), a, b)`` compiles to the same SQL
+    with this package's dialects, so code written for MySQL and CockroachDB
+    alike, such as Airflow's, is translated. This class is *not* registered
+    as SQLAlchemy's generic ``timestampdiff`` (``_register = False``): a
+    registration is process-wide, it would change what ``func.timestampdiff``
+    builds for every dialect, and it collided with the older
+    ``sqlalchemy-cockroachdb``'s registration of the same name (an SAWarning,
+    "GenericFunction 'timestampdiff' is already registered", when both were
+    imported). Other dialects (stock ``postgresql``, MySQL) render this class
+    and ``func.timestampdiff`` as the plain function call.
+
     A plain-string unit is checked at once (:class:`~sqlalchemy.exc.ArgumentError`);
     a unit given as a SQL element is checked when compiled with this dialect
-    (:class:`~sqlalchemy.exc.CompileError`), because other dialects in the same
-    process (MySQL) render ``func.timestampdiff`` unchanged.
+    (:class:`~sqlalchemy.exc.CompileError`). When the older package is imported
+    too, ``func.timestampdiff`` builds *its* class, which it compiles itself
+    for the dialect name ``cockroachdb`` (its NUMERIC arithmetic, not this
+    exact one); call :func:`timestampdiff` from this package to get this one.
 
     Example::
 
@@ -121,6 +139,8 @@ class timestampdiff(GenericFunction[int]):
     type = sqltypes.BigInteger()
     name = "timestampdiff"
     inherit_cache = True
+    # not SQLAlchemy's process-wide func.timestampdiff (see the docstring)
+    _register = False
     # The unit decides the SQL text but may sit in a bind parameter, whose value
     # is not part of SQLAlchemy's cache key: key on the resolved unit too.
     _traverse_internals = [
@@ -170,21 +190,42 @@ def _microseconds(start: str, end: str) -> str:
 
 
 @compiles(timestampdiff, DIALECT_NAME)
-@compiles(timestampdiff, "postgresql")
 def _compile_timestampdiff(element: timestampdiff, compiler: Any, **kw: Any) -> str:
-    args = list(element.clauses)
+    # the unit is part of this class's cache key: rendered as a constant
+    return render_timestampdiff(compiler, list(element.clauses), **kw)
+
+
+def render_timestampdiff(
+    compiler: Any, args: list[Any], *, unit_in_key: bool = True, **kw: Any
+) -> str:
+    """The SQL of ``timestampdiff(unit, start, end)`` for this dialect.
+
+    ``unit_in_key=False`` is for ``func.timestampdiff(...)``, a plain SQLAlchemy
+    function whose cache key leaves out a bound unit's value: the unit is then
+    checked now and picked by value in the SQL (a ``CASE`` on the bound unit),
+    so a cached compilation stays right for another unit (an unknown one gives
+    NULL). Raises ``CompileError`` for another arity or an unknown unit.
+    """
     if len(args) != 3:
         raise exc.CompileError(
             f"timestampdiff() takes 3 arguments (unit, start, end), got {len(args)}"
         )
-    error = _unit_error(args[0], element.unit)
+    unit = _unit_text(args[0])
+    error = _unit_error(args[0], unit)
     if error is not None:
         raise exc.CompileError(error)
-    assert element.unit is not None
+    assert unit is not None
     s = compiler.process(args[1], **kw)
     e = compiler.process(args[2], **kw)
     micro = _microseconds(s, e)
-    per_unit = _UNIT_MICROSECONDS[element.unit]
+    if not unit_in_key and isinstance(args[0], BindParameter):
+        bound = compiler.process(args[0], **kw)
+        cases = " ".join(
+            f"WHEN '{name}' THEN {per}" for name, per in _UNIT_MICROSECONDS.items()
+        )
+        spelled = f"lower(btrim(CAST({bound} AS TEXT), ' ''\"'))"
+        return f"CAST(div({micro}, CASE {spelled} {cases} END) AS BIGINT)"
+    per_unit = _UNIT_MICROSECONDS[unit]
     if per_unit == 1:
         return micro
     # div() truncates toward zero on both servers, as MySQL does

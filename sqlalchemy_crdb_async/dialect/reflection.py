@@ -36,8 +36,10 @@ On CockroachDB (gated on ``dialect.is_cockroachdb``)
 
     SQLAlchemy's own catalogue queries go through :func:`crdb_catalog_query`,
     which replaces the functions CockroachDB lacks (``pg_collation_is_visible``)
-    with equivalent SQL. ``tests/conformance/`` checks every query against
-    CockroachDB's builtins and catalogue.
+    with equivalent SQL and, below v26.3, the schema-less ``regclass::text``
+    in the identity-column lookup with the schema-qualified table name.
+    ``tests/conformance/`` checks every query against CockroachDB's builtins
+    and catalogue.
 
 Every ``get_multi_*`` method issues one query per kind for all the tables asked
 for (plus SQLAlchemy's shared table-oid query), never one per table; results
@@ -52,9 +54,19 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import any_, bindparam, func, select, text, util
-from sqlalchemy.dialects.postgresql import pg_catalog
+from sqlalchemy import (
+    TEXT,
+    any_,
+    bindparam,
+    func,
+    literal_column,
+    select,
+    text,
+    util,
+)
+from sqlalchemy.dialects.postgresql import REGCLASS, pg_catalog
 from sqlalchemy.sql import visitors
+from sqlalchemy.sql.elements import Cast
 from sqlalchemy.sql.functions import Function
 
 from .indexdef import parse_crdb_indexdef, strip_type_annotations
@@ -113,18 +125,74 @@ def _collation_is_visible(collation_oid: Any) -> Any:
 _CRDB_MISSING_FUNCTIONS = {"pg_collation_is_visible": _collation_is_visible}
 
 
-def crdb_catalog_query(query: Any) -> Any:
-    """``query`` with calls CockroachDB lacks replaced by equivalents.
+def _qualified_table_name(relation_oid: Any) -> Any:
+    # The schema-qualified, quoted name of the relation ``relation_oid``: what
+    # PostgreSQL's CAST(CAST(oid AS REGCLASS) AS TEXT) gives for a table
+    # outside the search path, spelled so that it is qualified always.
+    cls = pg_catalog.pg_class.alias("crdb_seq_cls")
+    nsp = pg_catalog.pg_namespace.alias("crdb_seq_nsp")
+    return (
+        select(
+            func.quote_ident(nsp.c.nspname, type_=TEXT)
+            + literal_column("'.'", TEXT)
+            + func.quote_ident(cls.c.relname, type_=TEXT)
+        )
+        .select_from(cls.join(nsp, nsp.c.oid == cls.c.relnamespace))
+        .where(cls.c.oid == relation_oid)
+        # relation_oid's table belongs to an enclosing select
+        .correlate_except(cls, nsp)
+        .scalar_subquery()
+    )
+
+
+def _regclass_text_of(element: Any) -> Any:
+    """The oid in ``CAST(CAST(oid AS REGCLASS) AS TEXT)``, else None."""
+    if not isinstance(element, Cast) or not isinstance(element.type, TEXT):
+        return None
+    inner = element.clause
+    if isinstance(inner, Cast) and isinstance(inner.type, REGCLASS):
+        return inner.clause
+    return None
+
+
+def crdb_catalog_query(query: Any, *, regclass_text_qualified: bool = False) -> Any:
+    """``query`` with what CockroachDB lacks or gets wrong replaced by equivalents.
 
     SQLAlchemy builds its PostgreSQL reflection queries with functions that
     CockroachDB does not define (:data:`_CRDB_MISSING_FUNCTIONS`); this walks
     the statement, subqueries included, and swaps each such call.
+
+    Unless ``regclass_text_qualified`` (CockroachDB v26.3+), it also rewrites
+    the table argument of ``pg_get_serial_sequence(CAST(CAST(attrelid AS
+    REGCLASS) AS TEXT), attname)``, SQLAlchemy's identity-column lookup (2.0
+    and 2.1 alike): CockroachDB before v26.3 renders ``regclass::text``
+    without the schema even for a table outside the search path
+    (https://github.com/cockroachdb/cockroach/issues/170049, fixed by
+    https://github.com/cockroachdb/cockroach/pull/170189 in v26.3 only), so
+    reflecting an ``Identity()`` column of ``other.t`` failed, or read the
+    sequence of a same-named ``public.t``. The argument becomes
+    ``quote_ident(nspname) || '.' || quote_ident(relname)`` of that oid,
+    qualified always; on PostgreSQL both give the same rows
+    (tests/conformance/test_postgresql_equivalence.py).
     """
 
     def replace(element: Any, **kw: Any) -> Any:
-        if isinstance(element, Function) and element.name in _CRDB_MISSING_FUNCTIONS:
+        if not isinstance(element, Function):
+            return None
+        if element.name in _CRDB_MISSING_FUNCTIONS:
             (argument,) = element.clauses.clauses
             return _CRDB_MISSING_FUNCTIONS[element.name](argument)
+        if element.name == "pg_get_serial_sequence" and not regclass_text_qualified:
+            table, column = element.clauses.clauses
+            oid = _regclass_text_of(table)
+            if oid is not None:
+                return Function(
+                    element.name,
+                    _qualified_table_name(oid),
+                    column,
+                    type_=element.type,
+                    packagenames=element.packagenames,
+                )
         return None
 
     return visitors.replacement_traverse(query, {}, replace)
@@ -206,7 +274,8 @@ def column_from_information_schema(
 
 _COLUMNS_SQL = """
 SELECT table_name, column_name, crdb_sql_type, is_hidden, is_nullable,
-       column_default, is_generated, generation_expression
+       column_default, is_generated, generation_expression, is_identity,
+       identity_generation
 FROM information_schema.columns
 WHERE table_schema = :schema
 """

@@ -18,8 +18,9 @@ Reset
     SELECT pg_advisory_unlock_all(); DISCARD TEMP; DISCARD SEQUENCES``
     (https://www.postgresql.org/docs/current/sql-discard.html).
 
-    CockroachDB: ``CLOSE ALL; RESET ROLE; RESET ALL; DISCARD SEQUENCES;
-    DISCARD TEMP`` (``DISCARD ALL`` there deallocates prepared statements too).
+    CockroachDB: ``SET default_transaction_use_follower_reads = off; CLOSE ALL;
+    RESET ROLE; RESET ALL; DISCARD SEQUENCES; DISCARD TEMP`` (the first one:
+    *Follower reads* below; ``DISCARD ALL`` there deallocates prepared statements too).
     ``RESET ROLE`` is needed because ``RESET ALL`` leaves the role alone, as on
     PostgreSQL (cockroach logic test ``pkg/sql/logictest/testdata/logic_test/
     set_role``: "Verify that RESET ALL does *not* affect role"), and since
@@ -55,8 +56,24 @@ Reset and rollback in one message (asyncpg)
     A rollback anywhere else (mid-checkout) is sent alone: a session's
     committed ``SET`` survives until the connection goes back to the pool.
     If the combined message fails after the ``ROLLBACK`` took effect, the
-    pool runs the reset on its own as before, and stops combining for that
-    pool (one warning); if the ``ROLLBACK`` itself did not, it is sent alone.
+    pool runs the reset on its own as before; if the ``ROLLBACK`` itself did
+    not, it is sent alone. Combining stops for that pool (one warning) only
+    for a permanent refusal by SQLSTATE (:data:`PERMANENT_REFUSALS`) of the
+    combined message when the reset alone then goes through as one message:
+    a transient failure, or one the reset alone meets too (a statement the
+    server lacks, left out from then on; follower reads, below), keeps it on.
+
+Follower reads
+    With ``default_transaction_use_follower_reads = on`` every implicit
+    transaction is a read-only AS OF SYSTEM TIME one, and ``RESET ALL`` fails
+    there (42601) before https://github.com/cockroachdb/cockroach/pull/148770
+    (v24.3.16, v25.1.9, v25.2.3, v25.4.0). The CockroachDB reset therefore
+    starts with ``SET default_transaction_use_follower_reads = off``: the
+    reset as one message fails once, the statement-by-statement fallback
+    turns follower reads off in a transaction of its own, and the rest,
+    ``RESET ALL`` included, runs in ordinary ones (``RESET ALL`` restores the
+    variable's default). Such a session's reset costs that fallback's round
+    trips, and the connection is kept instead of discarded.
 """
 
 from __future__ import annotations
@@ -98,9 +115,20 @@ PG_RESET = (
     "CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; UNLISTEN *; "
     "SELECT pg_advisory_unlock_all(); DISCARD TEMP; DISCARD SEQUENCES",
 )
+# With default_transaction_use_follower_reads = on (session, role default or
+# URL options) every implicit transaction is a read-only AS OF SYSTEM TIME one,
+# where RESET ALL fails ("AS OF SYSTEM TIME specified with READ WRITE mode",
+# 42601) on releases without https://github.com/cockroachdb/cockroach/pull/148770
+# (v24.3.0-.15, v25.2.0-.2; tests/crdb_facts/session_reset.md,
+# https://github.com/cockroachdb/cockroach/issues/124150). Turned off first: the
+# whole reset then fails once, and the statement-by-statement fallback runs it
+# in a transaction of its own, so each statement after it runs in an ordinary
+# one; RESET ALL then restores the variable's default for the next borrower.
+FOLLOWER_READS_OFF = "SET default_transaction_use_follower_reads = off"
 # CockroachDB, one statement each (see the module docstring): cockroach logic
 # tests "discard" (DISCARD SEQUENCES / TEMP, CLOSE) and "set_role" (RESET ROLE).
 CRDB_RESET = (
+    FOLLOWER_READS_OFF,
     "CLOSE ALL",
     "RESET ROLE",
     "RESET ALL",
@@ -112,8 +140,10 @@ CRDB_REQUIRED = frozenset({"RESET ROLE", "RESET ALL"})
 #: Refusals that mean "this server version does not have that statement":
 #: syntax error, feature not supported, undefined function, invalid cursor name
 #: (CLOSE ALL before v23.1; tests/crdb_facts/errors_more.json
-#: ``session_reset_errors``).
-PERMANENT_REFUSALS = frozenset({"42601", "0A000", "42883", "34000"})
+#: ``session_reset_errors``), undefined object (a session variable the version
+#: lacks: 'unrecognized configuration parameter', tests/crdb_facts/errors.json;
+#: 42704 as on PostgreSQL).
+PERMANENT_REFUSALS = frozenset({"42601", "0A000", "42883", "34000", "42704"})
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +186,9 @@ class SessionReset:
         self.refused: set[str] = set()
         #: Send the reset with the ``ROLLBACK`` of a closing connection.
         self.combine = True
+        #: A permanent refusal of the combined message, judged by the reset
+        #: sent on its own right after it (:meth:`_judge_combined`).
+        self.combined_refusal: str | None = None
 
     def _crdb(self) -> list[str]:
         return [s for s in self._crdb_statements if s not in self.refused]
@@ -202,7 +235,25 @@ class SessionReset:
                 is_cockroachdb and _rejected(err) and not driver.is_in_transaction()
             ):
                 raise
+            self.combined_refusal = None  # the statements, not the combining
             self._one_by_one(driver)
+        self._judge_combined()
+
+    def _judge_combined(self) -> None:
+        """Stop combining only when the server refused the combined message for
+        good and then took the same reset sent alone as one message: the
+        combination is what it refuses. A transient failure (a timeout, a
+        conflict) or one the reset alone met too (a statement this server
+        lacks, now left out; follower reads) leaves combining on."""
+        codes, self.combined_refusal = self.combined_refusal, None
+        if codes is None or not self.combine:
+            return
+        self.combine = False
+        log.warning(
+            "the session reset sent with ROLLBACK was refused (%s) and the reset "
+            "alone was not; resetting separately from now on",
+            codes,
+        )
 
     def _one_by_one(self, driver: Any) -> None:
         """Each statement on its own; leaves out the ones this server lacks."""
@@ -263,12 +314,12 @@ class ResetWithRollback:
         except asyncpg.PostgresError as err:
             if parent.is_in_transaction():
                 return await parent.execute(query, timeout=timeout)
-            reset.combine = False
-            log.warning(
-                "the session reset sent with ROLLBACK failed (%s); resetting "
-                "separately from now on",
-                ",".join(sqlstates_of(err)) or type(err).__name__,
-            )
+            # the pool now sends the reset on its own (crdb_reset_sent stays
+            # False), which judges a permanent refusal (_judge_combined)
+            codes = ",".join(sqlstates_of(err)) or type(err).__name__
+            log.info("the session reset sent with ROLLBACK failed (%s)", codes)
+            if _permanently_refused(err):
+                reset.combined_refusal = codes
             return "ROLLBACK"
         self.crdb_reset_sent = True
         return status

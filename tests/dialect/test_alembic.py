@@ -219,3 +219,71 @@ async def test_crdb_ddl_is_transactional_only_without_autocommit_before_ddl(
         await conn.exec_driver_sql("SET autocommit_before_ddl = on")
         impl = await conn.run_sync(lambda c: MigrationContext.configure(c).impl)
         assert impl.transactional_ddl is False
+
+
+# -- ALTER COLUMN TYPE inside the migration's transaction (CockroachDB mode) ------
+#: CockroachDB's refusal, recorded: cockroach pkg/sql/alter_column_type.go
+#: (AlterColTypeInTxnNotSupportedErr, unimplemented.NewWithIssuef(49351, ...),
+#: hence 0A000; https://github.com/cockroachdb/cockroach/issues/49351).
+ALTER_TYPE_REFUSAL = (
+    "unimplemented: ALTER COLUMN TYPE is not supported inside a transaction"
+)
+
+
+class _RecordedRefusal(Exception):
+    sqlstate = "0A000"
+
+
+def _refuse_alter_type(sql: str) -> Any:
+    if sql.startswith("ALTER TABLE") and " TYPE " in sql:
+        raise sa.exc.NotSupportedError(sql, None, _RecordedRefusal(ALTER_TYPE_REFUSAL))
+    return None
+
+
+def _crdb_migration(answer: Any, **opts: Any) -> tuple[Operations, Any]:
+    from tests.conformance.recording import Recorder, crdb_dialect
+
+    class InMigration(Recorder):
+        """The migration's transaction is open (transactional_ddl)."""
+
+        def in_transaction(self) -> bool:
+            return True
+
+    recorder = InMigration(crdb_dialect("v24.3.0"), answer)
+    context = MigrationContext.configure(
+        connection=recorder, opts={"transactional_ddl": True, **opts}
+    )
+    assert isinstance(context.impl, CockroachDBImpl)
+    return Operations(context), recorder
+
+
+def test_alter_column_type_in_a_transaction_says_what_to_do() -> None:
+    from alembic.util import CommandError
+
+    op, _ = _crdb_migration(_refuse_alter_type)
+    with pytest.raises(CommandError) as info:
+        op.alter_column("accounts", "balance", type_=sa.BigInteger())
+    message = str(info.value)
+    assert "accounts.balance" in message
+    assert "autocommit_block()" in message
+    assert "autocommit_before_ddl = on" in message
+    assert isinstance(info.value.__cause__, sa.exc.NotSupportedError)
+
+
+def test_other_alter_column_refusals_pass_through() -> None:
+    def refuse(sql: str) -> Any:
+        raise sa.exc.NotSupportedError(sql, None, _RecordedRefusal("something else"))
+
+    op, _ = _crdb_migration(refuse)
+    with pytest.raises(sa.exc.NotSupportedError):
+        op.alter_column("accounts", "balance", type_=sa.BigInteger())
+    with pytest.raises(sa.exc.NotSupportedError):
+        op.alter_column("accounts", "balance", nullable=False)
+
+
+def test_alter_column_type_is_sent_as_is() -> None:
+    op, recorder = _crdb_migration(lambda sql: None)
+    op.alter_column("accounts", "balance", type_=sa.BigInteger())
+    assert [sql.strip() for sql in recorder.statements] == [
+        "ALTER TABLE accounts ALTER COLUMN balance TYPE BIGINT"
+    ]

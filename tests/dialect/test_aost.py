@@ -23,6 +23,14 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.orm import (
+    DeclarativeBase,
+    Mapped,
+    joinedload,
+    mapped_column,
+    relationship,
+    selectinload,
+)
 
 from sqlalchemy_crdb_async import (
     AsOfSystemTimeError,
@@ -83,6 +91,81 @@ def test_set_transaction_as_of_system_time_is_crdb_only() -> None:
 def test_bounded_staleness_is_refused_in_a_transaction() -> None:
     with pytest.raises(sa.exc.ArgumentError, match="AUTOCOMMIT"):
         set_transaction_as_of_system_time(with_max_staleness("10s"))
+
+
+def _nested(kind: str) -> sa.ClauseElement:
+    """A statement with an AS OF SYSTEM TIME select below its top level."""
+    inner = as_of_system_time(sa.select(T.c.id), "-10s")
+    if kind == "subquery":
+        return sa.select(inner.subquery().c.id)
+    if kind == "scalar subquery":
+        return sa.select(T.c.id).where(T.c.id == inner.scalar_subquery())
+    if kind == "cte":
+        cte = inner.cte("old")
+        return sa.select(cte.c.id)
+    if kind == "union":
+        return sa.union_all(sa.select(T.c.id), inner)
+    assert kind == "insert"
+    return sa.insert(sa.table("u", sa.column("id"))).from_select(["id"], inner)
+
+
+AOST_TOP_LEVEL = next(
+    item
+    for key, item in facts.load("errors_batch3.json").items()
+    if key == "42601_aost_not_top_level"
+)
+
+
+@pytest.mark.parametrize(
+    ("kind", "place"),
+    [
+        ("subquery", "a subquery"),
+        ("scalar subquery", "a subquery"),
+        ("cte", "a CTE (WITH ...)"),
+        ("union", "an arm of a UNION ALL"),
+        ("insert", "an INSERT ... SELECT"),
+    ],
+)
+def test_refused_below_the_top_level_at_compile_time(kind: str, place: str) -> None:
+    # CockroachDB refuses it there with 42601 (errors_batch3.json, recorded)
+    assert AOST_TOP_LEVEL["sqlstate"] == "42601"
+    with pytest.raises(sa.exc.CompileError) as info:
+        _nested(kind).compile(dialect=_crdb())
+    message = str(info.value)
+    assert f"inside {place};" in message
+    assert AOST_TOP_LEVEL["message"] in message
+    assert "42601" in message
+
+
+def test_orm_joinedload_with_limit_is_refused_with_the_way_out() -> None:
+    # the ORM wraps a joined-eager select with LIMIT in a subquery, taking the
+    # clause along: CockroachDB would refuse what it sent before
+    class Base(DeclarativeBase):
+        pass
+
+    class Parent(Base):
+        __tablename__ = "parent"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        kids: Mapped[list[Kid]] = relationship()
+
+    class Kid(Base):
+        __tablename__ = "kid"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        parent_id: Mapped[int] = mapped_column(sa.ForeignKey("parent.id"))
+
+    joined = sa.select(Parent).options(joinedload(Parent.kids)).limit(3)
+    with pytest.raises(sa.exc.CompileError, match="selectinload"):
+        as_of_system_time(joined, "-10s").compile(dialect=_crdb())
+    selectin = sa.select(Parent).options(selectinload(Parent.kids)).limit(3)
+    sql = str(as_of_system_time(selectin, "-10s").compile(dialect=_crdb()))
+    assert "FROM parent AS OF SYSTEM TIME '-10s'" in sql
+
+
+def test_top_level_clause_covers_a_subquery() -> None:
+    inner = sa.select(T.c.id).subquery()
+    stmt = as_of_system_time(sa.select(inner.c.id), "-10s")
+    sql = str(stmt.compile(dialect=_crdb())).rstrip()
+    assert sql.endswith("AS anon_1 AS OF SYSTEM TIME '-10s'")
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.schema import CreateIndex, CreateTable
+from sqlalchemy.sql.functions import _registry
 
 from sqlalchemy_crdb_async import (
     as_of_system_time,
@@ -344,7 +345,6 @@ def test_func_timestampdiff_is_ours_and_other_dialects_keep_it(crdb: Any) -> Non
 
     table = sa.table("e", sa.column("s", sa.DateTime), sa.column("f", sa.DateTime))
     expr = sa.func.timestampdiff(sa.text("MINUTE"), table.c.s, table.c.f)
-    assert isinstance(expr, timestampdiff)
     assert "60000000" in sql(sa.select(expr), crdb)
     assert sql(sa.select(expr), mysql.dialect()) == (
         "SELECT timestampdiff(MINUTE, e.s, e.f) AS timestampdiff_1 FROM e"
@@ -355,15 +355,48 @@ def test_func_timestampdiff_is_ours_and_other_dialects_keep_it(crdb: Any) -> Non
         sql(sa.select(sa.func.timestampdiff(sa.text("DAY"), table.c.s)), crdb)
 
 
+def test_stock_postgresql_compiles_timestampdiff_as_a_plain_function() -> None:
+    # importing this package must not change another dialect's SQL
+    from sqlalchemy.dialects.postgresql import asyncpg as pg_asyncpg
+    from sqlalchemy.dialects.postgresql import psycopg as pg_psycopg
+
+    table = sa.table("e", sa.column("s", sa.DateTime), sa.column("f", sa.DateTime))
+    plain = "SELECT timestampdiff(MINUTE, e.s, e.f) AS timestampdiff_1 FROM e"
+    for dialect in (
+        pg.dialect(),
+        pg_asyncpg.dialect(),
+        pg_psycopg.dialect(),
+    ):
+        generic = sa.func.timestampdiff(sa.text("MINUTE"), table.c.s, table.c.f)
+        assert sql(sa.select(generic), dialect) == plain
+        ours = timestampdiff("MINUTE", table.c.s, table.c.f)
+        assert "div(" not in sql(sa.select(ours), dialect)
+    # not SQLAlchemy's process-wide func.timestampdiff
+    assert _registry["_default"].get("timestampdiff") is not timestampdiff
+
+
 def test_timestampdiff_unit_in_a_bind_is_part_of_the_cache_key() -> None:
     table = sa.table("e", sa.column("s", sa.DateTime), sa.column("f", sa.DateTime))
 
     def key(unit: str) -> Any:
-        expr = sa.func.timestampdiff(sa.literal(unit), table.c.s, table.c.f)
+        expr = timestampdiff(sa.literal(unit), table.c.s, table.c.f)
         return sa.select(expr)._generate_cache_key()
 
     assert key("SECOND") != key("HOUR")
     assert key("SECOND") == key("second")
+
+
+def test_func_timestampdiff_bound_unit_is_chosen_by_value(crdb: Any) -> None:
+    # a plain func.timestampdiff keys its cache without the bound unit's
+    # value: the SQL picks the unit by value, so a cached compilation is right
+    table = sa.table("e", sa.column("s", sa.DateTime), sa.column("f", sa.DateTime))
+    expr = sa.func.timestampdiff(sa.literal("SECOND"), table.c.s, table.c.f)
+    text = sql(sa.select(expr), crdb)
+    assert "CASE lower(btrim(CAST(" in text
+    assert "WHEN 'second' THEN 1000000 WHEN 'minute' THEN 60000000" in text
+    bad = sa.func.timestampdiff(sa.literal("MONTH"), table.c.s, table.c.f)
+    with pytest.raises(sa.exc.CompileError, match="calendar units"):
+        sql(sa.select(bad), crdb)
 
 
 def test_jsonb_array_types(crdb: Any) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import warnings
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -10,6 +11,8 @@ import sqlalchemy as sa
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from sqlalchemy_crdb_async import IsolationLevelUpgradeWarning
+from sqlalchemy_crdb_async.dialect._isolation import CHECK_SQL
 from tests.pool.support import wait_for
 
 if TYPE_CHECKING:
@@ -28,9 +31,12 @@ async def test_supported_levels_follow_the_server(engine: AsyncEngine) -> None:
     levels = await _levels(engine)
     if engine.dialect.is_cockroachdb:
         expected = {"SERIALIZABLE", "AUTOCOMMIT"}
-        # READ COMMITTED from v23.2 (tests/crdb_facts/session_vars.md section 2).
+        # READ COMMITTED from v23.2 (tests/crdb_facts/session_vars.md section 2),
+        # REPEATABLE READ from v24.3 (tests/crdb_facts/settings.md section 1)
         if engine.dialect.crdb_at_least(23, 2):
             expected.add("READ COMMITTED")
+        if engine.dialect.crdb_at_least(24, 3):
+            expected.add("REPEATABLE READ")
         assert set(levels) == expected
     else:
         assert set(levels) == {
@@ -49,10 +55,17 @@ async def test_each_transactional_level_is_applied(
         pytest.skip(
             f"{level} is not offered by {engine.dialect.server_info.describe()}"
         )
-    async with engine.connect() as conn:
-        conn = await conn.execution_options(isolation_level=level)
-        shown = (await conn.execute(SHOW)).scalar()
-    assert shown == level.lower()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", IsolationLevelUpgradeWarning)
+        async with engine.connect() as conn:
+            conn = await conn.execution_options(isolation_level=level)
+            shown = (await conn.execute(SHOW)).scalar()
+    upgraded = [w for w in caught if w.category is IsolationLevelUpgradeWarning]
+    if not upgraded:
+        assert shown == level.lower()
+    else:  # CockroachDB with the level's cluster setting off: said, not silent
+        assert engine.dialect.is_cockroachdb
+        assert f"as {str(shown).upper()} " in str(upgraded[0].message)
 
 
 async def test_engine_wide_isolation_level(crdb_url: URL) -> None:
@@ -128,11 +141,30 @@ async def test_unknown_engine_level_fails_at_connect_and_closes_it(
         gc.enable()
 
 
-@pytest.mark.crdb_only("its isolation levels (REPEATABLE READ refused)")
-async def test_cockroachdb_refuses_repeatable_read(engine: AsyncEngine) -> None:
-    async with engine.connect() as conn:
-        with pytest.raises(ArgumentError):
-            await conn.execution_options(isolation_level="REPEATABLE READ")
+@pytest.mark.crdb_only("REPEATABLE READ (v24.3+) behind its cluster setting")
+async def test_cockroachdb_repeatable_read_runs_or_says_it_does_not(
+    crdb_url: URL,
+) -> None:
+    # offered from v24.3; run as SERIALIZABLE while
+    # sql.txn.repeatable_read_isolation.enabled is off (its default through
+    # v26.2, tests/crdb_facts/settings.md section 1), and then a warning says so
+    engine = create_async_engine(crdb_url)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", IsolationLevelUpgradeWarning)
+            async with engine.connect() as conn:
+                conn = await conn.execution_options(isolation_level="REPEATABLE READ")
+                shown = (await conn.execute(SHOW)).scalar()
+        upgraded = [w for w in caught if w.category is IsolationLevelUpgradeWarning]
+        if shown == "repeatable read":
+            assert not upgraded
+        else:
+            assert shown == "serializable"
+            assert "sql.txn.repeatable_read_isolation.enabled" in str(
+                upgraded[0].message
+            )
+    finally:
+        await engine.dispose()
 
 
 # -- the gate on an engine's first connection ----------------------------------------
@@ -203,3 +235,119 @@ async def test_engine_level_on_a_fresh_engine_is_applied(crdb_url: URL) -> None:
         assert engine.dialect.server_info is not None
     finally:
         await engine.dispose()
+
+
+# -- levels the server upgrades: recorded answers -----------------------------------
+# What a CockroachDB session answers to SHOW transaction_isolation inside a
+# transaction begun at a weaker level: the effective level, lower case
+# (tests/crdb_facts/settings.md section 2 transaction_isolation, section 3
+# upgrade rules: with sql.txn.repeatable_read_isolation.enabled off, its default
+# in v24.3, REPEATABLE READ runs as SERIALIZABLE; READ COMMITTED runs as
+# REPEATABLE READ when only that setting is on, https://github.com/cockroachdb/cockroach/pull/129571).
+
+
+class RecordedSession:
+    """Stands where the driver's DBAPI connection does and replays one
+    recorded answer to ``SHOW transaction_isolation``; records what is sent."""
+
+    def __init__(self, answer: str | Exception) -> None:
+        self.answer = answer
+        self.sent: list[str] = []
+        self.level: str | None = None
+        self.rollbacks = 0
+
+    def set_isolation_level(self, level: str) -> None:
+        self.level = level
+
+    def cursor(self) -> RecordedSession:
+        return self
+
+    def execute(self, sql: str, *args: Any) -> None:
+        self.sent.append(sql)
+        if isinstance(self.answer, Exception):
+            raise self.answer
+
+    def fetchone(self) -> tuple[str]:
+        assert isinstance(self.answer, str)
+        return (self.answer,)
+
+    def close(self) -> None:
+        pass
+
+    def rollback(self) -> None:
+        self.rollbacks += 1
+
+
+@pytest.mark.parametrize(
+    ("level", "answer", "setting"),
+    [
+        ("REPEATABLE READ", "serializable", "repeatable_read_isolation"),
+        ("READ COMMITTED", "serializable", "read_committed_isolation"),
+        ("READ COMMITTED", "repeatable read", "read_committed_isolation"),
+    ],
+)
+def test_an_upgraded_level_is_said_once_naming_the_setting(
+    level: str, answer: str, setting: str
+) -> None:
+    dialect = _crdb_dialect(V24_3)
+    session = RecordedSession(answer)
+    with pytest.warns(IsolationLevelUpgradeWarning) as caught:
+        dialect.set_isolation_level(session, level)
+    message = str(caught[0].message)
+    assert f"runs {level} transactions as {answer.upper()}" in message
+    assert f"sql.txn.{setting}.enabled" in message
+    # the check asks the transaction, never SHOW CLUSTER SETTING (42501 for
+    # most users: tests/crdb_facts/settings.md section 5), and leaves none open
+    assert session.sent == [CHECK_SQL]
+    assert session.rollbacks == 1
+    assert session.level == level.lower().replace(" ", "_")  # asyncpg spelling
+    # once per engine and level: the next connection is not asked again
+    again = RecordedSession(answer)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        dialect.set_isolation_level(again, level)
+    assert again.sent == []
+
+
+def test_a_level_the_server_runs_is_silent() -> None:
+    dialect = _crdb_dialect(V24_3)
+    session = RecordedSession("repeatable read")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        dialect.set_isolation_level(session, "REPEATABLE READ")
+        dialect.set_isolation_level(RecordedSession("x"), "SERIALIZABLE")
+    assert dialect.crdb_checked_levels == {"REPEATABLE READ": "REPEATABLE READ"}
+
+
+def test_a_check_that_fails_says_the_level_is_unverified() -> None:
+    dialect = _crdb_dialect(V24_3)
+    session = RecordedSession(RuntimeError("connection reset"))
+    with pytest.warns(IsolationLevelUpgradeWarning, match="Could not verify"):
+        dialect.set_isolation_level(session, "REPEATABLE READ")
+    assert session.rollbacks == 1
+    assert dialect.crdb_checked_levels == {"REPEATABLE READ": None}
+
+
+async def test_the_check_runs_through_the_real_driver(
+    crdb_url: URL, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CockroachDB mode on the embedded server (a recorded v24.3.0 version()
+    answer): the check opens a REPEATABLE READ transaction through asyncpg,
+    which PostgreSQL runs as asked, so nothing is said."""
+    from sqlalchemy_crdb_async.dialect import base, server
+
+    real = server.parse_server_version
+    monkeypatch.setattr(
+        base, "parse_server_version", lambda v, sv: real(V24_3, "13.0.0")
+    )
+    eng = create_async_engine(crdb_url, isolation_level="REPEATABLE READ")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", IsolationLevelUpgradeWarning)
+            async with eng.connect() as conn:
+                assert (await conn.execute(SHOW)).scalar() == "repeatable read"
+        assert eng.dialect.crdb_checked_levels == {  # type: ignore[attr-defined]
+            "REPEATABLE READ": "REPEATABLE READ"
+        }
+    finally:
+        await eng.dispose()

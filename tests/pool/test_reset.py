@@ -12,12 +12,19 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+import asyncpg
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.util import greenlet_spawn
 
 from sqlalchemy_crdb_async import PoolSettings
-from sqlalchemy_crdb_async.pool._reset import CRDB_RESET, SessionReset
+from sqlalchemy_crdb_async.pool._reset import (
+    CRDB_RESET,
+    FOLLOWER_READS_OFF,
+    SessionReset,
+)
+from tests import facts
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -122,3 +129,92 @@ async def test_other_refusals_downgrade_nothing(
     # refused each time: the connection was discarded, nothing left out
     assert reset.refused == set()
     assert pid != first
+
+
+def test_follower_reads_are_turned_off_before_anything_else() -> None:
+    # RESET ALL fails in the read-only AS OF SYSTEM TIME transaction that
+    # follower reads make of every implicit one (tests/crdb_facts/session_reset.md)
+    assert CRDB_RESET[0] == FOLLOWER_READS_OFF
+    assert CRDB_RESET.index(FOLLOWER_READS_OFF) < CRDB_RESET.index("RESET ALL")
+
+
+#: The recorded refusal: RESET ALL with default_transaction_use_follower_reads
+#: on, before https://github.com/cockroachdb/cockroach/pull/148770
+#: (tests/crdb_facts/session_reset.md,
+#: https://github.com/cockroachdb/cockroach/issues/124150).
+FOLLOWER_READS_REFUSAL = {
+    "C": "42601",
+    "M": "AS OF SYSTEM TIME specified with READ WRITE mode",
+}
+
+
+class FollowerReadsSession:
+    """Stands where the pool's asyncpg connection does, and answers each
+    message as the recorded CockroachDB session with follower reads on does:
+    a message containing RESET ALL, sent while follower reads are on, is
+    refused with the recorded error; any other statement succeeds. No wire
+    protocol: only the pool's reset code runs against it."""
+
+    def __init__(self) -> None:
+        self.follower_reads = True
+        self.sent: list[str] = []
+
+    async def execute(self, query: str, *args: Any, timeout: Any = None) -> str:
+        self.sent.append(query)
+        if self.follower_reads and "RESET ALL" in query:
+            raise asyncpg.PostgresError.new(FOLLOWER_READS_REFUSAL)
+        if query == FOLLOWER_READS_OFF:
+            self.follower_reads = False
+        if query == "RESET ALL":
+            self.follower_reads = True  # back to the role's default (say, on)
+        return "OK"
+
+    def is_in_transaction(self) -> bool:
+        return False
+
+
+def test_session_reset_records_the_follower_reads_refusal() -> None:
+    text_ = (facts.FACTS_DIR / "session_reset.md").read_text(encoding="utf-8")
+    assert FOLLOWER_READS_REFUSAL["M"] in text_
+    assert "42601" in text_
+
+
+async def test_reset_with_follower_reads_on_keeps_the_connection() -> None:
+    session = FollowerReadsSession()
+    reset = SessionReset()
+    for _ in range(2):  # the role default turns them on again each time
+        session.sent.clear()
+        await greenlet_spawn(reset._execute, session, True)
+        # the whole reset once (refused), then one by one: follower reads
+        # off in a transaction of its own, RESET ALL after it succeeds
+        assert session.sent[0] == "; ".join(CRDB_RESET)
+        assert session.sent[1:] == list(CRDB_RESET)
+    # nothing was left out, and nothing about combining changed
+    assert reset.refused == set()
+    assert reset.combine is True
+
+
+async def test_a_transient_combined_failure_keeps_combining(crdb_url: URL) -> None:
+    eng = create_async_engine(crdb_url, **PoolSettings(pool_size=1).engine_kwargs())
+    reset = eng.sync_engine.pool._session_reset  # type: ignore[attr-defined]
+    real = reset.statements
+    calls = 0
+
+    def fail_first(is_cockroachdb: bool) -> str:
+        nonlocal calls
+        calls += 1
+        # division by zero (22012): not "the server refuses this for good"
+        return "SELECT 1/0" if calls == 1 else real(is_cockroachdb)
+
+    reset.statements = fail_first
+    try:
+        async with eng.connect() as conn:
+            await conn.execute(text("SET search_path = leaked"))
+            await conn.commit()
+            await conn.execute(text("SELECT 1"))  # closed in a transaction
+        assert calls >= 2  # the reset went out again on its own
+        assert reset.combine is True
+        async with eng.connect() as conn:
+            assert await conn.scalar(text("SHOW search_path")) != "leaked"
+    finally:
+        await eng.dispose()
