@@ -71,8 +71,6 @@ from __future__ import annotations
 
 import json
 import re
-from functools import cache
-from typing import TYPE_CHECKING, Any
 
 from pglast.parser import ParseError, parse_sql_json
 
@@ -80,22 +78,34 @@ from sqlalchemy_crdb_async.dialect.indexdef import (
     _matching_paren as matching_paren,  # the dialect's own paren matcher
 )
 from sqlalchemy_crdb_async.dialect.indexdef import split_top_level
-from tests import facts
-
-if TYPE_CHECKING:
-    from collections.abc import Iterator
+from tests.conformance._releases import RELEASES, WINDOW
+from tests.conformance._rules_kinds import kind_problems
+from tests.conformance._rules_names import name_problems, names
+from tests.conformance._rules_txn import (
+    Analysed,
+    Aost,
+    aost_problems,
+    sequence_problems,
+    strip_aost,
+)
 
 __all__ = [
+    "DEFAULT_RELEASE",
     "INDEX_CLAUSE_ORDER",
     "MIN_CRDB",
+    "WINDOW",
     "assert_conforms",
     "index_clauses",
     "problems",
+    "split_statements",
     "to_postgresql",
+    "transaction_problems",
 ]
 
 #: The oldest CockroachDB release in the support window (README).
 MIN_CRDB = (24, 3)
+#: The release :func:`problems` checks against unless told otherwise.
+DEFAULT_RELEASE = WINDOW[0]
 
 #: CockroachDB's index-definition tail, in grammar order: cockroach
 #: pkg/sql/parser/sql.y create_index_stmt and index_def end in
@@ -111,49 +121,6 @@ INDEX_CLAUSE_ORDER = (
     "WHERE",
     "VISIBILITY",
 )
-
-CATALOG_SCHEMAS = ("pg_catalog", "information_schema")
-
-
-# -- golden data ---------------------------------------------------------------
-
-
-@cache
-def _builtins() -> tuple[frozenset[str], dict[str, str]]:
-    data = facts.load("builtins.json")
-    eras = data["eras"]
-    label = "v{}.{} documented".format(*MIN_CRDB)
-    documented = next(v for k, v in eras.items() if k.startswith(label))
-    master = next(v for k, v in eras.items() if k.startswith("master"))
-    old = next(v for k, v in eras.items() if k.startswith("v20.2"))
-    present = set(documented["functions"])
-    present |= set(master["functions"]) & set(old["functions"])
-    verdicts: dict[str, str] = {}
-    for name, row in {**data["notable"], **data["notable_absent"]}.items():
-        status = row["status"]
-        # "present", "present (undocumented)", "present (documented only from
-        # v26.2)" count; "present only in newest master" and "present from
-        # v26.2" are newer than MIN_CRDB
-        later = "newest master" in status or status.startswith("present from")
-        if status.startswith("present") and not later:
-            present.add(name)
-        else:
-            present.discard(name)
-            verdicts[name] = status
-    return frozenset(present), verdicts
-
-
-@cache
-def _catalog() -> dict[tuple[str, str], frozenset[str] | None]:
-    """(schema, relation) -> its columns; None where the file lists none."""
-    era = facts.load("catalog_tables.json")["eras"]["recent (INFERRED >= v24.3)"]
-    return {
-        (schema, table): (
-            frozenset(row["columns"]) if row.get("columns") is not None else None
-        )
-        for schema in CATALOG_SCHEMAS
-        for table, row in era[schema].items()
-    }
 
 
 # -- CockroachDB-only syntax -------------------------------------------------------
@@ -301,7 +268,7 @@ def _check_opclasses(columns: str, kind: str | None) -> list[str]:
         return []  # the full statement's parse reports it
     elements = tree["stmts"][0]["stmt"]["IndexStmt"]["indexParams"]
     return [
-        f"operator class {_names(e['IndexElem']['opclass'])[-1]} on "
+        f"operator class {names(e['IndexElem']['opclass'])[-1]} on "
         + (
             "a forward index"
             if kind is None
@@ -327,8 +294,8 @@ def _rewrite_create_index(sql: str, issues: list[str]) -> str:
 
 
 _INLINE_INDEX = re.compile(
-    r"^(?P<unique>UNIQUE\s+)?(?P<kind>INVERTED\s+|VECTOR\s+)?INDEX\s+"
-    r"(?P<name>\S+)\s*(?P<rest>\(.*)$",
+    r"^(?P<unique>UNIQUE\s+)?(?P<kind>INVERTED\s+|VECTOR\s+)?INDEX\b\s*"
+    r"(?P<name>[^\s(]+)?\s*(?P<rest>\(.*)$",
     re.I | re.S,
 )
 _COMPUTED = re.compile(r"(?<!ALWAYS )\bAS\s*\(", re.I)
@@ -367,7 +334,7 @@ def _rewrite_create_table(sql: str, issues: list[str]) -> list[str]:
             issues.extend(_check_opclasses(columns, _kind(m)))
             unique = "UNIQUE " if m["unique"] else ""
             extra.append(
-                f"CREATE {unique}INDEX {m['name']} ON {table.strip()} "
+                f"CREATE {unique}INDEX {m['name'] or ''} ON {table.strip()} "
                 f"{columns} {_pg_index_tail(tail)}"
             )
         elif re.match(r"^FAMILY\b", element, re.I):
@@ -377,52 +344,47 @@ def _rewrite_create_table(sql: str, issues: list[str]) -> list[str]:
     return [f"{head}({', '.join(kept)}){after}", *extra]
 
 
-_AOST = re.compile(r"\bAS\s+OF\s+SYSTEM\s+TIME\s+", re.I)
-_AOST_FOLLOWERS = re.compile(
-    r"^\s*(\)|$|WHERE\b|GROUP\b|HAVING\b|WINDOW\b|ORDER\b|LIMIT\b|OFFSET\b|UNION\b)",
-    re.I,
-)
-_AFTER_FROM = re.compile(
-    r"\b(WHERE|GROUP\s+BY|HAVING|WINDOW|ORDER\s+BY|LIMIT|OFFSET)\b", re.I
-)
 _INDEX_HINT = re.compile(r"@(\{[^}]*\}|\"[^\"]+\"|\w+)")
 
 
-def _strip_aost(sql: str, issues: list[str]) -> str:
-    while m := _AOST.search(sql):
-        start, i = m.start(), m.end()
-        mode = re.match(r"\s*(BEGIN|SET\s+TRANSACTION)\b", sql[:start], re.I)
-        froms = list(re.finditer(r"\bFROM\b", sql[:start], re.I))
-        if mode:
-            pass  # BEGIN / SET TRANSACTION AS OF SYSTEM TIME: a transaction mode
-        elif not froms:
-            issues.append(f"AS OF SYSTEM TIME outside a FROM clause in {sql!r}")
-        elif _AFTER_FROM.search(sql[froms[-1].end() : start]):
-            issues.append(
-                f"AS OF SYSTEM TIME must end the FROM list, not follow "
-                f"{_AFTER_FROM.search(sql[froms[-1].end() : start])[0]!r}"  # type: ignore[index]
-            )
-        # the argument: a quoted literal or a function call / word
-        if sql[i] == "'":
-            end = sql.index("'", i + 1) + 1
-        else:
-            word = re.match(r"[\w.]+", sql[i:])
-            end = i + (word.end() if word else 0)
-            if end < len(sql) and sql[end] == "(":
-                end = _skip_parens(sql, end)
-        if not mode and not _AOST_FOLLOWERS.match(sql[end:]):
-            issues.append(
-                "AS OF SYSTEM TIME must end the FROM list; found "
-                f"{sql[end:]!r} after it"
-            )
-        # an AOST transaction is read-only: what PostgreSQL can parse instead
-        keep = " READ ONLY " if mode and mode[1].upper().startswith("SET") else " "
-        sql = sql[:start] + keep + sql[end:]
+_ROW_SOURCE = re.compile(r"(\bFROM|\bJOIN|,)\s*\[", re.I)
+_ALTER_PK = re.compile(
+    r"\bALTER\s+PRIMARY\s+KEY\s+USING\s+COLUMNS\s*(\([^)]*\))"
+    r"(\s+USING\s+HASH)?(\s+WITH\s*\([^)]*\))?",
+    re.I,
+)
+_PK_HASH = re.compile(
+    r"(\bPRIMARY\s+KEY(?:\s*\([^)]*\))?)\s+USING\s+HASH"
+    r"(?:\s+WITH\s+BUCKET_COUNT\s*=\s*\d+)?",
+    re.I,
+)
+
+
+def _row_sources(sql: str, inner: list[str]) -> str:
+    """``FROM [SHOW ...]`` / ``[INSERT ... RETURNING ...]``: CockroachDB's
+    ``table_ref ::= '[' row_source_extension_stmt ']'`` (cockroach
+    ``docs/generated/sql/bnf/stmt_block.bnf``) becomes a relation name; the
+    bracketed statement goes to ``inner`` to be checked on its own."""
+    while m := _ROW_SOURCE.search(sql):
+        start = m.end() - 1
+        depth = 0
+        for end in range(start, len(sql)):
+            depth += {"[": 1, "]": -1}.get(sql[end], 0)
+            if depth == 0:
+                break
+        inner.append(sql[start + 1 : end])
+        sql = f"{sql[: m.end() - 1]}crdb_row_source{sql[end + 1 :]}"
     return sql
 
 
-def to_postgresql(sql: str) -> tuple[list[str], list[str]]:
-    """``(statements PostgreSQL's parser can read, clause-order problems)``."""
+def to_postgresql(
+    sql: str, aost: list[Aost] | None = None, inner: list[str] | None = None
+) -> tuple[list[str], list[str]]:
+    """``(statements PostgreSQL's parser can read, clause-order problems)``.
+
+    ``aost`` collects the AS OF SYSTEM TIME clauses removed, ``inner`` the
+    statements of ``[...]`` row sources.
+    """
     issues: list[str] = []
     sql = re.sub(r"^\s*UPSERT\s+INTO\b", "INSERT INTO", sql, flags=re.I)
     # DROP DATABASE ... CASCADE | RESTRICT: CockroachDB's drop_database_stmt
@@ -435,165 +397,109 @@ def to_postgresql(sql: str) -> tuple[list[str], list[str]]:
         flags=re.I | re.S,
     )
     sql = _INDEX_HINT.sub("", sql)
-    sql = _strip_aost(sql, issues)
+    sql = _row_sources(sql, inner if inner is not None else [])
+    # ALTER PRIMARY KEY USING COLUMNS (...) [USING HASH] [WITH (...)] and
+    # PRIMARY KEY [(...)] USING HASH [WITH BUCKET_COUNT = n]: the BNF's
+    # alter_table_cmd and col_qualification_elem / constraint_elem
+    sql = _ALTER_PK.sub(r"ADD PRIMARY KEY \1\3", sql)
+    sql = _PK_HASH.sub(r"\1", sql)
+    sql = strip_aost(sql, issues, aost if aost is not None else [])
     if _CREATE_INDEX.match(sql):
         return [_rewrite_create_index(sql, issues)], issues
-    if re.match(r"^\s*CREATE\s+(TEMPORARY\s+)?TABLE\b", sql, re.I):
+    if re.match(r"^\s*CREATE\s+(TEMPORARY\s+|TEMP\s+)?TABLE\b", sql, re.I):
         return _rewrite_create_table(sql, issues), issues
     if re.match(r"^\s*ALTER\s+TABLE\b.*\bADD\s+COLUMN\b", sql, re.I | re.S):
         return [_rewrite_column(_FAMILY.sub("", sql))], issues
     return [sql], issues
 
 
-# -- the parse-tree checks -------------------------------------------------------------
+def split_statements(message: str) -> list[str]:
+    """The statements of a simple-query message, split at top-level ``;``."""
+    out, depth, quote, start = [], 0, "", 0
+    for i, ch in enumerate(message):
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch in "([":
+            depth += 1
+        elif ch in ")]":
+            depth -= 1
+        elif ch == ";" and depth == 0:
+            out.append(message[start:i])
+            start = i + 1
+    out.append(message[start:])
+    return [s.strip() for s in out if s.strip()]
 
 
-def _names(node_list: list[dict[str, Any]]) -> list[str]:
-    return [n["String"]["sval"] for n in node_list if "String" in n]
-
-
-def _walk(
-    node: Any, scopes: list[dict[str, tuple[str, str] | None]]
-) -> Iterator[tuple[str, Any, list[dict[str, tuple[str, str] | None]]]]:
-    """Yield ``(kind, node, scopes)`` for FuncCall, RangeVar and ColumnRef."""
-    if isinstance(node, list):
-        for item in node:
-            yield from _walk(item, scopes)
-        return
-    if not isinstance(node, dict):
-        return
-    for kind, body in node.items():
-        if kind == "SelectStmt" and isinstance(body, dict):
-            scope = _from_scope(body.get("fromClause", []))
-            # output names (ORDER BY name) are not columns: "=" marks them
-            for target in body.get("targetList", []):
-                label = target.get("ResTarget", {}).get("name")
-                if label:
-                    scope["=" + label] = None
-            inner = [*scopes, scope]
-            for value in body.values():
-                yield from _walk(value, inner)
-            continue
-        if kind in ("FuncCall", "RangeVar", "ColumnRef"):
-            yield kind, body, scopes
-        if isinstance(body, (dict, list)):
-            yield from _walk(body, scopes)
-
-
-def _from_scope(from_clause: Any) -> dict[str, tuple[str, str] | None]:
-    """Alias -> (schema, relation) for catalogue relations; None for others."""
-    scope: dict[str, tuple[str, str] | None] = {}
-
-    def visit(item: Any) -> None:
-        if isinstance(item, list):
-            for x in item:
-                visit(x)
-        elif isinstance(item, dict):
-            if "RangeVar" in item:
-                rv = item["RangeVar"]
-                name = (rv.get("alias") or {}).get("aliasname") or rv["relname"]
-                scope[name] = _catalog_relation(rv)
-            elif "JoinExpr" in item:
-                visit(item["JoinExpr"].get("larg"))
-                visit(item["JoinExpr"].get("rarg"))
-            else:
-                for key in ("RangeSubselect", "RangeFunction"):
-                    if key in item:
-                        alias = (item[key].get("alias") or {}).get("aliasname")
-                        if alias:
-                            scope[alias] = None
-
-    visit(from_clause)
-    return scope
-
-
-def _catalog_relation(rv: dict[str, Any]) -> tuple[str, str] | None:
-    schema = rv.get("schemaname")
-    name = rv["relname"]
-    if schema in CATALOG_SCHEMAS:
-        return (schema, name)
-    if schema is None and ("pg_catalog", name) in _catalog():
-        return ("pg_catalog", name)  # pg_catalog is always on the search path
-    if schema is None and name.startswith("pg_"):
-        return ("pg_catalog", name)
-    return None
-
-
-def _check_tree(tree: Any) -> list[str]:
-    catalog = _catalog()
-    present, verdicts = _builtins()
-    found: list[str] = []
-    for kind, node, scopes in _walk(tree, []):
-        if kind == "FuncCall":
-            parts = [p.lower() for p in _names(node["funcname"])]
-            name = parts[-1]
-            if len(parts) > 1 and parts[0] not in (*CATALOG_SCHEMAS, "crdb_internal"):
-                continue  # a user-defined function in a user schema
-            if name not in present:
-                why = verdicts.get(name, "not a CockroachDB builtin")
-                found.append(
-                    f"function {'.'.join(parts)}() at CockroachDB "
-                    f"v{MIN_CRDB[0]}.{MIN_CRDB[1]}: {why} "
-                    "(tests/crdb_facts/builtins.json)"
-                )
-        elif kind == "RangeVar":
-            rel = _catalog_relation(node)
-            if rel is not None and rel not in catalog:
-                found.append(
-                    f"relation {rel[0]}.{rel[1]} does not exist in CockroachDB "
-                    "(tests/crdb_facts/catalog_tables.json)"
-                )
-        else:
-            found.extend(_check_column(_names(node["fields"]), scopes, catalog))
-    return found
-
-
-def _check_column(
-    fields: list[str],
-    scopes: list[dict[str, tuple[str, str] | None]],
-    catalog: dict[tuple[str, str], frozenset[str] | None],
-) -> list[str]:
-    if not fields:
-        return []  # SELECT *
-    column = fields[-1]
-    rel: tuple[str, str] | None = None
-    if len(fields) >= 2:
-        qualifier = fields[-2]
-        for scope in reversed(scopes):
-            if qualifier in scope:
-                rel = scope[qualifier]
-                break
-    else:
-        inner = scopes[-1] if scopes else {}
-        relations = [v for k, v in inner.items() if not k.startswith("=")]
-        if len(relations) == 1 and "=" + column not in inner:
-            rel = relations[0]
-    columns = catalog.get(rel) if rel is not None else None
-    if columns is None or column in columns:
-        return []
-    assert rel is not None
-    return [
-        f"column {rel[0]}.{rel[1]}.{column} does not exist in CockroachDB "
-        "(tests/crdb_facts/catalog_tables.json)"
-    ]
-
-
-def problems(sql: str) -> list[str]:
-    """Everything CockroachDB would not accept in ``sql``; empty when fine."""
+def _analyse(sql: str, release: str, found: list[str]) -> Analysed:
+    """Rewrite, parse and check one statement; its problems go to ``found``."""
+    version = RELEASES[release].version
+    aost: list[Aost] = []
+    inner: list[str] = []
     try:
-        statements, found = to_postgresql(sql)
+        statements, issues = to_postgresql(sql, aost, inner)
     except ValueError as e:  # unknown clause, unbalanced parentheses
-        return [str(e)]
+        found.append(str(e))
+        return Analysed(sql, [], aost)
+    found.extend(issues)
+    for nested in inner:
+        # SHOW and EXPLAIN are CockroachDB's own statements PostgreSQL's
+        # parser does not read: only the data-changing and SELECT ones are
+        # checked
+        if not re.match(r"\s*(SHOW|EXPLAIN)\b", nested, re.I):
+            found.extend(problems(nested, release=release))
+    trees = []
     for statement in statements:
         try:
             tree = json.loads(parse_sql_json(statement))
         except ParseError as e:
             found.append(f"syntax: {e} in {statement!r}")
             continue
-        found.extend(_check_tree(tree))
+        trees.append(tree)
+        found.extend(name_problems(tree, release))
+        found.extend(kind_problems(tree, version))
+    if trees:
+        found.extend(aost_problems(trees[0], aost))
+    return Analysed(sql, trees, aost)
+
+
+def problems(sql: str, *, release: str = DEFAULT_RELEASE) -> list[str]:
+    """Everything CockroachDB ``release`` would not accept in ``sql``.
+
+    Empty when fine. ``sql`` is one statement or one simple-query message of
+    several (run by CockroachDB as one implicit transaction: the sequence
+    rules of :func:`transaction_problems` apply to it too).
+    """
+    if release not in RELEASES:
+        raise ValueError(f"unknown release {release!r}; known: {list(RELEASES)}")
+    parts = split_statements(sql)
+    found: list[str] = []
+    analysed = [_analyse(part, release, found) for part in parts]
+    if len(parts) > 1:
+        found.extend(sequence_problems(analysed, implicit=True))
     return found
 
 
-def assert_conforms(sql: str) -> None:
-    found = problems(sql)
-    assert not found, f"{sql}\n" + "\n".join(f"  - {p}" for p in found)
+def transaction_problems(
+    statements: list[str], *, release: str = DEFAULT_RELEASE
+) -> list[str]:
+    """Problems of a statement sequence sent one by one on one session.
+
+    Each statement's own :func:`problems`, plus the rules across statements
+    (:mod:`tests.conformance._rules_txn`): locking reads and writes in a
+    read-only or AOST transaction, a statement AOST that differs from the
+    transaction's, ``SAVEPOINT cockroach_restart`` not first, ``DISCARD ALL``
+    inside a transaction.
+    """
+    found: list[str] = []
+    analysed = []
+    for sql in statements:
+        found.extend(problems(sql, release=release))
+        analysed.append(_analyse(sql, release, []))
+    return found + sequence_problems(analysed, implicit=False)
+
+
+def assert_conforms(sql: str, *, release: str = DEFAULT_RELEASE) -> None:
+    found = problems(sql, release=release)
+    assert not found, f"{release}: {sql}\n" + "\n".join(f"  - {p}" for p in found)

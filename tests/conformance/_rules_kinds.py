@@ -1,0 +1,302 @@
+"""Checker rules on the parse tree: statement kinds, clauses, types, system columns.
+
+Each rule names what CockroachDB does not have and where that is written:
+
+``BNF``
+    cockroach ``docs/generated/sql/bnf/stmt_block.bnf`` (generated from
+    ``pkg/sql/parser/sql.y``; the index's copy has CREATE TRIGGER and the
+    VECTOR type, so INFERRED >= v24.3). A statement, clause or option absent
+    from it is refused by the parser: a syntax error, or an ``error``
+    production that answers "unimplemented" (0A000).
+``SQLY``
+    cockroach ``pkg/sql/parser/sql.y`` ``error`` / ``unimplemented``
+    productions: ``opt_create_table_inherits: INHERITS error``,
+    ``opt_create_table_on_commit: ON COMMIT DELETE ROWS error | ON COMMIT DROP
+    error``, ``create_unsupported`` (CREATE ACCESS METHOD, AGGREGATE, CAST,
+    CONSTRAINT TRIGGER, CONVERSION, FOREIGN TABLE, FOREIGN DATA, LANGUAGE,
+    OPERATOR, PUBLICATION, RULE, SERVER, SUBSCRIPTION, TABLESPACE, TEXT
+    SEARCH), ``drop_unsupported`` (the same plus DOMAIN, COLLATION),
+    ``alter_unsupported_stmt`` (ALTER DOMAIN, ALTER AGGREGATE),
+    ``DISCARD PLANS { unimplemented }``.
+``TYPES``
+    cockroach ``pkg/sql/types/types.go`` ``postgresPredefinedTypeIssues``:
+    PostgreSQL types CockroachDB does not define (box, cidr, circle, line,
+    lseg, macaddr, macaddr8, money, path, pg_lsn, point, polygon,
+    txid_snapshot, xml; tsvector/tsquery were there until v23.1 added full
+    text search, tests/crdb_facts/builtins.json ``to_tsvector`` documented from
+    v23.1). Range and multirange types: ``pkg/sql/types`` has no range family
+    and the BNF's ``create_type_stmt`` has only ENUM and composite types.
+    ``jsonpath``: INFERRED from v25.2 (``jsonb_path_query`` is documented from
+    v25.2 in tests/crdb_facts/builtins.json).
+``SYSCOLS``
+    cockroach ``pkg/sql/catalog/colinfo/system_columns.go``: the system columns
+    are ``crdb_internal_mvcc_timestamp``, ``tableoid``,
+    ``crdb_internal_origin_id``, ``crdb_internal_origin_timestamp``;
+    PostgreSQL's ``ctid``, ``xmin``, ``xmax``, ``cmin``, ``cmax`` do not exist.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+__all__ = ["kind_problems"]
+
+BNF = "cockroach docs/generated/sql/bnf/stmt_block.bnf"
+SQLY = "cockroach pkg/sql/parser/sql.y"
+TYPES = "cockroach pkg/sql/types/types.go postgresPredefinedTypeIssues"
+
+#: Statement nodes CockroachDB's grammar has no production for, or answers
+#: "unimplemented" for.
+STATEMENTS: dict[str, str] = {
+    "CreateDomainStmt": f"CREATE DOMAIN ({SQLY}: CREATE DOMAIN error, #27796)",
+    "AlterDomainStmt": f"ALTER DOMAIN ({SQLY} alter_unsupported_stmt)",
+    "CreateTableSpaceStmt": f"CREATE TABLESPACE ({SQLY} create_unsupported)",
+    "DropTableSpaceStmt": f"DROP TABLESPACE ({BNF}: no such statement)",
+    "AlterTableSpaceOptionsStmt": f"ALTER TABLESPACE ({BNF}: no such statement)",
+    "AlterTableMoveAllStmt": f"ALTER TABLE ALL IN TABLESPACE ({BNF})",
+    "MergeStmt": f"MERGE ({BNF}: no merge statement; MERGE is only a join hint)",
+    "NotifyStmt": "NOTIFY (LISTEN/NOTIFY unimplemented, cockroach issue #41522; "
+    f"{BNF} has only UNLISTEN)",
+    "ListenStmt": "LISTEN (cockroach issue #41522)",
+    "LockStmt": f"LOCK TABLE ({BNF}: no such statement)",
+    "ClusterStmt": f"CLUSTER ({BNF}: no such statement)",
+    "CheckPointStmt": f"CHECKPOINT ({BNF}: no such statement)",
+    "ReindexStmt": f"REINDEX ({SQLY}: reindex error productions)",
+    "LoadStmt": f"LOAD ({BNF}: no such statement)",
+    "ConstraintsSetStmt": f"SET CONSTRAINTS ({BNF}: no such statement)",
+    "AlterSystemStmt": f"ALTER SYSTEM ({BNF}: no such statement)",
+    "CreateRangeStmt": f"CREATE TYPE ... AS RANGE ({BNF} create_type_stmt)",
+    "CreateAmStmt": f"CREATE ACCESS METHOD ({SQLY} create_unsupported)",
+    "CreateCastStmt": f"CREATE CAST ({SQLY} create_unsupported)",
+    "CreateConversionStmt": f"CREATE CONVERSION ({SQLY} create_unsupported)",
+    "CreateForeignTableStmt": f"CREATE FOREIGN TABLE ({SQLY} create_unsupported)",
+    "CreateFdwStmt": f"CREATE FOREIGN DATA WRAPPER ({SQLY} create_unsupported)",
+    "CreateForeignServerStmt": f"CREATE SERVER ({SQLY} create_unsupported)",
+    "CreatePLangStmt": f"CREATE LANGUAGE ({SQLY} create_unsupported)",
+    "CreatePublicationStmt": f"CREATE PUBLICATION ({SQLY} create_unsupported)",
+    "CreateSubscriptionStmt": f"CREATE SUBSCRIPTION ({SQLY} create_unsupported)",
+    "RuleStmt": f"CREATE RULE ({SQLY} create_unsupported)",
+    "CreateOpClassStmt": f"CREATE OPERATOR CLASS ({SQLY} create_unsupported)",
+    "CreateEventTrigStmt": f"CREATE EVENT TRIGGER ({BNF}: no such statement)",
+    "CreateTransformStmt": f"CREATE TRANSFORM ({BNF}: no such statement)",
+    "AlterTSDictionaryStmt": f"ALTER TEXT SEARCH ({BNF}: no such statement)",
+}
+
+#: ``DefineStmt`` kinds (CREATE AGGREGATE / OPERATOR / TEXT SEARCH / base TYPE).
+DEFINE_KINDS = {
+    "OBJECT_AGGREGATE": "CREATE AGGREGATE",
+    "OBJECT_OPERATOR": "CREATE OPERATOR",
+    "OBJECT_TSPARSER": "CREATE TEXT SEARCH PARSER",
+    "OBJECT_TSDICTIONARY": "CREATE TEXT SEARCH DICTIONARY",
+    "OBJECT_TSTEMPLATE": "CREATE TEXT SEARCH TEMPLATE",
+    "OBJECT_TSCONFIGURATION": "CREATE TEXT SEARCH CONFIGURATION",
+    "OBJECT_TYPE": "CREATE TYPE (base type)",
+    "OBJECT_COLLATION": "CREATE COLLATION",
+}
+
+#: ``DROP`` kinds: ``drop_unsupported`` in sql.y, or absent from the BNF.
+DROP_KINDS = {
+    "OBJECT_DOMAIN": "DROP DOMAIN",
+    "OBJECT_TABLESPACE": "DROP TABLESPACE",
+    "OBJECT_AGGREGATE": "DROP AGGREGATE",
+    "OBJECT_CAST": "DROP CAST",
+    "OBJECT_COLLATION": "DROP COLLATION",
+    "OBJECT_CONVERSION": "DROP CONVERSION",
+    "OBJECT_FOREIGN_TABLE": "DROP FOREIGN TABLE",
+    "OBJECT_LANGUAGE": "DROP LANGUAGE",
+    "OBJECT_OPERATOR": "DROP OPERATOR",
+    "OBJECT_PUBLICATION": "DROP PUBLICATION",
+    "OBJECT_RULE": "DROP RULE",
+    "OBJECT_FOREIGN_SERVER": "DROP SERVER",
+    "OBJECT_SUBSCRIPTION": "DROP SUBSCRIPTION",
+    "OBJECT_TSCONFIGURATION": "DROP TEXT SEARCH",
+    "OBJECT_TSDICTIONARY": "DROP TEXT SEARCH",
+}
+
+#: ``ALTER TABLE`` subcommands in the BNF's ``alter_table_cmd`` (plus OWNER,
+#: the row-level-security switches of v25.2+ which this list does not gate
+#: by version). Anything else is refused.
+ALTER_TABLE_ALLOWED = frozenset(
+    {
+        "AT_AddColumn",
+        "AT_ColumnDefault",
+        "AT_CookedColumnDefault",
+        "AT_DropNotNull",
+        "AT_SetNotNull",
+        "AT_DropColumn",
+        "AT_AddConstraint",
+        "AT_ValidateConstraint",
+        "AT_DropConstraint",
+        "AT_AlterColumnType",
+        "AT_SetRelOptions",
+        "AT_ResetRelOptions",
+        "AT_ChangeOwner",
+        "AT_AddIdentity",
+        "AT_SetIdentity",
+        "AT_DropIdentity",
+        "AT_EnableRowSecurity",
+        "AT_DisableRowSecurity",
+        "AT_ForceRowSecurity",
+        "AT_NoForceRowSecurity",
+    }
+)
+
+#: PostgreSQL types CockroachDB lacks (at every release of the window) -> why.
+MISSING_TYPES: dict[str, str] = {
+    **dict.fromkeys(
+        (
+            "box",
+            "cidr",
+            "circle",
+            "line",
+            "lseg",
+            "macaddr",
+            "macaddr8",
+            "money",
+            "path",
+            "pg_lsn",
+            "point",
+            "polygon",
+            "txid_snapshot",
+            "pg_snapshot",
+            "xml",
+        ),
+        TYPES,
+    ),
+    **{
+        name: f"no range types (cockroach pkg/sql/types; {BNF} create_type_stmt)"
+        for base in ("int4", "int8", "num", "ts", "tstz", "date")
+        for name in (f"{base}range", f"{base}multirange")
+    },
+}
+JSONPATH_SINCE = (25, 2)
+
+MISSING_SYSTEM_COLUMNS = frozenset({"ctid", "xmin", "xmax", "cmin", "cmax"})
+
+
+def _nodes(node: Any) -> Iterator[tuple[str, dict[str, Any]]]:
+    if isinstance(node, list):
+        for item in node:
+            yield from _nodes(item)
+    elif isinstance(node, dict):
+        for key, body in node.items():
+            if isinstance(body, dict):
+                yield key, body
+            yield from _nodes(body)
+
+
+def _constraint(body: dict[str, Any]) -> list[str]:
+    found = []
+    contype = body.get("contype")
+    if contype == "CONSTR_EXCLUSION":
+        found.append(
+            f"exclusion constraint (EXCLUDE): {BNF} constraint_elem has none; "
+            f"{SQLY} answers unimplemented (cockroach issue #46657)"
+        )
+    if contype in ("CONSTR_ATTR_DEFERRABLE", "CONSTR_ATTR_DEFERRED") or body.get(
+        "deferrable"
+    ):
+        found.append(f"DEFERRABLE constraint ({BNF}: no DEFERRABLE in constraints)")
+    if body.get("fk_matchtype") == "p":
+        found.append(f"MATCH PARTIAL ({BNF} key_match: SIMPLE or FULL)")
+    if body.get("nulls_not_distinct"):
+        found.append(f"UNIQUE NULLS NOT DISTINCT ({BNF} constraint_elem)")
+    if body.get("indexspace"):
+        found.append(f"USING INDEX TABLESPACE ({BNF}: no tablespaces)")
+    return found
+
+
+def _statement(kind: str, body: dict[str, Any]) -> list[str]:
+    found: list[str] = []
+    if kind == "CreateStmt":
+        if body.get("inhRelations"):
+            found.append(f"table inheritance (INHERITS): {SQLY} INHERITS error")
+        if body.get("oncommit") in ("ONCOMMIT_DELETE_ROWS", "ONCOMMIT_DROP"):
+            found.append(
+                f"{body['oncommit'].removeprefix('ONCOMMIT_').replace('_', ' ')}: "
+                f"{SQLY} opt_create_table_on_commit has only ON COMMIT PRESERVE ROWS"
+            )
+        if body.get("tablespacename"):
+            found.append(f"TABLESPACE clause ({BNF} create_table_stmt)")
+        if body.get("accessMethod"):
+            found.append(f"table access method USING ({BNF} create_table_stmt)")
+        if body.get("partbound"):
+            found.append(f"PARTITION OF ({BNF} create_table_stmt)")
+        if body.get("ofTypename"):
+            found.append(f"CREATE TABLE ... OF type ({BNF} create_table_stmt)")
+    elif kind == "IndexStmt":
+        if body.get("tableSpace"):
+            found.append(f"index TABLESPACE ({BNF} create_index_stmt)")
+        if body.get("nulls_not_distinct"):
+            found.append(f"NULLS NOT DISTINCT index ({BNF} create_index_stmt)")
+    elif kind == "RangeTableSample":
+        found.append(f"TABLESAMPLE ({BNF} table_ref has no sampling clause)")
+    elif kind == "VacuumStmt" and body.get("is_vacuumcmd"):
+        found.append(f"VACUUM ({BNF}: no such statement; ANALYZE exists)")
+    elif kind == "DiscardStmt" and body.get("target") == "DISCARD_PLANS":
+        found.append(f"DISCARD PLANS ({SQLY}: unimplemented(sqllex, 'discard plans'))")
+    elif kind == "DefineStmt" and body.get("kind") in DEFINE_KINDS:
+        found.append(f"{DEFINE_KINDS[body['kind']]} ({SQLY} create_unsupported)")
+    elif kind == "DropStmt" and body.get("removeType") in DROP_KINDS:
+        found.append(f"{DROP_KINDS[body['removeType']]} ({SQLY} drop_unsupported)")
+    elif kind == "CreateTrigStmt" and body.get("isconstraint"):
+        found.append(f"CREATE CONSTRAINT TRIGGER ({SQLY} create_unsupported)")
+    elif kind == "TruncateStmt" and body.get("restart_seqs"):
+        found.append(f"TRUNCATE ... RESTART IDENTITY ({BNF} truncate_stmt)")
+    elif kind == "CopyStmt" and (body.get("filename") or body.get("is_program")):
+        found.append(f"COPY to/from a server file ({BNF}: only STDIN / STDOUT)")
+    elif kind == "ViewStmt" and body.get("withCheckOption", "NO_CHECK_OPTION") != (
+        "NO_CHECK_OPTION"
+    ):
+        found.append(f"WITH CHECK OPTION ({BNF} create_view_stmt)")
+    elif kind == "AlterTableCmd" and body.get("subtype") not in ALTER_TABLE_ALLOWED:
+        found.append(
+            f"ALTER TABLE {body.get('subtype', '?').removeprefix('AT_')} "
+            f"({BNF} alter_table_cmd has no such command)"
+        )
+    elif kind == "Constraint":
+        found.extend(_constraint(body))
+    elif kind in STATEMENTS:
+        found.append(STATEMENTS[kind])
+    return found
+
+
+def _type(body: dict[str, Any], version: tuple[int, int]) -> list[str]:
+    names = [
+        n["String"]["sval"].lower() for n in body.get("names", []) if "String" in n
+    ]
+    if not names or (len(names) > 1 and names[0] != "pg_catalog"):
+        return []
+    name = names[-1]
+    if name in MISSING_TYPES:
+        return [f"type {name}: CockroachDB has no such type ({MISSING_TYPES[name]})"]
+    if name == "jsonpath" and version < JSONPATH_SINCE:
+        return [
+            f"type jsonpath before v{JSONPATH_SINCE[0]}.{JSONPATH_SINCE[1]} (INFERRED "
+            "from tests/crdb_facts/builtins.json: jsonb_path_query documented "
+            "from v25.2)"
+        ]
+    return []
+
+
+def kind_problems(tree: Any, version: tuple[int, int]) -> list[str]:
+    """What one parsed statement uses that CockroachDB ``version`` lacks."""
+    found: list[str] = []
+    for kind, body in _nodes(tree):
+        if kind in ("TypeName", "typeName"):
+            found.extend(_type(body, version))
+        elif kind == "ColumnRef":
+            fields = [f["String"]["sval"] for f in body["fields"] if "String" in f]
+            if fields and fields[-1] in MISSING_SYSTEM_COLUMNS:
+                found.append(
+                    f"system column {fields[-1]}: CockroachDB has none "
+                    "(cockroach pkg/sql/catalog/colinfo/system_columns.go: "
+                    "crdb_internal_mvcc_timestamp, tableoid, "
+                    "crdb_internal_origin_id, crdb_internal_origin_timestamp)"
+                )
+        else:
+            found.extend(f"{p}: CockroachDB refuses it" for p in _statement(kind, body))
+    return found
