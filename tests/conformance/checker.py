@@ -1,17 +1,36 @@
-"""The CockroachDB conformance checker: does CockroachDB know what a statement uses?
+"""The CockroachDB conformance checker: would CockroachDB accept this statement?
 
-``problems(sql)`` returns what is wrong with one statement (an empty list when
-nothing is), ``assert_conforms(sql)`` fails a test with that list. Checks:
+``problems(sql, release=...)`` returns what CockroachDB ``release`` (default
+the oldest of the support window, :data:`DEFAULT_RELEASE`; every release in
+:data:`WINDOW`, tests/conformance/_releases.py) would refuse in ``sql``, one
+statement or one simple-query message of several; an empty list when
+nothing. ``transaction_problems([...])`` checks a statement sequence sent on
+one session; ``assert_conforms(sql)`` fails a test with the list. Checks, each
+with its source in the module that implements it:
 
-1. **Functions.** Every function called must exist in CockroachDB's builtins
-   at the minimum supported version (:data:`MIN_CRDB`, the oldest release in
-   the support window, see README "Supported CockroachDB versions").
-2. **Catalogue.** Every ``pg_catalog`` / ``information_schema`` relation read
-   must exist in CockroachDB, and every column read from one must be one of
-   its columns (``tests/crdb_facts/catalog_tables.json``, CockroachDB's
-   ``pkg/sql/vtable/pg_catalog.go`` and ``information_schema.go``, era
-   INFERRED >= v24.3 there).
-3. **Clause order.** Index definitions (``CREATE INDEX`` and ``INDEX`` lines
+1. **Functions** (:mod:`._rules_names`): every function called exists in that
+   release's builtins (``tests/crdb_facts/builtins.json``).
+2. **Catalogue** (:mod:`._rules_names`): every ``pg_catalog`` /
+   ``information_schema`` relation read exists at that release, every column
+   read from one is one of its columns (v26.3: the PostgreSQL-18 layout,
+   ``tests/crdb_facts/catalog_v26.md``), and an unqualified column is not
+   ambiguous between catalogue relations in scope.
+3. **Statement kinds, clauses, types, system columns** (:mod:`._rules_kinds`):
+   what CockroachDB's grammar has no production for or answers
+   "unimplemented" (INHERITS, domains, tablespaces, TABLESAMPLE, MERGE,
+   EXCLUDE, ON COMMIT DROP / DELETE ROWS, VACUUM, DISCARD PLANS, table access
+   methods, LISTEN/NOTIFY, LOCK, ALTER TABLE commands outside
+   ``alter_table_cmd``, ...), PostgreSQL types it lacks (money, xml, cidr,
+   geometric, range types, ...), PostgreSQL system columns it lacks (ctid,
+   xmin, ...).
+4. **Transactions** (:mod:`._rules_txn`): AS OF SYSTEM TIME ends a FROM list,
+   only on the top-level statement (not in a subquery, CTE, set-operation arm,
+   ``INSERT ... SELECT``), never with a locking read; across statements,
+   locking reads and writes in a read-only or AOST transaction, a statement
+   AOST differing from its transaction's, ``SAVEPOINT cockroach_restart`` not
+   first, ``DISCARD ALL`` inside a transaction (a multi-statement message is
+   one implicit transaction).
+5. **Clause order.** Index definitions (``CREATE INDEX`` and ``INDEX`` lines
    inside ``CREATE TABLE``) follow CockroachDB's grammar:
    columns, ``USING HASH``, ``STORING``, ``PARTITION ALL BY``, ``WITH (...)``,
    ``WHERE``, visibility (``tests/crdb_facts/grammar.md`` sections 1-2, the
@@ -21,17 +40,7 @@ nothing is), ``assert_conforms(sql)`` fails a test with that list. Checks:
    no ``USING HASH``, ``STORING`` or ``UNIQUE`` (``pkg/sql/create_index.go``
    refuses them; ``pkg/sql/sem/idxtype/idxtype.go``), and an operator class
    goes only on the last column of an inverted or vector index.
-   ``AS OF SYSTEM TIME`` must end a FROM list (tests/crdb_facts/grammar.md
-   section 7).
-4. **Syntax.** What is left must parse with PostgreSQL's parser.
-
-Which builtins count as present at :data:`MIN_CRDB`
-    ``tests/crdb_facts/builtins.json``: the documented list of that release;
-    otherwise a function of the ``notable`` matrix marked present (not "only
-    in newest master", not "from v26.2"); otherwise a function both in the
-    complete 2026 registry (cockroach ``pkg/sql/sem/builtins/fixed_oids.go``)
-    and documented in 2020 (so it existed before and after v24.3). Anything
-    else, including every ``notable_absent`` function, is a problem.
+6. **Syntax.** What is left must parse with PostgreSQL's parser.
 
 Parser choice: pglast
     pglast wraps libpg_query, i.e. PostgreSQL's own parser (the one of
@@ -49,7 +58,11 @@ Parser choice: pglast
 CockroachDB-only syntax PostgreSQL's parser rejects
     is handled before parsing, by :func:`to_postgresql`, which first checks the
     clause order with a small clause tokenizer (:func:`index_clauses`), then
-    rewrites or strips: ``UPSERT INTO`` -> ``INSERT INTO``; index hints
+    rewrites or strips: ``UPSERT INTO`` -> ``INSERT INTO``; ``[SHOW ...]`` /
+    ``[INSERT ... RETURNING ...]`` row sources -> a relation name (the
+    bracketed statement is checked on its own unless it is SHOW or EXPLAIN);
+    ``ALTER PRIMARY KEY USING COLUMNS (...)`` -> ``ADD PRIMARY KEY (...)``;
+    ``PRIMARY KEY ... USING HASH`` loses ``USING HASH``; index hints
     ``t@idx`` / ``t@{...}`` removed; ``DROP DATABASE ... CASCADE`` loses
     ``CASCADE``; ``AS OF SYSTEM TIME x`` removed after its
     position was checked; inline ``INDEX`` definitions moved out of
@@ -61,10 +74,12 @@ CockroachDB-only syntax PostgreSQL's parser rejects
     remaining PostgreSQL clauses must also be in PostgreSQL's order (``INCLUDE``
     before ``WITH`` before ``WHERE``), which the parse checks.
 
-Limits (said so the layer is not trusted beyond them): a relation column
-added to CockroachDB after v24.3 would pass (the catalogue file is one recent
-era); unqualified column names are checked only when a single catalogue
-relation is in scope; session variable names in ``SET`` are not checked.
+Limits (said so the layer is not trusted beyond them): the catalogue is one
+era up to v26.2 and the PostgreSQL-18 one at v26.3, so a column added in
+between passes; an unqualified column is checked only against catalogue
+relations; session variable names in ``SET`` are not checked; what a
+statement means, returns or costs, and how the server behaves under load or
+with data, are not checked at all (README "What has been verified how").
 """
 
 from __future__ import annotations
