@@ -9,7 +9,8 @@ Each rule names what CockroachDB does not have and where that is written:
     from it is refused by the parser: a syntax error, or an ``error``
     production that answers "unimplemented" (0A000).
 ``SQLY``
-    cockroach ``pkg/sql/parser/sql.y`` ``error`` / ``unimplemented``
+    cockroach ``pkg/sql/parser/sql.y`` (releases before v26.3) ``error`` /
+    ``unimplemented``
     productions: ``opt_create_table_inherits: INHERITS error``,
     ``opt_create_table_on_commit: ON COMMIT DELETE ROWS error | ON COMMIT DROP
     error``, ``create_unsupported`` (CREATE ACCESS METHOD, AGGREGATE, CAST,
@@ -51,13 +52,14 @@ TYPES = "cockroach pkg/sql/types/types.go postgresPredefinedTypeIssues"
 #: Statement nodes CockroachDB's grammar has no production for, or answers
 #: "unimplemented" for.
 STATEMENTS: dict[str, str] = {
-    "CreateDomainStmt": f"CREATE DOMAIN ({SQLY}: CREATE DOMAIN error, #27796)",
-    "AlterDomainStmt": f"ALTER DOMAIN ({SQLY} alter_unsupported_stmt)",
+    "AlterDomainStmt": f"ALTER DOMAIN ({SQLY} alter_unsupported_stmt; INFERRED "
+    "still at v26.3: cockroach PR #165187 adds CREATE and DROP DOMAIN only)",
     "CreateTableSpaceStmt": f"CREATE TABLESPACE ({SQLY} create_unsupported)",
     "DropTableSpaceStmt": f"DROP TABLESPACE ({BNF}: no such statement)",
     "AlterTableSpaceOptionsStmt": f"ALTER TABLESPACE ({BNF}: no such statement)",
     "AlterTableMoveAllStmt": f"ALTER TABLE ALL IN TABLESPACE ({BNF})",
-    "MergeStmt": f"MERGE ({BNF}: no merge statement; MERGE is only a join hint)",
+    "MergeStmt": f"MERGE ({BNF}: no merge statement, MERGE is only a join hint; "
+    "https://github.com/cockroachdb/cockroach/issues/51373 open)",
     "NotifyStmt": "NOTIFY (LISTEN/NOTIFY unimplemented, cockroach issue #41522; "
     f"{BNF} has only UNLISTEN)",
     "ListenStmt": "LISTEN (cockroach issue #41522)",
@@ -99,7 +101,6 @@ DEFINE_KINDS = {
 
 #: ``DROP`` kinds: ``drop_unsupported`` in sql.y, or absent from the BNF.
 DROP_KINDS = {
-    "OBJECT_DOMAIN": "DROP DOMAIN",
     "OBJECT_TABLESPACE": "DROP TABLESPACE",
     "OBJECT_AGGREGATE": "DROP AGGREGATE",
     "OBJECT_CAST": "DROP CAST",
@@ -173,6 +174,14 @@ MISSING_TYPES: dict[str, str] = {
     },
 }
 JSONPATH_SINCE = (25, 2)
+
+#: CREATE / DROP DOMAIN: https://github.com/cockroachdb/cockroach/pull/165187
+#: ("sql: add DOMAIN type support", opened 2026-03-08, after release-26.2
+#: had branched: INFERRED), documented from v26.3
+#: (https://www.cockroachlabs.com/docs/v26.3/create-domain; the v24.3, v25.2
+#: and v26.1 sql-feature-support pages have no DOMAIN row). Before:
+#: ``CREATE DOMAIN error`` in sql.y, cockroach issue #27796.
+DOMAIN_SINCE = (26, 3)
 
 MISSING_SYSTEM_COLUMNS = frozenset({"ctid", "xmin", "xmax", "cmin", "cmax"})
 
@@ -282,10 +291,24 @@ def _type(body: dict[str, Any], version: tuple[int, int]) -> list[str]:
     return []
 
 
+def _domain(kind: str, body: dict[str, Any], version: tuple[int, int]) -> list[str]:
+    dropped = kind == "DropStmt" and body.get("removeType") == "OBJECT_DOMAIN"
+    if (kind == "CreateDomainStmt" or dropped) and version < DOMAIN_SINCE:
+        verb = "DROP" if dropped else "CREATE"
+        return [
+            f"{verb} DOMAIN before v{DOMAIN_SINCE[0]}.{DOMAIN_SINCE[1]} ({SQLY}: "
+            "CREATE DOMAIN error, cockroach issue #27796; domains arrived with "
+            "https://github.com/cockroachdb/cockroach/pull/165187): CockroachDB "
+            "refuses it"
+        ]
+    return []
+
+
 def kind_problems(tree: Any, version: tuple[int, int]) -> list[str]:
     """What one parsed statement uses that CockroachDB ``version`` lacks."""
     found: list[str] = []
     for kind, body in _nodes(tree):
+        found.extend(_domain(kind, body, version))
         if kind in ("TypeName", "typeName"):
             found.extend(_type(body, version))
         elif kind == "ColumnRef":

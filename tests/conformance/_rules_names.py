@@ -104,6 +104,8 @@ def name_problems(tree: Any, release: str) -> list[str]:
             name = parts[-1]
             if len(parts) > 1 and parts[0] not in (*CATALOG_SCHEMAS, "crdb_internal"):
                 continue  # a user-defined function in a user schema
+            if parts[0] == "crdb_internal":
+                name = ".".join(parts[-2:])
             if name not in present:
                 why = verdicts.get(name, "not a CockroachDB builtin")
                 found.append(

@@ -23,10 +23,12 @@ Sources:
   ``pkg/sql/conn_executor_exec.go``).
 - ``SAVEPOINT cockroach_restart`` must be the transaction's first statement
   (tests/crdb_facts/errors_more.json ``savepoint_cockroach_restart_not_first``).
-- ``DISCARD ALL`` only outside a transaction block, which includes every
-  statement but the last of a multi-statement message (cockroach
+- ``DISCARD ALL`` only outside a transaction block (cockroach
   ``pkg/sql/discard.go``: "DISCARD ALL cannot run inside a transaction block",
-  checked with ``p.autoCommit``).
+  25001, checked with ``p.autoCommit``); INFERRED: also not before the last
+  statement of a multi-statement message, which runs as one implicit
+  transaction that cannot auto-commit before its end (PostgreSQL refuses it
+  there too: https://www.postgresql.org/docs/current/protocol-flow.html#PROTOCOL-FLOW-MULTI-STATEMENT).
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from typing import Any
+
+from tests.conformance._crdb_syntax import closing, mask
 
 __all__ = ["Analysed", "Aost", "aost_problems", "sequence_problems", "strip_aost"]
 
@@ -67,27 +71,21 @@ _AFTER_FROM = re.compile(
 )
 
 
-def _depth(sql: str, end: int) -> int:
-    depth, quoted = 0, False
-    for ch in sql[:end]:
-        if ch == "'":
-            quoted = not quoted
-        elif not quoted:
-            depth += {"(": 1, ")": -1}.get(ch, 0)
-    return depth
+def _depth(masked: str, end: int) -> int:
+    return sum({"(": 1, ")": -1}.get(ch, 0) for ch in masked[:end])
 
 
-def _argument_end(sql: str, i: int) -> int:
-    if sql[i] == "'":
-        return sql.index("'", i + 1) + 1
-    word = re.match(r"[\w.]+", sql[i:])
-    end = i + (word.end() if word else 0)
-    if end < len(sql) and sql[end] == "(":
-        depth = 0
-        for j in range(end, len(sql)):
-            depth += {"(": 1, ")": -1}.get(sql[j], 0)
-            if depth == 0:
-                return j + 1
+def _argument_end(masked: str, i: int) -> int:
+    """End of the ``a_expr`` after AS OF SYSTEM TIME: a literal, a number, a
+    typed literal (``INTERVAL '-1s'``), a function call, each maybe cast."""
+    m = re.match(r"(-?\s*[\w.]+\s*(?='))?('[^']*'|-?[\w.]+)(\s*\()?", masked[i:])
+    if m is None:
+        return i
+    end = i + m.end()
+    if m[3]:  # a call: to its closing parenthesis
+        end = max(end, closing(masked, end - 1))
+    while cast := re.match(r"\s*::\s*[\w.]+", masked[end:]):
+        end += cast.end()
     return end
 
 
@@ -96,29 +94,37 @@ def strip_aost(sql: str, issues: list[str], found: list[Aost]) -> str:
 
     Position problems go to ``issues``; each clause to ``found``.
     """
-    while m := _AOST.search(sql):
+    while m := _AOST.search(masked := mask(sql)):
         start, i = m.start(), m.end()
         mode = re.match(
-            r"\s*(BEGIN|START\s+TRANSACTION|SET\s+TRANSACTION)\b", sql[:start], re.I
+            r"\s*(BEGIN|START\s+TRANSACTION|SET\s+(SESSION\s+)?TRANSACTION|"
+            r"SET\s+SESSION\s+CHARACTERISTICS\s+AS\s+TRANSACTION)\b",
+            masked[:start],
+            re.I,
         )
-        froms = list(re.finditer(r"\bFROM\b", sql[:start], re.I))
+        froms = list(re.finditer(r"\bFROM\b", masked[:start], re.I))
         if mode:
             pass  # BEGIN / SET TRANSACTION AS OF SYSTEM TIME: a transaction mode
         elif not froms:
             issues.append(f"AS OF SYSTEM TIME outside a FROM clause in {sql!r}")
-        elif after := _AFTER_FROM.search(sql[froms[-1].end() : start]):
+        elif after := _AFTER_FROM.search(masked[froms[-1].end() : start]):
             issues.append(
                 f"AS OF SYSTEM TIME must end the FROM list, not follow {after[0]!r}"
             )
-        end = _argument_end(sql, i)
-        if not mode and not _AOST_FOLLOWERS.match(sql[end:]):
+        end = _argument_end(masked, i)
+        if not mode and not _AOST_FOLLOWERS.match(masked[end:]):
             issues.append(
                 "AS OF SYSTEM TIME must end the FROM list; found "
                 f"{sql[end:]!r} after it"
             )
-        found.append(Aost(sql[i:end].strip(), _depth(sql, start), bool(mode)))
+        found.append(Aost(sql[i:end].strip(), _depth(masked, start), bool(mode)))
         # an AOST transaction is read-only: what PostgreSQL can parse instead
         keep = " READ ONLY " if mode and mode[1].upper().startswith("SET") else " "
+        if mode and (comma := re.match(r"\s*,", masked[end:])):
+            end += comma.end()  # one transaction mode of a list
+            keep = " READ ONLY, " if keep.strip() else " "
+        elif mode and (comma := re.search(r",\s*$", masked[:start])):
+            start = comma.start()
         sql = sql[:start] + keep + sql[end:]
     return sql
 

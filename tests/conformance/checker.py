@@ -17,7 +17,7 @@ with its source in the module that implements it:
    ambiguous between catalogue relations in scope.
 3. **Statement kinds, clauses, types, system columns** (:mod:`._rules_kinds`):
    what CockroachDB's grammar has no production for or answers
-   "unimplemented" (INHERITS, domains, tablespaces, TABLESAMPLE, MERGE,
+   "unimplemented" (INHERITS, domains before v26.3, tablespaces, TABLESAMPLE, MERGE,
    EXCLUDE, ON COMMIT DROP / DELETE ROWS, VACUUM, DISCARD PLANS, table access
    methods, LISTEN/NOTIFY, LOCK, ALTER TABLE commands outside
    ``alter_table_cmd``, ...), PostgreSQL types it lacks (money, xml, cidr,
@@ -74,7 +74,9 @@ CockroachDB-only syntax PostgreSQL's parser rejects
     remaining PostgreSQL clauses must also be in PostgreSQL's order (``INCLUDE``
     before ``WITH`` before ``WHERE``), which the parse checks.
 
-Limits (said so the layer is not trusted beyond them): the catalogue is one
+Limits (said so the layer is not trusted beyond them): CockroachDB-only
+statements (:func:`._crdb_syntax.crdb_only_statement`) are recognised by their
+first words, not parsed; the catalogue is one
 era up to v26.2 and the PostgreSQL-18 one at v26.3, so a column added in
 between passes; an unqualified column is checked only against catalogue
 relations; session variable names in ``SET`` are not checked; what a
@@ -93,6 +95,15 @@ from sqlalchemy_crdb_async.dialect.indexdef import (
     _matching_paren as matching_paren,  # the dialect's own paren matcher
 )
 from sqlalchemy_crdb_async.dialect.indexdef import split_top_level
+from tests.conformance._crdb_syntax import (
+    crdb_only_statement,
+    mask,
+    rewrite,
+    rewrite_column,
+    row_sources,
+    split_statements,
+    strip_table_suffix,
+)
 from tests.conformance._releases import RELEASES, WINDOW
 from tests.conformance._rules_kinds import kind_problems
 from tests.conformance._rules_names import name_problems, names
@@ -315,11 +326,10 @@ _INLINE_INDEX = re.compile(
 )
 _COMPUTED = re.compile(r"(?<!ALWAYS )\bAS\s*\(", re.I)
 _FAMILY = re.compile(r"\bFAMILY\s+(\"[^\"]+\"|\w+)(\s*\([^)]*\))?", re.I)
-_NOT_VISIBLE_COLUMN = re.compile(r"\bNOT\s+VISIBLE\b", re.I)
 
 
 def _rewrite_column(element: str) -> str:
-    element = _NOT_VISIBLE_COLUMN.sub("", element)
+    element = _FAMILY.sub("", rewrite_column(element))
     m = _COMPUTED.search(element)
     if m and re.search(r"\)\s*(STORED|VIRTUAL)\b", element, re.I):
         element = element[: m.start()] + "GENERATED ALWAYS " + element[m.start() :]
@@ -355,40 +365,17 @@ def _rewrite_create_table(sql: str, issues: list[str]) -> list[str]:
         elif re.match(r"^FAMILY\b", element, re.I):
             continue
         else:
-            kept.append(_rewrite_column(_FAMILY.sub("", element)))
-    return [f"{head}({', '.join(kept)}){after}", *extra]
+            kept.append(_rewrite_column(element))
+    return [f"{head}({', '.join(kept)}){strip_table_suffix(after)}", *extra]
 
 
 _INDEX_HINT = re.compile(r"@(\{[^}]*\}|\"[^\"]+\"|\w+)")
 
 
-_ROW_SOURCE = re.compile(r"(\bFROM|\bJOIN|,)\s*\[", re.I)
-_ALTER_PK = re.compile(
-    r"\bALTER\s+PRIMARY\s+KEY\s+USING\s+COLUMNS\s*(\([^)]*\))"
-    r"(\s+USING\s+HASH)?(\s+WITH\s*\([^)]*\))?",
-    re.I,
-)
-_PK_HASH = re.compile(
-    r"(\bPRIMARY\s+KEY(?:\s*\([^)]*\))?)\s+USING\s+HASH"
-    r"(?:\s+WITH\s+BUCKET_COUNT\s*=\s*\d+)?",
-    re.I,
-)
-
-
-def _row_sources(sql: str, inner: list[str]) -> str:
-    """``FROM [SHOW ...]`` / ``[INSERT ... RETURNING ...]``: CockroachDB's
-    ``table_ref ::= '[' row_source_extension_stmt ']'`` (cockroach
-    ``docs/generated/sql/bnf/stmt_block.bnf``) becomes a relation name; the
-    bracketed statement goes to ``inner`` to be checked on its own."""
-    while m := _ROW_SOURCE.search(sql):
-        start = m.end() - 1
-        depth = 0
-        for end in range(start, len(sql)):
-            depth += {"[": 1, "]": -1}.get(sql[end], 0)
-            if depth == 0:
-                break
-        inner.append(sql[start + 1 : end])
-        sql = f"{sql[: m.end() - 1]}crdb_row_source{sql[end + 1 :]}"
+def _without_index_hints(sql: str) -> str:
+    """``t@idx`` / ``t@{FORCE_INDEX=...}`` (``opt_index_flags``) removed."""
+    while m := _INDEX_HINT.search(mask(sql)):
+        sql = sql[: m.start()] + sql[m.end() :]
     return sql
 
 
@@ -411,40 +398,17 @@ def to_postgresql(
         sql,
         flags=re.I | re.S,
     )
-    sql = _INDEX_HINT.sub("", sql)
-    sql = _row_sources(sql, inner if inner is not None else [])
-    # ALTER PRIMARY KEY USING COLUMNS (...) [USING HASH] [WITH (...)] and
-    # PRIMARY KEY [(...)] USING HASH [WITH BUCKET_COUNT = n]: the BNF's
-    # alter_table_cmd and col_qualification_elem / constraint_elem
-    sql = _ALTER_PK.sub(r"ADD PRIMARY KEY \1\3", sql)
-    sql = _PK_HASH.sub(r"\1", sql)
+    sql = _without_index_hints(sql)
+    sql = row_sources(sql, inner if inner is not None else [])
+    sql = rewrite(sql)
     sql = strip_aost(sql, issues, aost if aost is not None else [])
     if _CREATE_INDEX.match(sql):
         return [_rewrite_create_index(sql, issues)], issues
     if re.match(r"^\s*CREATE\s+(TEMPORARY\s+|TEMP\s+)?TABLE\b", sql, re.I):
         return _rewrite_create_table(sql, issues), issues
     if re.match(r"^\s*ALTER\s+TABLE\b.*\bADD\s+COLUMN\b", sql, re.I | re.S):
-        return [_rewrite_column(_FAMILY.sub("", sql))], issues
+        return [_rewrite_column(sql)], issues
     return [sql], issues
-
-
-def split_statements(message: str) -> list[str]:
-    """The statements of a simple-query message, split at top-level ``;``."""
-    out, depth, quote, start = [], 0, "", 0
-    for i, ch in enumerate(message):
-        if quote:
-            quote = "" if ch == quote else quote
-        elif ch in "'\"":
-            quote = ch
-        elif ch in "([":
-            depth += 1
-        elif ch in ")]":
-            depth -= 1
-        elif ch == ";" and depth == 0:
-            out.append(message[start:i])
-            start = i + 1
-    out.append(message[start:])
-    return [s.strip() for s in out if s.strip()]
 
 
 def _analyse(sql: str, release: str, found: list[str]) -> Analysed:
@@ -458,6 +422,8 @@ def _analyse(sql: str, release: str, found: list[str]) -> Analysed:
         found.append(str(e))
         return Analysed(sql, [], aost)
     found.extend(issues)
+    if crdb_only_statement(sql):
+        return Analysed(sql, [], aost)  # CockroachDB's own statement kinds
     for nested in inner:
         # SHOW and EXPLAIN are CockroachDB's own statements PostgreSQL's
         # parser does not read: only the data-changing and SELECT ones are

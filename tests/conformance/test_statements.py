@@ -404,3 +404,27 @@ def test_alembic_operations_conform(release: str) -> None:
     assert len(statements) >= 15, statements
     for sql in statements:
         assert_conforms(sql, release=release)
+
+
+def test_v26_3_runs_sqlalchemys_postgresql_18_catalogue_queries() -> None:
+    """At v26.3 (server_version 18.0.0) SQLAlchemy takes its PostgreSQL >= 15
+    path and reads ``pg_index.indnullsnotdistinct``; at v24.3 (13.0.0) it
+    writes ``false`` instead. So the v26.3 capture checks other statements,
+    against v26.3's catalogue (tests/crdb_facts/catalog_v26.md)."""
+    captured = {}
+    for release in ("v24.3", "v26.3"):
+        dialect = release_dialect(release)
+        recorder = Recorder(dialect, _answer_table_oids)
+        dialect.get_multi_unique_constraints(
+            recorder,
+            schema=None,
+            filter_names=None,
+            scope=ObjectScope.DEFAULT,
+            kind=ObjectKind.ANY,
+            info_cache={},
+        )
+        captured[release] = "\n".join(recorder.statements)
+        for sql in recorder.statements:
+            assert_conforms(sql, release=release)
+    assert "pg_index.indnullsnotdistinct" in captured["v26.3"]
+    assert "pg_index.indnullsnotdistinct" not in captured["v24.3"]
