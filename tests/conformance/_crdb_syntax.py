@@ -198,15 +198,13 @@ def strip_table_suffix(after: str) -> str:
     if m := _LOCALITY.search(masked):
         after, masked = after[: m.start()], masked[: m.start()]
     if m := _PARTITION.search(masked):
-        end = m.end() - 1
-        for _ in range(2):  # the column list, then the partitions
-            end = closing(masked, end)
-            if end < 0:
-                raise ValueError(f"unbalanced '(' in {after!r}")
-            nxt = re.match(r"\s*\(", masked[end:])
-            if nxt is None:
-                break
-            end += nxt.end() - 1
+        columns_end = closing(masked, m.end() - 1)
+        nxt = re.match(r"\s*\(", masked[columns_end:]) if columns_end > 0 else None
+        if nxt is None:
+            return after  # no partitions inline: PostgreSQL's form, left to refuse
+        end = closing(masked, columns_end + nxt.end() - 1)
+        if end < 0:
+            raise ValueError(f"unbalanced '(' in {after!r}")
         after = after[: m.start()] + after[end:]
     return after
 

@@ -38,12 +38,13 @@ Each rule names what CockroachDB does not have and where that is written:
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-__all__ = ["kind_problems"]
+__all__ = ["kind_problems", "text_problems"]
 
 BNF = "cockroach docs/generated/sql/bnf/stmt_block.bnf"
 SQLY = "cockroach pkg/sql/parser/sql.y"
@@ -185,6 +186,46 @@ DOMAIN_SINCE = (26, 3)
 
 MISSING_SYSTEM_COLUMNS = frozenset({"ctid", "xmin", "xmax", "cmin", "cmax"})
 
+#: ``COMMENT ON`` targets in the BNF's ``comment_stmt``.
+COMMENT_OBJECTS = frozenset(
+    {
+        "OBJECT_DATABASE",
+        "OBJECT_SCHEMA",
+        "OBJECT_TYPE",
+        "OBJECT_TABLE",
+        "OBJECT_COLUMN",
+        "OBJECT_INDEX",
+        "OBJECT_TABCONSTRAINT",
+    }
+)
+
+#: Index access methods CockroachDB knows (``USING name``); cspann and its
+#: alias hnsw are vector indexes (v25.2+; not gated here: the compiler's
+#: ``_VECTOR_INDEX_SINCE`` gates vector DDL).
+INDEX_METHODS = frozenset({"btree", "gin", "gist", "cspann", "hnsw"})
+
+#: Constraint timing clauses: none in the BNF's constraints (column or
+#: table), where PostgreSQL's parser folds the NOT DEFERRABLE / INITIALLY
+#: IMMEDIATE defaults away, so they are found in the text.
+_TIMING = re.compile(r"\b(NOT\s+DEFERRABLE|INITIALLY\s+(IMMEDIATE|DEFERRED))\b", re.I)
+_TABLE_DDL = re.compile(r"^\s*(CREATE|ALTER)\s+(\w+\s+)*TABLE\b", re.I)
+_RECURSIVE_VIEW = re.compile(
+    r"^\s*CREATE\s+(OR\s+REPLACE\s+)?((TEMP|TEMPORARY)\s+)?RECURSIVE\s+VIEW\b", re.I
+)
+
+
+def text_problems(masked: str) -> list[str]:
+    """Refusals PostgreSQL's parse tree does not keep (``masked`` text)."""
+    found = []
+    if _TABLE_DDL.match(masked) and (m := _TIMING.search(masked)):
+        found.append(
+            f"{m[0].upper()} constraint timing ({BNF}: constraints have no "
+            "DEFERRABLE / INITIALLY clauses): CockroachDB refuses it"
+        )
+    if _RECURSIVE_VIEW.match(masked):
+        found.append(f"CREATE RECURSIVE VIEW ({BNF} create_view_stmt): refused")
+    return found
+
 
 def _nodes(node: Any) -> Iterator[tuple[str, dict[str, Any]]]:
     if isinstance(node, list):
@@ -236,7 +277,34 @@ def _statement(kind: str, body: dict[str, Any]) -> list[str]:
             found.append(f"PARTITION OF ({BNF} create_table_stmt)")
         if body.get("ofTypename"):
             found.append(f"CREATE TABLE ... OF type ({BNF} create_table_stmt)")
+        if body.get("partspec"):
+            found.append(
+                "PostgreSQL declarative partitioning: CockroachDB's PARTITION BY "
+                f"LIST|RANGE (columns) lists its partitions inline ({BNF} "
+                "partition_by_inner; no HASH)"
+            )
+    elif kind == "CreateTableAsStmt" and (body.get("into") or {}).get("skipData"):
+        found.append(
+            f"WITH NO DATA ({BNF}: create_table_as_stmt has none, "
+            "create_view_stmt's opt_with_data is WITH DATA only)"
+        )
+    elif kind == "CreateSchemaStmt" and body.get("schemaElts"):
+        found.append(f"CREATE SCHEMA with schema elements ({BNF} create_schema_stmt)")
+    elif kind == "CommentStmt" and body.get("objtype") not in COMMENT_OBJECTS:
+        found.append(
+            f"COMMENT ON {str(body.get('objtype')).removeprefix('OBJECT_')} "
+            f"({BNF} comment_stmt: DATABASE, SCHEMA, TYPE, TABLE, COLUMN, INDEX, "
+            "CONSTRAINT)"
+        )
     elif kind == "IndexStmt":
+        if body.get("accessMethod", "btree") not in INDEX_METHODS:
+            found.append(
+                f"index access method {body['accessMethod']}: CockroachDB answers "
+                "'unrecognized access method' (42601); it has btree, gin, gist "
+                "and, for vector indexes, cspann / hnsw "
+                "(https://www.cockroachlabs.com/docs/v26.2/create-index, "
+                "https://github.com/cockroachdb/cockroach/pull/144533)"
+            )
         if body.get("tableSpace"):
             found.append(f"index TABLESPACE ({BNF} create_index_stmt)")
         if body.get("nulls_not_distinct"):
@@ -261,6 +329,8 @@ def _statement(kind: str, body: dict[str, Any]) -> list[str]:
         "NO_CHECK_OPTION"
     ):
         found.append(f"WITH CHECK OPTION ({BNF} create_view_stmt)")
+    elif kind == "ViewStmt" and body.get("options"):
+        found.append(f"CREATE VIEW ... WITH (options) ({BNF} create_view_stmt)")
     elif kind == "AlterTableCmd" and body.get("subtype") not in ALTER_TABLE_ALLOWED:
         found.append(
             f"ALTER TABLE {body.get('subtype', '?').removeprefix('AT_')} "

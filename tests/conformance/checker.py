@@ -105,7 +105,7 @@ from tests.conformance._crdb_syntax import (
     strip_table_suffix,
 )
 from tests.conformance._releases import RELEASES, WINDOW
-from tests.conformance._rules_kinds import kind_problems
+from tests.conformance._rules_kinds import kind_problems, text_problems
 from tests.conformance._rules_names import name_problems, names
 from tests.conformance._rules_txn import (
     Analysed,
@@ -341,7 +341,8 @@ def _rewrite_create_table(sql: str, issues: list[str]) -> list[str]:
     close = _skip_parens(sql, open_)
     head, body, after = sql[:open_], sql[open_ + 1 : close - 1], sql[close:]
     table = re.sub(
-        r"^\s*CREATE\s+(TEMPORARY\s+)?TABLE\s+(IF\s+NOT\s+EXISTS\s+)?",
+        r"^\s*CREATE\s+((LOCAL|GLOBAL)\s+)?(TEMPORARY\s+|TEMP\s+|UNLOGGED\s+)?"
+        r"TABLE\s+(IF\s+NOT\s+EXISTS\s+)?",
         "",
         head,
         flags=re.I,
@@ -404,7 +405,12 @@ def to_postgresql(
     sql = strip_aost(sql, issues, aost if aost is not None else [])
     if _CREATE_INDEX.match(sql):
         return [_rewrite_create_index(sql, issues)], issues
-    if re.match(r"^\s*CREATE\s+(TEMPORARY\s+|TEMP\s+)?TABLE\b", sql, re.I):
+    if re.match(
+        r"^\s*CREATE\s+((LOCAL|GLOBAL)\s+)?(TEMPORARY\s+|TEMP\s+|UNLOGGED\s+)?"
+        r"TABLE\s+(IF\s+NOT\s+EXISTS\s+)?[^\s(]+\s*\(",
+        mask(sql),
+        re.I,
+    ):
         return _rewrite_create_table(sql, issues), issues
     if re.match(r"^\s*ALTER\s+TABLE\b.*\bADD\s+COLUMN\b", sql, re.I | re.S):
         return [_rewrite_column(sql)], issues
@@ -424,6 +430,7 @@ def _analyse(sql: str, release: str, found: list[str]) -> Analysed:
     found.extend(issues)
     if crdb_only_statement(sql):
         return Analysed(sql, [], aost)  # CockroachDB's own statement kinds
+    found.extend(text_problems(mask(sql)))
     for nested in inner:
         # SHOW and EXPLAIN are CockroachDB's own statements PostgreSQL's
         # parser does not read: only the data-changing and SELECT ones are
