@@ -42,7 +42,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
 __all__ = ["kind_problems", "text_problems"]
 
@@ -259,84 +259,138 @@ def _constraint(body: dict[str, Any]) -> list[str]:
     return found
 
 
-def _statement(kind: str, body: dict[str, Any]) -> list[str]:
-    found: list[str] = []
-    if kind == "CreateStmt":
-        if body.get("inhRelations"):
-            found.append(f"table inheritance (INHERITS): {SQLY} INHERITS error")
-        if body.get("oncommit") in ("ONCOMMIT_DELETE_ROWS", "ONCOMMIT_DROP"):
-            found.append(
-                f"{body['oncommit'].removeprefix('ONCOMMIT_').replace('_', ' ')}: "
-                f"{SQLY} opt_create_table_on_commit has only ON COMMIT PRESERVE ROWS"
-            )
-        if body.get("tablespacename"):
-            found.append(f"TABLESPACE clause ({BNF} create_table_stmt)")
-        if body.get("accessMethod"):
-            found.append(f"table access method USING ({BNF} create_table_stmt)")
-        if body.get("partbound"):
-            found.append(f"PARTITION OF ({BNF} create_table_stmt)")
-        if body.get("ofTypename"):
-            found.append(f"CREATE TABLE ... OF type ({BNF} create_table_stmt)")
-        if body.get("partspec"):
-            found.append(
-                "PostgreSQL declarative partitioning: CockroachDB's PARTITION BY "
-                f"LIST|RANGE (columns) lists its partitions inline ({BNF} "
-                "partition_by_inner; no HASH)"
-            )
-    elif kind == "CreateTableAsStmt" and (body.get("into") or {}).get("skipData"):
-        found.append(
+Body = dict[str, Any]
+#: (parse-tree node, does the rule apply to its body, what is wrong)
+Rule = tuple[str, "Callable[[Body], bool]", "Callable[[Body], str]"]
+
+
+def _says(text: str) -> Callable[[Body], str]:
+    return lambda body: text
+
+
+def _on_commit(body: Body) -> str:
+    action = body["oncommit"].removeprefix("ONCOMMIT_").replace("_", " ")
+    return (
+        f"ON COMMIT {action}: {SQLY} opt_create_table_on_commit has only PRESERVE ROWS"
+    )
+
+
+#: (node, field) -> what is refused when the node has that field set
+FIELD_RULES: dict[tuple[str, str], str] = {
+    (
+        "CreateStmt",
+        "inhRelations",
+    ): f"table inheritance (INHERITS): {SQLY} INHERITS error",
+    ("CreateStmt", "tablespacename"): f"TABLESPACE clause ({BNF} create_table_stmt)",
+    (
+        "CreateStmt",
+        "accessMethod",
+    ): f"table access method USING ({BNF} create_table_stmt)",
+    ("CreateStmt", "partbound"): f"PARTITION OF ({BNF} create_table_stmt)",
+    ("CreateStmt", "ofTypename"): f"CREATE TABLE ... OF type ({BNF} create_table_stmt)",
+    ("CreateStmt", "partspec"): "PostgreSQL declarative partitioning: CockroachDB's "
+    f"PARTITION BY LIST|RANGE (columns) lists its partitions inline ({BNF} "
+    "partition_by_inner; no HASH)",
+    ("CreateSchemaStmt", "schemaElts"): "CREATE SCHEMA with schema elements "
+    f"({BNF} create_schema_stmt)",
+    ("IndexStmt", "tableSpace"): f"index TABLESPACE ({BNF} create_index_stmt)",
+    ("IndexStmt", "nulls_not_distinct"): f"NULLS NOT DISTINCT index ({BNF})",
+    (
+        "VacuumStmt",
+        "is_vacuumcmd",
+    ): f"VACUUM ({BNF}: no such statement; ANALYZE exists)",
+    ("CreateTrigStmt", "isconstraint"): f"CREATE CONSTRAINT TRIGGER ({SQLY})",
+    ("TruncateStmt", "restart_seqs"): f"TRUNCATE ... RESTART IDENTITY ({BNF})",
+    (
+        "CopyStmt",
+        "filename",
+    ): f"COPY to/from a server file ({BNF}: STDIN / STDOUT only)",
+    ("CopyStmt", "is_program"): f"COPY ... PROGRAM ({BNF}: STDIN / STDOUT only)",
+    ("ViewStmt", "options"): f"CREATE VIEW ... WITH (options) ({BNF} create_view_stmt)",
+}
+
+#: Rules that read more than one field (node, applies, message).
+CLAUSE_RULES: list[Rule] = [
+    (
+        "CreateStmt",
+        lambda b: b.get("oncommit") in ("ONCOMMIT_DELETE_ROWS", "ONCOMMIT_DROP"),
+        _on_commit,
+    ),
+    (
+        "CreateTableAsStmt",
+        lambda b: bool((b.get("into") or {}).get("skipData")),
+        _says(
             f"WITH NO DATA ({BNF}: create_table_as_stmt has none, "
             "create_view_stmt's opt_with_data is WITH DATA only)"
-        )
-    elif kind == "CreateSchemaStmt" and body.get("schemaElts"):
-        found.append(f"CREATE SCHEMA with schema elements ({BNF} create_schema_stmt)")
-    elif kind == "CommentStmt" and body.get("objtype") not in COMMENT_OBJECTS:
-        found.append(
-            f"COMMENT ON {str(body.get('objtype')).removeprefix('OBJECT_')} "
-            f"({BNF} comment_stmt: DATABASE, SCHEMA, TYPE, TABLE, COLUMN, INDEX, "
-            "CONSTRAINT)"
-        )
-    elif kind == "IndexStmt":
-        if body.get("accessMethod", "btree") not in INDEX_METHODS:
-            found.append(
-                f"index access method {body['accessMethod']}: CockroachDB answers "
-                "'unrecognized access method' (42601); it has btree, gin, gist "
-                "and, for vector indexes, cspann / hnsw "
-                "(https://www.cockroachlabs.com/docs/v26.2/create-index, "
-                "https://github.com/cockroachdb/cockroach/pull/144533)"
-            )
-        if body.get("tableSpace"):
-            found.append(f"index TABLESPACE ({BNF} create_index_stmt)")
-        if body.get("nulls_not_distinct"):
-            found.append(f"NULLS NOT DISTINCT index ({BNF} create_index_stmt)")
-    elif kind == "RangeTableSample":
-        found.append(f"TABLESAMPLE ({BNF} table_ref has no sampling clause)")
-    elif kind == "VacuumStmt" and body.get("is_vacuumcmd"):
-        found.append(f"VACUUM ({BNF}: no such statement; ANALYZE exists)")
-    elif kind == "DiscardStmt" and body.get("target") == "DISCARD_PLANS":
-        found.append(f"DISCARD PLANS ({SQLY}: unimplemented(sqllex, 'discard plans'))")
-    elif kind == "DefineStmt" and body.get("kind") in DEFINE_KINDS:
-        found.append(f"{DEFINE_KINDS[body['kind']]} ({SQLY} create_unsupported)")
-    elif kind == "DropStmt" and body.get("removeType") in DROP_KINDS:
-        found.append(f"{DROP_KINDS[body['removeType']]} ({SQLY} drop_unsupported)")
-    elif kind == "CreateTrigStmt" and body.get("isconstraint"):
-        found.append(f"CREATE CONSTRAINT TRIGGER ({SQLY} create_unsupported)")
-    elif kind == "TruncateStmt" and body.get("restart_seqs"):
-        found.append(f"TRUNCATE ... RESTART IDENTITY ({BNF} truncate_stmt)")
-    elif kind == "CopyStmt" and (body.get("filename") or body.get("is_program")):
-        found.append(f"COPY to/from a server file ({BNF}: only STDIN / STDOUT)")
-    elif kind == "ViewStmt" and body.get("withCheckOption", "NO_CHECK_OPTION") != (
-        "NO_CHECK_OPTION"
-    ):
-        found.append(f"WITH CHECK OPTION ({BNF} create_view_stmt)")
-    elif kind == "ViewStmt" and body.get("options"):
-        found.append(f"CREATE VIEW ... WITH (options) ({BNF} create_view_stmt)")
-    elif kind == "AlterTableCmd" and body.get("subtype") not in ALTER_TABLE_ALLOWED:
-        found.append(
-            f"ALTER TABLE {body.get('subtype', '?').removeprefix('AT_')} "
+        ),
+    ),
+    (
+        "CommentStmt",
+        lambda b: b.get("objtype") not in COMMENT_OBJECTS,
+        lambda b: (
+            f"COMMENT ON {str(b.get('objtype')).removeprefix('OBJECT_')} ({BNF} "
+            "comment_stmt: DATABASE, SCHEMA, TYPE, TABLE, COLUMN, INDEX, CONSTRAINT)"
+        ),
+    ),
+    (
+        "IndexStmt",
+        lambda b: b.get("accessMethod", "btree") not in INDEX_METHODS,
+        lambda b: (
+            f"index access method {b['accessMethod']}: CockroachDB answers "
+            "'unrecognized access method' (42601); it has btree, gin, gist and, "
+            "for vector indexes, cspann / hnsw "
+            "(https://www.cockroachlabs.com/docs/v26.2/create-index, "
+            "https://github.com/cockroachdb/cockroach/pull/144533)"
+        ),
+    ),
+    (
+        "RangeTableSample",
+        lambda b: True,
+        _says(f"TABLESAMPLE ({BNF} table_ref has no sampling clause)"),
+    ),
+    (
+        "DiscardStmt",
+        lambda b: b.get("target") == "DISCARD_PLANS",
+        _says(f"DISCARD PLANS ({SQLY}: unimplemented(sqllex, 'discard plans'))"),
+    ),
+    (
+        "DefineStmt",
+        lambda b: b.get("kind") in DEFINE_KINDS,
+        lambda b: f"{DEFINE_KINDS[b['kind']]} ({SQLY} create_unsupported)",
+    ),
+    (
+        "DropStmt",
+        lambda b: b.get("removeType") in DROP_KINDS,
+        lambda b: f"{DROP_KINDS[b['removeType']]} ({SQLY} drop_unsupported)",
+    ),
+    (
+        "ViewStmt",
+        lambda b: b.get("withCheckOption", "NO_CHECK_OPTION") != "NO_CHECK_OPTION",
+        _says(f"WITH CHECK OPTION ({BNF} create_view_stmt)"),
+    ),
+    (
+        "AlterTableCmd",
+        lambda b: b.get("subtype") not in ALTER_TABLE_ALLOWED,
+        lambda b: (
+            f"ALTER TABLE {str(b.get('subtype', '?')).removeprefix('AT_')} "
             f"({BNF} alter_table_cmd has no such command)"
-        )
-    elif kind == "Constraint":
+        ),
+    ),
+]
+
+
+def _statement(kind: str, body: Body) -> list[str]:
+    found = [
+        message
+        for (node, key), message in FIELD_RULES.items()
+        if node == kind and body.get(key)
+    ]
+    found.extend(
+        message(body)
+        for node, applies, message in CLAUSE_RULES
+        if node == kind and applies(body)
+    )
+    if kind == "Constraint":
         found.extend(_constraint(body))
     elif kind in STATEMENTS:
         found.append(STATEMENTS[kind])
