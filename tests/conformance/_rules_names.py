@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from tests.conformance._releases import CATALOG_SCHEMAS, builtins, catalog
+from tests.conformance._releases import CATALOG_SCHEMAS, RELEASES, builtins, catalog
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -72,8 +72,14 @@ def _from_scope(from_clause: Any) -> Scope:
                 name = (rv.get("alias") or {}).get("aliasname") or rv["relname"]
                 scope[name] = _catalog_relation(rv)
             elif "JoinExpr" in item:
-                visit(item["JoinExpr"].get("larg"))
-                visit(item["JoinExpr"].get("rarg"))
+                join = item["JoinExpr"]
+                visit(join.get("larg"))
+                visit(join.get("rarg"))
+                # USING / NATURAL merge the joined columns: not ambiguous
+                for column in names(join.get("usingClause", [])):
+                    scope["=" + column] = None
+                if join.get("isNatural"):
+                    scope["=*"] = None
             else:
                 for key in ("RangeSubselect", "RangeFunction"):
                     if key in item:
@@ -129,7 +135,7 @@ def name_problems(tree: Any, release: str) -> list[str]:
 def _missing(rel: tuple[str, str], column: str, release: str) -> str:
     source = (
         "tests/crdb_facts/catalog_v26.md"
-        if release >= "v26.3"
+        if RELEASES[release].version >= (26, 3)
         else "tests/crdb_facts/catalog_tables.json"
     )
     return (
@@ -155,8 +161,8 @@ def _check_column(
                 return [_missing(rel, column, release)]
         return []
     inner = scopes[-1] if scopes else {}
-    if "=" + column in inner:
-        return []  # an output name
+    if "=" + column in inner or "=*" in inner:
+        return []  # an output name, a USING column, or a NATURAL join
     relations = [v for k, v in inner.items() if not k.startswith("=")]
     known = [
         (rel, rel_catalog[rel])

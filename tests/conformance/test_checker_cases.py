@@ -139,6 +139,11 @@ ACCEPTED: list[tuple[str, str]] = [
         "tests/crdb_facts/catalog_tables.json pg_indexes",
     ),
     (
+        "SELECT table_name FROM information_schema.tables "
+        "JOIN information_schema.columns USING (table_name)",
+        "USING merges the column: not ambiguous",
+    ),
+    (
         "SELECT crdb_oid FROM pg_indexes",
         "tests/crdb_facts/catalog_tables.json pg_indexes.crdb_oid",
     ),
@@ -381,6 +386,12 @@ REFUSED: list[tuple[str, str, str]] = [
         "ALTER TABLE p ATTACH PARTITION p1 FOR VALUES IN (1)",
         "AttachPartition",
         f"{BNF} alter_table_cmd",
+    ),
+    (
+        "SELECT table_name FROM information_schema.tables "
+        "JOIN information_schema.columns ON true",
+        "ambiguous",
+        "tests/crdb_facts/catalog_tables.json: both have table_name",
     ),
     (
         "SELECT pg_advisory_lock(1)",
