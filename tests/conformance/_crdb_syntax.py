@@ -229,6 +229,7 @@ _CRDB_ONLY = re.compile(
     r"ALTER\s+DATABASE\s+\S+\s+(ADD|DROP|SET|ALTER)\s+(SUPER\s+|SECONDARY\s+)?"
     r"(PRIMARY\s+)?REGION\b|"
     r"ALTER\s+DATABASE\s+\S+\s+(SURVIVE|PLACEMENT)\b|"
+    r"EXPLAIN\s+ANALY[SZ]E\s*\(|"  # explain_stmt: EXPLAIN ANALYZE (options)
     r"EXPERIMENTAL\s+SCRUB\b|USE\s+\w+\s*$"
     r")",
     re.I | re.S,

@@ -175,6 +175,7 @@ ACCEPTED: list[tuple[str, str]] = [
     ("ALTER TABLE t SET LOCALITY GLOBAL", f"{BNF} alter_table_locality_stmt"),
     ("CREATE CHANGEFEED FOR t INTO 'kafka://k'", f"{BNF} create_changefeed_stmt"),
     ("CANCEL QUERY '1'", f"{BNF} cancel_queries_stmt"),
+    ("EXPLAIN ANALYZE (DISTSQL) SELECT 1", f"{BNF} explain_stmt"),
     ("SELECT * FROM t@{NO_FULL_SCAN} WHERE a = 1", f"{BNF} opt_index_flags"),
     (
         "SELECT crdb_internal.force_retry('1s')",
