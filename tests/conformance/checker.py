@@ -17,12 +17,14 @@ with its source in the module that implements it:
    ambiguous between catalogue relations in scope.
 3. **Statement kinds, clauses, types, system columns** (:mod:`._rules_kinds`):
    what CockroachDB's grammar has no production for or answers
-   "unimplemented" (INHERITS, domains before v26.3, tablespaces, TABLESAMPLE, MERGE,
-   EXCLUDE, ON COMMIT DROP / DELETE ROWS, VACUUM, DISCARD PLANS, table access
-   methods, LISTEN/NOTIFY, LOCK, ALTER TABLE commands outside
+   "unimplemented" (INHERITS, domains before v26.3, tablespaces, TABLESAMPLE,
+   MERGE, EXCLUDE, ON COMMIT DROP / DELETE ROWS, VACUUM, DISCARD PLANS, table
+   and unknown index access methods, PostgreSQL-style partitioning,
+   constraint timing, LISTEN/NOTIFY, LOCK, ALTER TABLE commands outside
    ``alter_table_cmd``, ...), PostgreSQL types it lacks (money, xml, cidr,
    geometric, range types, ...), PostgreSQL system columns it lacks (ctid,
-   xmin, ...).
+   xmin, ...). CockroachDB-only syntax is rewritten first
+   (:mod:`._crdb_syntax`), on text whose literals and comments are masked.
 4. **Transactions** (:mod:`._rules_txn`): AS OF SYSTEM TIME ends a FROM list,
    only on the top-level statement (not in a subquery, CTE, set-operation arm,
    ``INSERT ... SELECT``), never with a locking read; across statements,
