@@ -1,17 +1,38 @@
-"""The CockroachDB conformance checker: does CockroachDB know what a statement uses?
+"""The CockroachDB conformance checker: would CockroachDB accept this statement?
 
-``problems(sql)`` returns what is wrong with one statement (an empty list when
-nothing is), ``assert_conforms(sql)`` fails a test with that list. Checks:
+``problems(sql, release=...)`` returns what CockroachDB ``release`` (default
+the oldest of the support window, :data:`DEFAULT_RELEASE`; every release in
+:data:`WINDOW`, tests/conformance/_releases.py) would refuse in ``sql``, one
+statement or one simple-query message of several; an empty list when
+nothing. ``transaction_problems([...])`` checks a statement sequence sent on
+one session; ``assert_conforms(sql)`` fails a test with the list. Checks, each
+with its source in the module that implements it:
 
-1. **Functions.** Every function called must exist in CockroachDB's builtins
-   at the minimum supported version (:data:`MIN_CRDB`, the oldest release in
-   the support window, see README "Supported CockroachDB versions").
-2. **Catalogue.** Every ``pg_catalog`` / ``information_schema`` relation read
-   must exist in CockroachDB, and every column read from one must be one of
-   its columns (``tests/crdb_facts/catalog_tables.json``, CockroachDB's
-   ``pkg/sql/vtable/pg_catalog.go`` and ``information_schema.go``, era
-   INFERRED >= v24.3 there).
-3. **Clause order.** Index definitions (``CREATE INDEX`` and ``INDEX`` lines
+1. **Functions** (:mod:`._rules_names`): every function called exists in that
+   release's builtins (``tests/crdb_facts/builtins.json``).
+2. **Catalogue** (:mod:`._rules_names`): every ``pg_catalog`` /
+   ``information_schema`` relation read exists at that release, every column
+   read from one is one of its columns (v26.3: the PostgreSQL-18 layout,
+   ``tests/crdb_facts/catalog_v26.md``), and an unqualified column is not
+   ambiguous between catalogue relations in scope.
+3. **Statement kinds, clauses, types, system columns** (:mod:`._rules_kinds`):
+   what CockroachDB's grammar has no production for or answers
+   "unimplemented" (INHERITS, domains before v26.3, tablespaces, TABLESAMPLE,
+   MERGE, EXCLUDE, ON COMMIT DROP / DELETE ROWS, VACUUM, DISCARD PLANS, table
+   and unknown index access methods, PostgreSQL-style partitioning,
+   constraint timing, LISTEN/NOTIFY, LOCK, ALTER TABLE commands outside
+   ``alter_table_cmd``, ...), PostgreSQL types it lacks (money, xml, cidr,
+   geometric, range types, ...), PostgreSQL system columns it lacks (ctid,
+   xmin, ...). CockroachDB-only syntax is rewritten first
+   (:mod:`._crdb_syntax`), on text whose literals and comments are masked.
+4. **Transactions** (:mod:`._rules_txn`): AS OF SYSTEM TIME ends a FROM list,
+   only on the top-level statement (not in a subquery, CTE, set-operation arm,
+   ``INSERT ... SELECT``), never with a locking read; across statements,
+   locking reads and writes in a read-only or AOST transaction, a statement
+   AOST differing from its transaction's, ``SAVEPOINT cockroach_restart`` not
+   first, ``DISCARD ALL`` inside a transaction (a multi-statement message is
+   one implicit transaction).
+5. **Clause order.** Index definitions (``CREATE INDEX`` and ``INDEX`` lines
    inside ``CREATE TABLE``) follow CockroachDB's grammar:
    columns, ``USING HASH``, ``STORING``, ``PARTITION ALL BY``, ``WITH (...)``,
    ``WHERE``, visibility (``tests/crdb_facts/grammar.md`` sections 1-2, the
@@ -21,17 +42,7 @@ nothing is), ``assert_conforms(sql)`` fails a test with that list. Checks:
    no ``USING HASH``, ``STORING`` or ``UNIQUE`` (``pkg/sql/create_index.go``
    refuses them; ``pkg/sql/sem/idxtype/idxtype.go``), and an operator class
    goes only on the last column of an inverted or vector index.
-   ``AS OF SYSTEM TIME`` must end a FROM list (tests/crdb_facts/grammar.md
-   section 7).
-4. **Syntax.** What is left must parse with PostgreSQL's parser.
-
-Which builtins count as present at :data:`MIN_CRDB`
-    ``tests/crdb_facts/builtins.json``: the documented list of that release;
-    otherwise a function of the ``notable`` matrix marked present (not "only
-    in newest master", not "from v26.2"); otherwise a function both in the
-    complete 2026 registry (cockroach ``pkg/sql/sem/builtins/fixed_oids.go``)
-    and documented in 2020 (so it existed before and after v24.3). Anything
-    else, including every ``notable_absent`` function, is a problem.
+6. **Syntax.** What is left must parse with PostgreSQL's parser.
 
 Parser choice: pglast
     pglast wraps libpg_query, i.e. PostgreSQL's own parser (the one of
@@ -49,7 +60,11 @@ Parser choice: pglast
 CockroachDB-only syntax PostgreSQL's parser rejects
     is handled before parsing, by :func:`to_postgresql`, which first checks the
     clause order with a small clause tokenizer (:func:`index_clauses`), then
-    rewrites or strips: ``UPSERT INTO`` -> ``INSERT INTO``; index hints
+    rewrites or strips: ``UPSERT INTO`` -> ``INSERT INTO``; ``[SHOW ...]`` /
+    ``[INSERT ... RETURNING ...]`` row sources -> a relation name (the
+    bracketed statement is checked on its own unless it is SHOW or EXPLAIN);
+    ``ALTER PRIMARY KEY USING COLUMNS (...)`` -> ``ADD PRIMARY KEY (...)``;
+    ``PRIMARY KEY ... USING HASH`` loses ``USING HASH``; index hints
     ``t@idx`` / ``t@{...}`` removed; ``DROP DATABASE ... CASCADE`` loses
     ``CASCADE``; ``AS OF SYSTEM TIME x`` removed after its
     position was checked; inline ``INDEX`` definitions moved out of
@@ -61,18 +76,20 @@ CockroachDB-only syntax PostgreSQL's parser rejects
     remaining PostgreSQL clauses must also be in PostgreSQL's order (``INCLUDE``
     before ``WITH`` before ``WHERE``), which the parse checks.
 
-Limits (said so the layer is not trusted beyond them): a relation column
-added to CockroachDB after v24.3 would pass (the catalogue file is one recent
-era); unqualified column names are checked only when a single catalogue
-relation is in scope; session variable names in ``SET`` are not checked.
+Limits (said so the layer is not trusted beyond them): CockroachDB-only
+statements (:func:`._crdb_syntax.crdb_only_statement`) are recognised by their
+first words, not parsed; the catalogue is one
+era up to v26.2 and the PostgreSQL-18 one at v26.3, so a column added in
+between passes; an unqualified column is checked only against catalogue
+relations; session variable names in ``SET`` are not checked; what a
+statement means, returns or costs, and how the server behaves under load or
+with data, are not checked at all (README "What has been verified how").
 """
 
 from __future__ import annotations
 
 import json
 import re
-from functools import cache
-from typing import TYPE_CHECKING, Any
 
 from pglast.parser import ParseError, parse_sql_json
 
@@ -80,22 +97,43 @@ from sqlalchemy_crdb_async.dialect.indexdef import (
     _matching_paren as matching_paren,  # the dialect's own paren matcher
 )
 from sqlalchemy_crdb_async.dialect.indexdef import split_top_level
-from tests import facts
-
-if TYPE_CHECKING:
-    from collections.abc import Iterator
+from tests.conformance._crdb_syntax import (
+    crdb_only_statement,
+    mask,
+    rewrite,
+    rewrite_column,
+    row_sources,
+    split_statements,
+    strip_table_suffix,
+)
+from tests.conformance._releases import RELEASES, WINDOW
+from tests.conformance._rules_kinds import kind_problems, text_problems
+from tests.conformance._rules_names import name_problems, names
+from tests.conformance._rules_txn import (
+    Analysed,
+    Aost,
+    aost_problems,
+    sequence_problems,
+    strip_aost,
+)
 
 __all__ = [
+    "DEFAULT_RELEASE",
     "INDEX_CLAUSE_ORDER",
     "MIN_CRDB",
+    "WINDOW",
     "assert_conforms",
     "index_clauses",
     "problems",
+    "split_statements",
     "to_postgresql",
+    "transaction_problems",
 ]
 
 #: The oldest CockroachDB release in the support window (README).
 MIN_CRDB = (24, 3)
+#: The release :func:`problems` checks against unless told otherwise.
+DEFAULT_RELEASE = WINDOW[0]
 
 #: CockroachDB's index-definition tail, in grammar order: cockroach
 #: pkg/sql/parser/sql.y create_index_stmt and index_def end in
@@ -111,49 +149,6 @@ INDEX_CLAUSE_ORDER = (
     "WHERE",
     "VISIBILITY",
 )
-
-CATALOG_SCHEMAS = ("pg_catalog", "information_schema")
-
-
-# -- golden data ---------------------------------------------------------------
-
-
-@cache
-def _builtins() -> tuple[frozenset[str], dict[str, str]]:
-    data = facts.load("builtins.json")
-    eras = data["eras"]
-    label = "v{}.{} documented".format(*MIN_CRDB)
-    documented = next(v for k, v in eras.items() if k.startswith(label))
-    master = next(v for k, v in eras.items() if k.startswith("master"))
-    old = next(v for k, v in eras.items() if k.startswith("v20.2"))
-    present = set(documented["functions"])
-    present |= set(master["functions"]) & set(old["functions"])
-    verdicts: dict[str, str] = {}
-    for name, row in {**data["notable"], **data["notable_absent"]}.items():
-        status = row["status"]
-        # "present", "present (undocumented)", "present (documented only from
-        # v26.2)" count; "present only in newest master" and "present from
-        # v26.2" are newer than MIN_CRDB
-        later = "newest master" in status or status.startswith("present from")
-        if status.startswith("present") and not later:
-            present.add(name)
-        else:
-            present.discard(name)
-            verdicts[name] = status
-    return frozenset(present), verdicts
-
-
-@cache
-def _catalog() -> dict[tuple[str, str], frozenset[str] | None]:
-    """(schema, relation) -> its columns; None where the file lists none."""
-    era = facts.load("catalog_tables.json")["eras"]["recent (INFERRED >= v24.3)"]
-    return {
-        (schema, table): (
-            frozenset(row["columns"]) if row.get("columns") is not None else None
-        )
-        for schema in CATALOG_SCHEMAS
-        for table, row in era[schema].items()
-    }
 
 
 # -- CockroachDB-only syntax -------------------------------------------------------
@@ -301,7 +296,7 @@ def _check_opclasses(columns: str, kind: str | None) -> list[str]:
         return []  # the full statement's parse reports it
     elements = tree["stmts"][0]["stmt"]["IndexStmt"]["indexParams"]
     return [
-        f"operator class {_names(e['IndexElem']['opclass'])[-1]} on "
+        f"operator class {names(e['IndexElem']['opclass'])[-1]} on "
         + (
             "a forward index"
             if kind is None
@@ -327,17 +322,16 @@ def _rewrite_create_index(sql: str, issues: list[str]) -> str:
 
 
 _INLINE_INDEX = re.compile(
-    r"^(?P<unique>UNIQUE\s+)?(?P<kind>INVERTED\s+|VECTOR\s+)?INDEX\s+"
-    r"(?P<name>\S+)\s*(?P<rest>\(.*)$",
+    r"^(?P<unique>UNIQUE\s+)?(?P<kind>INVERTED\s+|VECTOR\s+)?INDEX\b\s*"
+    r"(?P<name>[^\s(]+)?\s*(?P<rest>\(.*)$",
     re.I | re.S,
 )
 _COMPUTED = re.compile(r"(?<!ALWAYS )\bAS\s*\(", re.I)
 _FAMILY = re.compile(r"\bFAMILY\s+(\"[^\"]+\"|\w+)(\s*\([^)]*\))?", re.I)
-_NOT_VISIBLE_COLUMN = re.compile(r"\bNOT\s+VISIBLE\b", re.I)
 
 
 def _rewrite_column(element: str) -> str:
-    element = _NOT_VISIBLE_COLUMN.sub("", element)
+    element = _FAMILY.sub("", rewrite_column(element))
     m = _COMPUTED.search(element)
     if m and re.search(r"\)\s*(STORED|VIRTUAL)\b", element, re.I):
         element = element[: m.start()] + "GENERATED ALWAYS " + element[m.start() :]
@@ -349,7 +343,8 @@ def _rewrite_create_table(sql: str, issues: list[str]) -> list[str]:
     close = _skip_parens(sql, open_)
     head, body, after = sql[:open_], sql[open_ + 1 : close - 1], sql[close:]
     table = re.sub(
-        r"^\s*CREATE\s+(TEMPORARY\s+)?TABLE\s+(IF\s+NOT\s+EXISTS\s+)?",
+        r"^\s*CREATE\s+((LOCAL|GLOBAL)\s+)?(TEMPORARY\s+|TEMP\s+|UNLOGGED\s+)?"
+        r"TABLE\s+(IF\s+NOT\s+EXISTS\s+)?",
         "",
         head,
         flags=re.I,
@@ -367,62 +362,34 @@ def _rewrite_create_table(sql: str, issues: list[str]) -> list[str]:
             issues.extend(_check_opclasses(columns, _kind(m)))
             unique = "UNIQUE " if m["unique"] else ""
             extra.append(
-                f"CREATE {unique}INDEX {m['name']} ON {table.strip()} "
+                f"CREATE {unique}INDEX {m['name'] or ''} ON {table.strip()} "
                 f"{columns} {_pg_index_tail(tail)}"
             )
         elif re.match(r"^FAMILY\b", element, re.I):
             continue
         else:
-            kept.append(_rewrite_column(_FAMILY.sub("", element)))
-    return [f"{head}({', '.join(kept)}){after}", *extra]
+            kept.append(_rewrite_column(element))
+    return [f"{head}({', '.join(kept)}){strip_table_suffix(after)}", *extra]
 
 
-_AOST = re.compile(r"\bAS\s+OF\s+SYSTEM\s+TIME\s+", re.I)
-_AOST_FOLLOWERS = re.compile(
-    r"^\s*(\)|$|WHERE\b|GROUP\b|HAVING\b|WINDOW\b|ORDER\b|LIMIT\b|OFFSET\b|UNION\b)",
-    re.I,
-)
-_AFTER_FROM = re.compile(
-    r"\b(WHERE|GROUP\s+BY|HAVING|WINDOW|ORDER\s+BY|LIMIT|OFFSET)\b", re.I
-)
 _INDEX_HINT = re.compile(r"@(\{[^}]*\}|\"[^\"]+\"|\w+)")
 
 
-def _strip_aost(sql: str, issues: list[str]) -> str:
-    while m := _AOST.search(sql):
-        start, i = m.start(), m.end()
-        mode = re.match(r"\s*(BEGIN|SET\s+TRANSACTION)\b", sql[:start], re.I)
-        froms = list(re.finditer(r"\bFROM\b", sql[:start], re.I))
-        if mode:
-            pass  # BEGIN / SET TRANSACTION AS OF SYSTEM TIME: a transaction mode
-        elif not froms:
-            issues.append(f"AS OF SYSTEM TIME outside a FROM clause in {sql!r}")
-        elif _AFTER_FROM.search(sql[froms[-1].end() : start]):
-            issues.append(
-                f"AS OF SYSTEM TIME must end the FROM list, not follow "
-                f"{_AFTER_FROM.search(sql[froms[-1].end() : start])[0]!r}"  # type: ignore[index]
-            )
-        # the argument: a quoted literal or a function call / word
-        if sql[i] == "'":
-            end = sql.index("'", i + 1) + 1
-        else:
-            word = re.match(r"[\w.]+", sql[i:])
-            end = i + (word.end() if word else 0)
-            if end < len(sql) and sql[end] == "(":
-                end = _skip_parens(sql, end)
-        if not mode and not _AOST_FOLLOWERS.match(sql[end:]):
-            issues.append(
-                "AS OF SYSTEM TIME must end the FROM list; found "
-                f"{sql[end:]!r} after it"
-            )
-        # an AOST transaction is read-only: what PostgreSQL can parse instead
-        keep = " READ ONLY " if mode and mode[1].upper().startswith("SET") else " "
-        sql = sql[:start] + keep + sql[end:]
+def _without_index_hints(sql: str) -> str:
+    """``t@idx`` / ``t@{FORCE_INDEX=...}`` (``opt_index_flags``) removed."""
+    while m := _INDEX_HINT.search(mask(sql)):
+        sql = sql[: m.start()] + sql[m.end() :]
     return sql
 
 
-def to_postgresql(sql: str) -> tuple[list[str], list[str]]:
-    """``(statements PostgreSQL's parser can read, clause-order problems)``."""
+def to_postgresql(
+    sql: str, aost: list[Aost] | None = None, inner: list[str] | None = None
+) -> tuple[list[str], list[str]]:
+    """``(statements PostgreSQL's parser can read, clause-order problems)``.
+
+    ``aost`` collects the AS OF SYSTEM TIME clauses removed, ``inner`` the
+    statements of ``[...]`` row sources.
+    """
     issues: list[str] = []
     sql = re.sub(r"^\s*UPSERT\s+INTO\b", "INSERT INTO", sql, flags=re.I)
     # DROP DATABASE ... CASCADE | RESTRICT: CockroachDB's drop_database_stmt
@@ -434,166 +401,95 @@ def to_postgresql(sql: str) -> tuple[list[str], list[str]]:
         sql,
         flags=re.I | re.S,
     )
-    sql = _INDEX_HINT.sub("", sql)
-    sql = _strip_aost(sql, issues)
+    sql = _without_index_hints(sql)
+    sql = row_sources(sql, inner if inner is not None else [])
+    sql = rewrite(sql)
+    sql = strip_aost(sql, issues, aost if aost is not None else [])
     if _CREATE_INDEX.match(sql):
         return [_rewrite_create_index(sql, issues)], issues
-    if re.match(r"^\s*CREATE\s+(TEMPORARY\s+)?TABLE\b", sql, re.I):
+    if re.match(
+        r"^\s*CREATE\s+((LOCAL|GLOBAL)\s+)?(TEMPORARY\s+|TEMP\s+|UNLOGGED\s+)?"
+        r"TABLE\s+(IF\s+NOT\s+EXISTS\s+)?[^\s(]+\s*\(",
+        mask(sql),
+        re.I,
+    ):
         return _rewrite_create_table(sql, issues), issues
     if re.match(r"^\s*ALTER\s+TABLE\b.*\bADD\s+COLUMN\b", sql, re.I | re.S):
-        return [_rewrite_column(_FAMILY.sub("", sql))], issues
+        return [_rewrite_column(sql)], issues
     return [sql], issues
 
 
-# -- the parse-tree checks -------------------------------------------------------------
-
-
-def _names(node_list: list[dict[str, Any]]) -> list[str]:
-    return [n["String"]["sval"] for n in node_list if "String" in n]
-
-
-def _walk(
-    node: Any, scopes: list[dict[str, tuple[str, str] | None]]
-) -> Iterator[tuple[str, Any, list[dict[str, tuple[str, str] | None]]]]:
-    """Yield ``(kind, node, scopes)`` for FuncCall, RangeVar and ColumnRef."""
-    if isinstance(node, list):
-        for item in node:
-            yield from _walk(item, scopes)
-        return
-    if not isinstance(node, dict):
-        return
-    for kind, body in node.items():
-        if kind == "SelectStmt" and isinstance(body, dict):
-            scope = _from_scope(body.get("fromClause", []))
-            # output names (ORDER BY name) are not columns: "=" marks them
-            for target in body.get("targetList", []):
-                label = target.get("ResTarget", {}).get("name")
-                if label:
-                    scope["=" + label] = None
-            inner = [*scopes, scope]
-            for value in body.values():
-                yield from _walk(value, inner)
-            continue
-        if kind in ("FuncCall", "RangeVar", "ColumnRef"):
-            yield kind, body, scopes
-        if isinstance(body, (dict, list)):
-            yield from _walk(body, scopes)
-
-
-def _from_scope(from_clause: Any) -> dict[str, tuple[str, str] | None]:
-    """Alias -> (schema, relation) for catalogue relations; None for others."""
-    scope: dict[str, tuple[str, str] | None] = {}
-
-    def visit(item: Any) -> None:
-        if isinstance(item, list):
-            for x in item:
-                visit(x)
-        elif isinstance(item, dict):
-            if "RangeVar" in item:
-                rv = item["RangeVar"]
-                name = (rv.get("alias") or {}).get("aliasname") or rv["relname"]
-                scope[name] = _catalog_relation(rv)
-            elif "JoinExpr" in item:
-                visit(item["JoinExpr"].get("larg"))
-                visit(item["JoinExpr"].get("rarg"))
-            else:
-                for key in ("RangeSubselect", "RangeFunction"):
-                    if key in item:
-                        alias = (item[key].get("alias") or {}).get("aliasname")
-                        if alias:
-                            scope[alias] = None
-
-    visit(from_clause)
-    return scope
-
-
-def _catalog_relation(rv: dict[str, Any]) -> tuple[str, str] | None:
-    schema = rv.get("schemaname")
-    name = rv["relname"]
-    if schema in CATALOG_SCHEMAS:
-        return (schema, name)
-    if schema is None and ("pg_catalog", name) in _catalog():
-        return ("pg_catalog", name)  # pg_catalog is always on the search path
-    if schema is None and name.startswith("pg_"):
-        return ("pg_catalog", name)
-    return None
-
-
-def _check_tree(tree: Any) -> list[str]:
-    catalog = _catalog()
-    present, verdicts = _builtins()
-    found: list[str] = []
-    for kind, node, scopes in _walk(tree, []):
-        if kind == "FuncCall":
-            parts = [p.lower() for p in _names(node["funcname"])]
-            name = parts[-1]
-            if len(parts) > 1 and parts[0] not in (*CATALOG_SCHEMAS, "crdb_internal"):
-                continue  # a user-defined function in a user schema
-            if name not in present:
-                why = verdicts.get(name, "not a CockroachDB builtin")
-                found.append(
-                    f"function {'.'.join(parts)}() at CockroachDB "
-                    f"v{MIN_CRDB[0]}.{MIN_CRDB[1]}: {why} "
-                    "(tests/crdb_facts/builtins.json)"
-                )
-        elif kind == "RangeVar":
-            rel = _catalog_relation(node)
-            if rel is not None and rel not in catalog:
-                found.append(
-                    f"relation {rel[0]}.{rel[1]} does not exist in CockroachDB "
-                    "(tests/crdb_facts/catalog_tables.json)"
-                )
-        else:
-            found.extend(_check_column(_names(node["fields"]), scopes, catalog))
-    return found
-
-
-def _check_column(
-    fields: list[str],
-    scopes: list[dict[str, tuple[str, str] | None]],
-    catalog: dict[tuple[str, str], frozenset[str] | None],
-) -> list[str]:
-    if not fields:
-        return []  # SELECT *
-    column = fields[-1]
-    rel: tuple[str, str] | None = None
-    if len(fields) >= 2:
-        qualifier = fields[-2]
-        for scope in reversed(scopes):
-            if qualifier in scope:
-                rel = scope[qualifier]
-                break
-    else:
-        inner = scopes[-1] if scopes else {}
-        relations = [v for k, v in inner.items() if not k.startswith("=")]
-        if len(relations) == 1 and "=" + column not in inner:
-            rel = relations[0]
-    columns = catalog.get(rel) if rel is not None else None
-    if columns is None or column in columns:
-        return []
-    assert rel is not None
-    return [
-        f"column {rel[0]}.{rel[1]}.{column} does not exist in CockroachDB "
-        "(tests/crdb_facts/catalog_tables.json)"
-    ]
-
-
-def problems(sql: str) -> list[str]:
-    """Everything CockroachDB would not accept in ``sql``; empty when fine."""
+def _analyse(sql: str, release: str, found: list[str]) -> Analysed:
+    """Rewrite, parse and check one statement; its problems go to ``found``."""
+    version = RELEASES[release].version
+    aost: list[Aost] = []
+    inner: list[str] = []
     try:
-        statements, found = to_postgresql(sql)
+        statements, issues = to_postgresql(sql, aost, inner)
     except ValueError as e:  # unknown clause, unbalanced parentheses
-        return [str(e)]
+        found.append(str(e))
+        return Analysed(sql, [], aost)
+    found.extend(issues)
+    if crdb_only_statement(sql):
+        return Analysed(sql, [], aost)  # CockroachDB's own statement kinds
+    found.extend(text_problems(mask(sql)))
+    for nested in inner:
+        # SHOW and EXPLAIN are CockroachDB's own statements PostgreSQL's
+        # parser does not read: only the data-changing and SELECT ones are
+        # checked
+        if not re.match(r"\s*(SHOW|EXPLAIN)\b", nested, re.I):
+            found.extend(problems(nested, release=release))
+    trees = []
     for statement in statements:
         try:
             tree = json.loads(parse_sql_json(statement))
         except ParseError as e:
             found.append(f"syntax: {e} in {statement!r}")
             continue
-        found.extend(_check_tree(tree))
+        trees.append(tree)
+        found.extend(name_problems(tree, release))
+        found.extend(kind_problems(tree, version))
+    if trees:
+        found.extend(aost_problems(trees[0], aost))
+    return Analysed(sql, trees, aost)
+
+
+def problems(sql: str, *, release: str = DEFAULT_RELEASE) -> list[str]:
+    """Everything CockroachDB ``release`` would not accept in ``sql``.
+
+    Empty when fine. ``sql`` is one statement or one simple-query message of
+    several (run by CockroachDB as one implicit transaction: the sequence
+    rules of :func:`transaction_problems` apply to it too).
+    """
+    if release not in RELEASES:
+        raise ValueError(f"unknown release {release!r}; known: {list(RELEASES)}")
+    parts = split_statements(sql)
+    found: list[str] = []
+    analysed = [_analyse(part, release, found) for part in parts]
+    if len(parts) > 1:
+        found.extend(sequence_problems(analysed, implicit=True))
     return found
 
 
-def assert_conforms(sql: str) -> None:
-    found = problems(sql)
-    assert not found, f"{sql}\n" + "\n".join(f"  - {p}" for p in found)
+def transaction_problems(
+    statements: list[str], *, release: str = DEFAULT_RELEASE
+) -> list[str]:
+    """Problems of a statement sequence sent one by one on one session.
+
+    Each statement's own :func:`problems`, plus the rules across statements
+    (:mod:`tests.conformance._rules_txn`): locking reads and writes in a
+    read-only or AOST transaction, a statement AOST that differs from the
+    transaction's, ``SAVEPOINT cockroach_restart`` not first, ``DISCARD ALL``
+    inside a transaction.
+    """
+    found: list[str] = []
+    analysed = []
+    for sql in statements:
+        found.extend(problems(sql, release=release))
+        analysed.append(_analyse(sql, release, []))
+    return found + sequence_problems(analysed, implicit=False)
+
+
+def assert_conforms(sql: str, *, release: str = DEFAULT_RELEASE) -> None:
+    found = problems(sql, release=release)
+    assert not found, f"{release}: {sql}\n" + "\n".join(f"  - {p}" for p in found)

@@ -32,11 +32,18 @@ from sqlalchemy.sql import ClauseElement
 
 from sqlalchemy_crdb_async.dialect.asyncpg import CockroachDBDialect_asyncpg
 from tests import facts
+from tests.conformance._releases import RELEASES
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-__all__ = ["Recorder", "crdb_dialect", "golden_version", "package_sql_literals"]
+__all__ = [
+    "Recorder",
+    "crdb_dialect",
+    "golden_version",
+    "package_sql_literals",
+    "release_dialect",
+]
 
 Answer = Callable[[str], "list[Mapping[str, Any]] | None"]
 
@@ -117,15 +124,29 @@ class Recorder(Connection):
         return self.execute(statement, parameters).scalar()
 
 
-def crdb_dialect(label: str = "v24.3.0") -> CockroachDBDialect_asyncpg:
-    """The asyncpg dialect after detecting the recorded CockroachDB ``label``."""
+def crdb_dialect(
+    label: str = "v24.3.0", server_version: str = "13.0.0", version: str | None = None
+) -> CockroachDBDialect_asyncpg:
+    """The asyncpg dialect after detecting the recorded CockroachDB ``label``
+    (or the ``version`` string given) reporting ``server_version``."""
     dialect = CockroachDBDialect_asyncpg()
-    version = golden_version(label)
-    recorder = Recorder(dialect, lambda sql: [{"version": version, "sv": "13.0.0"}])
+    version = version or golden_version(label)
+    recorder = Recorder(
+        dialect, lambda sql: [{"version": version, "sv": server_version}]
+    )
     dialect.server_version_info = dialect._get_server_version_info(recorder)
     dialect.default_schema_name = "public"
     assert dialect.is_cockroachdb, version
     return dialect
+
+
+def release_dialect(name: str) -> CockroachDBDialect_asyncpg:
+    """The dialect after detecting release ``name`` of the support window
+    (tests/conformance/_releases.py: its ``version()`` and
+    ``server_version``; 18.0.0 at v26.3, so SQLAlchemy's PostgreSQL-18
+    catalogue queries run)."""
+    rel = RELEASES[name]
+    return crdb_dialect(server_version=rel.server_version, version=rel.version_string)
 
 
 _SQL_START = re.compile(

@@ -1,7 +1,11 @@
 """Every statement the dialect sends on CockroachDB passes the conformance layer.
 
-The dialect is in CockroachDB mode (server detection ran on a recorded
-``SELECT version()`` of v24.3.0, the oldest supported release); reflection runs
+The dialect is in CockroachDB mode, once per release of the support window
+(tests/conformance/_releases.py: server detection ran on that release's
+``SELECT version()`` and ``server_version``; at v26.3 that is 18.0.0, so
+SQLAlchemy's PostgreSQL-18 catalogue queries are the ones captured and checked
+against v26.3's catalogue), and each statement is checked against that
+release's builtins and catalogue columns; reflection runs
 the installed SQLAlchemy's real code (2.0 or 2.1: CI runs this file on both)
 with a :class:`~tests.conformance.recording.Recorder` in place of the
 connection; DDL and Alembic's statements are compiled by the dialect.
@@ -25,8 +29,14 @@ from sqlalchemy.schema import CreateIndex, CreateTable
 
 import sqlalchemy_crdb_async
 from sqlalchemy_crdb_async.dialect.base import _CRDB_INDEX_ARGS, DETECT_SERVER_SQL
-from tests.conformance.checker import assert_conforms, problems
-from tests.conformance.recording import Recorder, crdb_dialect, package_sql_literals
+from tests.conformance._releases import RELEASES
+from tests.conformance.checker import WINDOW, assert_conforms, problems
+from tests.conformance.recording import (
+    Recorder,
+    crdb_dialect,
+    package_sql_literals,
+    release_dialect,
+)
 
 PACKAGE = Path(sqlalchemy_crdb_async.__file__).parent
 
@@ -54,10 +64,15 @@ MULTI = [
 ]
 
 
+#: Every release of the support window (tests/crdb_facts/versions.md).
+by_release = pytest.mark.parametrize("release", WINDOW)
+
+
+@by_release
 @pytest.mark.parametrize("method", MULTI)
 @pytest.mark.parametrize("filtered", [False, True], ids=["all", "filtered"])
-def test_reflection_queries_conform(method: str, filtered: bool) -> None:
-    dialect = crdb_dialect()
+def test_reflection_queries_conform(method: str, filtered: bool, release: str) -> None:
+    dialect = release_dialect(release)
     recorder = Recorder(dialect, _answer_table_oids)
     list(
         getattr(dialect, method)(
@@ -71,7 +86,7 @@ def test_reflection_queries_conform(method: str, filtered: bool) -> None:
     )
     assert recorder.statements, f"{method} sent nothing"
     for sql in recorder.statements:
-        assert_conforms(sql)
+        assert_conforms(sql, release=release)
 
 
 SINGLE = [
@@ -91,32 +106,40 @@ SINGLE = [
 ]
 
 
+@by_release
 @pytest.mark.parametrize(("method", "args"), SINGLE, ids=[m for m, _ in SINGLE])
-def test_name_and_type_queries_conform(method: str, args: tuple[Any, ...]) -> None:
-    dialect = crdb_dialect()
+def test_name_and_type_queries_conform(
+    method: str, args: tuple[Any, ...], release: str
+) -> None:
+    dialect = release_dialect(release)
     recorder = Recorder(dialect)
     # get_view_definition raises for the view the empty answer lacks
     with contextlib.suppress(sa.exc.NoSuchTableError):
         getattr(dialect, method)(recorder, *args, info_cache={})
     assert recorder.statements, f"{method} sent nothing"
     for sql in recorder.statements:
-        assert_conforms(sql)
+        assert_conforms(sql, release=release)
 
 
-def test_server_detection_conforms() -> None:
-    dialect = crdb_dialect()
-    assert dialect.crdb_version == (24, 3, 0)
-    assert_conforms(DETECT_SERVER_SQL)
+@by_release
+def test_server_detection_conforms(release: str) -> None:
+    dialect = release_dialect(release)
+    assert dialect.crdb_version[:2] == RELEASES[release].version
+    # v26.3 reports PostgreSQL 18 (tests/crdb_facts/catalog_v26.md section 1)
+    pg = 18 if RELEASES[release].version >= (26, 3) else 13
+    assert dialect.server_version_info[0] == pg
+    assert_conforms(DETECT_SERVER_SQL, release=release)
 
 
-def test_connect_time_statements_conform() -> None:
+@by_release
+def test_connect_time_statements_conform(release: str) -> None:
     """What SQLAlchemy's PostgreSQL dialect sends on first connect."""
-    dialect = crdb_dialect()
+    dialect = release_dialect(release)
     recorder = Recorder(dialect, lambda sql: [{"v": "on"}])
     dialect._get_default_schema_name(recorder)
     dialect._set_backslash_escapes(recorder)
     for sql in [*recorder.statements, "show transaction isolation level"]:
-        assert_conforms(sql)
+        assert_conforms(sql, release=release)
 
 
 #: Statements the package sends to PostgreSQL only, which CockroachDB may
@@ -125,7 +148,8 @@ def test_connect_time_statements_conform() -> None:
 POSTGRESQL_ONLY: dict[str, str] = {}
 
 
-def test_every_sql_literal_in_the_package_conforms() -> None:
+@by_release
+def test_every_sql_literal_in_the_package_conforms(release: str) -> None:
     """Pool reset and ping, retry/replay protocol, Alembic's probes, provision."""
     literals = package_sql_literals(PACKAGE)
     # the scan must find the statements the brief of this layer names
@@ -142,7 +166,7 @@ def test_every_sql_literal_in_the_package_conforms() -> None:
     ):
         assert expected in literals, f"{expected!r} not found by the scan"
     bad = {
-        f"{where}: {sql}": problems(sql)
+        f"{where}: {sql}": problems(sql, release=release)
         for sql, where in literals.items()
         if sql not in POSTGRESQL_ONLY
     }
@@ -314,8 +338,9 @@ def test_vector_indexes_are_gated_below_v25_2() -> None:
         CreateIndex(index).compile(dialect=crdb_dialect(OLDEST))
 
 
-def test_table_ddl_conforms() -> None:
-    dialect = crdb_dialect()
+@by_release
+def test_table_ddl_conforms(release: str) -> None:
+    dialect = release_dialect(release)
     metadata = sa.MetaData()
     table = _table(metadata)
     sa.Table(
@@ -326,19 +351,23 @@ def test_table_ddl_conforms() -> None:
         sa.UniqueConstraint("t_id", name="child_t_id_key"),
     )
     for ddl in metadata.sorted_tables:
-        assert_conforms(str(CreateTable(ddl).compile(dialect=dialect)))
-    assert_conforms(str(sa.schema.DropTable(table).compile(dialect=dialect)))
+        assert_conforms(str(CreateTable(ddl).compile(dialect=dialect)), release=release)
+    assert_conforms(
+        str(sa.schema.DropTable(table).compile(dialect=dialect)), release=release
+    )
     enum = table.c.g.type
     for ddl in (CreateEnumType(enum), DropEnumType(enum)):
-        assert_conforms(str(ddl.compile(dialect=dialect)))
+        assert_conforms(str(ddl.compile(dialect=dialect)), release=release)
     assert_conforms(
-        str(sa.schema.CreateSequence(sa.Sequence("s")).compile(dialect=dialect))
+        str(sa.schema.CreateSequence(sa.Sequence("s")).compile(dialect=dialect)),
+        release=release,
     )
 
 
-def test_alembic_operations_conform() -> None:
+@by_release
+def test_alembic_operations_conform(release: str) -> None:
     """Alembic's statements for this dialect (offline mode: compiled, not run)."""
-    dialect = crdb_dialect()
+    dialect = release_dialect(release)
     buffer = io.StringIO()
     context = MigrationContext.configure(
         dialect=dialect, opts={"as_sql": True, "output_buffer": buffer}
@@ -374,4 +403,28 @@ def test_alembic_operations_conform() -> None:
     statements = [s.strip() for s in buffer.getvalue().split(";") if s.strip()]
     assert len(statements) >= 15, statements
     for sql in statements:
-        assert_conforms(sql)
+        assert_conforms(sql, release=release)
+
+
+def test_v26_3_runs_sqlalchemys_postgresql_18_catalogue_queries() -> None:
+    """At v26.3 (server_version 18.0.0) SQLAlchemy takes its PostgreSQL >= 15
+    path and reads ``pg_index.indnullsnotdistinct``; at v24.3 (13.0.0) it
+    writes ``false`` instead. So the v26.3 capture checks other statements,
+    against v26.3's catalogue (tests/crdb_facts/catalog_v26.md)."""
+    captured = {}
+    for release in ("v24.3", "v26.3"):
+        dialect = release_dialect(release)
+        recorder = Recorder(dialect, _answer_table_oids)
+        dialect.get_multi_unique_constraints(
+            recorder,
+            schema=None,
+            filter_names=None,
+            scope=ObjectScope.DEFAULT,
+            kind=ObjectKind.ANY,
+            info_cache={},
+        )
+        captured[release] = "\n".join(recorder.statements)
+        for sql in recorder.statements:
+            assert_conforms(sql, release=release)
+    assert "pg_index.indnullsnotdistinct" in captured["v26.3"]
+    assert "pg_index.indnullsnotdistinct" not in captured["v24.3"]
