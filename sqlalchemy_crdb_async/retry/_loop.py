@@ -29,8 +29,9 @@ from typing import TYPE_CHECKING
 from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
 
-from ..errors import AmbiguousCommitError, RetriesExhaustedError
+from ..errors import AmbiguousCommitError, DeadlineExceededError, RetriesExhaustedError
 from ._admission import Slot, admission_for
+from ._deadline import DeadlineTimer, cleanup_bound_s, remaining_s
 from .classify import Classification, ErrorKind, classify
 from .policy import DEFAULT_POLICY, INJECTED_ATTEMPTS, RetryPolicy
 from .stats import RetryEvent, counters_for, report_retry
@@ -74,8 +75,47 @@ class AttemptLoop:
         self.api = api
         self.counters = counters_for(engine)
         self.number = 0
+        #: ``time.monotonic()`` at the call: the deadline counts from here.
         self.started = time.monotonic()
         self.slot: Slot | None = None
+        #: Cancels the attempt at the deadline while armed (:mod:`._deadline`).
+        self.timer = DeadlineTimer(self.policy, self.started)
+
+    def restart_clock(self, started: float) -> None:
+        """Count the deadline from ``started`` (a caller that began earlier)."""
+        self.started = started
+        self.timer = DeadlineTimer(self.policy, started)
+
+    def remaining_s(self) -> float | None:
+        """Seconds left before the deadline (None: no deadline; may be < 0)."""
+        return remaining_s(self.policy, self.started)
+
+    def cleanup_bound_s(self) -> float:
+        """How long a cleanup may take now and still keep the deadline."""
+        return cleanup_bound_s(self.policy, self.started)
+
+    def deadline_error(
+        self, where: str, error: BaseException | None = None
+    ) -> DeadlineExceededError:
+        """The error for an attempt cancelled at the deadline; ``where`` says
+        what the attempt was doing (a sentence fragment)."""
+        self.counters.add("give_ups")
+        self.counters.add("deadline_cancels")
+        elapsed_s = time.monotonic() - self.started
+        made = DeadlineExceededError(
+            f"{self.api}(): RetryPolicy.deadline_s={self.policy.deadline_s} passed "
+            f"{elapsed_s:.3f} s after the call, during attempt {self.number}, "
+            f"{where}. The attempt was cancelled: a statement it was running was "
+            "cancelled on the server (asyncpg's cancel request) and its "
+            "transaction rolled back or its connection closed, so it holds no "
+            "lock and took none afterwards. Raise deadline_s if the work needs "
+            "longer, or find what it waited for (a row lock held by another "
+            "transaction, a slow statement, an unanswered network).",
+            error,
+            max(self.number, 0),
+        )
+        made.during_attempt = True
+        return made
 
     async def admit(self) -> None:
         """Wait for the engine's admission gate (no-op when off or held)."""
@@ -90,7 +130,7 @@ class AttemptLoop:
             self.slot = await gate.acquire(timeout_s=remaining_s, retry=self.number > 1)
         except asyncio.TimeoutError:
             self.counters.add("give_ups")
-            raise RetriesExhaustedError(
+            raise DeadlineExceededError(
                 f"{self.api}(): gave up after {max(self.number - 1, 0)} attempts: "
                 f"RetryPolicy.deadline_s={deadline_s} passed while waiting for "
                 f"admission ({gate.queued} waiting, limit {gate.current_limit}). "
@@ -165,7 +205,7 @@ class AttemptLoop:
         elapsed_s = time.monotonic() - self.started
         if policy.deadline_s is not None and elapsed_s + sleep_s > policy.deadline_s:
             self.counters.add("give_ups")
-            raise RetriesExhaustedError(
+            raise DeadlineExceededError(
                 f"{self.api}(): gave up after {self.number} attempts in "
                 f"{elapsed_s:.3f} s: the next retry would pass "
                 f"RetryPolicy.deadline_s={policy.deadline_s}. Raise deadline_s, or "

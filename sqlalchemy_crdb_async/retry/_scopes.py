@@ -55,6 +55,8 @@ class _Scope:
     """One attempt's transaction on one kind of target."""
 
     commit_sent = False
+    #: COMMIT returned: the attempt's work is in, whatever happens after.
+    committed = False
     handle: Handle
 
     def __init__(self, target: Any, loop: AttemptLoop) -> None:
@@ -94,6 +96,7 @@ class _Scope:
             await self.handle.flush()
         self.commit_sent = True
         await self.handle.commit()
+        self.committed = True
         await self._uninject()
 
     async def abort(self) -> None:
@@ -114,7 +117,12 @@ class _OwnedScope(_Scope):
     async def _close(self) -> None:
         handle = self.handle
         what = f"{self.loop.api}(): close"
-        await run_cleanup(handle.close(), terminator(handle), what)
+        await run_cleanup(
+            handle.close(),
+            terminator(handle),
+            what,
+            timeout_s=self.loop.cleanup_bound_s(),
+        )
 
 
 class _EngineScope(_OwnedScope):
@@ -141,7 +149,7 @@ class _ConnectionScope(_Scope):
         return conn
 
     async def abort(self) -> None:
-        await _rollback(self.target, self.loop.api)
+        await _rollback(self.target, self.loop)
 
 
 class _SessionmakerScope(_OwnedScope):
@@ -166,11 +174,16 @@ class _SessionScope(_Scope):
         return session
 
     async def abort(self) -> None:
-        await _rollback(self.target, self.loop.api)
+        await _rollback(self.target, self.loop)
 
 
-async def _rollback(handle: Handle, api: str) -> None:
-    await run_cleanup(handle.rollback(), terminator(handle), f"{api}(): rollback")
+async def _rollback(handle: Handle, loop: AttemptLoop) -> None:
+    await run_cleanup(
+        handle.rollback(),
+        terminator(handle),
+        f"{loop.api}(): rollback",
+        timeout_s=loop.cleanup_bound_s(),
+    )
 
 
 def scope_class(target: Any) -> type[_Scope]:

@@ -74,6 +74,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 from typing_extensions import Self
 
+from ..errors import AmbiguousCommitError
 from ._loop import AttemptLoop
 from ._scopes import scope_class, sync_engine_of
 from .classify import ErrorKind
@@ -123,7 +124,20 @@ class Attempt:
         if self.entered:
             raise RuntimeError("retrying(): an attempt can be entered only once")
         self.entered = True
-        return await self._owner.open()
+        timer = self._owner.loop.timer
+        timer.arm()  # the deadline cancels the attempt from here (._deadline)
+        try:
+            return await self._owner.open()
+        except asyncio.CancelledError:
+            if timer.disarm():
+                self._owner.done = True
+                raise self._owner.loop.deadline_error(
+                    "while waiting for admission or connecting"
+                ) from None
+            raise
+        except BaseException:
+            timer.disarm()
+            raise
 
     async def __aexit__(
         self,
@@ -132,7 +146,20 @@ class Attempt:
         tb: TracebackType | None,
     ) -> bool:
         self.exited = True
-        return await self._owner.finish(exc)
+        owner = self._owner
+        try:
+            handled = await owner.finish(exc)
+        except BaseException as error:
+            if owner.loop.timer.disarm():
+                if owner.scope is not None and owner.scope.committed:
+                    # COMMIT succeeded; the deadline passed during the close
+                    owner.loop.committed()
+                    return False
+                raise owner.deadline_error(error) from None
+            raise
+        if owner.loop.timer.disarm() and isinstance(exc, asyncio.CancelledError):
+            raise owner.deadline_error(exc) from None
+        return handled
 
 
 class _Retrying:
@@ -238,6 +265,27 @@ class _Retrying:
             await scope.abort()
         finally:
             self.loop.release(error)
+
+    def deadline_error(self, error: BaseException) -> BaseException:
+        """What to raise when the deadline cancelled the current attempt."""
+        self.done = True
+        scope = self.scope
+        if scope is not None and scope.commit_sent:
+            where = "while COMMIT was in flight"
+            if not self.loop.idempotent:
+                self.loop.counters.add("ambiguous")
+                return AmbiguousCommitError(
+                    f"{self.loop.api}(): RetryPolicy.deadline_s="
+                    f"{self.loop.policy.deadline_s} passed while COMMIT was in "
+                    "flight; the attempt was cancelled, so the transaction may or "
+                    "may not have committed. Check the data, or pass "
+                    "idempotent=True if running the work twice is harmless."
+                )
+        elif isinstance(error, asyncio.CancelledError):
+            where = "while the attempt's block ran"
+        else:
+            where = "while the attempt was being cleaned up"
+        return self.loop.deadline_error(where)
 
     def _decide(self, error: Exception, commit_sent: bool) -> bool:
         try:

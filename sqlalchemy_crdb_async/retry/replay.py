@@ -146,8 +146,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.util import await_only
 
 from .._cleanup import run_cleanup, terminator
-from ..errors import ReplayMismatchError
-from ._lock_on_read import can_lock, lock_reads
+from ..errors import AmbiguousCommitError, ReplayMismatchError
+from ._lock_on_read import can_lock, lock_reads, makes_read_only
 from ._loop import AttemptLoop, inject_statement, mark_injected
 from ._scopes import sync_engine_of
 from .classify import ErrorKind, classify
@@ -162,6 +162,7 @@ if TYPE_CHECKING:
         DBAPICursor,
         ExecutionContext,
     )
+    from sqlalchemy.orm import ORMExecuteState
 
     from .policy import RetryPolicy
 
@@ -216,6 +217,18 @@ class _Recorder:
         self.savepoint = bool(getattr(dialect, "is_cockroachdb", False))
         self.log: list[_Entry] = []
         self.dbapi_conn: DBAPIConnection | None = None
+        #: The statement in flight (None between statements): where a
+        #: cancellation found the session (a BaseException leaves it set).
+        self.running: str | None = None
+        #: Reads lock_on_read made FOR UPDATE (their rows are locked).
+        self.locked_reads = 0
+        #: A statement made the transaction read-only: no more FOR UPDATE.
+        self.read_only = False
+
+    def lock_reads(self, state: ORMExecuteState) -> None:
+        """The session's ``do_orm_execute`` hook (lock on read, counted)."""
+        if lock_reads(state, read_only=self.read_only):
+            self.locked_reads += 1
 
     def owns(self, context: ExecutionContext) -> bool:
         mine = self.dbapi_conn
@@ -236,6 +249,7 @@ class _Recorder:
     ) -> None:
         while True:
             try:
+                self.running = statement
                 if kind == "many":
                     self.dialect.do_executemany(cursor, statement, parameters, context)
                 elif kind == "none":
@@ -243,12 +257,16 @@ class _Recorder:
                 else:
                     self.dialect.do_execute(cursor, statement, parameters, context)
                 print_ = fingerprint(cursor)
+                self.running = None
             except Exception as error:
+                self.running = None
                 self.recover(error, cursor, commit_sent=False)
                 self._stamp(cursor)
                 continue
             if kind == "many":
                 parameters = list(parameters)
+            if makes_read_only(statement):
+                self.read_only = True
             self.log.append(_Entry(kind, statement, parameters, print_))
             return
 
@@ -258,11 +276,14 @@ class _Recorder:
             conn = self.dbapi_conn
             assert conn is not None
             try:
+                self.running = "COMMIT"
                 if self.savepoint:
                     self._run(conn, RELEASE_SAVEPOINT)
                 conn.commit()
+                self.running = None
                 return
             except Exception as error:
+                self.running = None
                 try:
                     self.recover(error, None, commit_sent=True)
                 except self.dialect.loaded_dbapi.Error as raw:
@@ -531,8 +552,59 @@ async def _replaying_session(
     _install(engine)
     loop = AttemptLoop(policy, engine, idempotent=idempotent, api="retrying_session")
     loop.start()
-    await loop.admit()
     recorder = _Recorder(loop, engine.dialect)
+    timer = loop.timer
+    timer.arm()  # the deadline cancels the block from here (._deadline)
+    try:
+        async with _session_for(maker, loop, recorder, lock_on_read) as session:
+            yield session
+    except asyncio.CancelledError:
+        if timer.disarm():
+            raise _deadline_error(loop, recorder) from None
+        raise
+    finally:
+        timer.disarm()
+
+
+def _deadline_error(loop: AttemptLoop, recorder: _Recorder) -> Exception:
+    """What the block gets when the deadline cancelled it (says where)."""
+    running = recorder.running
+    if running == "COMMIT" and not loop.idempotent:
+        loop.counters.add("ambiguous")
+        return AmbiguousCommitError(
+            f"retrying_session(): RetryPolicy.deadline_s={loop.policy.deadline_s} "
+            "passed while COMMIT was in flight; it was cancelled, so the "
+            "transaction may or may not have committed. Check the data, or pass "
+            "idempotent=True if running the work twice is harmless."
+        )
+    if running is not None:
+        return loop.deadline_error(f"while the statement {_short(running)!r} ran")
+    if recorder.locked_reads:
+        return loop.deadline_error(
+            "while the block awaited something other than this session (no "
+            "statement of the session was running) and the session held the row "
+            f"locks of {recorder.locked_reads} read(s) that lock_on_read made "
+            "FOR UPDATE. If the block awaited another connection that writes a "
+            "row this session read, that connection was waiting for this "
+            "session's own row lock: a self-wait no server detects. Write such "
+            "rows through this session, or pass lock_on_read=False"
+        )
+    return loop.deadline_error(
+        "while the block awaited something other than this session (no "
+        "statement of the session was running)"
+    )
+
+
+@asynccontextmanager
+async def _session_for(
+    maker: async_sessionmaker[Any],
+    loop: AttemptLoop,
+    recorder: _Recorder,
+    lock_on_read: bool,
+) -> AsyncIterator[AsyncSession]:
+    """The session of one retrying_session block: admission, BEGIN, commit."""
+    engine = loop.engine
+    await loop.admit()
     outcome: BaseException | None = None
     try:
         session: AsyncSession = maker()
@@ -540,7 +612,7 @@ async def _replaying_session(
         loop.release(error)
         raise
     if lock_on_read and can_lock(engine.dialect):
-        event.listen(session.sync_session, "do_orm_execute", lock_reads)
+        event.listen(session.sync_session, "do_orm_execute", recorder.lock_reads)
     token = _active.set(recorder)
     failed = False
     try:
@@ -575,6 +647,7 @@ async def _replaying_session(
                 _finish(session, rollback=failed),
                 terminator(session),
                 "retrying_session(): rollback and close",
+                timeout_s=loop.cleanup_bound_s(),
             )
         finally:
             loop.release(outcome)

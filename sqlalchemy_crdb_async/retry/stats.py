@@ -89,6 +89,9 @@ class RetryStats:
     retries_by_reason: Mapping[str, int] = field(default_factory=dict)
     #: Times a helper gave up (RetriesExhaustedError).
     give_ups: int = 0
+    #: Attempts cancelled because ``RetryPolicy.deadline_s`` passed while they
+    #: ran (each also counted in ``give_ups``; :class:`.DeadlineExceededError`).
+    deadline_cancels: int = 0
     #: Ambiguous commits seen (raised, or retried when idempotent).
     ambiguous: int = 0
     #: Replays that matched and carried on (:func:`.retrying_session`).
@@ -146,6 +149,7 @@ class _Counters:
                 retries_by_sqlstate=MappingProxyType(dict(self.by_sqlstate)),
                 retries_by_reason=MappingProxyType(dict(self.by_reason)),
                 give_ups=self.values["give_ups"],
+                deadline_cancels=self.values["deadline_cancels"],
                 ambiguous=self.values["ambiguous"],
                 replays=self.values["replays"],
                 replay_mismatches=self.values["replay_mismatches"],
@@ -177,7 +181,9 @@ def retry_stats(engine: Any, *, reset: bool = False) -> RetryStats:
     taking the snapshot. Returns a frozen :class:`RetryStats`: ``attempts``,
     ``commits``, ``retries`` (and ``retries_per_commit``),
     ``retries_by_sqlstate``, ``retries_by_reason`` (CockroachDB's reason code
-    of each 40001, such as ``RETRY_SERIALIZABLE``), ``give_ups``,
+    of each 40001, such as ``RETRY_SERIALIZABLE``, and the name of each
+    transient CockroachDB error retried, such as ``RANGE_UNAVAILABLE``),
+    ``give_ups``, ``deadline_cancels``,
     ``ambiguous``, ``replays``, ``replay_mismatches`` and ``backoff_s``. It
     retries nothing. Raises ``TypeError`` for anything but an engine.
 
