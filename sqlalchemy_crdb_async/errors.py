@@ -15,7 +15,7 @@ handlers::
           └── sqlalchemy.exc.OperationalError
                └── TransactionRetryError      base of the three below
                     ├── RetriesExhaustedError  a retryable error outlasted the policy
-                    │    └── DeadlineExceededError  RetryPolicy.deadline_s ended the call
+                    │    └── DeadlineExceededError  deadline_s ended the call
                     ├── AmbiguousCommitError   COMMIT may or may not have happened
                     └── ReplayMismatchError    a replay read something different
 
@@ -149,7 +149,8 @@ def _rebuild_exhausted(
 
 
 class DeadlineExceededError(RetriesExhaustedError):
-    """Raised when ``RetryPolicy.deadline_s`` ended the call (``bound == "deadline_s"``).
+    """Raised when ``RetryPolicy.deadline_s`` ended the call; ``bound`` is
+    ``"deadline_s"``.
 
     Every way a retry helper stops at its deadline raises this class: the
     deadline passed while waiting for admission, a retry would have started

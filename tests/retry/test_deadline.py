@@ -46,9 +46,7 @@ POLICY = RetryPolicy(deadline_s=DEADLINE_S, initial_backoff_s=0.001, max_backoff
 APP = "i19_deadline_helper"
 
 metadata = MetaData()
-kv = Table(
-    "kv", metadata, Column("k", Integer, primary_key=True), Column("v", Integer)
-)
+kv = Table("kv", metadata, Column("k", Integer, primary_key=True), Column("v", Integer))
 
 
 @pytest.fixture
@@ -100,7 +98,7 @@ async def timed(call: Any) -> tuple[BaseException | None, float]:
     started = time.monotonic()
     try:
         await call()
-    except BaseException as error:  # noqa: BLE001 - the test inspects it
+    except BaseException as error:
         if isinstance(error, asyncio.CancelledError):
             raise
         return error, time.monotonic() - started
