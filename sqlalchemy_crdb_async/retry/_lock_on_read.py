@@ -34,7 +34,13 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Dialect
     from sqlalchemy.orm import ORMExecuteState
 
-__all__ = ["can_lock", "lock_reads", "lockable_tables", "makes_read_only"]
+__all__ = [
+    "can_lock",
+    "check_lock_on_read",
+    "lock_reads",
+    "lockable_tables",
+    "makes_read_only",
+]
 
 # The SQL we send that makes the rest of the transaction read-only: the
 # statement of set_transaction_as_of_system_time() (dialect/constructs.py) and
@@ -87,6 +93,14 @@ def lockable_tables(statement: Any) -> list[Table] | None:
         if not isinstance(column, Column):
             return None
     return list(froms)  # type: ignore[arg-type]
+
+
+def check_lock_on_read(value: object) -> None:
+    """Refuse a ``lock_on_read`` that is not a bool (``ValueError``)."""
+    if not isinstance(value, bool):
+        raise ValueError(
+            f"retrying_session(): lock_on_read must be True or False, got {value!r}"
+        )
 
 
 def can_lock(dialect: Dialect) -> bool:

@@ -25,7 +25,7 @@ from ._loop import AttemptLoop, inject_statement, mark_injected, switch_off_stat
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
-__all__ = ["Handle", "scope_class", "sync_engine_of"]
+__all__ = ["Handle", "scope_class", "sessionmaker_of", "sync_engine_of"]
 
 Handle = AsyncConnection | AsyncSession
 
@@ -48,6 +48,18 @@ def sync_engine_of(target: Any, api: str) -> Engine:
         f"{api}(): target must be an AsyncEngine, AsyncConnection, "
         f"async_sessionmaker or AsyncSession, got {type(target).__name__}. "
         "For a sync Engine/Session use sqlalchemy_crdb_async.sync.run_transaction."
+    )
+
+
+def sessionmaker_of(target: Any, api: str) -> async_sessionmaker[Any]:
+    """``target`` (an async_sessionmaker or AsyncEngine) as a sessionmaker."""
+    if isinstance(target, AsyncEngine):
+        return async_sessionmaker(target)
+    if isinstance(target, async_sessionmaker):
+        return target
+    raise sa_exc.ArgumentError(
+        f"{api}(): target must be an async_sessionmaker or AsyncEngine, got "
+        f"{type(target).__name__}"
     )
 
 

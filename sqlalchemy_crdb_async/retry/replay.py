@@ -134,7 +134,6 @@ with result checksums the same way.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -142,14 +141,15 @@ from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
 from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.util import await_only
 
 from .._cleanup import run_cleanup, terminator
-from ..errors import AmbiguousCommitError, ReplayMismatchError
-from ._lock_on_read import can_lock, lock_reads, makes_read_only
+from ..errors import ReplayMismatchError
+from ._deadline import replay_deadline_error
+from ._fingerprint import fingerprint, short_sql
+from ._lock_on_read import can_lock, check_lock_on_read, lock_reads, makes_read_only
 from ._loop import AttemptLoop, inject_statement, mark_injected
-from ._scopes import sync_engine_of
+from ._scopes import sessionmaker_of, sync_engine_of
 from .classify import ErrorKind, classify
 
 if TYPE_CHECKING:
@@ -162,6 +162,7 @@ if TYPE_CHECKING:
         DBAPICursor,
         ExecutionContext,
     )
+    from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
     from sqlalchemy.orm import ORMExecuteState
 
     from .policy import RetryPolicy
@@ -183,28 +184,6 @@ class _Entry:
     statement: str
     parameters: Any
     fingerprint: str
-
-
-def fingerprint(cursor: DBAPICursor) -> str:
-    """A hash of a cursor's full, buffered result (without consuming it)."""
-    digest = hashlib.blake2b(digest_size=16)
-    digest.update(repr(cursor.rowcount).encode())
-    description = cursor.description
-    if description is not None:
-        # SQLAlchemy's async adapters buffer the whole result in ``_rows``.
-        rows = getattr(cursor, "_rows", None)
-        if rows is None or getattr(cursor, "server_side", False):
-            raise sa_exc.InvalidRequestError(
-                "retrying_session(): this result is streamed (server-side cursor "
-                "or a driver without buffered rows), so it cannot be "
-                "fingerprinted for replay; drop stream_results or use "
-                "run_transaction()."
-            )
-        digest.update(repr([column[0] for column in description]).encode())
-        for row in rows:
-            digest.update(repr(tuple(row)).encode())
-            digest.update(b"\x00")
-    return digest.hexdigest()
 
 
 class _Recorder:
@@ -391,14 +370,9 @@ class _Recorder:
                     f"statement {index} of {len(self.log)} gave a different result "
                     "than the first run: the body acted on data that has since "
                     "changed. Run the body again (run_transaction() around it "
-                    f"does). Statement: {_short(entry.statement)}",
+                    f"does). Statement: {short_sql(entry.statement)}",
                     cause,
                 ) from cause
-
-
-def _short(statement: str, limit: int = 200) -> str:
-    flat = " ".join(statement.split())
-    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
 _active: ContextVar[_Recorder | None] = ContextVar(
@@ -534,20 +508,8 @@ async def _replaying_session(
     idempotent: bool = False,
     lock_on_read: bool = True,
 ) -> AsyncIterator[AsyncSession]:
-    if isinstance(target, AsyncEngine):
-        maker: async_sessionmaker[Any] = async_sessionmaker(target)
-    elif isinstance(target, async_sessionmaker):
-        maker = target
-    else:
-        raise sa_exc.ArgumentError(
-            "retrying_session(): target must be an async_sessionmaker or "
-            f"AsyncEngine, got {type(target).__name__}"
-        )
-    if not isinstance(lock_on_read, bool):
-        raise ValueError(
-            f"retrying_session(): lock_on_read must be True or False, got "
-            f"{lock_on_read!r}"
-        )
+    maker = sessionmaker_of(target, "retrying_session")
+    check_lock_on_read(lock_on_read)
     engine = sync_engine_of(maker, "retrying_session")
     _install(engine)
     loop = AttemptLoop(policy, engine, idempotent=idempotent, api="retrying_session")
@@ -560,39 +522,12 @@ async def _replaying_session(
             yield session
     except asyncio.CancelledError:
         if timer.disarm():
-            raise _deadline_error(loop, recorder) from None
+            raise replay_deadline_error(
+                loop, recorder.running, recorder.locked_reads
+            ) from None
         raise
     finally:
         timer.disarm()
-
-
-def _deadline_error(loop: AttemptLoop, recorder: _Recorder) -> Exception:
-    """What the block gets when the deadline cancelled it (says where)."""
-    running = recorder.running
-    if running == "COMMIT" and not loop.idempotent:
-        loop.counters.add("ambiguous")
-        return AmbiguousCommitError(
-            f"retrying_session(): RetryPolicy.deadline_s={loop.policy.deadline_s} "
-            "passed while COMMIT was in flight; it was cancelled, so the "
-            "transaction may or may not have committed. Check the data, or pass "
-            "idempotent=True if running the work twice is harmless."
-        )
-    if running is not None:
-        return loop.deadline_error(f"while the statement {_short(running)!r} ran")
-    if recorder.locked_reads:
-        return loop.deadline_error(
-            "while the block awaited something other than this session (no "
-            "statement of the session was running) and the session held the row "
-            f"locks of {recorder.locked_reads} read(s) that lock_on_read made "
-            "FOR UPDATE. If the block awaited another connection that writes a "
-            "row this session read, that connection was waiting for this "
-            "session's own row lock: a self-wait no server detects. Write such "
-            "rows through this session, or pass lock_on_read=False"
-        )
-    return loop.deadline_error(
-        "while the block awaited something other than this session (no "
-        "statement of the session was running)"
-    )
 
 
 @asynccontextmanager
