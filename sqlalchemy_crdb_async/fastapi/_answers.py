@@ -19,7 +19,7 @@ from sqlalchemy import exc as sa_exc
 from starlette.responses import JSONResponse
 
 from .. import sqlstate as codes
-from ..errors import AmbiguousCommitError, RetriesExhaustedError
+from ..errors import AmbiguousCommitError, DeadlineExceededError, RetriesExhaustedError
 
 if TYPE_CHECKING:
     from ..retry.policy import RetryPolicy
@@ -67,6 +67,8 @@ def _unreachable(error: BaseException, sqlstate: str | None) -> bool:
         codes.INSUFFICIENT_RESOURCES_CLASS
     ):
         return True
+    if sqlstate in codes.TRANSIENT:  # CockroachDB: 58C00, 58C01 (and 53300)
+        return True
     if isinstance(error, sa_exc.TimeoutError):  # the pool had no connection
         return True
     seen = 0
@@ -101,6 +103,16 @@ def answer_for(
                 **({"sqlstate": sqlstate} if sqlstate else {}),
             },
             status_code=503,
+        )
+    if isinstance(error, DeadlineExceededError) and error.during_attempt:
+        log.warning("request passed its retry deadline", exc_info=error)
+        return _json(
+            503,
+            "The request did not finish within its deadline (the database was "
+            "slow, or the work waited for a lock); nothing was committed. Retry "
+            "later.",
+            None,
+            UNAVAILABLE_RETRY_AFTER_S,
         )
     last = error.__cause__ if isinstance(error, RetriesExhaustedError) else None
     if last is not None and _unreachable(last, sqlstate):

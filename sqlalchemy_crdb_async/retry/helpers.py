@@ -337,7 +337,10 @@ def retrying(
 
     Retries: SQLSTATE 40001 (CockroachDB's "restart transaction") and 40P01, a
     cached-plan 0A000 (after clearing the statement cache), a connection lost
-    before COMMIT was sent (class 08, 57P01).
+    before COMMIT was sent (class 08, 57P01), and CockroachDB's transient
+    58C00 (range unavailable), 58C01 (failed connection between its nodes)
+    and 53300 (too many connections, at connect) before COMMIT was sent. A
+    statement or lock timeout that fires (57014, 55P03) is raised, not retried.
 
     Raises: :class:`.RetriesExhaustedError` (from the last error) when the
     policy's attempts or deadline run out; :class:`.AmbiguousCommitError` when
@@ -408,7 +411,10 @@ def run_transaction(
 
     Retries: SQLSTATE 40001 (CockroachDB's "restart transaction") and 40P01, a
     cached-plan 0A000 (after clearing the statement cache), a connection lost
-    before COMMIT was sent (class 08, 57P01).
+    before COMMIT was sent (class 08, 57P01), and CockroachDB's transient
+    58C00 (range unavailable), 58C01 (failed connection between its nodes)
+    and 53300 (too many connections, at connect) before COMMIT was sent. A
+    statement or lock timeout that fires (57014, 55P03) is raised, not retried.
 
     Raises: :class:`.RetriesExhaustedError` (from the last error) when the
     policy's attempts or deadline run out; :class:`.AmbiguousCommitError` when

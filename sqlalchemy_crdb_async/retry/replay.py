@@ -112,11 +112,12 @@ Caveats
   ``gen_random_uuid()`` in a RETURNING or SELECT. Every replay then ends in
   ReplayMismatchError. Generate such values on the client (``uuid.uuid4()``)
   or use :func:`.run_transaction`.
-- A lost connection cannot be replayed from inside the session (the session
-  holds that connection): the error propagates (before COMMIT; retryable by an
-  enclosing ``run_transaction``) or becomes :class:`.AmbiguousCommitError` (at
-  COMMIT, unless ``idempotent=True``, when the original error propagates for an
-  enclosing helper to retry).
+- A lost connection, or CockroachDB's transient 58C00 / 58C01 (which may end
+  the transaction under the savepoint), cannot be replayed from inside the
+  session (the session holds that connection): the error propagates (before
+  COMMIT; retryable by an enclosing ``run_transaction``) or becomes
+  :class:`.AmbiguousCommitError` (at COMMIT, unless ``idempotent=True``, when
+  the original error propagates for an enclosing helper to retry).
 - Do not call ``session.commit()`` or ``rollback()`` inside the block; leaving
   the block commits, an exception rolls back.
 - A replay re-executes writes too: statements are re-sent exactly as recorded,
@@ -294,7 +295,8 @@ class _Recorder:
         while True:
             disconnect = self._disconnect(error, cursor)
             verdict = classify(error, commit_sent=commit_sent, disconnect=disconnect)
-            if verdict.connection_lost or verdict.kind is ErrorKind.AMBIGUOUS:
+            lost = verdict.connection_lost or verdict.transient  # see Caveats
+            if lost or verdict.kind is ErrorKind.AMBIGUOUS:
                 if verdict.kind is ErrorKind.AMBIGUOUS and not self.loop.idempotent:
                     self.loop.next_sleep(error, commit_sent=True, disconnect=disconnect)
                 # The session holds this connection: no replay elsewhere.

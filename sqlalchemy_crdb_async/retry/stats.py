@@ -85,7 +85,9 @@ class RetryStats:
     retries: int = 0
     #: Retries by SQLSTATE ("none" when the error had none, e.g. a lost socket).
     retries_by_sqlstate: Mapping[str, int] = field(default_factory=dict)
-    #: Retries of 40001 by CockroachDB reason code ("unknown" when absent).
+    #: Retries of 40001 by CockroachDB reason code ("unknown" when absent), and
+    #: of CockroachDB's transient errors by name: ``RANGE_UNAVAILABLE`` (58C00),
+    #: ``INTERNAL_CONNECTION_FAILURE`` (58C01), ``TOO_MANY_CONNECTIONS`` (53300).
     retries_by_reason: Mapping[str, int] = field(default_factory=dict)
     #: Times a helper gave up (RetriesExhaustedError).
     give_ups: int = 0
@@ -136,7 +138,7 @@ class _Counters:
             if replay:
                 self.values["replay_attempts"] += 1
             self.by_sqlstate[verdict.sqlstate or "none"] += 1
-            if verdict.sqlstate == "40001":
+            if verdict.sqlstate == "40001" or verdict.transient:
                 self.by_reason[verdict.reason or "unknown"] += 1
             self.backoff_s += sleep_s
 
