@@ -129,11 +129,18 @@ async def _run_request(
     with anyio.CancelScope() as request_scope:
         async with anyio.create_task_group() as watcher:
             watcher.start_soon(_cancel_on_disconnect, request, request_scope)
-            try:
-                response = await _attempts(request, handler, transaction)
-            except Exception as error:  # raised below, outside the task group
-                failure = error
+            # RetryPolicy.deadline_s bounds the request's attempts, backoffs and
+            # cleanups from here (the retry package's _deadline docstring).
+            with anyio.CancelScope(deadline=transaction.deadline_at()) as bounded:
+                try:
+                    response = await _attempts(request, handler, transaction)
+                except Exception as error:  # raised below, outside the task group
+                    failure = error
             watcher.cancel_scope.cancel()
+    if bounded.cancelled_caught and not request_scope.cancelled_caught:
+        answer = answer_for(transaction.deadline_error(), transaction.policy)
+        assert answer is not None
+        return answer
     if failure is not None:
         raise failure
     if response is None:  # the client went away; the work was cancelled
@@ -161,7 +168,8 @@ async def _attempts(
         try:
             return await _attempt(request, handler, transaction)
         except BaseException as error:
-            await transaction.abort(CLEANUP_TIMEOUT_S, error)
+            transaction.note_ending()
+            await transaction.abort(transaction.cleanup_bound_s(), error)
             if not isinstance(error, Exception) or isinstance(
                 error, (HTTPException, RequestValidationError)
             ):
@@ -199,7 +207,7 @@ async def _attempt(
         finally:
             request.scope[_FUNCTION_STACK] = outer
     if response.status_code >= 400:
-        await transaction.abort(CLEANUP_TIMEOUT_S)
+        await transaction.abort(transaction.cleanup_bound_s())
     else:
         await transaction.commit()
     return response

@@ -60,7 +60,7 @@ class AttemptLoop:
     def __init__(
         self,
         policy: RetryPolicy | None,
-        engine: Engine,
+        engine: Engine | None,
         *,
         idempotent: bool,
         api: str,
@@ -119,7 +119,7 @@ class AttemptLoop:
 
     async def admit(self) -> None:
         """Wait for the engine's admission gate (no-op when off or held)."""
-        if not self.policy.admission or self.slot is not None:
+        if not self.policy.admission or self.slot is not None or self.engine is None:
             return
         gate = admission_for(self.engine)
         deadline_s = self.policy.deadline_s
@@ -228,7 +228,8 @@ class AttemptLoop:
         """Make the driver re-prepare statements (after a cached-plan error)."""
         # SQLAlchemy's asyncpg dialect keeps a timestamp; bumping it makes every
         # connection drop its prepared statements before the next use.
-        invalidate = getattr(self.engine.dialect, "_invalidate_schema_cache", None)
+        dialect = getattr(self.engine, "dialect", None)
+        invalidate = getattr(dialect, "_invalidate_schema_cache", None)
         if callable(invalidate):
             invalidate()
 
@@ -237,6 +238,7 @@ def inject_statement(loop: AttemptLoop) -> str | None:
     """The SET for CockroachDB's retry-error injection on this attempt, if any."""
     if not loop.policy.inject_retry_errors:
         return None
+    assert loop.engine is not None  # only attempts with a connection inject
     dialect = loop.engine.dialect
     if not _injection_supported(dialect):
         raise sa_exc.ArgumentError(

@@ -541,6 +541,7 @@ async def _session_for(
 ) -> AsyncIterator[AsyncSession]:
     """The session of one retrying_session block: admission, BEGIN, commit."""
     engine = loop.engine
+    assert engine is not None
     await loop.admit()
     outcome: BaseException | None = None
     try:

@@ -166,8 +166,12 @@ _counters: weakref.WeakKeyDictionary[Engine, _Counters] = weakref.WeakKeyDiction
 _counters_lock = threading.Lock()
 
 
-def counters_for(engine: Engine) -> _Counters:
-    """The counters of ``engine`` (a sync Engine), created on first use."""
+def counters_for(engine: Engine | None) -> _Counters:
+    """The counters of ``engine`` (a sync Engine), created on first use; None:
+    counters of no engine (a route whose endpoint opened no session of its
+    own), which :func:`retry_stats` does not show."""
+    if engine is None:
+        return _Counters()
     with _counters_lock:
         found = _counters.get(engine)
         if found is None:
