@@ -57,7 +57,7 @@ __all__ = [
     "cleanup_bound_s",
     "remaining_s",
     "replay_deadline_error",
-    "statement_timeout_ms",
+    "statement_timeout_sql",
 ]
 
 #: After the deadline passed, how long the attempt's rollback and close may
@@ -88,13 +88,29 @@ def cleanup_bound_s(policy: RetryPolicy, started: float) -> float:
     return min(CLEANUP_TIMEOUT_S, max(0.0, left) + DEADLINE_CLEANUP_S)
 
 
-def statement_timeout_ms(policy: RetryPolicy, started: float) -> int | None:
-    """The ``statement_timeout`` (whole milliseconds, at least 1) that ends a
-    statement at the deadline; None without a deadline."""
+def statement_timeout_sql(
+    policy: RetryPolicy, started: float, dialect: object
+) -> str | None:
+    """``SET LOCAL statement_timeout = <ms left>`` for the sync helper's
+    attempt, or None (no deadline, or a server without ``SET LOCAL``).
+
+    PostgreSQL has both forever. CockroachDB has ``statement_timeout`` in
+    every release (an int is milliseconds; exceeded: 57014 "query execution
+    canceled due to statement timeout"; tests/crdb_facts/settings.md section
+    2) and ``SET LOCAL`` since v21.2
+    (https://www.cockroachlabs.com/docs/v21.2/set-vars, "New in v21.2").
+    ``transaction_timeout`` is not used: PostgreSQL 17 ends the whole session
+    when it fires, and whether a ``SET LOCAL`` of it inside a running
+    CockroachDB transaction arms its timer is not in the facts we have.
+    """
     left = remaining_s(policy, started)
     if left is None:
         return None
-    return max(1, math.ceil(left * 1000))
+    if getattr(dialect, "is_cockroachdb", False):
+        at_least = getattr(dialect, "crdb_at_least", None)
+        if not callable(at_least) or not at_least(21, 2):
+            return None
+    return f"SET LOCAL statement_timeout = {max(1, math.ceil(left * 1000))}"
 
 
 class DeadlineTimer:

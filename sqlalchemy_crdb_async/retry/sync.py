@@ -66,8 +66,10 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from .. import sqlstate as codes
+from ._deadline import statement_timeout_sql
 from ._loop import AttemptLoop, inject_statement, mark_injected, switch_off_statement
-from .classify import ErrorKind
+from .classify import ErrorKind, sqlstate_of
 from .policy import DEFAULT_POLICY, RetryPolicy
 
 if TYPE_CHECKING:
@@ -90,6 +92,8 @@ _UNSET: Any = _Unset()
 
 #: The deadline, in seconds, that bounds ``max_retries=None`` (no attempt limit).
 UNLIMITED_RETRIES_DEADLINE_S = 60.0
+#: A 57014 this close to the deadline (or past it) is our statement_timeout.
+_TIMEOUT_SLACK_S = 0.05
 
 
 class ChainTransaction:
@@ -228,6 +232,11 @@ class _SyncScope:
             # the pool switches it off on return, however the attempt ends
             mark_injected(self._connection(), self.loop.inject_now)
             self._execute(statement)
+        timeout = statement_timeout_sql(
+            self.loop.policy, self.loop.started, self._connection().dialect
+        )
+        if timeout is not None:  # the deadline, on the server (module docstring)
+            self._execute(timeout)
         return handle
 
     def _connection(self) -> Connection:
@@ -266,6 +275,20 @@ class _SyncScope:
                 handle.rollback()
         except Exception:
             log.debug("cleanup after a failed attempt raised", exc_info=True)
+
+
+def _raise_if_deadline(loop: AttemptLoop, error: Exception) -> None:
+    """Our own ``statement_timeout`` fired at the deadline: say so."""
+    left = loop.remaining_s()
+    if (
+        left is not None
+        and left <= _TIMEOUT_SLACK_S
+        and sqlstate_of(error) == codes.QUERY_CANCELED
+    ):
+        raise loop.deadline_error(
+            "in a statement, ended by the statement_timeout set for the deadline",
+            error,
+        ) from error
 
 
 @overload
@@ -374,6 +397,7 @@ def run_transaction(
             scope.commit()
         except Exception as error:
             scope.abort()
+            _raise_if_deadline(loop, error)
             decision = loop.next_sleep(error, commit_sent=scope.commit_sent)
             if decision is None:
                 raise

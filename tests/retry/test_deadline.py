@@ -255,3 +255,46 @@ async def test_the_callers_own_cancellation_is_not_a_deadline(
 
 async def _waiting(engine: AsyncEngine) -> bool:
     return any(state == "active" for _, state, _ in await ours_left(engine))
+
+
+@pytest.mark.parametrize("driver", ["psycopg", "psycopg2"])
+def test_sync_run_transaction_ends_a_lock_wait_at_the_deadline(
+    crdb_url: URL, driver: str
+) -> None:
+    """The sync helper's bound: statement_timeout set for what is left."""
+    from sqlalchemy import create_engine
+
+    from sqlalchemy_crdb_async.sync import run_transaction
+
+    eng = create_engine(
+        crdb_url.set(drivername=f"cockroachdb+{driver}"),
+        connect_args={"application_name": APP},
+    )
+    try:
+        with eng.begin() as setup:
+            setup.exec_driver_sql(
+                "CREATE TABLE IF NOT EXISTS kv (k int PRIMARY KEY, v int NOT NULL)"
+            )
+            setup.exec_driver_sql("DELETE FROM kv")
+            setup.exec_driver_sql("INSERT INTO kv VALUES (1, 0)")
+        with eng.connect() as holder:
+            holder.begin()
+            holder.exec_driver_sql("SELECT v FROM kv WHERE k = 1 FOR UPDATE")
+            started = time.monotonic()
+            with pytest.raises(DeadlineExceededError) as caught:
+                run_transaction(
+                    eng,
+                    lambda conn: conn.exec_driver_sql(
+                        "UPDATE kv SET v = v + 1 WHERE k = 1"
+                    ),
+                    policy=POLICY,
+                )
+            took_s = time.monotonic() - started
+            assert took_s < BOUND_S, f"returned {took_s:.3f} s after entry"
+            assert "statement_timeout" in str(caught.value)
+            holder.exec_driver_sql("UPDATE kv SET v = 100 WHERE k = 1")
+            holder.commit()
+        with eng.connect() as check:
+            assert check.exec_driver_sql("SELECT v FROM kv").scalar() == 100
+    finally:
+        eng.dispose()
