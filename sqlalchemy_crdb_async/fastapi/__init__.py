@@ -43,6 +43,14 @@ What a :class:`RetryingRoute` does with each request
    :func:`.retry_stats` are the library's (:class:`.RetryPolicy`, the same
    attempt loop as :func:`.run_transaction`).
 
+The deadline: ``RetryPolicy.deadline_s`` bounds each request, wall-clock from
+the route's entry to its answer (attempts, backoff, rollback); an attempt
+running when it passes is cancelled (an anyio cancel scope, the same way a
+client disconnect cancels it): its statement is cancelled on the server, its
+transaction rolled back within the time left plus 0.5 s, and the answer is 503.
+A ``ReplayMismatchError`` from a ``retrying_session`` the endpoint runs itself
+re-runs the endpoint too, even when it opened no route session.
+
 The retry policy: ``RetryingRoute.configured(policy, idempotent=...)`` makes a
 route class for a router; the :func:`retry_policy` decorator sets it for one
 endpoint (it wins over the router's).
@@ -57,8 +65,12 @@ with status >= 400)
 :class:`.AmbiguousCommitError` (connection     503, ``"outcome": "unknown"``: retry
 lost or 40003 after COMMIT was sent)           with the same idempotency key
 :class:`.RetriesExhaustedError`                503 with ``Retry-After``
+the policy's ``deadline_s`` passed during the  503 with ``Retry-After: 1``; the
+request (:class:`.DeadlineExceededError`)      attempt was cancelled, nothing
+                                               committed
 database unreachable (connect refused,         503 with ``Retry-After``
-class 08/57P0x/53, pool timeout)
+class 08/57P0x/53, CockroachDB's 58C00/58C01,
+pool timeout)
 integrity error, class 23 (at COMMIT too)      409
 data exception, class 22 (e.g. 22003)          422
 anything else                                  rolled back, re-raised: the app's

@@ -6,6 +6,10 @@ an error (:func:`.classify.classify`), raises :class:`.AmbiguousCommitError` or
 the sleep, after reporting the retry (:mod:`.stats`). It never sleeps itself:
 the async helpers sleep with ``asyncio.sleep``, the sync ones with
 ``time.sleep``, and only after the transaction is rolled back.
+It also keeps the call's clock: ``started``, what is left of the deadline, the
+bound of a cleanup now, and the :class:`._deadline.DeadlineTimer` the async
+helpers arm around each attempt; :meth:`AttemptLoop.deadline_error` is the
+error of an attempt the deadline cancelled.
 
 Retry-error injection (``RetryPolicy(inject_retry_errors=True)``) turns on
 CockroachDB's ``inject_retry_errors_enabled`` on the attempt's connection.

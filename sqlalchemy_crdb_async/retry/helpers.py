@@ -29,12 +29,26 @@ statements instead.
 
 What is retried (see :mod:`.classify`): 40001 and 40P01; a cached-plan error
 (0A000 from ``RevalidateCachedQuery``) after the prepared-statement cache is
-cleared; a lost connection (class 08, 57P01) *before* COMMIT was sent. A lost
-connection *after* COMMIT was sent, or 40003, raises
+cleared; a lost connection (class 08, 57P01) and CockroachDB's transient 58C00
+/ 58C01 / 53300 *before* COMMIT was sent. A lost connection or a transient
+error *after* COMMIT was sent, or 40003, raises
 :class:`.AmbiguousCommitError`, unless ``idempotent=True``, in which case it is
-retried too. Everything else (including cancellation) propagates unchanged, at
-once. When the policy's attempts or deadline run out,
-:class:`.RetriesExhaustedError` is raised from the last error.
+retried too. A statement or lock timeout that fires (57014, 55P03) is raised,
+not retried. Everything else (including cancellation) propagates unchanged, at
+once. When the policy's attempts run out, :class:`.RetriesExhaustedError` is
+raised from the last error.
+
+The deadline (``RetryPolicy.deadline_s``) bounds the whole call, wall-clock
+from entry to return: admission, connecting, every attempt, every backoff and
+the cleanup. An attempt still running when it passes is cancelled: the task is
+cancelled wherever it awaits (a statement, a lock wait, the connect, the
+block's own awaits), asyncpg sends the server a cancel request for a running
+statement, and the transaction is rolled back or its connection closed, so no
+lock waited for is taken afterwards and no session stays idle in transaction.
+Then :class:`.DeadlineExceededError` (a :class:`.RetriesExhaustedError`,
+``bound == "deadline_s"``) is raised, or :class:`.AmbiguousCommitError` when
+COMMIT was in flight. The call returns within ``deadline_s`` plus about 0.5 s
+of cleanup (:mod:`._deadline`); measured overshoot: benchmarks/README.md.
 
 Admission: every attempt first takes a slot of the engine's
 contention-adaptive gate (:mod:`._admission`): the number of attempts in
@@ -342,9 +356,15 @@ def retrying(
     and 53300 (too many connections, at connect) before COMMIT was sent. A
     statement or lock timeout that fires (57014, 55P03) is raised, not retried.
 
+    Bounded: the deadline covers the whole loop, from the call to the end of
+    the last attempt, the body of each ``async with attempt`` included; an
+    attempt running at the deadline is cancelled, its statement cancelled on
+    the server and its transaction rolled back (module docstring).
+
     Raises: :class:`.RetriesExhaustedError` (from the last error) when the
-    policy's attempts or deadline run out; :class:`.AmbiguousCommitError` when
-    the connection is lost after COMMIT was sent, or on 40003, unless
+    policy's attempts run out, :class:`.DeadlineExceededError` (a subclass)
+    when its deadline does; :class:`.AmbiguousCommitError` when the
+    connection is lost after COMMIT was sent, or on 40003, unless
     ``idempotent=True``; every other error, and cancellation, unchanged and at
     once; ``RuntimeError`` if the loop body does not enter its attempt;
     ``TypeError`` for ``async with retrying(...)`` (write ``async for``).
@@ -416,10 +436,18 @@ def run_transaction(
     and 53300 (too many connections, at connect) before COMMIT was sent. A
     statement or lock timeout that fires (57014, 55P03) is raised, not retried.
 
+    Bounded: ``RetryPolicy.deadline_s`` covers the whole call, from entry to
+    return (admission, connect, every run of ``fn``, COMMIT, backoff,
+    cleanup); ``fn`` running at the deadline is cancelled, its statement
+    cancelled on the server and its transaction rolled back (module
+    docstring).
+
     Raises: :class:`.RetriesExhaustedError` (from the last error) when the
-    policy's attempts or deadline run out; :class:`.AmbiguousCommitError` when
-    the connection is lost after COMMIT was sent, or on 40003, unless
-    ``idempotent=True``; ``TypeError`` when ``fn`` is not an async function;
+    policy's attempts run out, :class:`.DeadlineExceededError` (a subclass)
+    when its deadline does; :class:`.AmbiguousCommitError` when the
+    connection is lost after COMMIT was sent, on 40003, or when the deadline
+    passes with COMMIT in flight, unless ``idempotent=True``; ``TypeError``
+    when ``fn`` is not an async function;
     every other error, and cancellation, unchanged and at once.
 
     Example::

@@ -60,7 +60,11 @@ anything, where the replay (of the statements before it) still matches.
 HAVING or DISTINCT, no locking clause already (:func:`._lock_on_read.lockable_tables`);
 ``text()`` statements, aggregates and joins are left alone. ``session.get()``,
 ``session.execute(select(...))`` and lazy loads qualify. A read-only body does
-not need the locks: pass ``lock_on_read=False``.
+not need the locks: pass ``lock_on_read=False``; read-only transactions are
+left alone anyway (:mod:`._lock_on_read`). Do not make the block await another
+connection that writes a row the session read: it waits for the session's
+lock, a self-wait no server detects; the deadline ends it with a
+:class:`.DeadlineExceededError` that says so.
 
 Measured (``python -m benchmarks --workload bank --api retrying_session``,
 48 tasks, 100 accounts, embedded PostgreSQL; benchmarks/README.md): without
@@ -138,7 +142,7 @@ import asyncio
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, NoReturn
+from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
@@ -146,6 +150,7 @@ from sqlalchemy.util import await_only
 
 from .._cleanup import run_cleanup, terminator
 from ..errors import ReplayMismatchError
+from ._context import SessionContext
 from ._deadline import replay_deadline_error
 from ._fingerprint import fingerprint, short_sql
 from ._lock_on_read import can_lock, check_lock_on_read, lock_reads, makes_read_only
@@ -155,7 +160,6 @@ from .classify import ErrorKind, classify
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
-    from types import TracebackType
 
     from sqlalchemy.engine import Connection, Dialect, Engine
     from sqlalchemy.engine.interfaces import (
@@ -450,10 +454,19 @@ def retrying_session(
     statements run so far are replayed; when every replayed result equals what
     the block saw, the block carries on as if nothing happened.
 
+    Bounded: ``RetryPolicy.deadline_s`` covers the ``async with`` from entry
+    to exit: admission, BEGIN, the block (its statements and its own awaits),
+    replays, backoffs, COMMIT and the cleanup. At the deadline the block is
+    cancelled wherever it awaits, a running statement is cancelled on the
+    server, and the transaction is rolled back. The error says where the
+    block was: in a statement, or awaiting something else while holding
+    lock_on_read's row locks (a self-wait; see "Lock on read").
+
     Raises: :class:`.ReplayMismatchError` when a replayed result differs (it is
     retryable: wrap the block in :func:`.run_transaction` to run it again, as
     the module docstring shows); :class:`.RetriesExhaustedError` when the
-    policy runs out; :class:`.AmbiguousCommitError` when the connection is lost
+    policy's attempts run out, :class:`.DeadlineExceededError` when its
+    deadline does; :class:`.AmbiguousCommitError` when the connection is lost
     at COMMIT (unless ``idempotent=True``); a connection lost before COMMIT,
     every other error and cancellation propagate unchanged;
     ``sqlalchemy.exc.ArgumentError`` for another kind of target;
@@ -469,37 +482,11 @@ def retrying_session(
             acct.balance -= 10
         # committed here
     """
-    return _SessionContext(
+    return SessionContext(
         _replaying_session(
             target, policy=policy, idempotent=idempotent, lock_on_read=lock_on_read
         )
     )
-
-
-class _SessionContext(AbstractAsyncContextManager["AsyncSession"]):
-    """What :func:`retrying_session` returns: ``async with`` only."""
-
-    def __init__(self, inner: AbstractAsyncContextManager[AsyncSession]) -> None:
-        self._inner = inner
-
-    async def __aenter__(self) -> AsyncSession:
-        return await self._inner.__aenter__()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> bool | None:
-        return await self._inner.__aexit__(exc_type, exc, tb)
-
-    def __aiter__(self) -> NoReturn:
-        # `async for` over it is a common slip (retrying() is the loop form).
-        raise TypeError(
-            "retrying_session() is an async context manager, not an iterator: "
-            "write `async with retrying_session(Session) as session:`; for a "
-            "loop of attempts use `async for attempt in retrying(Session):`."
-        )
 
 
 @asynccontextmanager

@@ -44,6 +44,20 @@ docs/migrating-from-sqlalchemy-cockroachdb.md):
 Pass ``max_retries``/``max_backoff`` or ``policy=``, not both (``inject_error``
 combines with either).
 
+The deadline. A blocking call cannot be cancelled from its own thread, so the
+deadline goes to the server: each attempt begins with ``SET LOCAL
+statement_timeout = <milliseconds left>`` (PostgreSQL; CockroachDB v21.2+,
+:func:`._deadline.statement_timeout_sql`). What that bounds: every statement of
+the attempt, lock waits included, ends by the deadline, measured from the
+start of that statement, so a statement started late in an attempt may end
+past the deadline by the time the attempt spent before it; the 57014 it ends
+with is raised as :class:`.DeadlineExceededError`, and the server rolls back,
+holding no lock. What it cannot bound: time ``fn`` spends outside statements,
+the connect and the pool checkout (bound them with the driver's
+``connect_timeout`` and the pool's ``pool_timeout``), and a network that stops
+answering (no server can tell the client anything; set TCP keepalives or
+``tcp_user_timeout``). No retry starts past the deadline.
+
 :class:`ChainTransaction` is the older package's way of running several
 callbacks in one transaction: ``fn`` returns ``ChainTransaction([f2, f3])`` and
 ``f2(handle)``, ``f3(handle)`` then run in the same transaction, their results
@@ -346,7 +360,11 @@ def run_transaction(
     before COMMIT was sent (class 08, 57P01); the same rules as the async
     :func:`sqlalchemy_crdb_async.run_transaction`.
 
-    Raises: :class:`.RetriesExhaustedError` when the attempts run out;
+    Bounded: each statement by the deadline, on the server (module
+    docstring: what is and is not bounded).
+
+    Raises: :class:`.RetriesExhaustedError` when the attempts run out,
+    :class:`.DeadlineExceededError` at the deadline;
     :class:`.AmbiguousCommitError` when the connection is lost after COMMIT
     was sent, or on 40003, unless ``idempotent=True``;
     ``sqlalchemy.exc.ArgumentError`` for a wrong target, ``max_retries`` or
