@@ -44,11 +44,8 @@ import time
 from typing import TYPE_CHECKING, Final
 
 from .._cleanup import CLEANUP_TIMEOUT_S
-from ..errors import AmbiguousCommitError
-from ._fingerprint import short_sql
 
 if TYPE_CHECKING:
-    from ._loop import AttemptLoop
     from .policy import RetryPolicy
 
 __all__ = [
@@ -56,7 +53,6 @@ __all__ = [
     "DeadlineTimer",
     "cleanup_bound_s",
     "remaining_s",
-    "replay_deadline_error",
     "statement_timeout_sql",
 ]
 
@@ -177,35 +173,3 @@ class DeadlineTimer:
         for _ in range(fired):
             left = uncancel()
         return bool(left == 0)
-
-
-def replay_deadline_error(
-    loop: AttemptLoop, running: str | None, locked_reads: int
-) -> Exception:
-    """What a ``retrying_session`` block gets when the deadline cancelled it:
-    ``running`` is the statement in flight (None: the block awaited something
-    else), ``locked_reads`` the reads lock_on_read made FOR UPDATE."""
-    if running == "COMMIT" and not loop.idempotent:
-        loop.counters.add("ambiguous")
-        return AmbiguousCommitError(
-            f"retrying_session(): RetryPolicy.deadline_s={loop.policy.deadline_s} "
-            "passed while COMMIT was in flight; it was cancelled, so the "
-            "transaction may or may not have committed. Check the data, or pass "
-            "idempotent=True if running the work twice is harmless."
-        )
-    if running is not None:
-        return loop.deadline_error(f"while the statement {short_sql(running)!r} ran")
-    if locked_reads:
-        return loop.deadline_error(
-            "while the block awaited something other than this session (no "
-            "statement of the session was running) and the session held the row "
-            f"locks of {locked_reads} read(s) that lock_on_read made "
-            "FOR UPDATE. If the block awaited another connection that writes a "
-            "row this session read, that connection was waiting for this "
-            "session's own row lock: a self-wait no server detects. Write such "
-            "rows through this session, or pass lock_on_read=False"
-        )
-    return loop.deadline_error(
-        "while the block awaited something other than this session (no "
-        "statement of the session was running)"
-    )

@@ -36,6 +36,7 @@ from sqlalchemy import exc as sa_exc
 from ..errors import AmbiguousCommitError, DeadlineExceededError, RetriesExhaustedError
 from ._admission import Slot, admission_for
 from ._deadline import DeadlineTimer, cleanup_bound_s, remaining_s
+from ._fingerprint import short_sql
 from .classify import Classification, ErrorKind, classify
 from .policy import DEFAULT_POLICY, INJECTED_ATTEMPTS, RetryPolicy
 from .stats import RetryEvent, counters_for, report_retry
@@ -49,6 +50,7 @@ __all__ = [
     "AttemptLoop",
     "inject_statement",
     "mark_injected",
+    "replay_deadline_error",
     "switch_off_statement",
 ]
 
@@ -299,3 +301,35 @@ def _switch_off_on_return(
     # (https://github.com/cockroachdb/cockroach/issues/69396); commit
     # makes it stick on any server
     dbapi_connection.commit()
+
+
+def replay_deadline_error(
+    loop: AttemptLoop, running: str | None, locked_reads: int
+) -> Exception:
+    """What a ``retrying_session`` block gets when the deadline cancelled it:
+    ``running`` is the statement in flight (None: the block awaited something
+    else), ``locked_reads`` the reads lock_on_read made FOR UPDATE."""
+    if running == "COMMIT" and not loop.idempotent:
+        loop.counters.add("ambiguous")
+        return AmbiguousCommitError(
+            f"retrying_session(): RetryPolicy.deadline_s={loop.policy.deadline_s} "
+            "passed while COMMIT was in flight; it was cancelled, so the "
+            "transaction may or may not have committed. Check the data, or pass "
+            "idempotent=True if running the work twice is harmless."
+        )
+    if running is not None:
+        return loop.deadline_error(f"while the statement {short_sql(running)!r} ran")
+    if locked_reads:
+        return loop.deadline_error(
+            "while the block awaited something other than this session (no "
+            "statement of the session was running) and the session held the row "
+            f"locks of {locked_reads} read(s) that lock_on_read made "
+            "FOR UPDATE. If the block awaited another connection that writes a "
+            "row this session read, that connection was waiting for this "
+            "session's own row lock: a self-wait no server detects. Write such "
+            "rows through this session, or pass lock_on_read=False"
+        )
+    return loop.deadline_error(
+        "while the block awaited something other than this session (no "
+        "statement of the session was running)"
+    )

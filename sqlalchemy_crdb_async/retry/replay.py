@@ -151,10 +151,14 @@ from sqlalchemy.util import await_only
 from .._cleanup import run_cleanup, terminator
 from ..errors import ReplayMismatchError
 from ._context import SessionContext
-from ._deadline import replay_deadline_error
 from ._fingerprint import fingerprint, short_sql
 from ._lock_on_read import can_lock, check_lock_on_read, lock_reads, makes_read_only
-from ._loop import AttemptLoop, inject_statement, mark_injected
+from ._loop import (
+    AttemptLoop,
+    inject_statement,
+    mark_injected,
+    replay_deadline_error,
+)
 from ._scopes import sessionmaker_of, sync_engine_of
 from .classify import ErrorKind, classify
 
