@@ -104,7 +104,12 @@ def answer_for(
             },
             status_code=503,
         )
-    if isinstance(error, DeadlineExceededError) and error.during_attempt:
+    last_retried = error.error if isinstance(error, DeadlineExceededError) else None
+    if last_retried is not None and _unreachable(
+        last_retried, next(iter(codes.sqlstates_of(last_retried)), None)
+    ):
+        error = last_retried  # the deadline passed retrying an unreachable server
+    elif isinstance(error, DeadlineExceededError) and error.during_attempt:
         log.warning("request passed its retry deadline", exc_info=error)
         return _json(
             503,

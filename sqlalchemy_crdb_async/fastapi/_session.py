@@ -62,6 +62,8 @@ class RequestTransaction:
         self.started = time.monotonic()
         #: COMMIT had been sent when the last attempt ended.
         self.ended_in_commit = False
+        #: The error the last retry was for (the deadline error keeps it).
+        self.last_retried: Exception | None = None
         #: Made by the first session: it needs the engine.
         self.loop: AttemptLoop | None = None
         #: Attempts started, 1 for the first.
@@ -191,7 +193,9 @@ class RequestTransaction:
                 "COMMIT was in flight; the outcome is unknown."
             )
         if self.loop is not None:
-            return self.loop.deadline_error("while the endpoint ran")
+            return self.loop.deadline_error(
+                "while the endpoint ran or backed off", self.last_retried
+            )
         error = DeadlineExceededError(
             f"{API}: RetryPolicy.deadline_s={policy.deadline_s} passed before the "
             "endpoint opened a session."
@@ -218,6 +222,7 @@ class RequestTransaction:
         sleep_s, verdict = decision
         if verdict.kind is ErrorKind.RETRY_AFTER_CACHE_CLEAR:
             loop.clear_statement_cache()
+        self.last_retried = error
         return sleep_s
 
 
