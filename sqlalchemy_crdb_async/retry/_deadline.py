@@ -15,11 +15,16 @@ server side follows:
 
 - asyncpg, cancelled while a statement runs, sends PostgreSQL's
   CancelRequest on a new connection (asyncpg ``connection.py``
-  ``_cancel_current_command``); CockroachDB honours it too ("query execution
-  canceled", 57014; tests/crdb_facts/errors_batch3.json
-  ``57014_query_canceled``). SQLAlchemy then invalidates the connection
-  (the cancellation is an "exit exception"), which closes the socket, so
-  the server ends the session and its transaction.
+  ``_cancel_current_command``). CockroachDB honours it since v22.1, older
+  than every release the dialect supports
+  (https://github.com/cockroachdb/cockroach/pull/67501, documented by
+  https://github.com/cockroachdb/docs/pull/13832; the statement ends with
+  "query execution canceled", 57014, tests/crdb_facts/errors_batch3.json
+  ``57014_query_canceled``); that PR covers dedicated clusters and names
+  multi-tenant (serverless) clusters as later work, and CockroachDB
+  rate-limits failed cancel requests per node. SQLAlchemy then invalidates
+  the connection (the cancellation is an "exit exception"), which closes
+  the socket, so the server ends the session and its transaction.
 - When no statement was running (the block awaited something else), the
   attempt's cleanup rolls the transaction back: one round trip.
 - That cleanup (:func:`sqlalchemy_crdb_async._cleanup.run_cleanup`) gets
