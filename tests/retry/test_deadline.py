@@ -140,6 +140,29 @@ async def test_a_held_lock_ends_at_the_deadline(
 
 
 @pytest.mark.parametrize("api", ALL_HELPERS)
+async def test_a_held_lock_ends_at_the_deadline_on_psycopg(
+    api: Runner, row: AsyncEngine, crdb_url: URL
+) -> None:
+    """psycopg's async connection: the same cancellation, its own cancel."""
+    eng = create_async_engine(
+        crdb_url.set(drivername="cockroachdb+psycopg"),
+        connect_args={"application_name": APP},
+    )
+    holder = await hold_lock(row)
+    try:
+        error, took_s = await timed(lambda: api(eng, bump, POLICY))
+        assert isinstance(error, DeadlineExceededError), error
+        assert took_s < BOUND_S, f"returned {took_s:.3f} s after entry"
+        await holder.exec_driver_sql("UPDATE kv SET v = 100 WHERE k = 1")
+        await holder.commit()
+    finally:
+        await holder.close()
+        await eng.dispose()
+    await assert_nothing_of_ours_left(row)
+    assert await value(row) == 100
+
+
+@pytest.mark.parametrize("api", ALL_HELPERS)
 async def test_a_slow_statement_ends_at_the_deadline(
     api: Runner, row: AsyncEngine, helper_engine: AsyncEngine
 ) -> None:
