@@ -263,7 +263,9 @@ async def test_the_callers_own_cancellation_is_not_a_deadline(
 
     holder = await hold_lock(row)
     try:
-        task = asyncio.ensure_future(via_run_transaction(helper_engine, bump, POLICY))
+        task = asyncio.ensure_future(
+            via_run_transaction(helper_engine, bump, RetryPolicy(deadline_s=60))
+        )
         await wait_for(
             lambda: _waiting(row), "the helper's UPDATE to wait for the lock"
         )
