@@ -10,12 +10,14 @@ tests/crdb_facts/errors_batch3.json.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 from sqlalchemy import exc
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from sqlalchemy_crdb_async import (
     AmbiguousCommitError,
@@ -27,7 +29,10 @@ from sqlalchemy_crdb_async.retry.classify import ErrorKind, classify_sqlstate
 from tests.retry.support import FAST, count_rows
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+    from sqlalchemy_crdb_async import RetryEvent
 
 FACTS = json.loads(
     (Path(__file__).parent.parent / "crdb_facts" / "errors_batch3.json").read_text()
@@ -179,3 +184,44 @@ def test_recorded_transient_errors_retry_before_commit_only(
 @pytest.mark.parametrize("code", ["57014", "55P03"])
 def test_recorded_timeouts_are_raised(code: str) -> None:
     assert classify_sqlstate(code, commit_sent=False).kind is ErrorKind.RAISE
+
+
+async def test_too_many_connections_at_connect_is_retried(
+    db: AsyncEngine, crdb_url: URL
+) -> None:
+    """53300 at connect, from the real server: a role over its connection limit
+    (PostgreSQL sends the same SQLSTATE for a role's CONNECTION LIMIT)."""
+    role = "i19_limited"
+    async with db.begin() as conn:
+        await conn.exec_driver_sql(f"DROP ROLE IF EXISTS {role}")
+        await conn.exec_driver_sql(f"CREATE ROLE {role} LOGIN CONNECTION LIMIT 0")
+    refused = asyncio.Event()
+    limited = create_async_engine(crdb_url.set(username=role, password=None))
+
+    async def lift_the_limit() -> None:
+        await refused.wait()
+        async with db.begin() as conn:
+            await conn.exec_driver_sql(f"ALTER ROLE {role} CONNECTION LIMIT -1")
+
+    async def read(conn: AsyncConnection) -> int:
+        return int((await conn.exec_driver_sql("SELECT 1")).scalar_one())
+
+    def on_retry(event: RetryEvent) -> None:
+        if event.sqlstate == "53300":
+            refused.set()
+
+    lifter = asyncio.ensure_future(lift_the_limit())
+    try:
+        retry_stats(limited, reset=True)
+        policy = RetryPolicy(
+            deadline_s=30, initial_backoff_s=0.05, max_backoff_s=0.2, on_retry=on_retry
+        )
+        assert await run_transaction(limited, read, policy=policy) == 1
+        stats = retry_stats(limited)
+        assert stats.retries_by_reason.get("TOO_MANY_CONNECTIONS", 0) >= 1
+        assert stats.commits == 1
+    finally:
+        await lifter
+        await limited.dispose()
+        async with db.begin() as conn:
+            await conn.exec_driver_sql(f"DROP ROLE IF EXISTS {role}")
