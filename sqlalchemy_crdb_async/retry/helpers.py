@@ -169,7 +169,8 @@ class Attempt:
                     # COMMIT succeeded; the deadline passed during the close
                     owner.loop.committed()
                     return False
-                raise owner.deadline_error(error) from None
+                cause = exc if isinstance(exc, Exception) else error
+                raise owner.deadline_error(cause) from None
             raise
         if owner.loop.timer.disarm() and isinstance(exc, asyncio.CancelledError):
             raise owner.deadline_error(exc) from None
@@ -295,10 +296,12 @@ class _Retrying:
                     "may not have committed. Check the data, or pass "
                     "idempotent=True if running the work twice is harmless."
                 )
-        elif isinstance(error, asyncio.CancelledError):
-            where = "while the attempt's block ran"
+        elif isinstance(error, Exception):
+            # the block failed and its rollback was cut short: keep its error
+            where = f"while rolling back after {type(error).__name__}"
+            return self.loop.deadline_error(where, error)
         else:
-            where = "while the attempt was being cleaned up"
+            where = "while the attempt's block ran"
         return self.loop.deadline_error(where)
 
     def _decide(self, error: Exception, commit_sent: bool) -> bool:

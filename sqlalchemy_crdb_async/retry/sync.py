@@ -56,7 +56,8 @@ holding no lock. What it cannot bound: time ``fn`` spends outside statements,
 the connect and the pool checkout (bound them with the driver's
 ``connect_timeout`` and the pool's ``pool_timeout``), and a network that stops
 answering (no server can tell the client anything; set TCP keepalives or
-``tcp_user_timeout``). No retry starts past the deadline.
+``tcp_user_timeout``). No retry starts past the deadline. The SET costs one
+round trip per attempt (``RetryPolicy(deadline_s=None)`` skips it).
 
 :class:`ChainTransaction` is the older package's way of running several
 callbacks in one transaction: ``fn`` returns ``ChainTransaction([f2, f3])`` and
