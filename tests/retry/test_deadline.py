@@ -323,3 +323,40 @@ def test_sync_run_transaction_ends_a_lock_wait_at_the_deadline(
             assert check.exec_driver_sql("SELECT v FROM kv").scalar() == 100
     finally:
         eng.dispose()
+
+
+@pytest.mark.parametrize(
+    ("version", "expected"),
+    [
+        (
+            "CockroachDB CCL v25.2.1 (x86_64-pc-linux-gnu, "
+            "built 2025/06/02 23:17:23, go1.23.7)",
+            True,
+        ),
+        (
+            "CockroachDB CCL v21.1.9 (x86_64-unknown-linux-gnu, "
+            "built 2021/09/20 21:41:22, go1.15.14)",
+            False,
+        ),
+        ("PostgreSQL 15.18 on x86_64-pc-linux-gnu", True),
+    ],
+)
+def test_sync_statement_timeout_only_where_set_local_exists(
+    version: str, expected: bool
+) -> None:
+    """SET LOCAL: PostgreSQL always, CockroachDB from v21.2."""
+    from sqlalchemy_crdb_async.dialect.asyncpg import CockroachDBDialect_asyncpg
+    from sqlalchemy_crdb_async.dialect.server import parse_server_version
+    from sqlalchemy_crdb_async.retry._deadline import statement_timeout_sql
+    from tests.conformance.checker import problems
+
+    dialect = CockroachDBDialect_asyncpg()
+    dialect.server_info = parse_server_version(version, "13.0.0")
+    sql = statement_timeout_sql(RetryPolicy(deadline_s=2.5), time.monotonic(), dialect)
+    assert (sql is not None) is expected
+    if sql is not None:
+        assert sql.startswith("SET LOCAL statement_timeout = ")
+        assert 1 <= int(sql.rsplit(" ", 1)[1]) <= 2500
+        assert problems(sql) == []
+    no_deadline = RetryPolicy(deadline_s=None)
+    assert statement_timeout_sql(no_deadline, time.monotonic(), dialect) is None
