@@ -45,9 +45,10 @@ What a :class:`RetryingRoute` does with each request
 
 The deadline: ``RetryPolicy.deadline_s`` bounds each request, wall-clock from
 the route's entry to its answer (attempts, backoff, rollback); an attempt
-running when it passes is cancelled (an anyio cancel scope, the same way a
-client disconnect cancels it): its statement is cancelled on the server, its
-transaction rolled back within the time left plus 0.5 s, and the answer is 503.
+running when it passes is cancelled (the retry helpers' deadline timer, which
+leaves the driver time to send its cancel request to the server): its statement
+is cancelled on the server, its transaction rolled back within the time left
+plus 0.5 s, and the answer is 503.
 A ``ReplayMismatchError`` from a ``retrying_session`` the endpoint runs itself
 re-runs the endpoint too, even when it opened no route session.
 

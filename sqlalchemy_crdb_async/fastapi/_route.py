@@ -9,6 +9,7 @@ commits or the answer is final.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
@@ -126,21 +127,29 @@ async def _run_request(
     request.scope[STATE_KEY] = transaction
     response: Response | None = None
     failure: Exception | None = None
-    with anyio.CancelScope() as request_scope:
-        async with anyio.create_task_group() as watcher:
-            watcher.start_soon(_cancel_on_disconnect, request, request_scope)
-            # RetryPolicy.deadline_s bounds the request's attempts, backoffs and
-            # cleanups from here (the retry package's _deadline docstring).
-            with anyio.CancelScope(deadline=transaction.deadline_at()) as bounded:
+    # RetryPolicy.deadline_s bounds the request's attempts, backoffs and
+    # cleanups from here: the retry helpers' timer (retry/_deadline.py), not an
+    # anyio deadline, whose cancellation, delivered again at once, would cut
+    # the driver's cancel request to the server short.
+    timer = transaction.timer()
+    timer.arm()
+    try:
+        with anyio.CancelScope() as request_scope:
+            async with anyio.create_task_group() as watcher:
+                watcher.start_soon(_cancel_on_disconnect, request, request_scope)
                 try:
                     response = await _attempts(request, handler, transaction)
                 except Exception as error:  # raised below, outside the task group
                     failure = error
-            watcher.cancel_scope.cancel()
-    if bounded.cancelled_caught and not request_scope.cancelled_caught:
+                watcher.cancel_scope.cancel()
+    except asyncio.CancelledError:
+        if not timer.disarm():
+            raise
         answer = answer_for(transaction.deadline_error(), transaction.policy)
         assert answer is not None
         return answer
+    finally:
+        timer.disarm()
     if failure is not None:
         raise failure
     if response is None:  # the client went away; the work was cancelled

@@ -16,7 +16,6 @@ No ``from __future__ import annotations`` here: FastAPI reads the dependency's
 """
 
 import logging
-import math
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -30,7 +29,7 @@ from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction
 from starlette.requests import Request
 
 from ..errors import AmbiguousCommitError, DeadlineExceededError
-from ..retry._deadline import cleanup_bound_s, remaining_s
+from ..retry._deadline import DeadlineTimer, cleanup_bound_s
 from ..retry._loop import AttemptLoop
 from ..retry._scopes import _Scope, scope_class, sync_engine_of
 from ..retry.classify import ErrorKind
@@ -171,10 +170,9 @@ class RequestTransaction:
 
     # -- the deadline ----------------------------------------------------------
 
-    def deadline_at(self) -> float:
-        """The deadline on anyio's clock (``inf``: none)."""
-        left = remaining_s(self.policy or DEFAULT_POLICY, self.started)
-        return math.inf if left is None else anyio.current_time() + left
+    def timer(self) -> DeadlineTimer:
+        """The timer that cancels the request's task at the deadline."""
+        return DeadlineTimer(self.policy or DEFAULT_POLICY, self.started)
 
     def cleanup_bound_s(self) -> float:
         """How long a rollback may take now and still keep the deadline."""

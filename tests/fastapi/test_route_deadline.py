@@ -74,6 +74,12 @@ async def app_engine(crdb_url: URL) -> AsyncIterator[tuple[FastAPI, AsyncEngine]
         await session.execute(sa.text("UPDATE kv SET v = v + 1 WHERE k = 1"))
         return {"ok": "yes"}
 
+    @router.post("/sleep")
+    async def slow_statement(session: Write) -> dict[str, str]:
+        await session.execute(sa.text("UPDATE kv SET v = -1 WHERE k = 1"))
+        await session.execute(sa.text("SELECT pg_sleep(60)"))
+        return {"ok": "never"}
+
     @router.post("/replay")
     async def replay_finds_changed_data() -> dict[str, int]:
         runs["replay"] += 1
@@ -129,6 +135,16 @@ async def ours_active(engine: AsyncEngine, holder_pid: int) -> list[object]:
         return list(result.all())
 
 
+async def wait_until_gone(engine: AsyncEngine, holder_pid: int) -> None:
+    """A bounded poll until the request's server session is gone or idle."""
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + 10
+    while left := await ours_active(engine, holder_pid):
+        if loop.time() > give_up:
+            pytest.fail(f"the request's server session is still there: {left}")
+        await asyncio.sleep(0.05)
+
+
 async def test_a_held_lock_answers_503_at_the_deadline(
     client: httpx.AsyncClient, app_engine: tuple[FastAPI, AsyncEngine]
 ) -> None:
@@ -145,16 +161,12 @@ async def test_a_held_lock_answers_503_at_the_deadline(
         assert response.headers["Retry-After"] == "1"
         assert "deadline" in response.json()["detail"]
         assert took_s < BOUND_S, f"answered {took_s:.3f} s after the request"
+        # cancelled on the server while the lock is still held: not waiting
+        await wait_until_gone(engine, pid)
         await holder.exec_driver_sql("UPDATE kv SET v = 100 WHERE k = 1")
         await holder.commit()
     finally:
         await holder.close()
-    loop = asyncio.get_running_loop()
-    give_up = loop.time() + 10
-    while left := await ours_active(engine, pid):
-        if loop.time() > give_up:
-            pytest.fail(f"the request's server session is still there: {left}")
-        await asyncio.sleep(0.05)
     async with engine.connect() as conn:
         value = (await conn.exec_driver_sql("SELECT v FROM kv WHERE k = 1")).scalar()
     assert value == 100  # the cancelled UPDATE never ran
@@ -191,3 +203,18 @@ async def test_a_transient_error_reruns_then_answers_503_with_retry_after(
     assert left.status_code == 503, left.text
     assert left.headers["Retry-After"] == "1"
     assert left.json()["sqlstate"] == "58C00"
+
+
+async def test_a_slow_statement_answers_503_at_the_deadline(
+    client: httpx.AsyncClient, app_engine: tuple[FastAPI, AsyncEngine]
+) -> None:
+    engine = app_engine[1]
+    started = time.monotonic()
+    response = await client.post("/sleep")
+    took_s = time.monotonic() - started
+    assert response.status_code == 503, response.text
+    assert took_s < BOUND_S, f"answered {took_s:.3f} s after the request"
+    await wait_until_gone(engine, 0)
+    async with engine.connect() as conn:
+        value = (await conn.exec_driver_sql("SELECT v FROM kv WHERE k = 1")).scalar()
+    assert value == 0  # rolled back

@@ -131,6 +131,8 @@ async def test_a_held_lock_ends_at_the_deadline(
         assert error.bound == "deadline_s"
         assert error.during_attempt
         assert took_s < BOUND_S, f"returned {took_s:.3f} s after entry"
+        # cancelled on the server while the lock is still held: not waiting
+        await assert_nothing_of_ours_left(row)
         await holder.exec_driver_sql("UPDATE kv SET v = 100 WHERE k = 1")
         await holder.commit()  # the lock holder commits normally
     finally:
@@ -153,6 +155,7 @@ async def test_a_held_lock_ends_at_the_deadline_on_psycopg(
         error, took_s = await timed(lambda: api(eng, bump, POLICY))
         assert isinstance(error, DeadlineExceededError), error
         assert took_s < BOUND_S, f"returned {took_s:.3f} s after entry"
+        await assert_nothing_of_ours_left(row)  # while the lock is still held
         await holder.exec_driver_sql("UPDATE kv SET v = 100 WHERE k = 1")
         await holder.commit()
     finally:
