@@ -71,22 +71,26 @@ async def run_cleanup(
     cleanup: Coroutine[Any, Any, Any],
     force: Callable[[], None] | None,
     what: str,
+    *,
+    timeout_s: float = CLEANUP_TIMEOUT_S,
 ) -> bool:
     """Run ``cleanup`` to completion as one task, bounded; see the module docstring.
 
     ``force`` closes the connection by force when the bound passes or the
-    cleanup fails; ``what`` names the cleanup in log messages. Returns whether
+    cleanup fails; ``what`` names the cleanup in log messages; ``timeout_s``
+    is the bound (a retry helper near its deadline passes less than
+    :data:`CLEANUP_TIMEOUT_S`, so the deadline holds). Returns whether
     the cleanup completed without error (False: it was forced). Re-raises the
     caller's cancellation, if any, after the cleanup (or the force-close).
     """
     loop = asyncio.get_running_loop()
     task = loop.create_task(cleanup)
-    cancelled = await _wait(task, loop.time() + CLEANUP_TIMEOUT_S, None)
+    cancelled = await _wait(task, loop.time() + timeout_s, None)
     if not task.done():
         log.warning(
-            "%s did not finish within %s s; closing its connection by force",
+            "%s did not finish within %.3g s; closing its connection by force",
             what,
-            CLEANUP_TIMEOUT_S,
+            timeout_s,
         )
         task.cancel()
         _force(force, what)

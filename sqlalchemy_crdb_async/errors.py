@@ -17,6 +17,7 @@ handlers::
           └── sqlalchemy.exc.OperationalError
                └── TransactionRetryError      base of the three below
                     ├── RetriesExhaustedError  a retryable error outlasted the policy
+                    │    └── DeadlineExceededError  deadline_s ended the call
                     ├── AmbiguousCommitError   COMMIT may or may not have happened
                     └── ReplayMismatchError    a replay read something different
 
@@ -54,6 +55,7 @@ __all__ = [
     "AmbiguousCommitError",
     "AsOfSystemTimeError",
     "ConnectParameterError",
+    "DeadlineExceededError",
     "DialectConflictWarning",
     "DriverModeError",
     "IsolationLevelUpgradeWarning",
@@ -156,15 +158,42 @@ class RetriesExhaustedError(TransactionRetryError):
     def __reduce__(self) -> tuple[Any, ...]:
         return (
             _rebuild_exhausted,
-            (self.args[0], self.error, self.attempts),
+            (self.__class__, self.args[0], self.error, self.attempts),
             self.__dict__,
         )
 
 
 def _rebuild_exhausted(
-    message: str, error: BaseException | None, attempts: int
+    cls: type[RetriesExhaustedError],
+    message: str,
+    error: BaseException | None,
+    attempts: int,
 ) -> RetriesExhaustedError:
-    return RetriesExhaustedError(message, error, attempts)
+    return cls(message, error, attempts)
+
+
+class DeadlineExceededError(RetriesExhaustedError):
+    """Raised when ``RetryPolicy.deadline_s`` ended the call; ``bound`` is
+    ``"deadline_s"``.
+
+    Every way a retry helper stops at its deadline raises this class: the
+    deadline passed while waiting for admission, a retry would have started
+    past it, or (``during_attempt``) it passed while an attempt ran, which
+    was then cancelled on both sides (the client task, and the server
+    statement through the driver's cancel request) and rolled back. The
+    message says where the attempt was when the deadline passed.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        error: BaseException | None = None,
+        attempts: int = 0,
+        bound: str | None = "deadline_s",
+    ) -> None:
+        super().__init__(message, error, attempts, bound)
+        #: True when an attempt was running (and was cancelled) at the deadline.
+        self.during_attempt = False
 
 
 class AmbiguousCommitError(TransactionRetryError):
@@ -214,6 +243,7 @@ for _cls in (
     IsolationLevelUpgradeWarning,
     TransactionRetryError,
     RetriesExhaustedError,
+    DeadlineExceededError,
     AmbiguousCommitError,
     ReplayMismatchError,
 ):

@@ -32,10 +32,16 @@ __all__ = [
     "FEATURE_NOT_SUPPORTED",
     "INSUFFICIENT_RESOURCES_CLASS",
     "INTEGRITY_CONSTRAINT_VIOLATION_CLASS",
+    "INTERNAL_CONNECTION_FAILURE",
+    "LOCK_NOT_AVAILABLE",
+    "QUERY_CANCELED",
+    "RANGE_UNAVAILABLE",
     "RETRYABLE",
     "SERIALIZATION_FAILURE",
     "SERVER_SHUTDOWN_CODES",
     "STATEMENT_COMPLETION_UNKNOWN",
+    "TOO_MANY_CONNECTIONS",
+    "TRANSIENT",
     "is_connection_lost",
     "is_server_shutdown",
     "sqlstates_of",
@@ -91,6 +97,30 @@ COMMITTED_WITH_SCHEMA_CHANGE_FAILURE: Final = "XXA00"
 #: SQLSTATEs after which the transaction is certainly rolled back and can be
 #: run again.
 RETRYABLE: Final = frozenset({SERIALIZATION_FAILURE, DEADLOCK_DETECTED})
+
+# -- transient CockroachDB errors (retry/classify.py) -------------------------
+# Codes, texts and CockroachDB's own treatment: tests/crdb_facts/errors_batch3.json
+# (from https://github.com/cockroachdb/cockroach/blob/master/pkg/sql/pgwire/pgcode/codes.go).
+
+#: 58C00 range unavailable: some data cannot be reached for now ("key range
+#: id:<n> is unavailable").
+RANGE_UNAVAILABLE: Final = "58C00"
+#: 58C01 a connection between CockroachDB's own nodes failed inside a query.
+INTERNAL_CONNECTION_FAILURE: Final = "58C01"
+#: 53300 too many connections ("sorry, too many clients already"), sent at
+#: connect when ``server.max_connections_per_gateway`` is reached.
+TOO_MANY_CONNECTIONS: Final = "53300"
+#: The transient errors, by the reason name ``retry_stats()`` counts them under.
+TRANSIENT: Final = {
+    RANGE_UNAVAILABLE: "RANGE_UNAVAILABLE",
+    INTERNAL_CONNECTION_FAILURE: "INTERNAL_CONNECTION_FAILURE",
+    TOO_MANY_CONNECTIONS: "TOO_MANY_CONNECTIONS",
+}
+#: 57014 query canceled (a statement or transaction timeout, a cancel request)
+#: and 55P03 lock not available (lock_timeout, NOWAIT): never retried as a
+#: conflict (tests/crdb_facts/errors_batch3.json ``57014_query_canceled``).
+QUERY_CANCELED: Final = "57014"
+LOCK_NOT_AVAILABLE: Final = "55P03"
 
 # -- what an HTTP answer is made of (fastapi/) --------------------------------
 

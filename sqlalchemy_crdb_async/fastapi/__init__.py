@@ -46,6 +46,15 @@ What a :class:`RetryingRoute` does with each request
    request (the client gets 503 with ``Retry-After`` after one connect, not
    after the policy's attempts; the next request connects again).
 
+The deadline: ``RetryPolicy.deadline_s`` bounds each request, wall-clock from
+the route's entry to its answer (attempts, backoff, rollback); an attempt
+running when it passes is cancelled (the retry helpers' deadline timer, which
+leaves the driver time to send its cancel request to the server): its statement
+is cancelled on the server, its transaction rolled back within the time left
+plus 0.5 s, and the answer is 503.
+A ``ReplayMismatchError`` from a ``retrying_session`` the endpoint runs itself
+re-runs the endpoint too, even when it opened no route session.
+
 The retry policy: ``RetryingRoute.configured(policy, idempotent=...)`` makes a
 route class for a router; the :func:`retry_policy` decorator sets it for one
 endpoint (it wins over the router's).
@@ -60,8 +69,12 @@ with status >= 400)
 :class:`.AmbiguousCommitError` (connection     503, ``"outcome": "unknown"``: retry
 lost or 40003 after COMMIT was sent)           with the same idempotency key
 :class:`.RetriesExhaustedError`                503 with ``Retry-After``
+the policy's ``deadline_s`` passed during the  503 with ``Retry-After: 1``; the
+request (:class:`.DeadlineExceededError`)      attempt was cancelled, nothing
+                                               committed
 database unreachable (connect refused,         503 with ``Retry-After``; one
-class 08/57P0x/53, pool timeout)               WARNING line, traceback at DEBUG
+class 08/57P0x/53, CockroachDB's 58C00/58C01,  WARNING line, traceback at DEBUG
+pool timeout)
 the server refused the app's login (class 28,  503 with ``Retry-After``; one ERROR
 e.g. a wrong password 28P01; 3D000 no such     line naming the SQLSTATE: the app's
 database)                                      settings need fixing (asyncpg; libpq

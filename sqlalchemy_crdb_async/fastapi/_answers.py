@@ -19,7 +19,12 @@ from sqlalchemy import exc as sa_exc
 from starlette.responses import JSONResponse
 
 from .. import sqlstate as codes
-from ..errors import AmbiguousCommitError, RetriesExhaustedError, is_connect_failure
+from ..errors import (
+    AmbiguousCommitError,
+    DeadlineExceededError,
+    RetriesExhaustedError,
+    is_connect_failure,
+)
 
 if TYPE_CHECKING:
     from ..retry.policy import RetryPolicy
@@ -79,6 +84,8 @@ def _unreachable(error: BaseException, sqlstate: str | None) -> bool:
     if codes.is_connection_lost(sqlstate) or (sqlstate or "").startswith(
         codes.INSUFFICIENT_RESOURCES_CLASS
     ):
+        return True
+    if sqlstate in codes.TRANSIENT:  # CockroachDB: 58C00, 58C01 (and 53300)
         return True
     if isinstance(error, sa_exc.TimeoutError):  # the pool had no connection
         return True
@@ -153,6 +160,21 @@ def answer_for(
                 **({"sqlstate": sqlstate} if sqlstate else {}),
             },
             status_code=503,
+        )
+    last_retried = error.error if isinstance(error, DeadlineExceededError) else None
+    if last_retried is not None and _unreachable(
+        last_retried, next(iter(codes.sqlstates_of(last_retried)), None)
+    ):
+        error = last_retried  # the deadline passed retrying an unreachable server
+    elif isinstance(error, DeadlineExceededError) and error.during_attempt:
+        log.warning("request passed its retry deadline", exc_info=error)
+        return _json(
+            503,
+            "The request did not finish within its deadline (the database was "
+            "slow, or the work waited for a lock); nothing was committed. Retry "
+            "later.",
+            None,
+            UNAVAILABLE_RETRY_AFTER_S,
         )
     last = error.__cause__ if isinstance(error, RetriesExhaustedError) else None
     if last is not None and _unreachable(last, sqlstate):

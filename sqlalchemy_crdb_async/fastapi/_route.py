@@ -9,6 +9,7 @@ commits or the answer is final.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
@@ -126,14 +127,29 @@ async def _run_request(
     request.scope[STATE_KEY] = transaction
     response: Response | None = None
     failure: Exception | None = None
-    with anyio.CancelScope() as request_scope:
-        async with anyio.create_task_group() as watcher:
-            watcher.start_soon(_cancel_on_disconnect, request, request_scope)
-            try:
-                response = await _attempts(request, handler, transaction)
-            except Exception as error:  # raised below, outside the task group
-                failure = error
-            watcher.cancel_scope.cancel()
+    # RetryPolicy.deadline_s bounds the request's attempts, backoffs and
+    # cleanups from here: the retry helpers' timer (retry/_deadline.py), not an
+    # anyio deadline, whose cancellation, delivered again at once, would cut
+    # the driver's cancel request to the server short.
+    timer = transaction.timer()
+    timer.arm()
+    try:
+        with anyio.CancelScope() as request_scope:
+            async with anyio.create_task_group() as watcher:
+                watcher.start_soon(_cancel_on_disconnect, request, request_scope)
+                try:
+                    response = await _attempts(request, handler, transaction)
+                except Exception as error:  # raised below, outside the task group
+                    failure = error
+                watcher.cancel_scope.cancel()
+    except asyncio.CancelledError:
+        if not timer.disarm():
+            raise
+        answer = answer_for(transaction.deadline_error(), transaction.policy)
+        assert answer is not None
+        return answer
+    finally:
+        timer.disarm()
     if failure is not None:
         raise failure
     if response is None:  # the client went away; the work was cancelled
@@ -161,7 +177,8 @@ async def _attempts(
         try:
             return await _attempt(request, handler, transaction)
         except BaseException as error:
-            await transaction.abort(CLEANUP_TIMEOUT_S, error)
+            transaction.note_ending()
+            await transaction.abort(transaction.cleanup_bound_s(), error)
             if not isinstance(error, Exception) or isinstance(
                 error, (HTTPException, RequestValidationError)
             ):
@@ -199,7 +216,7 @@ async def _attempt(
         finally:
             request.scope[_FUNCTION_STACK] = outer
     if response.status_code >= 400:
-        await transaction.abort(CLEANUP_TIMEOUT_S)
+        await transaction.abort(transaction.cleanup_bound_s())
     else:
         await transaction.commit()
     return response

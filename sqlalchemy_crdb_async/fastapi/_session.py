@@ -16,20 +16,25 @@ No ``from __future__ import annotations`` here: FastAPI reads the dependency's
 """
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
 from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction
 from starlette.requests import Request
 
+from ..errors import AmbiguousCommitError, DeadlineExceededError
+from ..retry._deadline import DeadlineTimer, cleanup_bound_s
 from ..retry._loop import AttemptLoop
 from ..retry._scopes import _Scope, scope_class, sync_engine_of
 from ..retry.classify import ErrorKind
-from ..retry.policy import RetryPolicy
+from ..retry.policy import DEFAULT_POLICY, RetryPolicy
+from ..retry.stats import counters_for
 
 __all__ = ["STATE_KEY", "RequestTransaction", "session_dependency"]
 
@@ -51,6 +56,13 @@ class RequestTransaction:
     def __init__(self, policy: RetryPolicy | None, idempotent: bool) -> None:
         self.policy = policy
         self.idempotent = idempotent
+        #: ``time.monotonic()`` at the request's start: the deadline counts
+        #: from here.
+        self.started = time.monotonic()
+        #: COMMIT had been sent when the last attempt ended.
+        self.ended_in_commit = False
+        #: The error the last retry was for (the deadline error keeps it).
+        self.last_retried: Exception | None = None
         #: Made by the first session: it needs the engine.
         self.loop: AttemptLoop | None = None
         #: Attempts started, 1 for the first.
@@ -77,24 +89,12 @@ class RequestTransaction:
         """The attempt's session of ``maker`` (opened on first use)."""
         scope = self._scopes.get(key)
         if scope is None:
-            if self.loop is None:
-                engine = sync_engine_of(maker, API)
-                # A failed connect is not retried inside the request: the
-                # client gets 503 with Retry-After at once (_answers.py).
-                self.loop = AttemptLoop(
-                    self.policy,
-                    engine,
-                    idempotent=self.idempotent,
-                    api=API,
-                    retry_failed_connects=False,
-                )
-                for _ in range(self.number):
-                    self.loop.start()
+            loop = self._loop_of(sync_engine_of(maker, API))
             # Admission: the engine's contention-adaptive gate (retry/_admission),
             # taken when the attempt opens its first session, FIFO, counted in
             # the policy's deadline; a no-op once held or with admission off.
-            await self.loop.admit()
-            scope = scope_class(maker)(maker, self.loop)
+            await loop.admit()
+            scope = scope_class(maker)(maker, loop)
             self._scopes[key] = scope
             if read_only:
                 self._read_only.add(key)
@@ -102,6 +102,32 @@ class RequestTransaction:
         handle = scope.handle
         assert isinstance(handle, AsyncSession)
         return handle
+
+    def _loop_of(self, engine: Engine | None) -> AttemptLoop:
+        """The request's attempt loop, made on first need. ``engine`` None:
+        an error came before any session was opened (a ReplayMismatchError
+        from a ``retrying_session`` of the endpoint's own); such a loop has no
+        admission gate and no counters in ``retry_stats``, and gets the
+        engine of the first session opened later."""
+        loop = self.loop
+        if loop is None:
+            # A failed connect is not retried inside the request: the client
+            # gets 503 with Retry-After at once (_answers.py).
+            loop = AttemptLoop(
+                self.policy,
+                engine,
+                idempotent=self.idempotent,
+                api=API,
+                retry_failed_connects=False,
+            )
+            loop.restart_clock(self.started)
+            for _ in range(self.number):
+                loop.start()
+            self.loop = loop
+        elif loop.engine is None and engine is not None:
+            loop.engine = engine
+            loop.counters = counters_for(engine)
+        return loop
 
     @property
     def commit_sent(self) -> bool:
@@ -150,6 +176,39 @@ class RequestTransaction:
             if self.loop is not None:
                 self.loop.release(outcome)
 
+    # -- the deadline ----------------------------------------------------------
+
+    def timer(self) -> DeadlineTimer:
+        """The timer that cancels the request's task at the deadline."""
+        return DeadlineTimer(self.policy or DEFAULT_POLICY, self.started)
+
+    def cleanup_bound_s(self) -> float:
+        """How long a rollback may take now and still keep the deadline."""
+        return cleanup_bound_s(self.policy or DEFAULT_POLICY, self.started)
+
+    def note_ending(self) -> None:
+        """Remember, before the sessions go, whether COMMIT was in flight."""
+        self.ended_in_commit = self.commit_sent
+
+    def deadline_error(self) -> Exception:
+        """The error of a request its deadline ended (for :func:`.answer_for`)."""
+        policy = self.policy or DEFAULT_POLICY
+        if self.ended_in_commit and not self.idempotent:
+            return AmbiguousCommitError(
+                f"{API}: RetryPolicy.deadline_s={policy.deadline_s} passed while "
+                "COMMIT was in flight; the outcome is unknown."
+            )
+        if self.loop is not None:
+            return self.loop.deadline_error(
+                "while the endpoint ran or backed off", self.last_retried
+            )
+        error = DeadlineExceededError(
+            f"{API}: RetryPolicy.deadline_s={policy.deadline_s} passed before the "
+            "endpoint opened a session."
+        )
+        error.during_attempt = True
+        return error
+
     # -- between attempts ----------------------------------------------------
 
     def next_sleep(self, error: Exception) -> float | None:
@@ -158,16 +217,18 @@ class RequestTransaction:
         Raises AmbiguousCommitError or RetriesExhaustedError when that is the
         loop's verdict.
         """
-        if self.loop is None or self.partly_committed:
-            # No session was opened: nothing to retry with; or one session
-            # committed already: running the endpoint again would repeat it.
+        if self.partly_committed:
+            # One session committed already: running the endpoint again
+            # would repeat it.
             return None
-        decision = self.loop.next_sleep(error, commit_sent=self.commit_sent)
+        loop = self._loop_of(None)
+        decision = loop.next_sleep(error, commit_sent=self.commit_sent)
         if decision is None:
             return None
         sleep_s, verdict = decision
         if verdict.kind is ErrorKind.RETRY_AFTER_CACHE_CLEAR:
-            self.loop.clear_statement_cache()
+            loop.clear_statement_cache()
+        self.last_retried = error
         return sleep_s
 
 

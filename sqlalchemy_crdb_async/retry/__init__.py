@@ -18,6 +18,10 @@ module              what it does
 ``_scopes``         one attempt's transaction per kind of target
 ``_admission``      the contention-adaptive gate on transactions in flight
 ``_lock_on_read``   ``FOR UPDATE`` on a retrying session's plain reads
+``_deadline``       the deadline of a call: the timer that cancels an attempt,
+                    the cleanup bound, the sync helper's statement_timeout
+``_fingerprint``    the hash of a result that a replay compares
+``_context``        what ``retrying_session`` returns (``async with`` only)
 ==================  =============================================================
 """
 

@@ -6,6 +6,10 @@ an error (:func:`.classify.classify`), raises :class:`.AmbiguousCommitError` or
 the sleep, after reporting the retry (:mod:`.stats`). It never sleeps itself:
 the async helpers sleep with ``asyncio.sleep``, the sync ones with
 ``time.sleep``, and only after the transaction is rolled back.
+It also keeps the call's clock: ``started``, what is left of the deadline, the
+bound of a cleanup now, and the :class:`._deadline.DeadlineTimer` the async
+helpers arm around each attempt; :meth:`AttemptLoop.deadline_error` is the
+error of an attempt the deadline cancelled.
 
 Retry-error injection (``RetryPolicy(inject_retry_errors=True)``) turns on
 CockroachDB's ``inject_retry_errors_enabled`` on the attempt's connection.
@@ -33,8 +37,10 @@ from typing import TYPE_CHECKING
 from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
 
-from ..errors import AmbiguousCommitError, RetriesExhaustedError
+from ..errors import AmbiguousCommitError, DeadlineExceededError, RetriesExhaustedError
 from ._admission import Slot, admission_for
+from ._deadline import DeadlineTimer, cleanup_bound_s, remaining_s
+from ._fingerprint import short_sql
 from .classify import Classification, ErrorKind, classify
 from .policy import DEFAULT_POLICY, INJECTED_ATTEMPTS, RetryPolicy
 from .stats import RetryEvent, counters_for, report_retry
@@ -48,6 +54,7 @@ __all__ = [
     "AttemptLoop",
     "inject_statement",
     "mark_injected",
+    "replay_deadline_error",
     "switch_off_statement",
 ]
 
@@ -63,7 +70,7 @@ class AttemptLoop:
     def __init__(
         self,
         policy: RetryPolicy | None,
-        engine: Engine,
+        engine: Engine | None,
         *,
         idempotent: bool,
         api: str,
@@ -81,12 +88,51 @@ class AttemptLoop:
         self.retry_failed_connects = retry_failed_connects
         self.counters = counters_for(engine)
         self.number = 0
+        #: ``time.monotonic()`` at the call: the deadline counts from here.
         self.started = time.monotonic()
         self.slot: Slot | None = None
+        #: Cancels the attempt at the deadline while armed (:mod:`._deadline`).
+        self.timer = DeadlineTimer(self.policy, self.started)
+
+    def restart_clock(self, started: float) -> None:
+        """Count the deadline from ``started`` (a caller that began earlier)."""
+        self.started = started
+        self.timer = DeadlineTimer(self.policy, started)
+
+    def remaining_s(self) -> float | None:
+        """Seconds left before the deadline (None: no deadline; may be < 0)."""
+        return remaining_s(self.policy, self.started)
+
+    def cleanup_bound_s(self) -> float:
+        """How long a cleanup may take now and still keep the deadline."""
+        return cleanup_bound_s(self.policy, self.started)
+
+    def deadline_error(
+        self, where: str, error: BaseException | None = None
+    ) -> DeadlineExceededError:
+        """The error for an attempt cancelled at the deadline; ``where`` says
+        what the attempt was doing (a sentence fragment)."""
+        self.counters.add("give_ups")
+        self.counters.add("deadline_cancels")
+        elapsed_s = time.monotonic() - self.started
+        made = DeadlineExceededError(
+            f"{self.api}(): RetryPolicy.deadline_s={self.policy.deadline_s} passed "
+            f"{elapsed_s:.3f} s after the call, during attempt {self.number}, "
+            f"{where}. The attempt was cancelled: a statement it was running was "
+            "cancelled on the server (asyncpg's cancel request) and its "
+            "transaction rolled back or its connection closed, so it holds no "
+            "lock and took none afterwards. Raise deadline_s if the work needs "
+            "longer, or find what it waited for (a row lock held by another "
+            "transaction, a slow statement, an unanswered network).",
+            error,
+            max(self.number, 0),
+        )
+        made.during_attempt = True
+        return made
 
     async def admit(self) -> None:
         """Wait for the engine's admission gate (no-op when off or held)."""
-        if not self.policy.admission or self.slot is not None:
+        if not self.policy.admission or self.slot is not None or self.engine is None:
             return
         gate = admission_for(self.engine)
         deadline_s = self.policy.deadline_s
@@ -97,7 +143,7 @@ class AttemptLoop:
             self.slot = await gate.acquire(timeout_s=remaining_s, retry=self.number > 1)
         except asyncio.TimeoutError:
             self.counters.add("give_ups")
-            raise RetriesExhaustedError(
+            raise DeadlineExceededError(
                 f"{self.api}(): gave up after {max(self.number - 1, 0)} attempts: "
                 f"RetryPolicy.deadline_s={deadline_s} passed while waiting for "
                 f"admission ({gate.queued} waiting, limit {gate.current_limit}). "
@@ -174,7 +220,7 @@ class AttemptLoop:
         elapsed_s = time.monotonic() - self.started
         if policy.deadline_s is not None and elapsed_s + sleep_s > policy.deadline_s:
             self.counters.add("give_ups")
-            raise RetriesExhaustedError(
+            raise DeadlineExceededError(
                 f"{self.api}(): gave up after {self.number} attempts in "
                 f"{elapsed_s:.3f} s: the next retry would pass "
                 f"RetryPolicy.deadline_s={policy.deadline_s}. Raise deadline_s, or "
@@ -197,7 +243,8 @@ class AttemptLoop:
         """Make the driver re-prepare statements (after a cached-plan error)."""
         # SQLAlchemy's asyncpg dialect keeps a timestamp; bumping it makes every
         # connection drop its prepared statements before the next use.
-        invalidate = getattr(self.engine.dialect, "_invalidate_schema_cache", None)
+        dialect = getattr(self.engine, "dialect", None)
+        invalidate = getattr(dialect, "_invalidate_schema_cache", None)
         if callable(invalidate):
             invalidate()
 
@@ -206,6 +253,7 @@ def inject_statement(loop: AttemptLoop) -> str | None:
     """The SET for CockroachDB's retry-error injection on this attempt, if any."""
     if not loop.policy.inject_retry_errors:
         return None
+    assert loop.engine is not None  # only attempts with a connection inject
     dialect = loop.engine.dialect
     if not _injection_supported(dialect):
         raise sa_exc.ArgumentError(
@@ -262,3 +310,35 @@ def _switch_off_on_return(
     # (https://github.com/cockroachdb/cockroach/issues/69396); commit
     # makes it stick on any server
     dbapi_connection.commit()
+
+
+def replay_deadline_error(
+    loop: AttemptLoop, running: str | None, locked_reads: int
+) -> Exception:
+    """What a ``retrying_session`` block gets when the deadline cancelled it:
+    ``running`` is the statement in flight (None: the block awaited something
+    else), ``locked_reads`` the reads lock_on_read made FOR UPDATE."""
+    if running == "COMMIT" and not loop.idempotent:
+        loop.counters.add("ambiguous")
+        return AmbiguousCommitError(
+            f"retrying_session(): RetryPolicy.deadline_s={loop.policy.deadline_s} "
+            "passed while COMMIT was in flight; it was cancelled, so the "
+            "transaction may or may not have committed. Check the data, or pass "
+            "idempotent=True if running the work twice is harmless."
+        )
+    if running is not None:
+        return loop.deadline_error(f"while the statement {short_sql(running)!r} ran")
+    if locked_reads:
+        return loop.deadline_error(
+            "while the block awaited something other than this session (no "
+            "statement of the session was running) and the session held the row "
+            f"locks of {locked_reads} read(s) that lock_on_read made "
+            "FOR UPDATE. If the block awaited another connection that writes a "
+            "row this session read, that connection was waiting for this "
+            "session's own row lock: a self-wait no server detects. Write such "
+            "rows through this session, or pass lock_on_read=False"
+        )
+    return loop.deadline_error(
+        "while the block awaited something other than this session (no "
+        "statement of the session was running)"
+    )

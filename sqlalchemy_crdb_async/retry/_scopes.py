@@ -25,7 +25,7 @@ from ._loop import AttemptLoop, inject_statement, mark_injected, switch_off_stat
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
-__all__ = ["Handle", "scope_class", "sync_engine_of"]
+__all__ = ["Handle", "scope_class", "sessionmaker_of", "sync_engine_of"]
 
 Handle = AsyncConnection | AsyncSession
 
@@ -51,10 +51,24 @@ def sync_engine_of(target: Any, api: str) -> Engine:
     )
 
 
+def sessionmaker_of(target: Any, api: str) -> async_sessionmaker[Any]:
+    """``target`` (an async_sessionmaker or AsyncEngine) as a sessionmaker."""
+    if isinstance(target, AsyncEngine):
+        return async_sessionmaker(target)
+    if isinstance(target, async_sessionmaker):
+        return target
+    raise sa_exc.ArgumentError(
+        f"{api}(): target must be an async_sessionmaker or AsyncEngine, got "
+        f"{type(target).__name__}"
+    )
+
+
 class _Scope:
     """One attempt's transaction on one kind of target."""
 
     commit_sent = False
+    #: COMMIT returned: the attempt's work is in, whatever happens after.
+    committed = False
     handle: Handle
 
     def __init__(self, target: Any, loop: AttemptLoop) -> None:
@@ -94,6 +108,7 @@ class _Scope:
             await self.handle.flush()
         self.commit_sent = True
         await self.handle.commit()
+        self.committed = True
         await self._uninject()
 
     async def abort(self) -> None:
@@ -114,7 +129,12 @@ class _OwnedScope(_Scope):
     async def _close(self) -> None:
         handle = self.handle
         what = f"{self.loop.api}(): close"
-        await run_cleanup(handle.close(), terminator(handle), what)
+        await run_cleanup(
+            handle.close(),
+            terminator(handle),
+            what,
+            timeout_s=self.loop.cleanup_bound_s(),
+        )
 
 
 class _EngineScope(_OwnedScope):
@@ -141,7 +161,7 @@ class _ConnectionScope(_Scope):
         return conn
 
     async def abort(self) -> None:
-        await _rollback(self.target, self.loop.api)
+        await _rollback(self.target, self.loop)
 
 
 class _SessionmakerScope(_OwnedScope):
@@ -166,11 +186,16 @@ class _SessionScope(_Scope):
         return session
 
     async def abort(self) -> None:
-        await _rollback(self.target, self.loop.api)
+        await _rollback(self.target, self.loop)
 
 
-async def _rollback(handle: Handle, api: str) -> None:
-    await run_cleanup(handle.rollback(), terminator(handle), f"{api}(): rollback")
+async def _rollback(handle: Handle, loop: AttemptLoop) -> None:
+    await run_cleanup(
+        handle.rollback(),
+        terminator(handle),
+        f"{loop.api}(): rollback",
+        timeout_s=loop.cleanup_bound_s(),
+    )
 
 
 def scope_class(target: Any) -> type[_Scope]:

@@ -15,6 +15,13 @@ class 08, 57P01, 57P02, or an error    ``RETRY`` when COMMIT was not yet sent,
 SQLAlchemy marked as a disconnect, or  ``AMBIGUOUS`` when it was
 a network error (below)
 a connect that failed (below)          ``RETRY`` with ``connect_failed`` set
+58C00 range unavailable, 58C01 failed   ``RETRY`` before COMMIT was sent (the
+connection between nodes, 53300 too    transaction is gone, nothing committed;
+many connections (CockroachDB's        reason ``RANGE_UNAVAILABLE``, ...),
+transient errors)                      ``AMBIGUOUS`` after, like a lost
+                                       connection
+57014 query canceled, 55P03 lock not   ``RAISE``: a statement or lock timeout
+available                              that fired is not a conflict
 40003 statement completion unknown     ``AMBIGUOUS``
 :class:`.ReplayMismatchError`          ``RETRY`` (re-run the body)
 :class:`.AmbiguousCommitError`         ``AMBIGUOUS``
@@ -110,6 +117,8 @@ class Classification:
     connection_lost: bool = False
     #: True when no connection could be opened (nothing of the work ran).
     connect_failed: bool = False
+    #: True for CockroachDB's transient 58C00 / 58C01 / 53300.
+    transient: bool = False
 
     @property
     def retryable(self) -> bool:
@@ -279,6 +288,9 @@ def classify_sqlstate(
     if disconnect or codes.is_connection_lost(sqlstate):
         kind = ErrorKind.AMBIGUOUS if commit_sent else ErrorKind.RETRY
         return Classification(kind, sqlstate, connection_lost=True)
+    if sqlstate in codes.TRANSIENT:
+        kind = ErrorKind.AMBIGUOUS if commit_sent else ErrorKind.RETRY
+        return Classification(kind, sqlstate, codes.TRANSIENT[sqlstate], transient=True)
     if sqlstate == codes.SERIALIZATION_FAILURE:
         return Classification(ErrorKind.RETRY, sqlstate, crdb_retry_reason(message))
     if sqlstate == codes.DEADLOCK_DETECTED:

@@ -29,12 +29,26 @@ statements instead.
 
 What is retried (see :mod:`.classify`): 40001 and 40P01; a cached-plan error
 (0A000 from ``RevalidateCachedQuery``) after the prepared-statement cache is
-cleared; a lost connection (class 08, 57P01) *before* COMMIT was sent. A lost
-connection *after* COMMIT was sent, or 40003, raises
+cleared; a lost connection (class 08, 57P01) and CockroachDB's transient 58C00
+/ 58C01 / 53300 *before* COMMIT was sent. A lost connection or a transient
+error *after* COMMIT was sent, or 40003, raises
 :class:`.AmbiguousCommitError`, unless ``idempotent=True``, in which case it is
-retried too. Everything else (including cancellation) propagates unchanged, at
-once. When the policy's attempts or deadline run out,
-:class:`.RetriesExhaustedError` is raised from the last error.
+retried too. A statement or lock timeout that fires (57014, 55P03) is raised,
+not retried. Everything else (including cancellation) propagates unchanged, at
+once. When the policy's attempts run out, :class:`.RetriesExhaustedError` is
+raised from the last error.
+
+The deadline (``RetryPolicy.deadline_s``) bounds the whole call, wall-clock
+from entry to return: admission, connecting, every attempt, every backoff and
+the cleanup. An attempt still running when it passes is cancelled: the task is
+cancelled wherever it awaits (a statement, a lock wait, the connect, the
+block's own awaits), asyncpg sends the server a cancel request for a running
+statement, and the transaction is rolled back or its connection closed, so no
+lock waited for is taken afterwards and no session stays idle in transaction.
+Then :class:`.DeadlineExceededError` (a :class:`.RetriesExhaustedError`,
+``bound == "deadline_s"``) is raised, or :class:`.AmbiguousCommitError` when
+COMMIT was in flight. The call returns within ``deadline_s`` plus about 0.5 s
+of cleanup (:mod:`._deadline`); measured overshoot: benchmarks/README.md.
 
 Admission: every attempt first takes a slot of the engine's
 contention-adaptive gate (:mod:`._admission`): the number of attempts in
@@ -74,6 +88,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 from typing_extensions import Self
 
+from ..errors import AmbiguousCommitError
 from ._loop import AttemptLoop
 from ._scopes import scope_class, sync_engine_of
 from .classify import ErrorKind
@@ -123,7 +138,20 @@ class Attempt:
         if self.entered:
             raise RuntimeError("retrying(): an attempt can be entered only once")
         self.entered = True
-        return await self._owner.open()
+        timer = self._owner.loop.timer
+        timer.arm()  # the deadline cancels the attempt from here (._deadline)
+        try:
+            return await self._owner.open()
+        except asyncio.CancelledError:
+            if timer.disarm():
+                self._owner.done = True
+                raise self._owner.loop.deadline_error(
+                    "while waiting for admission or connecting"
+                ) from None
+            raise
+        except BaseException:
+            timer.disarm()
+            raise
 
     async def __aexit__(
         self,
@@ -132,7 +160,21 @@ class Attempt:
         tb: TracebackType | None,
     ) -> bool:
         self.exited = True
-        return await self._owner.finish(exc)
+        owner = self._owner
+        try:
+            handled = await owner.finish(exc)
+        except BaseException as error:
+            if owner.loop.timer.disarm():
+                if owner.scope is not None and owner.scope.committed:
+                    # COMMIT succeeded; the deadline passed during the close
+                    owner.loop.committed()
+                    return False
+                cause = exc if isinstance(exc, Exception) else error
+                raise owner.deadline_error(cause) from None
+            raise
+        if owner.loop.timer.disarm() and isinstance(exc, asyncio.CancelledError):
+            raise owner.deadline_error(exc) from None
+        return handled
 
 
 class _Retrying:
@@ -239,6 +281,29 @@ class _Retrying:
         finally:
             self.loop.release(error)
 
+    def deadline_error(self, error: BaseException) -> BaseException:
+        """What to raise when the deadline cancelled the current attempt."""
+        self.done = True
+        scope = self.scope
+        if scope is not None and scope.commit_sent:
+            where = "while COMMIT was in flight"
+            if not self.loop.idempotent:
+                self.loop.counters.add("ambiguous")
+                return AmbiguousCommitError(
+                    f"{self.loop.api}(): RetryPolicy.deadline_s="
+                    f"{self.loop.policy.deadline_s} passed while COMMIT was in "
+                    "flight; the attempt was cancelled, so the transaction may or "
+                    "may not have committed. Check the data, or pass "
+                    "idempotent=True if running the work twice is harmless."
+                )
+        elif isinstance(error, Exception):
+            # the block failed and its rollback was cut short: keep its error
+            where = f"while rolling back after {type(error).__name__}"
+            return self.loop.deadline_error(where, error)
+        else:
+            where = "while the attempt's block ran"
+        return self.loop.deadline_error(where)
+
     def _decide(self, error: Exception, commit_sent: bool) -> bool:
         try:
             decision = self.loop.next_sleep(error, commit_sent=commit_sent)
@@ -289,11 +354,20 @@ def retrying(
 
     Retries: SQLSTATE 40001 (CockroachDB's "restart transaction") and 40P01, a
     cached-plan 0A000 (after clearing the statement cache), a connection lost
-    before COMMIT was sent (class 08, 57P01).
+    before COMMIT was sent (class 08, 57P01), and CockroachDB's transient
+    58C00 (range unavailable), 58C01 (failed connection between its nodes)
+    and 53300 (too many connections, at connect) before COMMIT was sent. A
+    statement or lock timeout that fires (57014, 55P03) is raised, not retried.
+
+    Bounded: the deadline covers the whole loop, from the call to the end of
+    the last attempt, the body of each ``async with attempt`` included; an
+    attempt running at the deadline is cancelled, its statement cancelled on
+    the server and its transaction rolled back (module docstring).
 
     Raises: :class:`.RetriesExhaustedError` (from the last error) when the
-    policy's attempts or deadline run out; :class:`.AmbiguousCommitError` when
-    the connection is lost after COMMIT was sent, or on 40003, unless
+    policy's attempts run out, :class:`.DeadlineExceededError` (a subclass)
+    when its deadline does; :class:`.AmbiguousCommitError` when the
+    connection is lost after COMMIT was sent, or on 40003, unless
     ``idempotent=True``; every other error, and cancellation, unchanged and at
     once; ``RuntimeError`` if the loop body does not enter its attempt;
     ``TypeError`` for ``async with retrying(...)`` (write ``async for``).
@@ -360,12 +434,23 @@ def run_transaction(
 
     Retries: SQLSTATE 40001 (CockroachDB's "restart transaction") and 40P01, a
     cached-plan 0A000 (after clearing the statement cache), a connection lost
-    before COMMIT was sent (class 08, 57P01).
+    before COMMIT was sent (class 08, 57P01), and CockroachDB's transient
+    58C00 (range unavailable), 58C01 (failed connection between its nodes)
+    and 53300 (too many connections, at connect) before COMMIT was sent. A
+    statement or lock timeout that fires (57014, 55P03) is raised, not retried.
+
+    Bounded: ``RetryPolicy.deadline_s`` covers the whole call, from entry to
+    return (admission, connect, every run of ``fn``, COMMIT, backoff,
+    cleanup); ``fn`` running at the deadline is cancelled, its statement
+    cancelled on the server and its transaction rolled back (module
+    docstring).
 
     Raises: :class:`.RetriesExhaustedError` (from the last error) when the
-    policy's attempts or deadline run out; :class:`.AmbiguousCommitError` when
-    the connection is lost after COMMIT was sent, or on 40003, unless
-    ``idempotent=True``; ``TypeError`` when ``fn`` is not an async function;
+    policy's attempts run out, :class:`.DeadlineExceededError` (a subclass)
+    when its deadline does; :class:`.AmbiguousCommitError` when the
+    connection is lost after COMMIT was sent, on 40003, or when the deadline
+    passes with COMMIT in flight, unless ``idempotent=True``; ``TypeError``
+    when ``fn`` is not an async function;
     every other error, and cancellation, unchanged and at once.
 
     Example::

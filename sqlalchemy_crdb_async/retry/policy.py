@@ -20,9 +20,14 @@ Backoff before retry *n* (1 for the first retry) is capped exponential,
 ``"equal"`` half the backoff plus a uniform draw from ``[0, backoff / 2]``;
 ``"none"``  the backoff itself.
 
-``deadline_s`` bounds the whole run, measured from the call: a retry whose
-sleep would end past it is not started, and an attempt still waiting for
-admission at the deadline is not started either (:class:`.RetriesExhaustedError`).
+``deadline_s`` bounds the whole call, wall-clock from entry to return: a
+retry whose sleep would end past it is not started, an attempt still waiting
+for admission at the deadline is not started either, and an attempt still
+running at the deadline is cancelled, on the client and on the server
+(:mod:`._deadline` says how, and what cannot be bounded), all ending in
+:class:`.DeadlineExceededError` (a :class:`.RetriesExhaustedError`). The sync
+``run_transaction`` can bound only its statements (``statement_timeout``; see
+:mod:`.sync`).
 
 ``admission`` (on by default) passes every attempt through the engine's
 contention-adaptive gate (:mod:`._admission`): a limit on transactions in
@@ -87,8 +92,9 @@ class RetryPolicy:
     ``min(max_backoff_s, initial_backoff_s * multiplier ** (n - 1))``, then
     jittered: ``"full"`` draws from ``[0, backoff]``, ``"equal"`` from
     ``[backoff / 2, backoff]``, ``"none"`` sleeps the backoff. The helpers give
-    up with :class:`.RetriesExhaustedError` after ``max_attempts`` attempts, or
-    rather than start a retry that would end past ``deadline_s``. What is
+    up with :class:`.RetriesExhaustedError` after ``max_attempts`` attempts,
+    and with :class:`.DeadlineExceededError` at ``deadline_s`` (an attempt
+    running then is cancelled). What is
     retried is the helpers' business (see :func:`.run_transaction`); the
     policy only decides how often and when.
 
@@ -113,9 +119,9 @@ class RetryPolicy:
     multiplier: float = 2.0
     #: ``"full"``, ``"equal"`` or ``"none"``.
     jitter: Jitter = "full"
-    #: Give up rather than start a retry that would end later than this many
-    #: seconds after the call (queueing for admission included). None: no
-    #: deadline.
+    #: Wall-clock bound of the whole call, in seconds from entry to return
+    #: (admission, attempts, backoff, cleanup): an attempt running when it
+    #: passes is cancelled and DeadlineExceededError raised. None: no deadline.
     deadline_s: float | None = 30.0
     #: Called (synchronously) with a :class:`.RetryEvent` before each sleep.
     #: An exception it raises ends the retries and propagates.

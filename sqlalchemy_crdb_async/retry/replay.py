@@ -60,7 +60,11 @@ anything, where the replay (of the statements before it) still matches.
 HAVING or DISTINCT, no locking clause already (:func:`._lock_on_read.lockable_tables`);
 ``text()`` statements, aggregates and joins are left alone. ``session.get()``,
 ``session.execute(select(...))`` and lazy loads qualify. A read-only body does
-not need the locks: pass ``lock_on_read=False``.
+not need the locks: pass ``lock_on_read=False``; read-only transactions are
+left alone anyway (:mod:`._lock_on_read`). Do not make the block await another
+connection that writes a row the session read: it waits for the session's
+lock, a self-wait no server detects; the deadline ends it with a
+:class:`.DeadlineExceededError` that says so.
 
 Measured (``python -m benchmarks --workload bank --api retrying_session``,
 48 tasks, 100 accounts, embedded PostgreSQL; benchmarks/README.md): without
@@ -112,11 +116,12 @@ Caveats
   ``gen_random_uuid()`` in a RETURNING or SELECT. Every replay then ends in
   ReplayMismatchError. Generate such values on the client (``uuid.uuid4()``)
   or use :func:`.run_transaction`.
-- A lost connection cannot be replayed from inside the session (the session
-  holds that connection): the error propagates (before COMMIT; retryable by an
-  enclosing ``run_transaction``) or becomes :class:`.AmbiguousCommitError` (at
-  COMMIT, unless ``idempotent=True``, when the original error propagates for an
-  enclosing helper to retry).
+- A lost connection, or CockroachDB's transient 58C00 / 58C01 (which may end
+  the transaction under the savepoint), cannot be replayed from inside the
+  session (the session holds that connection): the error propagates (before
+  COMMIT; retryable by an enclosing ``run_transaction``) or becomes
+  :class:`.AmbiguousCommitError` (at COMMIT, unless ``idempotent=True``, when
+  the original error propagates for an enclosing helper to retry).
 - Do not call ``session.commit()`` or ``rollback()`` inside the block; leaving
   the block commits, an exception rolls back.
 - A replay re-executes writes too: statements are re-sent exactly as recorded,
@@ -134,27 +139,31 @@ with result checksums the same way.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, NoReturn
+from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.util import await_only
 
 from .._cleanup import run_cleanup, terminator
 from ..errors import ReplayMismatchError
-from ._lock_on_read import can_lock, lock_reads
-from ._loop import AttemptLoop, inject_statement, mark_injected
-from ._scopes import sync_engine_of
+from ._context import SessionContext
+from ._fingerprint import fingerprint, short_sql
+from ._lock_on_read import can_lock, check_lock_on_read, lock_reads, makes_read_only
+from ._loop import (
+    AttemptLoop,
+    inject_statement,
+    mark_injected,
+    replay_deadline_error,
+)
+from ._scopes import sessionmaker_of, sync_engine_of
 from .classify import ErrorKind, classify
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
-    from types import TracebackType
 
     from sqlalchemy.engine import Connection, Dialect, Engine
     from sqlalchemy.engine.interfaces import (
@@ -162,6 +171,8 @@ if TYPE_CHECKING:
         DBAPICursor,
         ExecutionContext,
     )
+    from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+    from sqlalchemy.orm import ORMExecuteState
 
     from .policy import RetryPolicy
 
@@ -184,28 +195,6 @@ class _Entry:
     fingerprint: str
 
 
-def fingerprint(cursor: DBAPICursor) -> str:
-    """A hash of a cursor's full, buffered result (without consuming it)."""
-    digest = hashlib.blake2b(digest_size=16)
-    digest.update(repr(cursor.rowcount).encode())
-    description = cursor.description
-    if description is not None:
-        # SQLAlchemy's async adapters buffer the whole result in ``_rows``.
-        rows = getattr(cursor, "_rows", None)
-        if rows is None or getattr(cursor, "server_side", False):
-            raise sa_exc.InvalidRequestError(
-                "retrying_session(): this result is streamed (server-side cursor "
-                "or a driver without buffered rows), so it cannot be "
-                "fingerprinted for replay; drop stream_results or use "
-                "run_transaction()."
-            )
-        digest.update(repr([column[0] for column in description]).encode())
-        for row in rows:
-            digest.update(repr(tuple(row)).encode())
-            digest.update(b"\x00")
-    return digest.hexdigest()
-
-
 class _Recorder:
     """The statement log of one retrying_session and its recovery procedure."""
 
@@ -216,6 +205,18 @@ class _Recorder:
         self.savepoint = bool(getattr(dialect, "is_cockroachdb", False))
         self.log: list[_Entry] = []
         self.dbapi_conn: DBAPIConnection | None = None
+        #: The statement in flight (None between statements): where a
+        #: cancellation found the session (a BaseException leaves it set).
+        self.running: str | None = None
+        #: Reads lock_on_read made FOR UPDATE (their rows are locked).
+        self.locked_reads = 0
+        #: A statement made the transaction read-only: no more FOR UPDATE.
+        self.read_only = False
+
+    def lock_reads(self, state: ORMExecuteState) -> None:
+        """The session's ``do_orm_execute`` hook (lock on read, counted)."""
+        if lock_reads(state, read_only=self.read_only):
+            self.locked_reads += 1
 
     def owns(self, context: ExecutionContext) -> bool:
         mine = self.dbapi_conn
@@ -236,6 +237,7 @@ class _Recorder:
     ) -> None:
         while True:
             try:
+                self.running = statement
                 if kind == "many":
                     self.dialect.do_executemany(cursor, statement, parameters, context)
                 elif kind == "none":
@@ -243,12 +245,16 @@ class _Recorder:
                 else:
                     self.dialect.do_execute(cursor, statement, parameters, context)
                 print_ = fingerprint(cursor)
+                self.running = None
             except Exception as error:
+                self.running = None
                 self.recover(error, cursor, commit_sent=False)
                 self._stamp(cursor)
                 continue
             if kind == "many":
                 parameters = list(parameters)
+            if makes_read_only(statement):
+                self.read_only = True
             self.log.append(_Entry(kind, statement, parameters, print_))
             return
 
@@ -258,11 +264,14 @@ class _Recorder:
             conn = self.dbapi_conn
             assert conn is not None
             try:
+                self.running = "COMMIT"
                 if self.savepoint:
                     self._run(conn, RELEASE_SAVEPOINT)
                 conn.commit()
+                self.running = None
                 return
             except Exception as error:
+                self.running = None
                 try:
                     self.recover(error, None, commit_sent=True)
                 except self.dialect.loaded_dbapi.Error as raw:
@@ -294,7 +303,8 @@ class _Recorder:
         while True:
             disconnect = self._disconnect(error, cursor)
             verdict = classify(error, commit_sent=commit_sent, disconnect=disconnect)
-            if verdict.connection_lost or verdict.kind is ErrorKind.AMBIGUOUS:
+            lost = verdict.connection_lost or verdict.transient  # see Caveats
+            if lost or verdict.kind is ErrorKind.AMBIGUOUS:
                 if verdict.kind is ErrorKind.AMBIGUOUS and not self.loop.idempotent:
                     self.loop.next_sleep(error, commit_sent=True, disconnect=disconnect)
                 # The session holds this connection: no replay elsewhere.
@@ -370,14 +380,9 @@ class _Recorder:
                     f"statement {index} of {len(self.log)} gave a different result "
                     "than the first run: the body acted on data that has since "
                     "changed. Run the body again (run_transaction() around it "
-                    f"does). Statement: {_short(entry.statement)}",
+                    f"does). Statement: {short_sql(entry.statement)}",
                     cause,
                 ) from cause
-
-
-def _short(statement: str, limit: int = 200) -> str:
-    flat = " ".join(statement.split())
-    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
 _active: ContextVar[_Recorder | None] = ContextVar(
@@ -453,10 +458,19 @@ def retrying_session(
     statements run so far are replayed; when every replayed result equals what
     the block saw, the block carries on as if nothing happened.
 
+    Bounded: ``RetryPolicy.deadline_s`` covers the ``async with`` from entry
+    to exit: admission, BEGIN, the block (its statements and its own awaits),
+    replays, backoffs, COMMIT and the cleanup. At the deadline the block is
+    cancelled wherever it awaits, a running statement is cancelled on the
+    server, and the transaction is rolled back. The error says where the
+    block was: in a statement, or awaiting something else while holding
+    lock_on_read's row locks (a self-wait; see "Lock on read").
+
     Raises: :class:`.ReplayMismatchError` when a replayed result differs (it is
     retryable: wrap the block in :func:`.run_transaction` to run it again, as
     the module docstring shows); :class:`.RetriesExhaustedError` when the
-    policy runs out; :class:`.AmbiguousCommitError` when the connection is lost
+    policy's attempts run out, :class:`.DeadlineExceededError` when its
+    deadline does; :class:`.AmbiguousCommitError` when the connection is lost
     at COMMIT (unless ``idempotent=True``); a connection lost before COMMIT,
     every other error and cancellation propagate unchanged;
     ``sqlalchemy.exc.ArgumentError`` for another kind of target;
@@ -472,37 +486,11 @@ def retrying_session(
             acct.balance -= 10
         # committed here
     """
-    return _SessionContext(
+    return SessionContext(
         _replaying_session(
             target, policy=policy, idempotent=idempotent, lock_on_read=lock_on_read
         )
     )
-
-
-class _SessionContext(AbstractAsyncContextManager["AsyncSession"]):
-    """What :func:`retrying_session` returns: ``async with`` only."""
-
-    def __init__(self, inner: AbstractAsyncContextManager[AsyncSession]) -> None:
-        self._inner = inner
-
-    async def __aenter__(self) -> AsyncSession:
-        return await self._inner.__aenter__()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> bool | None:
-        return await self._inner.__aexit__(exc_type, exc, tb)
-
-    def __aiter__(self) -> NoReturn:
-        # `async for` over it is a common slip (retrying() is the loop form).
-        raise TypeError(
-            "retrying_session() is an async context manager, not an iterator: "
-            "write `async with retrying_session(Session) as session:`; for a "
-            "loop of attempts use `async for attempt in retrying(Session):`."
-        )
 
 
 @asynccontextmanager
@@ -513,26 +501,39 @@ async def _replaying_session(
     idempotent: bool = False,
     lock_on_read: bool = True,
 ) -> AsyncIterator[AsyncSession]:
-    if isinstance(target, AsyncEngine):
-        maker: async_sessionmaker[Any] = async_sessionmaker(target)
-    elif isinstance(target, async_sessionmaker):
-        maker = target
-    else:
-        raise sa_exc.ArgumentError(
-            "retrying_session(): target must be an async_sessionmaker or "
-            f"AsyncEngine, got {type(target).__name__}"
-        )
-    if not isinstance(lock_on_read, bool):
-        raise ValueError(
-            f"retrying_session(): lock_on_read must be True or False, got "
-            f"{lock_on_read!r}"
-        )
+    maker = sessionmaker_of(target, "retrying_session")
+    check_lock_on_read(lock_on_read)
     engine = sync_engine_of(maker, "retrying_session")
     _install(engine)
     loop = AttemptLoop(policy, engine, idempotent=idempotent, api="retrying_session")
     loop.start()
-    await loop.admit()
     recorder = _Recorder(loop, engine.dialect)
+    timer = loop.timer
+    timer.arm()  # the deadline cancels the block from here (._deadline)
+    try:
+        async with _session_for(maker, loop, recorder, lock_on_read) as session:
+            yield session
+    except asyncio.CancelledError:
+        if timer.disarm():
+            raise replay_deadline_error(
+                loop, recorder.running, recorder.locked_reads
+            ) from None
+        raise
+    finally:
+        timer.disarm()
+
+
+@asynccontextmanager
+async def _session_for(
+    maker: async_sessionmaker[Any],
+    loop: AttemptLoop,
+    recorder: _Recorder,
+    lock_on_read: bool,
+) -> AsyncIterator[AsyncSession]:
+    """The session of one retrying_session block: admission, BEGIN, commit."""
+    engine = loop.engine
+    assert engine is not None
+    await loop.admit()
     outcome: BaseException | None = None
     try:
         session: AsyncSession = maker()
@@ -540,7 +541,7 @@ async def _replaying_session(
         loop.release(error)
         raise
     if lock_on_read and can_lock(engine.dialect):
-        event.listen(session.sync_session, "do_orm_execute", lock_reads)
+        event.listen(session.sync_session, "do_orm_execute", recorder.lock_reads)
     token = _active.set(recorder)
     failed = False
     try:
@@ -575,6 +576,7 @@ async def _replaying_session(
                 _finish(session, rollback=failed),
                 terminator(session),
                 "retrying_session(): rollback and close",
+                timeout_s=loop.cleanup_bound_s(),
             )
         finally:
             loop.release(outcome)

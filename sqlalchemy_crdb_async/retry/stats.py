@@ -85,10 +85,15 @@ class RetryStats:
     retries: int = 0
     #: Retries by SQLSTATE ("none" when the error had none, e.g. a lost socket).
     retries_by_sqlstate: Mapping[str, int] = field(default_factory=dict)
-    #: Retries of 40001 by CockroachDB reason code ("unknown" when absent).
+    #: Retries of 40001 by CockroachDB reason code ("unknown" when absent), and
+    #: of CockroachDB's transient errors by name: ``RANGE_UNAVAILABLE`` (58C00),
+    #: ``INTERNAL_CONNECTION_FAILURE`` (58C01), ``TOO_MANY_CONNECTIONS`` (53300).
     retries_by_reason: Mapping[str, int] = field(default_factory=dict)
     #: Times a helper gave up (RetriesExhaustedError).
     give_ups: int = 0
+    #: Attempts cancelled because ``RetryPolicy.deadline_s`` passed while they
+    #: ran (each also counted in ``give_ups``; :class:`.DeadlineExceededError`).
+    deadline_cancels: int = 0
     #: Ambiguous commits seen (raised, or retried when idempotent).
     ambiguous: int = 0
     #: Replays that matched and carried on (:func:`.retrying_session`).
@@ -133,7 +138,7 @@ class _Counters:
             if replay:
                 self.values["replay_attempts"] += 1
             self.by_sqlstate[verdict.sqlstate or "none"] += 1
-            if verdict.sqlstate == "40001":
+            if verdict.sqlstate == "40001" or verdict.transient:
                 self.by_reason[verdict.reason or "unknown"] += 1
             self.backoff_s += sleep_s
 
@@ -146,6 +151,7 @@ class _Counters:
                 retries_by_sqlstate=MappingProxyType(dict(self.by_sqlstate)),
                 retries_by_reason=MappingProxyType(dict(self.by_reason)),
                 give_ups=self.values["give_ups"],
+                deadline_cancels=self.values["deadline_cancels"],
                 ambiguous=self.values["ambiguous"],
                 replays=self.values["replays"],
                 replay_mismatches=self.values["replay_mismatches"],
@@ -160,8 +166,12 @@ _counters: weakref.WeakKeyDictionary[Engine, _Counters] = weakref.WeakKeyDiction
 _counters_lock = threading.Lock()
 
 
-def counters_for(engine: Engine) -> _Counters:
-    """The counters of ``engine`` (a sync Engine), created on first use."""
+def counters_for(engine: Engine | None) -> _Counters:
+    """The counters of ``engine`` (a sync Engine), created on first use; None:
+    counters of no engine (a route whose endpoint opened no session of its
+    own), which :func:`retry_stats` does not show."""
+    if engine is None:
+        return _Counters()
     with _counters_lock:
         found = _counters.get(engine)
         if found is None:
@@ -177,7 +187,9 @@ def retry_stats(engine: Any, *, reset: bool = False) -> RetryStats:
     taking the snapshot. Returns a frozen :class:`RetryStats`: ``attempts``,
     ``commits``, ``retries`` (and ``retries_per_commit``),
     ``retries_by_sqlstate``, ``retries_by_reason`` (CockroachDB's reason code
-    of each 40001, such as ``RETRY_SERIALIZABLE``), ``give_ups``,
+    of each 40001, such as ``RETRY_SERIALIZABLE``, and the name of each
+    transient CockroachDB error retried, such as ``RANGE_UNAVAILABLE``),
+    ``give_ups``, ``deadline_cancels``,
     ``ambiguous``, ``replays``, ``replay_mismatches`` and ``backoff_s``. It
     retries nothing. Raises ``TypeError`` for anything but an engine.
 

@@ -44,6 +44,21 @@ docs/migrating-from-sqlalchemy-cockroachdb.md):
 Pass ``max_retries``/``max_backoff`` or ``policy=``, not both (``inject_error``
 combines with either).
 
+The deadline. A blocking call cannot be cancelled from its own thread, so the
+deadline goes to the server: each attempt begins with ``SET LOCAL
+statement_timeout = <milliseconds left>`` (PostgreSQL; CockroachDB v21.2+,
+:func:`._deadline.statement_timeout_sql`). What that bounds: every statement of
+the attempt, lock waits included, ends by the deadline, measured from the
+start of that statement, so a statement started late in an attempt may end
+past the deadline by the time the attempt spent before it; the 57014 it ends
+with is raised as :class:`.DeadlineExceededError`, and the server rolls back,
+holding no lock. What it cannot bound: time ``fn`` spends outside statements,
+the connect and the pool checkout (bound them with the driver's
+``connect_timeout`` and the pool's ``pool_timeout``), and a network that stops
+answering (no server can tell the client anything; set TCP keepalives or
+``tcp_user_timeout``). No retry starts past the deadline. The SET costs one
+round trip per attempt (``RetryPolicy(deadline_s=None)`` skips it).
+
 :class:`ChainTransaction` is the older package's way of running several
 callbacks in one transaction: ``fn`` returns ``ChainTransaction([f2, f3])`` and
 ``f2(handle)``, ``f3(handle)`` then run in the same transaction, their results
@@ -66,8 +81,10 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from .. import sqlstate as codes
+from ._deadline import statement_timeout_sql
 from ._loop import AttemptLoop, inject_statement, mark_injected, switch_off_statement
-from .classify import ErrorKind
+from .classify import ErrorKind, sqlstate_of
 from .policy import DEFAULT_POLICY, RetryPolicy
 
 if TYPE_CHECKING:
@@ -90,6 +107,8 @@ _UNSET: Any = _Unset()
 
 #: The deadline, in seconds, that bounds ``max_retries=None`` (no attempt limit).
 UNLIMITED_RETRIES_DEADLINE_S = 60.0
+#: A 57014 this close to the deadline (or past it) is our statement_timeout.
+_TIMEOUT_SLACK_S = 0.05
 
 
 class ChainTransaction:
@@ -228,6 +247,11 @@ class _SyncScope:
             # the pool switches it off on return, however the attempt ends
             mark_injected(self._connection(), self.loop.inject_now)
             self._execute(statement)
+        timeout = statement_timeout_sql(
+            self.loop.policy, self.loop.started, self._connection().dialect
+        )
+        if timeout is not None:  # the deadline, on the server (module docstring)
+            self._execute(timeout)
         return handle
 
     def _connection(self) -> Connection:
@@ -266,6 +290,20 @@ class _SyncScope:
                 handle.rollback()
         except Exception:
             log.debug("cleanup after a failed attempt raised", exc_info=True)
+
+
+def _raise_if_deadline(loop: AttemptLoop, error: Exception) -> None:
+    """Our own ``statement_timeout`` fired at the deadline: say so."""
+    left = loop.remaining_s()
+    if (
+        left is not None
+        and left <= _TIMEOUT_SLACK_S
+        and sqlstate_of(error) == codes.QUERY_CANCELED
+    ):
+        raise loop.deadline_error(
+            "in a statement, ended by the statement_timeout set for the deadline",
+            error,
+        ) from error
 
 
 @overload
@@ -323,7 +361,11 @@ def run_transaction(
     before COMMIT was sent (class 08, 57P01); the same rules as the async
     :func:`sqlalchemy_crdb_async.run_transaction`.
 
-    Raises: :class:`.RetriesExhaustedError` when the attempts run out;
+    Bounded: each statement by the deadline, on the server (module
+    docstring: what is and is not bounded).
+
+    Raises: :class:`.RetriesExhaustedError` when the attempts run out,
+    :class:`.DeadlineExceededError` at the deadline;
     :class:`.AmbiguousCommitError` when the connection is lost after COMMIT
     was sent, or on 40003, unless ``idempotent=True``;
     ``sqlalchemy.exc.ArgumentError`` for a wrong target, ``max_retries`` or
@@ -374,6 +416,7 @@ def run_transaction(
             scope.commit()
         except Exception as error:
             scope.abort()
+            _raise_if_deadline(loop, error)
             decision = loop.next_sleep(error, commit_sent=scope.commit_sent)
             if decision is None:
                 raise
