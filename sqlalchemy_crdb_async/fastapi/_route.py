@@ -22,6 +22,7 @@ from starlette.responses import Response
 from typing_extensions import override
 
 from ..errors import TransactionRetryError
+from ..retry._deadline import TaskCanceller
 from ..retry.policy import RetryPolicy
 from ._answers import answer_for
 from ._session import STATE_KEY, RequestTransaction
@@ -41,6 +42,8 @@ CLEANUP_TIMEOUT_S = 10.0
 #: Status of the (never delivered) answer to a client that went away, as nginx
 #: logs it.
 CLIENT_CLOSED_REQUEST = 499
+#: The message of the cancellation a client disconnect delivers.
+DISCONNECT_MESSAGE = "sqlalchemy_crdb_async: the client disconnected"
 #: FastAPI's exit stack for function-scoped ``yield`` dependencies.
 _FUNCTION_STACK = "fastapi_function_astack"
 _POLICY_ATTR = "__crdb_retry_policy__"
@@ -133,37 +136,46 @@ async def _run_request(
     # the driver's cancel request to the server short.
     timer = transaction.timer()
     timer.arm()
+    # A client disconnect ends the work the same way, for the same reason: an
+    # anyio cancel scope would cut asyncpg's cancel request short and leave
+    # the statement running on the server (tests/fastapi/test_disconnect.py).
+    gone = TaskCanceller(DISCONNECT_MESSAGE)
+    gone.bind()
     try:
-        with anyio.CancelScope() as request_scope:
-            async with anyio.create_task_group() as watcher:
-                watcher.start_soon(_cancel_on_disconnect, request, request_scope)
-                try:
-                    response = await _attempts(request, handler, transaction)
-                except Exception as error:  # raised below, outside the task group
-                    failure = error
-                watcher.cancel_scope.cancel()
+        async with anyio.create_task_group() as watcher:
+            watcher.start_soon(_cancel_on_disconnect, request, gone)
+            try:
+                response = await _attempts(request, handler, transaction)
+            except Exception as error:  # raised below, outside the task group
+                failure = error
+            watcher.cancel_scope.cancel()
     except asyncio.CancelledError:
-        if not timer.disarm():
+        disconnected = gone.fired > 0
+        # Both disarmed: each takes back its own cancellations.
+        ours = gone.disarm() | timer.disarm()
+        if not ours:
             raise
+        if disconnected:
+            log.info("%s %s: client disconnected", request.method, request.url.path)
+            return Response(status_code=CLIENT_CLOSED_REQUEST)
         answer = answer_for(transaction.deadline_error(), transaction.policy)
         assert answer is not None
         return answer
     finally:
+        gone.disarm()
         timer.disarm()
     if failure is not None:
         raise failure
-    if response is None:  # the client went away; the work was cancelled
-        log.info("%s %s: client disconnected", request.method, request.url.path)
-        return Response(status_code=CLIENT_CLOSED_REQUEST)
+    assert response is not None
     return response
 
 
-async def _cancel_on_disconnect(request: Request, scope: anyio.CancelScope) -> None:
-    """Cancel ``scope`` when the client disconnects (the body was read)."""
+async def _cancel_on_disconnect(request: Request, gone: TaskCanceller) -> None:
+    """Cancel the request's work when the client disconnects (the body was read)."""
     while True:
         message = await request.receive()
         if message["type"] == "http.disconnect":
-            scope.cancel()
+            gone.fire()
             return
 
 

@@ -56,6 +56,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEADLINE_CLEANUP_S",
     "DeadlineTimer",
+    "TaskCanceller",
     "cleanup_bound_s",
     "remaining_s",
     "statement_timeout_sql",
@@ -66,7 +67,10 @@ __all__ = [
 #: network.
 DEADLINE_CLEANUP_S: Final = 0.5
 
-#: Once fired, a :class:`DeadlineTimer` cancels again this often until disarmed.
+#: A :class:`DeadlineTimer` cancels a second time this long after the first,
+#: time for asyncpg's CancelRequest (a new connection) to be sent first...
+FIRST_RECANCEL_S: Final = 0.5
+#: ... then again this often until disarmed.
 RECANCEL_S: Final = 0.2
 #: The message of the cancellation a :class:`DeadlineTimer` delivers.
 DEADLINE_MESSAGE: Final = "sqlalchemy_crdb_async: RetryPolicy.deadline_s passed"
@@ -114,56 +118,62 @@ def statement_timeout_sql(
     return f"SET LOCAL statement_timeout = {max(1, math.ceil(left * 1000))}"
 
 
-class DeadlineTimer:
-    """Cancels the current task when the deadline passes, while armed.
+class TaskCanceller:
+    """Cancels one task with ``Task.cancel()``; with ``recancel_after_s``, again.
 
-    ``arm()`` in the task to cancel; ``disarm()`` returns True when the timer
-    fired and the task's cancellation is the timer's alone (so the caller
-    turns the ``CancelledError`` into :class:`.DeadlineExceededError`); a
-    cancellation from elsewhere (the caller's own cancel scope) also pending
-    is left to propagate. On Python 3.10, which cannot tell the two apart,
-    a fired timer counts as the cause.
+    The way to end an attempt so that the server's statement ends too: one
+    ``CancelledError`` lets asyncpg send its CancelRequest, on a new
+    connection, from a task of its own. SQLAlchemy's asyncpg adapter then
+    invalidates the connection with a graceful close that first waits for that
+    CancelRequest to be sent (up to 2 s) and closes the socket at once only
+    when cancelled again (``AsyncAdapt_asyncpg_connection.terminate``);
+    closing at once also cancels a CancelRequest not yet sent (asyncpg
+    ``Connection._clean_tasks``), leaving the statement running on the server.
+    An anyio cancel scope re-delivers its cancellation on every loop turn, so
+    it always lost that race.
 
-    Once fired it cancels again every :data:`RECANCEL_S` until disarmed, as an
-    anyio cancel scope does: SQLAlchemy's asyncpg adapter, invalidating the
-    connection of a cancelled statement, first tries a graceful close that
-    waits up to 2 s for the server and closes the socket at once only when
-    cancelled again (``AsyncAdapt_asyncpg_connection.terminate``). The
-    cleanups in between are written to run through repeated cancellation
-    (:mod:`sqlalchemy_crdb_async._cleanup`).
+    So: with ``recancel_after_s=None`` (a client disconnect, where no bound is
+    promised) it cancels once. With a number (the deadline, where a silent
+    network must not hold the call for SQLAlchemy's 2 s) it cancels again that
+    long after the first, time enough for a CancelRequest on a loaded
+    machine, then every :data:`RECANCEL_S`. The cleanups in between are written
+    to run through repeated cancellation (:mod:`sqlalchemy_crdb_async._cleanup`).
+
+    ``fire()`` starts it; ``disarm()`` stops it and returns True when it fired
+    and the task's cancellation is its own alone (a cancellation from
+    elsewhere, also pending, is left to propagate). On Python 3.10, which
+    cannot tell the two apart, a fired canceller counts as the cause.
     """
 
-    def __init__(self, policy: RetryPolicy, started: float) -> None:
-        self.policy = policy
-        self.started = started
-        #: How many cancellations it delivered since it was armed.
+    def __init__(self, message: str, recancel_after_s: float | None = None) -> None:
+        self.message = message
+        self.recancel_after_s = recancel_after_s
+        #: How many cancellations it delivered since it was last disarmed.
         self.fired = 0
         self._task: asyncio.Task[object] | None = None
         self._handle: asyncio.TimerHandle | None = None
 
-    def arm(self) -> None:
-        left = remaining_s(self.policy, self.started)
-        if left is None or self._handle is not None:
-            return
+    def bind(self) -> bool:
+        """Target the current task; False when there is none."""
         self.fired = 0
         self._task = asyncio.current_task()
-        if self._task is None:  # pragma: no cover - always called in a task
-            return
-        loop = asyncio.get_running_loop()
-        self._handle = loop.call_later(max(0.0, left), self._fire)
+        return self._task is not None
 
-    def _fire(self) -> None:
+    def fire(self) -> None:
+        """Cancel the task now (and again later, see the class docstring)."""
         self._handle = None
         task = self._task
         if task is None or task.done():
             return
         self.fired += 1
-        task.cancel(DEADLINE_MESSAGE)
-        loop = asyncio.get_running_loop()
-        self._handle = loop.call_later(RECANCEL_S, self._fire)
+        task.cancel(self.message)
+        if self.recancel_after_s is None:
+            return
+        later = self.recancel_after_s if self.fired == 1 else RECANCEL_S
+        self._handle = asyncio.get_running_loop().call_later(later, self.fire)
 
     def disarm(self) -> bool:
-        """Stop the timer; True when it fired and the cancellation is its own."""
+        """Stop; True when it fired and the cancellation is its own."""
         handle, self._handle = self._handle, None
         if handle is not None:
             handle.cancel()
@@ -178,3 +188,26 @@ class DeadlineTimer:
         for _ in range(fired):
             left = uncancel()
         return bool(left == 0)
+
+
+class DeadlineTimer(TaskCanceller):
+    """A :class:`TaskCanceller` that fires when the deadline passes, while armed.
+
+    ``arm()`` in the task to cancel; ``disarm()`` returns True when the timer
+    fired and the task's cancellation is the timer's alone (so the caller
+    turns the ``CancelledError`` into :class:`.DeadlineExceededError`).
+    """
+
+    def __init__(self, policy: RetryPolicy, started: float) -> None:
+        super().__init__(DEADLINE_MESSAGE, recancel_after_s=FIRST_RECANCEL_S)
+        self.policy = policy
+        self.started = started
+
+    def arm(self) -> None:
+        left = remaining_s(self.policy, self.started)
+        if left is None or self._handle is not None:
+            return
+        if not self.bind():  # pragma: no cover - always called in a task
+            return
+        loop = asyncio.get_running_loop()
+        self._handle = loop.call_later(max(0.0, left), self.fire)

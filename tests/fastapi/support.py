@@ -80,6 +80,11 @@ class Probe:
         return self.holding.setdefault(body, asyncio.Event())
 
 
+def sleep_tag(body: str) -> str:
+    """What /hold?in_query=true puts in its statement's comment for ``body``."""
+    return f"hold {body} end"
+
+
 async def install(engine: AsyncEngine) -> None:
     async with engine.begin() as conn:
         for statement in SETUP:
@@ -194,7 +199,11 @@ def build_app(url: str, probe: Probe) -> tuple[FastAPI, AsyncEngine]:
         probe.held(note.body).set()
         # Far longer than the test's bound: only the disconnect ends it.
         if in_query:
-            await session.execute(sa.text("SELECT pg_sleep(3600)"))
+            # The note's body in a comment: the test sees this very statement
+            # running in pg_stat_activity before it drops the client.
+            await session.execute(
+                sa.text(f"SELECT pg_sleep(3600) /* {sleep_tag(note.body)} */")
+            )
         else:
             await asyncio.sleep(3600)
 

@@ -29,12 +29,13 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
 from ..cancelling import backends, until
-from .support import Probe, build_app, install
+from .support import Probe, build_app, install, sleep_tag
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
     from sqlalchemy.engine import URL
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 uvicorn = pytest.importorskip("uvicorn", reason="needs uvicorn (the example extra)")
 
@@ -71,18 +72,32 @@ class InFlight:
                 self.idle.set()
 
 
-async def _drop_after_hold(port: int, probe: Probe, n: int) -> None:
-    body = json.dumps({"body": f"dropped-{n}"}).encode()
+async def _drop_after_hold(
+    port: int, probe: Probe, n: int, admin: AsyncEngine, app_name: str
+) -> None:
+    note = f"dropped-{n}"
+    in_query = n % 2 == 1
+    body = json.dumps({"body": note}).encode()
     _, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         writer.write(
-            f"POST /hold?in_query={'true' if n % 2 else 'false'} HTTP/1.1\r\n"
+            f"POST /hold?in_query={'true' if in_query else 'false'} HTTP/1.1\r\n"
             f"Host: t\r\nContent-Type: application/json\r\n"
             f"Content-Length: {len(body)}\r\n\r\n".encode()
             + body
         )
         await writer.drain()
-        await probe.held(f"dropped-{n}").wait()
+        await probe.held(note).wait()
+        if in_query:
+            # Drop only once the server runs the pg_sleep: a cancel request
+            # that arrives before the statement starts is ignored by
+            # PostgreSQL (no driver can close that window), and the test is
+            # about what the route does with a running statement.
+            async def sleeping() -> bool:
+                where = f"state = 'active' AND query LIKE '%{sleep_tag(note)}%'"
+                return await backends(admin, app_name, where) == 1
+
+            await until(sleeping, f"the pg_sleep of {note} to run")
     finally:
         writer.transport.abort()  # drop the socket, no FIN handshake wait
         writer.close()
@@ -113,7 +128,7 @@ async def test_dropped_clients_leave_nothing_behind(crdb_url: URL) -> None:
         for first in range(0, DISCONNECTS, AT_ONCE):
             await asyncio.gather(
                 *(
-                    _drop_after_hold(port, probe, n)
+                    _drop_after_hold(port, probe, n, admin, app_name)
                     for n in range(first, first + AT_ONCE)
                 )
             )
@@ -132,6 +147,19 @@ async def test_dropped_clients_leave_nothing_behind(crdb_url: URL) -> None:
             none_idle_in_transaction,
             "no session of the dropped requests left idle in a transaction",
         )
+
+        async def no_statement_left_running() -> bool:
+            running = await backends(
+                admin, app_name, "state = 'active' AND query LIKE '%pg_sleep%'"
+            )
+            return running == 0
+
+        # The requests cancelled in pg_sleep: the driver's cancel request
+        # reached the server (a closed socket alone does not stop pg_sleep on
+        # PostgreSQL). It did not when the route cancelled through an anyio
+        # cancel scope, whose repeated cancellation closed the connection
+        # before asyncpg had sent the cancel request.
+        await until(no_statement_left_running, "no pg_sleep of a dropped request")
         async with engine.connect() as conn:
             written = await conn.scalar(
                 sa.text("SELECT count(*) FROM notes WHERE body LIKE 'dropped-%'")
