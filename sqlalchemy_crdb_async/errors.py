@@ -6,7 +6,11 @@ handlers::
 
     sqlalchemy.exc.SQLAlchemyError
      ├── sqlalchemy.exc.ArgumentError
-     │    └── ConnectParameterError      bad libpq-style URL parameter
+     │    ├── ConnectParameterError      bad libpq-style URL parameter
+     │    └── VectorValueError           not a valid vector for its VECTOR column
+     │                                   (also a ValueError; raised before sending,
+     │                                   so it reaches callers as the ``orig`` of
+     │                                   SQLAlchemy's StatementError)
      ├── sqlalchemy.exc.InvalidRequestError
      │    ├── UnrecognizedServerError    version() is neither CockroachDB nor PostgreSQL
      │    ├── AsOfSystemTimeError        AS OF SYSTEM TIME run inside a transaction
@@ -49,11 +53,17 @@ __all__ = [
     "UnrecognizedServerError",
     "UnsupportedServerError",
     "UnsupportedServerWarning",
+    "VectorValueError",
 ]
 
 
 class ConnectParameterError(exc.ArgumentError):
     """Raised when a URL query parameter (sslmode, sslrootcert, ...) is invalid."""
+
+
+class VectorValueError(exc.ArgumentError, ValueError):
+    """Raised for a value that is not a valid vector for its ``VECTOR`` column:
+    wrong dimensions, NaN or infinity, a non-number, empty, too long."""
 
 
 class UnrecognizedServerError(exc.InvalidRequestError):
@@ -162,6 +172,7 @@ for _cls in (
     RetriesExhaustedError,
     AmbiguousCommitError,
     ReplayMismatchError,
+    VectorValueError,
 ):
     _cls.__module__ = "sqlalchemy_crdb_async"
 del _cls

@@ -26,6 +26,10 @@ CockroachDB differences handled here:
   ``jsonb`` is used for both
   (https://github.com/cockroachdb/cockroach/issues/9990). The server is recognised
   by the ``crdb_version`` parameter it reports at startup, before any query.
+- VECTOR: each connection gets a codec for the ``vector`` type the first time a
+  statement uses it, from asyncpg's own type lookup (no query of its own, nothing
+  per checkout; binary where the server reads it, text on CockroachDB below
+  v25.4): :mod:`._vector_codec`.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from sqlalchemy.util import await_only
 from typing_extensions import override
 
 from ._libpq import asyncpg_connect_kwargs
+from ._vector_codec import vector_connection_class
 from .base import CockroachDBDialect, without_noop_params
 
 if TYPE_CHECKING:
@@ -68,6 +73,12 @@ class CockroachDBDialect_asyncpg(CockroachDBDialect, PGDialect_asyncpg):
 
     @override
     def connect(self, *cargs: Any, **cparams: Any) -> Any:
+        # outermost, so it also sees types the pool's shared cache answers
+        # (pool/_type_cache.py): the per-connection VECTOR codec
+        import asyncpg
+
+        base = cparams.get("connection_class", asyncpg.Connection)
+        cparams["connection_class"] = vector_connection_class(base)
         try:
             return super().connect(*cargs, **cparams)
         except Exception as error:

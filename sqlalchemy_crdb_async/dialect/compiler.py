@@ -106,6 +106,17 @@ class CockroachDBTypeCompiler(PGTypeCompiler):
         return "INT4" if _is_crdb(self.dialect) else "INTEGER"
 
     @override
+    def visit_user_defined(self, type_: Any, **kw: Any) -> str:
+        if _is_crdb(self.dialect) and getattr(type_, "__crdb_vector__", False):
+            dialect: Any = self.dialect
+            if not dialect.crdb_at_least(*_VECTOR_TYPE_SINCE):
+                raise exc.CompileError(
+                    f"{type_.get_col_spec()} needs CockroachDB v24.2 or later; "
+                    f"this server is {dialect.server_info.describe()}"
+                )
+        return str(super().visit_user_defined(type_, **kw))
+
+    @override
     def visit_JSON(self, type_: Any, **kw: Any) -> str:
         # CockroachDB stores JSON as JSONB (tests/crdb_facts/pg_catalog_support.md)
         return "JSONB" if _is_crdb(self.dialect) else "JSON"
@@ -148,6 +159,8 @@ def _ddl_targets(statement: Any) -> list[Any]:
 _NOT_VISIBLE_SINCE = (22, 2)
 _VISIBILITY_SINCE = (23, 2)
 # CREATE VECTOR INDEX: https://www.cockroachlabs.com/docs/v25.2/vector-indexes
+# The VECTOR type: v24.2 (https://github.com/cockroachdb/cockroach/pull/124292)
+_VECTOR_TYPE_SINCE = (24, 2)
 _VECTOR_INDEX_SINCE = (25, 2)
 
 
