@@ -245,23 +245,15 @@ def vector_connection_class(base: type[Any]) -> type[Any]:
 
         async def _crdb_set_vector_codec(self, row: Any) -> None:
             self._crdb_vector_row = row
+            binary = binary_input_ok(self.get_settings())
             try:
-                if binary_input_ok(self.get_settings()):
-                    await self.set_type_codec(
-                        "vector",
-                        schema=row["ns"],
-                        encoder=_encode_binary,
-                        decoder=unpack_vector,
-                        format="binary",
-                    )
-                else:
-                    await self.set_type_codec(
-                        "vector",
-                        schema=row["ns"],
-                        encoder=_encode_text,
-                        decoder=_decode_text,
-                        format="text",
-                    )
+                await self.set_type_codec(
+                    "vector",
+                    schema=row["ns"],
+                    encoder=_encode_binary if binary else _encode_text,
+                    decoder=unpack_vector if binary else _decode_text,
+                    format="binary" if binary else "text",
+                )
             finally:
                 self._crdb_vector_row = None
 

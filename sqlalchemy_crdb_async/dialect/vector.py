@@ -193,26 +193,23 @@ class VECTOR(UserDefinedType[list[float]], SchemaEventTarget):
     class comparator_factory(UserDefinedType.Comparator[list[float]]):
         """The distance comparators of the module docstring."""
 
+        def _distance(self, operator: str, other: Any) -> ColumnElement[float]:
+            result: ColumnElement[float] = self.op(
+                operator, return_type=sqltypes.Float
+            )(other)  # type: ignore[assignment]
+            return result
+
         def l2_distance(self, other: Any) -> ColumnElement[float]:
             """``col <-> other``: Euclidean (L2) distance."""
-            result: ColumnElement[float] = self.op("<->", return_type=sqltypes.Float)(
-                other
-            )  # type: ignore[assignment]
-            return result
+            return self._distance("<->", other)
 
         def cosine_distance(self, other: Any) -> ColumnElement[float]:
             """``col <=> other``: 1 - cosine similarity."""
-            result: ColumnElement[float] = self.op("<=>", return_type=sqltypes.Float)(
-                other
-            )  # type: ignore[assignment]
-            return result
+            return self._distance("<=>", other)
 
         def max_inner_product(self, other: Any) -> ColumnElement[float]:
             """``col <#> other``: the negative inner product (smaller is closer)."""
-            result: ColumnElement[float] = self.op("<#>", return_type=sqltypes.Float)(
-                other
-            )  # type: ignore[assignment]
-            return result
+            return self._distance("<#>", other)
 
         def l1_distance(self, other: Any) -> ColumnElement[float]:
             """``l1_distance(col, other)``: Manhattan distance."""
