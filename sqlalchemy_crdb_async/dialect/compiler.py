@@ -21,9 +21,11 @@ this dialect is named ``cockroachdb``). CockroachDB-only index options:
     ``cockroachdb_ops={"name": "gin_trgm_ops"}`` a trigram index.
 ``cockroachdb_vector=True``
     ``CREATE VECTOR INDEX`` (CockroachDB v25.2+, behind the cluster setting
-    ``feature.vector_index.enabled``:
-    https://www.cockroachlabs.com/docs/v25.2/vector-indexes); a
-    ``CompileError`` on PostgreSQL. Inverted and vector indexes cannot be
+    ``feature.vector_index.enabled`` until v25.4:
+    https://www.cockroachlabs.com/docs/v25.2/vector-indexes), with prefix
+    columns, ``cockroachdb_ops`` per vector column and ``cockroachdb_with``
+    storage parameters; pgvector's ``USING hnsw`` on PostgreSQL (see
+    :mod:`._vector_index`). Inverted and vector indexes cannot be
     unique, hash-sharded or ``STORING`` (a ``CompileError``).
 ``cockroachdb_ops={"col": "opclass"}``
     an operator class; on CockroachDB only on the last column of an inverted
@@ -73,6 +75,7 @@ from sqlalchemy.sql import coercions, roles
 from sqlalchemy.sql import expression as sql_expr
 from typing_extensions import override
 
+from . import _vector_index
 from . import constructs as crdb_sql
 from ._keywords import CRDB_RESERVED_WORDS, PG_RESERVED_WORDS
 
@@ -183,11 +186,6 @@ def _visibility(index: Any, ours: Any) -> float | None:
 
 
 def _refuse_on_postgresql(index: Any, ours: Any) -> None:
-    if ours["vector"]:
-        raise exc.CompileError(
-            f"index {index.name!r}: cockroachdb_vector is CockroachDB-only "
-            "(CREATE VECTOR INDEX); on PostgreSQL use pgvector's postgresql_using."
-        )
     if _visibility(index, ours) is not None:
         raise exc.CompileError(
             f"index {index.name!r}: cockroachdb_visibility below 1.0 is "
@@ -276,6 +274,8 @@ class CockroachDBDDLCompiler(PGDDLCompiler):
             )
         if not _is_crdb(self.dialect):
             _refuse_on_postgresql(index, ours)
+            if ours["vector"]:  # pgvector's hnsw (_vector_index.py)
+                return _vector_index.pg_vector_index(self, create, index, pg)
             # the same meaning in PostgreSQL's spelling
             if ours["storing"] and not pg["include"]:
                 pg["include"] = ours["storing"]
@@ -305,7 +305,9 @@ class CockroachDBDDLCompiler(PGDDLCompiler):
         preparer = self.preparer
         using = (pg["using"] or "").lower()
         inverted = bool(ours["inverted"]) or using in ("gin", "inverted")
-        vector = bool(ours["vector"]) or using == "cspann"
+        # USING hnsw: an alias of cspann since v25.2.0-rc.1 (release note of
+        # https://github.com/cockroachdb/cockroach/pull/144533)
+        vector = bool(ours["vector"]) or using in ("cspann", "hnsw")
         kind = _index_kind(index, inverted=inverted, vector=vector)
         sharded = ours["hash_sharded"] or ours["bucket_count"] is not None
         storing = ours["storing"] or pg["include"]
@@ -333,6 +335,8 @@ class CockroachDBDDLCompiler(PGDDLCompiler):
                 )
             prefix += "VECTOR "
         ops = pg["ops"] or {}
+        if vector:
+            _vector_index.check_crdb_vector_index(self.dialect, index, ops)
         elements = []
         last = len(index.expressions) - 1
         for position, expr in enumerate(index.expressions):
@@ -366,6 +370,8 @@ class CockroachDBDDLCompiler(PGDDLCompiler):
         if ours["bucket_count"] is not None:
             # a storage parameter since v22.1 (tests/crdb_facts/grammar.md s.3)
             body += f" WITH (bucket_count={int(ours['bucket_count'])})"
+        if vector:  # min/max_partition_size, build_beam_size
+            body += _vector_index.crdb_vector_with(index, ours["with"])
         where = pg["where"]
         if where is not None:
             where = coercions.expect(roles.DDLExpressionRole, where)
