@@ -375,9 +375,12 @@ class CockroachDBDialect(PGDialect):
         **kw: Any,
     ) -> Any:
         if not self.is_cockroachdb:
-            return crdb_reflection.rename_pg_options(
-                super().get_multi_indexes(
-                    connection, schema=schema, filter_names=filter_names, **kw
+            # pgvector's hnsw indexes read back as cockroachdb_vector=True
+            return crdb_reflection.mark_pg_vector_indexes(
+                crdb_reflection.rename_pg_options(
+                    super().get_multi_indexes(
+                        connection, schema=schema, filter_names=filter_names, **kw
+                    )
                 )
             )
         # CockroachDB: pg_indexes.indexdef has STORING / USING HASH, and pg_am
