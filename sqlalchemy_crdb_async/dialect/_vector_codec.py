@@ -50,6 +50,8 @@ __all__ = [
     "MAX_DIMENSIONS",
     "VectorValueError",
     "check_vector",
+    "encode_vector_binary",
+    "encode_vector_text",
     "format_vector",
     "hook_supported",
     "pack_vector",
@@ -176,13 +178,15 @@ def unpack_vector(data: bytes) -> list[float]:
 # -- asyncpg -----------------------------------------------------------------
 
 
-def _encode_binary(value: Any) -> bytes:
+def encode_vector_binary(value: Any) -> bytes:
+    """The asyncpg binary encoder: a list, tuple, array or vector text."""
     if isinstance(value, (list, tuple)) and all(type(x) is float for x in value):
         return pack_vector(value)  # already checked by the VECTOR type
     return pack_vector(check_vector(value))
 
 
-def _encode_text(value: Any) -> str:
+def encode_vector_text(value: Any) -> str:
+    """The asyncpg text encoder (CockroachDB below v25.4)."""
     if isinstance(value, str):
         return value  # the server checks text it is sent as text
     return format_vector(check_vector(value))
@@ -250,7 +254,7 @@ def vector_connection_class(base: type[Any]) -> type[Any]:
                 await self.set_type_codec(
                     "vector",
                     schema=row["ns"],
-                    encoder=_encode_binary if binary else _encode_text,
+                    encoder=encode_vector_binary if binary else encode_vector_text,
                     decoder=unpack_vector if binary else _decode_text,
                     format="binary" if binary else "text",
                 )

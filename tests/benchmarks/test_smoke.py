@@ -33,6 +33,8 @@ WORKLOADS = {
     "fastapi_read",
     "fastapi_transfer",
     "fastapi_transfer_hot",
+    # on a server with the VECTOR type (the embedded pgvector build here)
+    "knn",
 }
 #: Scenarios that need nothing beyond this package's foundation.
 ALWAYS = (
@@ -42,7 +44,7 @@ ALWAYS = (
         for w in ("point_read", "insert_batch", "checkout_storm", "pool_checkout")
         for v in ("sqlalchemy", "ours")
     }
-    | {("bank", "sqlalchemy"), ("bank_hot", "sqlalchemy")}
+    | {("bank", "sqlalchemy"), ("bank_hot", "sqlalchemy"), ("knn", "ours")}
     # The FastAPI module, its example and the raw-asyncpg reference in the same
     # app: FastAPI and httpx are in the test extra.
     | {
