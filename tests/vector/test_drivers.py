@@ -135,3 +135,28 @@ async def test_pgvector_python_type_keeps_working(pgvector_url: URL) -> None:
         assert len(nearest.embedding) == 3, driver
         for got, want in zip(nearest.embedding, [1, 2, 3], strict=True):
             assert math.isclose(got, want), driver
+
+
+async def test_undeclared_list_parameters_on_every_driver(pgvector_url: URL) -> None:
+    # code without the type may bind a list inside CAST(:v AS VECTOR): asyncpg
+    # through the codec, psycopg and psycopg2 as a float array, which both
+    # servers cast to a vector (CockroachDB: ARRAY[1,2]::vector, logic test
+    # pkg/sql/logictest/testdata/logic_test/vector)
+    statement = sa.text("SELECT CAST(:v AS VECTOR) <-> CAST('[0,0]' AS VECTOR)")
+    for driver in ("asyncpg", "psycopg_async"):
+        engine = create_async_engine(
+            pgvector_url.set(drivername=f"cockroachdb+{driver}")
+        )
+        try:
+            async with engine.connect() as conn:
+                distance = (await conn.execute(statement, {"v": [3.0, 4.0]})).scalar()
+        finally:
+            await engine.dispose()
+        assert math.isclose(distance, 5.0), driver
+    sync = sa.create_engine(pgvector_url.set(drivername="cockroachdb+psycopg2"))
+    try:
+        with sync.connect() as conn:
+            distance = conn.execute(statement, {"v": [3.0, 4.0]}).scalar()
+    finally:
+        sync.dispose()
+    assert math.isclose(distance, 5.0)
