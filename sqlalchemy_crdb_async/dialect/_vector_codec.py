@@ -68,6 +68,7 @@ MAX_DIMENSIONS = 16000
 #: servers refuse ("infinite value not allowed in vector", logic test above).
 FLOAT32_MAX = 3.4028234663852886e38
 _HEADER = struct.Struct(">HH")
+_PLAIN_NUMBERS = {float, int}
 _TEXT = re.compile(r"^\s*\[(.*)\]\s*$", re.DOTALL)
 # CockroachDB: VECTOR binary input from v25.4 (module docstring).
 _CRDB_BINARY_INPUT_SINCE = (25, 4)
@@ -115,6 +116,15 @@ def check_vector(
             f"{where}: expected {dim} dimensions, got {count}; the column is "
             f"VECTOR({dim})"
         )
+    # the common case, checked without a Python loop per element (a NaN gets
+    # past max/min but makes the sum NaN; the loop below then says which)
+    if (
+        set(map(type, items)) <= _PLAIN_NUMBERS
+        and max(items) <= FLOAT32_MAX
+        and min(items) >= -FLOAT32_MAX
+        and math.isfinite(sum(items))
+    ):
+        return tuple(map(float, items))
     out = []
     for i, item in enumerate(items):
         if isinstance(item, (bool, str, bytes)) or not hasattr(item, "__float__"):
@@ -122,7 +132,10 @@ def check_vector(
                 f"{where}: element {i} is {item!r} ({type(item).__name__}); "
                 "vector elements are numbers"
             )
-        number = float(item)
+        try:
+            number = float(item)
+        except OverflowError:  # an int beyond any float
+            number = math.inf
         if not math.isfinite(number) or abs(number) > FLOAT32_MAX:
             raise VectorValueError(
                 f"{where}: element {i} is {item!r}; vector elements must be finite "
@@ -180,8 +193,11 @@ def unpack_vector(data: bytes) -> list[float]:
 
 def encode_vector_binary(value: Any) -> bytes:
     """The asyncpg binary encoder: a list, tuple, array or vector text."""
-    if isinstance(value, (list, tuple)) and all(type(x) is float for x in value):
-        return pack_vector(value)  # already checked by the VECTOR type
+    if type(value) is list or type(value) is tuple:
+        try:  # the VECTOR type checked it already; raw lists the server checks
+            return pack_vector(value)
+        except (struct.error, OverflowError):
+            pass  # check_vector below says what is wrong
     return pack_vector(check_vector(value))
 
 

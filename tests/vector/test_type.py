@@ -131,6 +131,7 @@ BAD: list[tuple[Any, str]] = [
     ([1.0, float("nan"), 2.0], "element 1 is nan"),
     ([1.0, float("inf"), 2.0], "element 1 is inf"),
     ([1.0, 1e39, 2.0], "finite float32"),
+    ([1, 10**400, 2], "finite float32"),
     (["a", "b", "c"], "element 0 is 'a'"),
     ([True, 1.0, 2.0], "element 0 is True"),
     ([], "at least 1 dimension"),
