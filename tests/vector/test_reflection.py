@@ -149,3 +149,69 @@ def test_alembic_compares_crdb_vector_indexes_by_kind() -> None:
     plain = sa.Index("docs_plain_idx", table.c.body)
     assert impl._dialect_options(declared) == impl._dialect_options(printed)
     assert impl._dialect_options(declared) != impl._dialect_options(plain)
+
+
+#: pg_indexes rows for docs on CockroachDB: INFERRED from catformat/index.go
+#: (tests/crdb_facts/vectors.md section 3.1: pg mode prints USING cspann, the
+#: vector column with vector_l2_ops, prefix columns with ASC, no storage
+#: parameters), not recorded from a server.
+_CRDB_DOCS_INDEXES = [
+    {
+        "tablename": "docs",
+        "indexname": "docs_pkey",
+        "indexdef": "CREATE UNIQUE INDEX docs_pkey ON defaultdb.public.docs "
+        "USING btree (id ASC)",
+        "contype": "p",
+    },
+    {
+        "tablename": "docs",
+        "indexname": "docs_embedding_idx",
+        "indexdef": "CREATE INDEX docs_embedding_idx ON defaultdb.public.docs "
+        "USING cspann (embedding vector_l2_ops)",
+        "contype": None,
+    },
+    {
+        "tablename": "docs",
+        "indexname": "docs_l2_idx",
+        "indexdef": "CREATE INDEX docs_l2_idx ON defaultdb.public.docs "
+        "USING cspann (embedding vector_l2_ops)",
+        "contype": None,
+    },
+]
+
+
+def _crdb_answer(sql: str) -> list[dict[str, Any]] | None:
+    if "pg_catalog.pg_class.oid, pg_catalog.pg_class.relname \n" in sql:
+        return [{"oid": 60, "relname": "docs"}]
+    if "FROM pg_catalog.pg_indexes AS i" in sql and "i.indexdef" in sql:
+        return _CRDB_DOCS_INDEXES
+    if "FROM pg_catalog.pg_indexes AS i" in sql:
+        return [
+            {k: r[k] for k in ("tablename", "indexname")} for r in _CRDB_DOCS_INDEXES
+        ]
+    return None
+
+
+def test_alembic_on_crdb_catalogue_sees_no_vector_index_change() -> None:
+    from alembic.autogenerate.api import AutogenContext
+    from alembic.operations import ops
+
+    from tests.conformance.recording import Recorder, crdb_dialect
+    from tests.conformance.test_recorded_answers import _compare_indexes_and_uniques
+
+    dialect = crdb_dialect("v25.4.0-alpha.2 (dev build)")
+    recorder = Recorder(dialect, _crdb_answer)
+    recorder.engine = type("RecordedEngine", (), {"dialect": dialect})()
+    recorder._transaction = None
+    autogen = AutogenContext(MigrationContext.configure(connection=recorder))
+    db_table = model().tables["docs"]
+    unchanged = ops.ModifyTableOps("docs", [], schema=None)
+    _compare_indexes_and_uniques(
+        autogen, unchanged, None, "docs", db_table, model().tables["docs"]
+    )
+    assert unchanged.ops == []
+    dropped = model().tables["docs"]
+    dropped.indexes.discard(next(i for i in dropped.indexes if i.name == "docs_l2_idx"))
+    changed = ops.ModifyTableOps("docs", [], schema=None)
+    _compare_indexes_and_uniques(autogen, changed, None, "docs", db_table, dropped)
+    assert [type(o).__name__ for o in changed.ops] == ["DropIndexOp"]
