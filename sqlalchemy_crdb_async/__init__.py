@@ -105,8 +105,8 @@ from .retry import (
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "VECTOR",
+# plain sorted() order, as tests/test_public_api.py checks (not isort's)
+__all__ = [  # noqa: RUF022
     "AmbiguousCommitError",
     "AsOfSystemTimeError",
     "Attempt",
@@ -129,6 +129,7 @@ __all__ = [
     "UnsupportedServerError",
     "UnsupportedServerWarning",
     "Upsert",
+    "VECTOR",
     "VectorValueError",
     "__version__",
     "as_of_system_time",
