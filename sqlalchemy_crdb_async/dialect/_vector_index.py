@@ -46,7 +46,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import exc
-from sqlalchemy.sql import operators
+from sqlalchemy.sql import coercions, operators, roles
 from sqlalchemy.sql.elements import UnaryExpression
 
 __all__ = [
@@ -216,8 +216,6 @@ def pg_vector_index(compiler: Any, create: Any, index: Any, pg: Any) -> str:
         text += " WITH ({})".format(", ".join(f"{k} = {v}" for k, v in options.items()))
     where = pg["where"]
     if where is not None:
-        from sqlalchemy.sql import coercions, roles
-
         where = coercions.expect(roles.DDLExpressionRole, where)
         text += " WHERE " + compiler.sql_compiler.process(
             where, include_table=False, literal_binds=True

@@ -56,12 +56,12 @@ comes back as a list (asyncpg, through the per-connection codec of
 
 from __future__ import annotations
 
-import weakref
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import exc, func, text
+from sqlalchemy import bindparam, exc, func, text
 from sqlalchemy import types as sqltypes
 from sqlalchemy.sql.base import SchemaEventTarget
+from sqlalchemy.sql.elements import ClauseElement
 from sqlalchemy.types import UserDefinedType
 
 from ..errors import VectorValueError
@@ -114,8 +114,9 @@ class VECTOR(UserDefinedType[list[float]], SchemaEventTarget):
         self._column: Any = None
 
     def _set_parent(self, parent: Any, **kw: Any) -> None:
-        # the column this type belongs to, for error messages
-        self._column = weakref.ref(parent)
+        # the column this type belongs to, for error messages (a plain
+        # reference: a weak one would not pickle with the MetaData)
+        self._column = parent
 
     def adapt(self, cls: Any, **kw: Any) -> Any:
         adapted = super().adapt(cls, **kw)
@@ -126,7 +127,7 @@ class VECTOR(UserDefinedType[list[float]], SchemaEventTarget):
     @property
     def column_label(self) -> str | None:
         """``"table.column"`` (or the column name) once attached to a column."""
-        column = self._column() if self._column is not None else None
+        column = self._column
         if column is None:
             return None
         table = getattr(column, "table", None)
@@ -213,20 +214,11 @@ class VECTOR(UserDefinedType[list[float]], SchemaEventTarget):
 
         def l1_distance(self, other: Any) -> ColumnElement[float]:
             """``l1_distance(col, other)``: Manhattan distance."""
-            vector_type = self.expr.type
-            return func.l1_distance(
-                self.expr,
-                other
-                if hasattr(other, "__clause_element__")
-                else _bound(other, vector_type),
-                type_=sqltypes.Float,
-            )
-
-
-def _bound(value: Any, type_: Any) -> Any:
-    from sqlalchemy import bindparam
-
-    return bindparam(None, value, type_=type_, unique=True)
+            if not isinstance(other, ClauseElement) and not hasattr(
+                other, "__clause_element__"
+            ):
+                other = bindparam(None, other, type_=self.expr.type, unique=True)
+            return func.l1_distance(self.expr, other, type_=sqltypes.Float)
 
 
 def vector_dims(vector: Any) -> ColumnElement[int]:

@@ -189,3 +189,15 @@ async def test_undeclared_text_in_cast_keeps_working(vengine: AsyncEngine) -> No
     # a list through the asyncpg codec, the server's text elsewhere
     assert raw in ([3.0, 4.0, 0.0], "[3,4,0]")
     assert near == 7
+
+
+def test_metadata_with_vectors_pickles_and_columns_compare() -> None:
+    import pickle
+
+    from sqlalchemy_crdb_async.dialect.asyncpg import CockroachDBDialect_asyncpg
+
+    copy = pickle.loads(pickle.dumps(metadata))
+    assert copy.tables["items"].c.embedding.type.column_label == "items.embedding"
+    both = sa.select(items.c.embedding.l1_distance(items.c.loose))
+    sql = str(both.compile(dialect=CockroachDBDialect_asyncpg()))
+    assert "l1_distance(items.embedding, items.loose)" in sql
