@@ -84,6 +84,12 @@ class CockroachDBImpl(PostgresqlImpl):
 
     @override
     def compare_type(self, inspector_column: Any, metadata_column: Any) -> bool:
+        declared, found = metadata_column.type, inspector_column.type
+        if getattr(declared, "__crdb_vector__", False) and getattr(
+            found, "__crdb_vector__", False
+        ):
+            # VECTOR(n): the dimension is the type (VECTOR and VECTOR(3) differ)
+            return bool(declared.dim != found.dim)
         if self._is_crdb:
             meta = metadata_column.type
             found = inspector_column.type

@@ -215,3 +215,19 @@ def test_alembic_on_crdb_catalogue_sees_no_vector_index_change() -> None:
     changed = ops.ModifyTableOps("docs", [], schema=None)
     _compare_indexes_and_uniques(autogen, changed, None, "docs", db_table, dropped)
     assert [type(o).__name__ for o in changed.ops] == ["DropIndexOp"]
+
+
+def test_alembic_compares_vector_dimensions_exactly() -> None:
+    from sqlalchemy_crdb_async.dialect.alembic import CockroachDBImpl
+    from tests.conformance.recording import crdb_dialect
+
+    impl = CockroachDBImpl.__new__(CockroachDBImpl)
+    impl.dialect = crdb_dialect("v25.4.0-alpha.2 (dev build)")
+
+    def differs(found: Any, declared: Any) -> bool:
+        return impl.compare_type(sa.Column("e", found), sa.Column("e", declared))
+
+    assert not differs(VECTOR(3), VECTOR(3))
+    assert differs(VECTOR(3), VECTOR(4))
+    assert differs(VECTOR(), VECTOR(3))
+    assert differs(VECTOR(3), sa.Text())
