@@ -39,6 +39,7 @@ import inspect
 import math
 import re
 import struct
+import weakref
 from typing import TYPE_CHECKING, Any
 
 from ..errors import VectorValueError
@@ -239,17 +240,22 @@ def hook_supported(base: type[Any]) -> bool:
     return True
 
 
-_classes: dict[type[Any], type[Any]] = {}
+#: base class -> its subclass, both held weakly: each CockroachPool makes a
+#: connection class of its own, which must go with the pool.
+_classes: weakref.WeakKeyDictionary[type[Any], weakref.ref[type[Any]]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def vector_connection_class(base: type[Any]) -> type[Any]:
     """``base`` with the per-connection vector codec (module docstring); one
     subclass per base class, ``base`` itself when asyncpg changed."""
-    cls = _classes.get(base)
+    known = _classes.get(base)
+    cls = known() if known is not None else None
     if cls is not None:
         return cls
     if getattr(base, "_crdb_vector_codec", False) or not hook_supported(base):
-        _classes[base] = base
+        _classes[base] = weakref.ref(base)
         return base
 
     class VectorCodecConnection(base):  # type: ignore[misc]
@@ -284,5 +290,5 @@ def vector_connection_class(base: type[Any]) -> type[Any]:
             return await super()._introspect_type(typename, schema)
 
     VectorCodecConnection.__qualname__ = f"VectorCodec[{base.__qualname__}]"
-    _classes[base] = VectorCodecConnection
+    _classes[base] = weakref.ref(VectorCodecConnection)
     return VectorCodecConnection

@@ -160,3 +160,26 @@ async def test_undeclared_list_parameters_on_every_driver(pgvector_url: URL) -> 
     finally:
         sync.dispose()
     assert math.isclose(distance, 5.0)
+
+
+def test_codec_connection_classes_go_with_their_base() -> None:
+    import gc
+
+    import asyncpg
+
+    from sqlalchemy_crdb_async.dialect._vector_codec import (
+        _classes,
+        vector_connection_class,
+    )
+
+    class PoolsOwn(asyncpg.Connection):  # as each CockroachPool makes one
+        pass
+
+    made = vector_connection_class(PoolsOwn)
+    assert issubclass(made, PoolsOwn)
+    assert vector_connection_class(PoolsOwn) is made
+    assert vector_connection_class(made) is made  # never wrapped twice
+    before = len(_classes)
+    del made, PoolsOwn
+    gc.collect()
+    assert len(_classes) < before
