@@ -33,7 +33,8 @@ where                    what
                          (``compiler``), types, reflection, CockroachDB
                          SQL (``constructs``: :func:`as_of_system_time`,
                          :func:`index_hint`; ``dml``: :func:`upsert`;
-                         ``functions``: :func:`timestampdiff`, ...),
+                         ``functions``: :func:`timestampdiff`, ...;
+                         ``vector``: :class:`VECTOR`, distances),
                          Alembic, and SQLAlchemy's test-suite hooks
                          (``provision``, ``requirements``)
 ``retry/``               transaction retries: :func:`run_transaction`,
@@ -68,6 +69,12 @@ from .dialect.constructs import (
 from .dialect.dml import Upsert, upsert
 from .dialect.functions import timestampdiff, unique_rowid, uuid_primary_key
 from .dialect.server import ServerInfo, parse_server_version
+from .dialect.vector import (
+    VECTOR,
+    set_vector_search_beam,
+    vector_dims,
+    vector_norm,
+)
 from .errors import (
     AmbiguousCommitError,
     AsOfSystemTimeError,
@@ -82,6 +89,7 @@ from .errors import (
     UnrecognizedServerError,
     UnsupportedServerError,
     UnsupportedServerWarning,
+    VectorValueError,
 )
 from .pool import CockroachPool, PoolSettings, PoolStats, pool_stats
 from .retry import (
@@ -100,7 +108,8 @@ from .retry import (
 
 __version__ = "0.1.0"
 
-__all__ = [
+# plain sorted() order, as tests/test_public_api.py checks (not isort's)
+__all__ = [  # noqa: RUF022
     "AmbiguousCommitError",
     "AsOfSystemTimeError",
     "Attempt",
@@ -126,6 +135,8 @@ __all__ = [
     "UnsupportedServerError",
     "UnsupportedServerWarning",
     "Upsert",
+    "VECTOR",
+    "VectorValueError",
     "__version__",
     "as_of_system_time",
     "classify",
@@ -138,10 +149,13 @@ __all__ = [
     "retrying_session",
     "run_transaction",
     "set_transaction_as_of_system_time",
+    "set_vector_search_beam",
     "timestampdiff",
     "unique_rowid",
     "upsert",
     "uuid_primary_key",
+    "vector_dims",
+    "vector_norm",
     "with_max_staleness",
 ]
 

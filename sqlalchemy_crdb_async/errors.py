@@ -6,7 +6,11 @@ handlers::
 
     sqlalchemy.exc.SQLAlchemyError
      ├── sqlalchemy.exc.ArgumentError
-     │    └── ConnectParameterError      bad libpq-style URL parameter
+     │    ├── ConnectParameterError      bad libpq-style URL parameter
+     │    └── VectorValueError           not a valid vector for its VECTOR column
+     │                                   (also a ValueError; raised before sending,
+     │                                   so it reaches callers as the ``orig`` of
+     │                                   SQLAlchemy's StatementError)
      ├── sqlalchemy.exc.InvalidRequestError
      │    ├── DriverModeError            asyncio driver with create_engine(), or a
      │    │                              sync one with create_async_engine()
@@ -65,6 +69,7 @@ __all__ = [
     "UnrecognizedServerError",
     "UnsupportedServerError",
     "UnsupportedServerWarning",
+    "VectorValueError",
 ]
 
 
@@ -75,6 +80,11 @@ class ConnectParameterError(exc.ArgumentError):
 class DriverModeError(exc.InvalidRequestError):
     """Raised when an asyncio driver meets ``create_engine()`` (at first
     connect) or a sync driver meets ``create_async_engine()`` (at once)."""
+
+
+class VectorValueError(exc.ArgumentError, ValueError):
+    """Raised for a value that is not a valid vector for its ``VECTOR`` column:
+    wrong dimensions, NaN or infinity, a non-number, empty, too long."""
 
 
 class UnrecognizedServerError(exc.InvalidRequestError):
@@ -246,6 +256,7 @@ for _cls in (
     DeadlineExceededError,
     AmbiguousCommitError,
     ReplayMismatchError,
+    VectorValueError,
 ):
     _cls.__module__ = "sqlalchemy_crdb_async"
 del _cls

@@ -68,3 +68,14 @@ def test_fastapi_module_names() -> None:
     }
     for name in names:
         assert hasattr(fastapi_module, name), name
+
+
+def test_vector_names_are_public() -> None:
+    assert {
+        "VECTOR",
+        "VectorValueError",
+        "set_vector_search_beam",
+        "vector_dims",
+        "vector_norm",
+    } <= set(sqlalchemy_crdb_async.__all__)
+    assert issubclass(sqlalchemy_crdb_async.VectorValueError, ValueError)

@@ -79,11 +79,17 @@ def fresh_database(
 ) -> Iterator[str]:
     """The URL of a database of the block's own, as the server command prints it."""
     name = "readme_" + request.node.callspec.id.split("-", 1)[0].lower()
-    url = crdb_server.create_database(name)
+    server, extensions = crdb_server, ()
+    if re.search(r"\bVECTOR\b", request.node.callspec.params["block"].code):
+        # The Vectors section needs a server with the VECTOR type (CockroachDB,
+        # or PostgreSQL with pgvector, as its text says).
+        server = request.getfixturevalue("pgvector_server")
+        extensions = ("vector",)
+    url = server.create_database(name, extensions=extensions)
     try:
         yield url.render_as_string(hide_password=False)
     finally:
-        crdb_server.drop_database(name)
+        server.drop_database(name)
 
 
 @pytest.mark.parametrize("block", PROGRAMS)

@@ -217,6 +217,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             ]
     console = Console(stderr=True)
 
+    # the k-NN workload needs the VECTOR type: its own server when need be
+    vector_workloads = [w for w in workloads if w.name in VECTOR_WORKLOADS]
+    workloads_main = [w for w in workloads if w.name not in VECTOR_WORKLOADS]
     legacy = load_legacy_dialect(args.legacy_cache)
     console.print(f"[bold]sqlalchemy-cockroachdb:[/] {legacy.note or legacy.reason}")
     server = TestServer(args.url, "--url") if args.url else resolve_server(None)
@@ -251,7 +254,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     )
                 outcome = _run(
                     _run_all(
-                        workloads,
+                        workloads_main,
                         config,
                         bench_url,
                         cell_url,
@@ -269,6 +272,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             server.drop_database(BENCH_DB)
             if stmts_url is not None:
                 server.drop_database(STMTS_DB)
+        if vector_workloads:
+            _run_vector_workloads(
+                vector_workloads, config, server, outcome, loop, console
+            )
         if note is not None:
             outcome.statements_note = note
         return _report(
@@ -276,6 +283,42 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     finally:
         server.stop()
+
+
+#: Workloads that run on a server with the VECTOR type (benchmarks/workloads/knn.py).
+VECTOR_WORKLOADS = ("knn",)
+VECTOR_DB = "crdb_async_bench_vectors"
+
+
+def _run_vector_workloads(
+    workloads: Sequence[Workload],
+    config: RunConfig,
+    server: TestServer,
+    outcome: Outcome,
+    loop: str,
+    console: Console,
+) -> None:
+    """Run ``workloads`` on a server with the VECTOR type (the benchmark's own
+    when it has it, else an embedded PostgreSQL with pgvector) and add their
+    cells to ``outcome``; statements are not counted there."""
+    from sqlalchemy_crdb_async.testing.provider import resolve_pgvector_server
+
+    vector_server = resolve_pgvector_server(server)
+    try:
+        if vector_server is not server:
+            console.print(f"[bold]vector server:[/] {vector_server.describe()}")
+        url = vector_server.create_database(VECTOR_DB, extensions=("vector",))
+        try:
+            more = _run(
+                _run_all(workloads, config, url, url, None, None, console), loop
+            )
+        finally:
+            vector_server.drop_database(VECTOR_DB)
+    finally:
+        if vector_server is not server:
+            vector_server.stop()
+    outcome.cells.extend(more.cells)
+    outcome.statements.update(more.statements)
 
 
 def _statements_unavailable(server: TestServer, skipped: bool) -> str | None:

@@ -201,6 +201,7 @@ def all_workloads() -> dict[str, Workload]:
         fastapi_read,
         fastapi_transfer,
         insert_batch,
+        knn,
         point_read,
         pool_checkout,
     )
@@ -217,5 +218,6 @@ def all_workloads() -> dict[str, Workload]:
             fastapi_read.workload,
             fastapi_transfer.workload,
             fastapi_transfer.hot_workload,
+            knn.workload,
         )
     }

@@ -31,11 +31,15 @@ What it shows:
   ``POOL_APP_INSTANCES``);
 - ``async with retrying_session(...)`` for work outside a request (the demo
   accounts at startup);
-- ``GET /healthz``: the server, the pool and the retry counters.
+- ``GET /healthz``: the server, the pool and the retry counters;
+- ``GET /search?q=`` (``&k=``): the articles of :mod:`examples.vector_search`
+  nearest to ``q`` (a ``VECTOR(64)`` column, cosine distance), loaded at
+  startup; 501 on a server without vectors (CockroachDB below v25.3, PostgreSQL
+  without pgvector).
 
 Endpoints: ``POST /accounts``, ``GET /accounts`` (paged by id),
 ``GET /accounts/{id}``, ``POST /transfers``, ``GET /transfers`` (newest first,
-``?account_id=``, ``?after=<next>``), ``GET /healthz``.
+``?account_id=``, ``?after=<next>``), ``GET /healthz``, ``GET /search``.
 
 Answers: 404 unknown account; 409 overdraft or a balance that would pass
 NUMERIC(14,2); 422 malformed input (an id that is not a UUID, an empty
@@ -74,6 +78,7 @@ from sqlalchemy_crdb_async import (
 )
 from sqlalchemy_crdb_async.fastapi import RetryingRoute, session_dependency
 
+from .. import vector_search
 from .database import Database, open_database
 
 #: The largest NUMERIC(14, 2).
@@ -197,6 +202,40 @@ def _parse_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         raise HTTPException(422, "after: not a cursor from a previous page") from None
 
 
+class SearchHit(BaseModel):
+    title: str
+    distance: float
+
+
+async def prepare_search(
+    engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession]
+) -> str | None:
+    """Articles for ``GET /search``; None when ready, else why there are none."""
+    dialect: Any = engine.dialect
+    async with engine.connect() as conn:
+        if dialect.is_cockroachdb:
+            # a cosine vector index needs v25.3 (cockroach PR #147681)
+            ok = dialect.crdb_at_least(25, 3)
+        else:
+            ok = bool(
+                await conn.scalar(
+                    sa.text(
+                        "SELECT count(*) FROM pg_available_extensions "
+                        "WHERE name = 'vector'"
+                    )
+                )
+            )
+    if not ok:
+        return "vector search needs CockroachDB v25.3+ or PostgreSQL with pgvector"
+    await vector_search.create_schema(engine)
+    await vector_search.load(sessions, SEARCH_ROWS)
+    return None
+
+
+#: Articles loaded for GET /search.
+SEARCH_ROWS = 1_000
+
+
 def make_engine(url: str, pool: PoolSettings | None = None) -> AsyncEngine:
     """The app's engine; the pool sized for the cluster unless ``pool`` is given."""
     from sqlalchemy.ext.asyncio import create_async_engine
@@ -256,6 +295,7 @@ def create_app(
                 await conn.run_sync(Base.metadata.create_all)
             if seed:
                 await open_demo_accounts(sessions, policy)
+            app.state.search_unavailable = await prepare_search(engine, sessions)
             yield
         finally:
             await engine.dispose()
@@ -380,6 +420,18 @@ def create_app(
             items=[_transfer_out(t) for t in items],
             next=_cursor(items[-1]) if more else None,
         )
+
+    @router.get("/search")
+    async def search(
+        session: Read,
+        q: Annotated[str, Query(min_length=1, max_length=200)],
+        k: Annotated[int, Query(ge=1, le=50)] = 5,
+    ) -> list[SearchHit]:
+        """The ``k`` articles nearest to ``q`` (examples/vector_search.py)."""
+        if app.state.search_unavailable:
+            raise HTTPException(501, app.state.search_unavailable)
+        rows = await session.execute(vector_search.nearest(q, k))
+        return [SearchHit(title=t, distance=d) for t, d in rows]
 
     @router.get("/healthz")
     async def healthz(session: Read) -> dict[str, Any]:

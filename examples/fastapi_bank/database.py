@@ -52,9 +52,13 @@ def open_database(url: str | None) -> Database:
     if url is not None:
         return Database(_as_asyncpg(url))
     try:
-        from sqlalchemy_crdb_async.testing.embedded import EmbeddedPostgres
+        from sqlalchemy_crdb_async.testing import embedded
 
-        server = EmbeddedPostgres().start()
+        try:  # with pgvector when there is such a build, for GET /search
+            bindir = embedded.find_pgvector_bindir()
+        except embedded.PostgresNotFoundError:
+            bindir = None
+        server = embedded.EmbeddedPostgres(bindir=bindir).start()
     except (ImportError, RuntimeError, OSError) as e:
         raise RuntimeError(
             f"DATABASE_URL is not set, and no embedded PostgreSQL could start "

@@ -42,7 +42,9 @@ Autogenerate on CockroachDB
     - ``JSON`` is stored as ``JSONB`` (tests/crdb_facts/pg_catalog_support.md
       section 6): JSON in the model against JSONB in the database is no change.
     - Reflected ``cockroachdb_*`` index options (STORING, hash sharding,
-      inverted) take part in index comparison.
+      inverted, vector) take part in index comparison.
+    - ``VECTOR(n)`` columns compare by dimension; a vector index's operator
+      classes are compared on PostgreSQL (pgvector's hnsw) only.
 
 Reflected index/constraint options are named ``cockroachdb_*`` on both servers
 (this dialect's prefix); the comparison reads them under either prefix.
@@ -124,6 +126,12 @@ class CockroachDBImpl(PostgresqlImpl):
 
     @override
     def compare_type(self, inspector_column: Any, metadata_column: Any) -> bool:
+        declared, found = metadata_column.type, inspector_column.type
+        if getattr(declared, "__crdb_vector__", False) and getattr(
+            found, "__crdb_vector__", False
+        ):
+            # VECTOR(n): the dimension is the type (VECTOR and VECTOR(3) differ)
+            return bool(declared.dim != found.dim)
         if self._is_crdb:
             meta = metadata_column.type
             found = inspector_column.type
@@ -173,6 +181,21 @@ class CockroachDBImpl(PostgresqlImpl):
             options.append("hash_sharded")
         if _option(item, "inverted") or (_option(item, "using") or "") == "gin":
             options.append("inverted")
+        if _option(item, "vector") or (_option(item, "using") or "") in (
+            "cspann",
+            "hnsw",
+        ):
+            options.append("vector")
+            if not self._is_crdb:
+                # pgvector prints each column's operator class; CockroachDB's
+                # pg_indexes may print vector_l2_ops for every vector index
+                # (catformat/index.go TODO(#144016), tests/crdb_facts/vectors.md
+                # section 3.1), so there only the kind is compared;
+                # vector_l2_ops is pgvector's default, so a model
+                # that names none matches an index that prints it
+                ops = dict(_option(item, "ops") or {})
+                named = sorted((k, v) for k, v in ops.items() if v != _DEFAULT_OPS)
+                options.append(("ops", tuple(named)))
         where = _option(item, "where")
         if where is not None and self._is_crdb:
             options.append("partial")
@@ -187,6 +210,10 @@ class CockroachDBImpl(PostgresqlImpl):
             if not options.get(f"{prefix}_include"):
                 options.pop(f"{prefix}_include", None)
         return options
+
+
+#: pgvector's default operator class (and CockroachDB's).
+_DEFAULT_OPS = "vector_l2_ops"
 
 
 def _crdb_allows_transactional_ddl(connection: Any) -> bool:

@@ -43,6 +43,10 @@ CockroachDB differences handled here:
   for a pausable portal must be a read-only SELECT query with no sub-queries
   or post-queries" (tests/crdb_facts/errors_batch3.json
   ``0A000_multiple_active_portals``): read such results buffered.
+- VECTOR: each connection gets a codec for the ``vector`` type the first time a
+  statement uses it, from asyncpg's own type lookup (no query of its own, nothing
+  per checkout; binary where the server reads it, text on CockroachDB below
+  v25.4): :mod:`._vector_codec`.
 """
 
 from __future__ import annotations
@@ -60,6 +64,7 @@ from typing_extensions import override
 
 from ..errors import mark_connect_failure
 from ._libpq import asyncpg_connect_kwargs
+from ._vector_codec import vector_connection_class
 from .base import CockroachDBDialect, refuse_sync_use, without_noop_params
 
 if TYPE_CHECKING:
@@ -120,6 +125,12 @@ class CockroachDBDialect_asyncpg(CockroachDBDialect, PGDialect_asyncpg):
     @override
     def connect(self, *cargs: Any, **cparams: Any) -> Any:
         refuse_sync_use(self, cparams)  # before a coroutine exists that nobody awaits
+        # outermost, so it also sees types the pool's shared cache answers
+        # (pool/_type_cache.py): the per-connection VECTOR codec
+        import asyncpg
+
+        base = cparams.get("connection_class", asyncpg.Connection)
+        cparams["connection_class"] = vector_connection_class(base)
         try:
             return super().connect(*cargs, **cparams)
         except Exception as error:

@@ -112,6 +112,7 @@ from .server import (
     check_support_window,
     parse_server_version,
 )
+from .vector import VECTOR
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import URL, Connection, Engine
@@ -242,6 +243,10 @@ class CockroachDBDialect(PGDialect):
         for cls, args in PGDialect.construct_arguments or []
     ]
 
+    #: PostgreSQL's type names plus pgvector's ``vector`` (``format_type`` gives
+    #: ``vector(3)`` there); CockroachDB's spelling is read in types.py.
+    ischema_names = {**PGDialect.ischema_names, "vector": VECTOR}
+
     #: What the server said on the first connection; None until then.
     server_info: ServerInfo | None = None
 
@@ -256,6 +261,18 @@ class CockroachDBDialect(PGDialect):
     @override
     def create_connect_args(self, url: URL) -> ConnectArgsType:
         return super().create_connect_args(without_noop_params(url))
+
+    @override
+    def type_descriptor(self, typeobj: Any) -> Any:
+        # pgvector-python's VECTOR (pgvector.sqlalchemy) runs with this
+        # dialect's processors, which read what this dialect's drivers return
+        # (a list from the asyncpg codec, text elsewhere) and give a list as
+        # pgvector 0.4+ does; its comparators are unchanged.
+        if type(typeobj).__module__.startswith("pgvector.") and (
+            type(typeobj).__name__ == "VECTOR"
+        ):
+            return VECTOR(getattr(typeobj, "dim", None))
+        return super().type_descriptor(typeobj)
 
     @override
     def connect(self, *cargs: Any, **cparams: Any) -> Any:
@@ -437,9 +454,12 @@ class CockroachDBDialect(PGDialect):
         **kw: Any,
     ) -> Any:
         if not self.is_cockroachdb:
-            return crdb_reflection.rename_pg_options(
-                super().get_multi_indexes(
-                    connection, schema=schema, filter_names=filter_names, **kw
+            # pgvector's hnsw indexes read back as cockroachdb_vector=True
+            return crdb_reflection.mark_pg_vector_indexes(
+                crdb_reflection.rename_pg_options(
+                    super().get_multi_indexes(
+                        connection, schema=schema, filter_names=filter_names, **kw
+                    )
                 )
             )
         # CockroachDB: pg_indexes.indexdef has STORING / USING HASH, and pg_am

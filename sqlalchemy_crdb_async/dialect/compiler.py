@@ -21,9 +21,11 @@ this dialect is named ``cockroachdb``). CockroachDB-only index options:
     ``cockroachdb_ops={"name": "gin_trgm_ops"}`` a trigram index.
 ``cockroachdb_vector=True``
     ``CREATE VECTOR INDEX`` (CockroachDB v25.2+, behind the cluster setting
-    ``feature.vector_index.enabled``:
-    https://www.cockroachlabs.com/docs/v25.2/vector-indexes); a
-    ``CompileError`` on PostgreSQL. Inverted and vector indexes cannot be
+    ``feature.vector_index.enabled`` until v25.4:
+    https://www.cockroachlabs.com/docs/v25.2/vector-indexes), with prefix
+    columns, ``cockroachdb_ops`` per vector column and ``cockroachdb_with``
+    storage parameters; pgvector's ``USING hnsw`` on PostgreSQL (see
+    :mod:`._vector_index`). Inverted and vector indexes cannot be
     unique, hash-sharded or ``STORING`` (a ``CompileError``).
 ``cockroachdb_ops={"col": "opclass"}``
     an operator class; on CockroachDB only on the last column of an inverted
@@ -75,6 +77,7 @@ from sqlalchemy.sql.dml import Insert
 from sqlalchemy.sql.selectable import CompoundSelect
 from typing_extensions import override
 
+from . import _vector_index
 from . import constructs as crdb_sql
 from ._keywords import CRDB_RESERVED_WORDS, PG_RESERVED_WORDS
 from .functions import render_timestampdiff
@@ -107,6 +110,17 @@ class CockroachDBTypeCompiler(PGTypeCompiler):
         # CockroachDB: INTEGER is INT8 (default_int_size,
         # https://www.cockroachlabs.com/docs/v25.2/set-vars)
         return "INT4" if _is_crdb(self.dialect) else "INTEGER"
+
+    @override
+    def visit_user_defined(self, type_: Any, **kw: Any) -> str:
+        if _is_crdb(self.dialect) and getattr(type_, "__crdb_vector__", False):
+            dialect: Any = self.dialect
+            if not dialect.crdb_at_least(*_VECTOR_TYPE_SINCE):
+                raise exc.CompileError(
+                    f"{type_.get_col_spec()} needs CockroachDB v24.2 or later; "
+                    f"this server is {dialect.server_info.describe()}"
+                )
+        return str(super().visit_user_defined(type_, **kw))
 
     @override
     def visit_JSON(self, type_: Any, **kw: Any) -> str:
@@ -151,6 +165,8 @@ def _ddl_targets(statement: Any) -> list[Any]:
 _NOT_VISIBLE_SINCE = (22, 2)
 _VISIBILITY_SINCE = (23, 2)
 # CREATE VECTOR INDEX: https://www.cockroachlabs.com/docs/v25.2/vector-indexes
+# The VECTOR type: v24.2 (https://github.com/cockroachdb/cockroach/pull/124292)
+_VECTOR_TYPE_SINCE = (24, 2)
 _VECTOR_INDEX_SINCE = (25, 2)
 
 
@@ -173,11 +189,6 @@ def _visibility(index: Any, ours: Any) -> float | None:
 
 
 def _refuse_on_postgresql(index: Any, ours: Any) -> None:
-    if ours["vector"]:
-        raise exc.CompileError(
-            f"index {index.name!r}: cockroachdb_vector is CockroachDB-only "
-            "(CREATE VECTOR INDEX); on PostgreSQL use pgvector's postgresql_using."
-        )
     if _visibility(index, ours) is not None:
         raise exc.CompileError(
             f"index {index.name!r}: cockroachdb_visibility below 1.0 is "
@@ -266,6 +277,8 @@ class CockroachDBDDLCompiler(PGDDLCompiler):
             )
         if not _is_crdb(self.dialect):
             _refuse_on_postgresql(index, ours)
+            if ours["vector"]:  # pgvector's hnsw (_vector_index.py)
+                return _vector_index.pg_vector_index(self, create, index, pg)
             # the same meaning in PostgreSQL's spelling
             if ours["storing"] and not pg["include"]:
                 pg["include"] = ours["storing"]
@@ -295,7 +308,9 @@ class CockroachDBDDLCompiler(PGDDLCompiler):
         preparer = self.preparer
         using = (pg["using"] or "").lower()
         inverted = bool(ours["inverted"]) or using in ("gin", "inverted")
-        vector = bool(ours["vector"]) or using == "cspann"
+        # USING hnsw: an alias of cspann since v25.2.0-rc.1 (release note of
+        # https://github.com/cockroachdb/cockroach/pull/144533)
+        vector = bool(ours["vector"]) or using in ("cspann", "hnsw")
         kind = _index_kind(index, inverted=inverted, vector=vector)
         sharded = ours["hash_sharded"] or ours["bucket_count"] is not None
         storing = ours["storing"] or pg["include"]
@@ -323,6 +338,8 @@ class CockroachDBDDLCompiler(PGDDLCompiler):
                 )
             prefix += "VECTOR "
         ops = pg["ops"] or {}
+        if vector:
+            _vector_index.check_crdb_vector_index(self.dialect, index, ops)
         elements = []
         last = len(index.expressions) - 1
         for position, expr in enumerate(index.expressions):
@@ -356,6 +373,8 @@ class CockroachDBDDLCompiler(PGDDLCompiler):
         if ours["bucket_count"] is not None:
             # a storage parameter since v22.1 (tests/crdb_facts/grammar.md s.3)
             body += f" WITH (bucket_count={int(ours['bucket_count'])})"
+        if vector:  # min/max_partition_size, build_beam_size
+            body += _vector_index.crdb_vector_with(index, ours["with"])
         where = pg["where"]
         if where is not None:
             where = coercions.expect(roles.DDLExpressionRole, where)

@@ -32,6 +32,12 @@ On CockroachDB (gated on ``dialect.is_cockroachdb``)
     (:func:`mark_index_duplicates`); SQLAlchemy then reflects an index and
     Alembic compares it with a model's ``Index`` or ``UniqueConstraint`` alike.
 
+    Vector columns: ``crdb_sql_type`` ``VECTOR(3)`` gives ``VECTOR(3)`` (the
+    dimension is there; ``format_type`` drops it on CockroachDB); vector indexes
+    (``USING cspann (..., e vector_l2_ops)``) give ``cockroachdb_vector`` and
+    ``cockroachdb_ops``; their storage parameters are not in ``pg_indexes``, so
+    they are not reflected (tests/crdb_facts/vectors.md section 3.1).
+
     Table options: no ``cockroachdb_using`` (:func:`drop_table_access_method`).
 
     SQLAlchemy's own catalogue queries go through :func:`crdb_catalog_query`,
@@ -81,6 +87,7 @@ __all__ = [
     "crdb_catalog_query",
     "drop_table_access_method",
     "mark_index_duplicates",
+    "mark_pg_vector_indexes",
     "merge_crdb_column",
     "rename_pg_options",
     "strip_type_annotations",
@@ -414,6 +421,19 @@ def drop_table_access_method(options: Any) -> Any:
 
 
 # -- option names ------------------------------------------------------------
+
+
+def mark_pg_vector_indexes(items: Any) -> Any:
+    """On PostgreSQL: pgvector's ``USING hnsw`` indexes as the vector indexes
+    this dialect writes for ``cockroachdb_vector=True`` (see _vector_index.py),
+    so a model round-trips and Alembic sees no change."""
+    for _key, indexes in items:
+        for index in indexes:
+            options = index.get("dialect_options") or {}
+            if options.get("cockroachdb_using") == "hnsw":
+                del options["cockroachdb_using"]
+                options["cockroachdb_vector"] = True
+    return items
 
 
 def rename_pg_options(items: Any) -> Any:

