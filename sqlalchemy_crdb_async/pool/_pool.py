@@ -17,7 +17,11 @@ in :mod:`.settings`. How it hooks into SQLAlchemy (``sqlalchemy.pool.base``):
     lost a connection meanwhile); a dead one is invalidated and the next one
     taken.
 ``_return_conn``
-    Closes a connection past its deadline (eager expiry), else resets the
+    A connection that needs no round trip (not due, no transaction open, its
+    reset sent with the closing ``ROLLBACK`` or owed to its next first
+    message, :mod:`._reset`) goes straight back: nothing is awaited, so no
+    cancellation can interrupt it, and no cleanup task is made. Otherwise it
+    closes a connection past its deadline (eager expiry), else resets the
     session, as one bounded cleanup (:mod:`sqlalchemy_crdb_async._cleanup`):
     a cancelled caller waits for it to finish, or past the bound the
     connection is terminated and a WARNING logged; then the record goes back
@@ -440,6 +444,8 @@ class CockroachPool(AsyncAdaptedQueuePool):
             # No event loop to talk to the server from (garbage collection).
             record.invalidate()
             return
+        if self._settle_quietly(record, state):
+            return  # nothing awaited, so nothing a cancellation can interrupt
         # One cleanup task, bounded, awaited through cancellations (_cleanup).
         ok = await_only(
             run_cleanup(
@@ -450,6 +456,28 @@ class CockroachPool(AsyncAdaptedQueuePool):
         )
         if not ok and record.dbapi_connection is not None:
             record.invalidate()
+
+    def _settle_quietly(self, record: ConnectionPoolEntry, state: ConnState) -> bool:
+        """Settle a returned connection that needs no round trip; False if it does.
+
+        Not due for closing, no transaction open, and its reset either sent
+        with the closing ``ROLLBACK`` or owed to its next first message
+        (:mod:`._reset`).
+        """
+        driver = asyncpg_of(record)
+        if (
+            driver is None
+            or driver.is_in_transaction()
+            or self._close_reason(record, state, time.monotonic()) is not None
+        ):
+            return False
+        if self._settings.reset_on_return:
+            if not self._session_reset.settle_quietly(driver, self._is_cockroachdb()):
+                return False
+            self._counters.resets += 1
+        state.last_used = time.monotonic()
+        self._maintenance.note(state.deadline)
+        return True
 
     def _settle(self, record: ConnectionPoolEntry, state: ConnState) -> None:
         """Close a connection that is due, else reset its session."""
