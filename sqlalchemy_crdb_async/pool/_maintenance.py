@@ -136,13 +136,18 @@ class Maintenance:
             now = time.monotonic()
             if not self._pass_wanted and (due is None or due > now):
                 self.sleeping_until = due
+                # Woken (a new deadline or a pass wanted) or due: either way
+                # re-plan. Not asyncio.wait_for: before Python 3.12 it can
+                # swallow a cancellation that arrives as the event is set
+                # (https://github.com/python/cpython/issues/86296), and then
+                # stop() would wait for a task that never ends.
+                alarm = None if due is None else loop.call_later(due - now, wake.set)
                 try:
-                    # woken: a new deadline or a pass wanted; either way re-plan
-                    timeout = None if due is None else due - now
-                    with contextlib.suppress(asyncio.TimeoutError):
-                        await asyncio.wait_for(wake.wait(), timeout)
+                    await wake.wait()
                 finally:
                     self.sleeping_until = None
+                    if alarm is not None:
+                        alarm.cancel()
                 continue
             self._pass_wanted = False
             pause = earliest - loop.time()

@@ -465,18 +465,20 @@ class CockroachPool(AsyncAdaptedQueuePool):
         (:mod:`._reset`).
         """
         driver = asyncpg_of(record)
-        if (
-            driver is None
-            or driver.is_in_transaction()
-            or self._close_reason(record, state, time.monotonic()) is not None
-        ):
+        if driver is None or driver.is_in_transaction() or driver.is_closed():
+            return False
+        now = time.monotonic()
+        if state.retire or state.lost:
+            return False
+        if state.deadline is not None and now >= state.deadline:
             return False
         if self._settings.reset_on_return:
             if not self._session_reset.settle_quietly(driver, self._is_cockroachdb()):
                 return False
             self._counters.resets += 1
-        state.last_used = time.monotonic()
-        self._maintenance.note(state.deadline)
+        state.last_used = now
+        if state.deadline is not None:
+            self._maintenance.note(state.deadline)
         return True
 
     def _settle(self, record: ConnectionPoolEntry, state: ConnState) -> None:

@@ -177,7 +177,17 @@ _CONNECTION_CLASSES = frozenset({"08", "57"})
 def asyncpg_of(record: ManagesConnection) -> Any | None:
     """The record's ``asyncpg.Connection``, or None for other drivers."""
     driver = record.driver_connection
-    return driver if isinstance(driver, asyncpg.Connection) else None
+    # isinstance() against asyncpg.Connection walks the MRO in Python (its
+    # metaclass's __instancecheck__), on every checkout and return: remember
+    # the answer per class instead.
+    kind = type(driver)
+    known = _IS_ASYNCPG.get(kind)
+    if known is None:
+        known = _IS_ASYNCPG[kind] = isinstance(driver, asyncpg.Connection)
+    return driver if known else None
+
+
+_IS_ASYNCPG: dict[type[Any], bool] = {}
 
 
 def ping(record: ManagesConnection, dialect: Dialect, timeout_s: float) -> None:
@@ -383,11 +393,18 @@ class ResetWithRollback:
             raise
         return await self.crdb_execute_plain(query, timeout=timeout)
 
-    async def _get_statement(self, *args: Any, **kwargs: Any) -> Any:
+    def _get_statement(self, *args: Any, **kwargs: Any) -> Any:
         # Every prepared or parameterised statement passes here (fetch*,
-        # execute with arguments, executemany, prepare, cursors).
+        # execute with arguments, executemany, prepare, cursors). A plain
+        # function, as execute() is, while nothing is owed.
         if self.crdb_owed is not None:
-            await self._crdb_pay()
+            return self._crdb_get_statement_paying(*args, **kwargs)
+        self.crdb_clean = False
+        parent: Any = super()
+        return parent._get_statement(*args, **kwargs)
+
+    async def _crdb_get_statement_paying(self, *args: Any, **kwargs: Any) -> Any:
+        await self._crdb_pay()
         self.crdb_clean = False
         parent: Any = super()
         return await parent._get_statement(*args, **kwargs)
@@ -414,7 +431,16 @@ class ResetWithRollback:
         self._crdb_armed = None
         self.crdb_reset_sent = False
 
-    async def execute(
+    def execute(self, query: str, *args: Any, timeout: float | None = None) -> Any:
+        # A plain function handing back asyncpg's coroutine when there is
+        # nothing to add: no coroutine frame of ours on the hot path.
+        if self.crdb_owed is None and self._crdb_armed is None:
+            self.crdb_clean = False
+            parent: Any = super()
+            return parent.execute(query, *args, timeout=timeout)
+        return self._crdb_execute(query, *args, timeout=timeout)
+
+    async def _crdb_execute(
         self, query: str, *args: Any, timeout: float | None = None
     ) -> Any:
         if self.crdb_owed is not None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -183,6 +184,13 @@ class _IdlePool:
         raise AssertionError("nothing is due")
 
 
+class _DueLater(_IdlePool):
+    """Stands in for the pool: a connection falls due in an hour."""
+
+    def _next_due(self) -> float | None:
+        return time.monotonic() + 3600.0
+
+
 @pytest.fixture
 def other_loop() -> Iterator[asyncio.AbstractEventLoop]:
     loop = asyncio.new_event_loop()
@@ -219,3 +227,26 @@ async def test_a_new_event_loop_cancels_the_old_loops_task(
     assert asyncio.run_coroutine_threadsafe(old_cancelled(), other_loop).result(10)
     await m.stop()
     assert m.task is None
+
+
+async def test_stopping_the_task_as_it_is_woken_still_ends_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A cancellation that arrives as the task's wake-up event is set must not
+    # be lost (asyncio.wait_for lost it before Python 3.12), or stop() waits
+    # out its bound and logs a warning.
+    pool = _DueLater()  # held: the task holds its pool weakly
+    for _ in range(5):
+        m = Maintenance(pool, 1.0)  # type: ignore[arg-type]
+        m.ensure()
+        task = m.task
+        assert task is not None
+
+        async def asleep(m: Maintenance = m) -> bool:
+            return m.sleeping_until is not None
+
+        await until_async(asleep, "the task to wait for a wake-up")
+        m.note(0.0)  # earlier: sets the event; the task has not run yet
+        await m.stop()
+        assert task.done()
+    assert "did not finish" not in caplog.text
