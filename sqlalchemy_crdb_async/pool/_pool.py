@@ -187,8 +187,13 @@ class CockroachPool(AsyncAdaptedQueuePool):
         for _ in range(attempts):
             fairy = super().connect()
             state = state_of(fairy)
-            if state is None or not self._ping_due(state):
-                return self._handed_out(fairy, state)
+            if state is None:
+                self._counters.checkouts += 1
+                return fairy
+            if not self._ping_due(state):
+                state.suspect = False
+                self._counters.checkouts += 1
+                return fairy
             self._counters.pings_sent += 1
             try:
                 ping(fairy, self._dialect_for_ping(), self._settings.ping_timeout_s)

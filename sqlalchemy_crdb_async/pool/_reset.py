@@ -105,7 +105,7 @@ from typing_extensions import override
 from ..sqlstate import sqlstates_of
 
 if TYPE_CHECKING:
-    from types import FrameType
+    from types import CodeType, FrameType
 
     from sqlalchemy.engine import Connection
     from sqlalchemy.engine.interfaces import Dialect
@@ -507,15 +507,12 @@ def closing_connection_class(base: type[Connection]) -> type[Connection]:
         @override
         def _rollback_impl(self) -> None:
             fairy = self._dbapi_connection
-            arm = getattr(getattr(fairy, "_pool", None), "_arm_reset", None)
-            if (
-                arm is not None
-                and isinstance(
-                    getattr(fairy, "driver_connection", None), ResetWithRollback
-                )
-                and (self._crdb_closing or _orm_closes(self))
+            if (self._crdb_closing or _orm_closes(self)) and isinstance(
+                getattr(fairy, "driver_connection", None), ResetWithRollback
             ):
-                arm(fairy)
+                arm = getattr(getattr(fairy, "_pool", None), "_arm_reset", None)
+                if arm is not None:
+                    arm(fairy)
             super()._rollback_impl()
 
         @override
@@ -548,7 +545,10 @@ def _orm_closes(conn: Connection) -> bool:
         if frame is None:
             return False
         code = frame.f_code
-        if code.co_name == "close" and code.co_filename.endswith(_ORM_SESSION_FILE):
+        if code in _ORM_CLOSE_CODE or (
+            code.co_name == "close" and code.co_filename.endswith(_ORM_SESSION_FILE)
+        ):
+            _ORM_CLOSE_CODE.add(code)  # found by name once, by identity after
             local = frame.f_locals
             owner = local.get("self")
             return (
@@ -561,4 +561,5 @@ def _orm_closes(conn: Connection) -> bool:
 
 
 _ORM_FRAMES = 8
+_ORM_CLOSE_CODE: set[CodeType] = set()
 _ORM_SESSION_FILE = os.path.join("orm", "session.py")
