@@ -37,6 +37,8 @@ in :mod:`.settings`. How it hooks into SQLAlchemy (``sqlalchemy.pool.base``):
     in SQLAlchemy's greenlet), then closes every idle connection as one
     bounded cleanup, so a cancelled dispose still closes them all.
 Dialect events (:mod:`._listeners`) and the maintenance task (:mod:`._maintenance`)
+    Neither module imports this one: the listener gets a callback
+    (``_prepare_connect``), the task a :class:`._maintenance.MaintainedPool`.
     ``do_connect`` orders a multi-host URL's hosts, least-used first, and
     passes asyncpg the shared-introspection connection class
     (:mod:`._type_cache`); ``handle_error`` treats the shutdown SQLSTATEs as
@@ -152,7 +154,7 @@ class CockroachPool(AsyncAdaptedQueuePool):
         invoke = super()._should_wrap_creator(creator)
 
         def create(rec: ConnectionPoolEntry) -> DBAPIConnection:
-            token = CONNECTING.set(self)
+            token = CONNECTING.set(self._prepare_connect)
             try:
                 dbapi_connection = invoke(rec)
             finally:
@@ -578,6 +580,12 @@ class CockroachPool(AsyncAdaptedQueuePool):
                 taken.append(self._pool.get_nowait())
             except Empty:
                 return taken
+
+    def _put_back_idle(self, records: list[ConnectionPoolEntry]) -> None:
+        # in the order taken: a LIFO queue pops from the end
+        queue = self._pool
+        for record in reversed(records) if queue.use_lifo else records:
+            queue.put_nowait(record)
 
 
 POOL_CLASS.append(CockroachPool)
