@@ -15,7 +15,8 @@ key                         what it is
                             without dependencies (:mod:`benchmarks._harness.legacy`)
 ``ours``                    this package's ``cockroachdb+asyncpg``
 ``ours-pool``               ours with ``PoolSettings(...).engine_kwargs()``
-                            (the pool-tuning work); checkout storm only
+                            (the pool-tuning work); checkout storm and
+                            point reads
 ``ours-fastapi``            the example app ``examples/fastapi_bank``, its
                             lifespan entered, driven in process by httpx's
                             ``ASGITransport``; FastAPI workloads only

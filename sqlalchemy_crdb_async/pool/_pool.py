@@ -349,7 +349,9 @@ class CockroachPool(AsyncAdaptedQueuePool):
             driver.add_termination_listener(
                 lambda conn: self._on_terminated(record_ref, conn)
             )
-        record.info[STATE_KEY] = ConnState(host, now, lifetime, deadline)
+        else:
+            driver = None
+        record.info[STATE_KEY] = ConnState(host, now, lifetime, deadline, driver=driver)
         self._records.add(record)
         self._counters.connections_opened += 1
 
@@ -408,7 +410,7 @@ class CockroachPool(AsyncAdaptedQueuePool):
     ) -> str | None:
         if state.retire:
             return "drain"
-        if state.lost or _driver_closed(record):
+        if state.lost or (state.driver is not None and state.driver.is_closed()):
             return "lost"
         if state.deadline is not None and now >= state.deadline:
             return "lifetime"
@@ -471,7 +473,7 @@ class CockroachPool(AsyncAdaptedQueuePool):
         with the closing ``ROLLBACK`` or owed to its next first message
         (:mod:`._reset`).
         """
-        driver = asyncpg_of(record)
+        driver: Any = state.driver
         if driver is None or driver.is_in_transaction() or driver.is_closed():
             return False
         now = time.monotonic()
@@ -480,9 +482,13 @@ class CockroachPool(AsyncAdaptedQueuePool):
         if state.deadline is not None and now >= state.deadline:
             return False
         if self._settings.reset_on_return:
+            # sent with the closing ROLLBACK, or something was sent since
+            needed = getattr(driver, "crdb_reset_sent", True) or not getattr(
+                driver, "crdb_clean", False
+            )
             if not self._session_reset.settle_quietly(driver, self._is_cockroachdb()):
                 return False
-            self._counters.resets += 1
+            self._counters.resets += needed
         state.last_used = now
         if state.deadline is not None:
             self._maintenance.note(state.deadline)
@@ -541,11 +547,12 @@ class CockroachPool(AsyncAdaptedQueuePool):
                 self._connection_classes[base] = cls
             cparams["connection_class"] = cls
 
-    def _arm_reset(self, fairy: PoolProxiedConnection) -> Any:
-        """Before a closing ``Connection`` rolls back (see :mod:`._reset`)."""
+    def _arm_reset(self, driver: Any) -> Any:
+        """Before a closing ``Connection`` rolls back on ``driver`` (see
+        :mod:`._reset`); returns the armed driver connection, or None."""
         if not self._settings.reset_on_return:
             return None
-        return self._session_reset.arm(fairy, self._is_cockroachdb())
+        return self._session_reset.arm(driver, self._is_cockroachdb())
 
     def engine_created(self, engine: Engine) -> None:
         """From the dialect's hook: the engine's connections call ``_arm_reset``."""

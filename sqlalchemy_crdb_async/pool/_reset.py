@@ -112,7 +112,6 @@ if TYPE_CHECKING:
     from sqlalchemy.pool import (
         ConnectionPoolEntry,
         ManagesConnection,
-        PoolProxiedConnection,
     )
 
 __all__ = [
@@ -225,10 +224,9 @@ class SessionReset:
             return "; ".join(self._crdb())
         return PG_RESET[0]
 
-    def arm(self, fairy: PoolProxiedConnection, is_cockroachdb: bool) -> Any:
+    def arm(self, driver: Any, is_cockroachdb: bool) -> Any:
         """Make the driver connection's next ``ROLLBACK`` carry the reset;
         returns the armed connection, or None when it cannot be."""
-        driver = fairy.driver_connection
         if not self.combine or not isinstance(driver, ResetWithRollback):
             return None
         driver.crdb_arm(self, is_cockroachdb)
@@ -504,26 +502,29 @@ def closing_connection_class(base: type[Connection]) -> type[Connection]:
         _crdb_arms_reset = True
         _crdb_closing = False
 
+        #: The driver connection this Connection armed, disarmed on close.
+        _crdb_armed_driver: ResetWithRollback | None = None
+
         @override
         def _rollback_impl(self) -> None:
-            fairy = self._dbapi_connection
-            if (self._crdb_closing or _orm_closes(self)) and isinstance(
-                getattr(fairy, "driver_connection", None), ResetWithRollback
-            ):
+            if self._crdb_closing or _orm_closes(self):
+                fairy = self._dbapi_connection
+                driver = getattr(fairy, "driver_connection", None)
                 arm = getattr(getattr(fairy, "_pool", None), "_arm_reset", None)
-                if arm is not None:
-                    arm(fairy)
+                if isinstance(driver, ResetWithRollback) and arm is not None:
+                    self._crdb_armed_driver = arm(driver)
             super()._rollback_impl()
 
         @override
         def close(self) -> None:
-            driver = getattr(self._dbapi_connection, "driver_connection", None)
             self._crdb_closing = True
             try:
                 super().close()
             finally:
                 self._crdb_closing = False
-                if isinstance(driver, ResetWithRollback):
+                driver = self._crdb_armed_driver
+                if driver is not None:
+                    self._crdb_armed_driver = None
                     driver.crdb_disarm()
 
     ClosingConnection.__qualname__ = f"ResetOnClose[{base.__qualname__}]"
