@@ -189,13 +189,8 @@ class CockroachPool(AsyncAdaptedQueuePool):
         for _ in range(attempts):
             fairy = super().connect()
             state = state_of(fairy)
-            if state is None:
-                self._counters.checkouts += 1
-                return fairy
-            if not self._ping_due(state):
-                state.suspect = False
-                self._counters.checkouts += 1
-                return fairy
+            if state is None or not self._ping_due(state):
+                return self._handed_out(fairy, state)
             self._counters.pings_sent += 1
             try:
                 ping(fairy, self._dialect_for_ping(), self._settings.ping_timeout_s)
@@ -362,7 +357,7 @@ class CockroachPool(AsyncAdaptedQueuePool):
             state = state_of(record)
             if state is None or record.in_use or record.dbapi_connection is None:
                 continue
-            if state.retire or state.lost or _driver_closed(record):
+            if state.retire or state.lost or _closed(state):
                 return time.monotonic()
             if state.deadline is not None and (due is None or state.deadline < due):
                 due = state.deadline
@@ -410,7 +405,7 @@ class CockroachPool(AsyncAdaptedQueuePool):
     ) -> str | None:
         if state.retire:
             return "drain"
-        if state.lost or (state.driver is not None and state.driver.is_closed()):
+        if state.lost or _closed(state):
             return "lost"
         if state.deadline is not None and now >= state.deadline:
             return "lifetime"
@@ -598,6 +593,5 @@ class CockroachPool(AsyncAdaptedQueuePool):
 POOL_CLASS.append(CockroachPool)
 
 
-def _driver_closed(record: ConnectionPoolEntry) -> bool:
-    driver = asyncpg_of(record)
-    return driver is not None and bool(driver.is_closed())
+def _closed(state: ConnState) -> bool:
+    return state.driver is not None and bool(state.driver.is_closed())
