@@ -9,6 +9,7 @@ message, or, after a ``COMMIT``, with the next borrower's ``BEGIN``
 
 from __future__ import annotations
 
+import io
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -294,3 +295,19 @@ async def _driver(eng: AsyncEngine) -> Any:
     pool = eng.sync_engine.pool
     (record,) = list(pool._records)  # type: ignore[attr-defined]
     return record.driver_connection
+
+
+async def test_an_owed_reset_is_paid_before_a_copy(crdb_url: URL) -> None:
+    eng = await _owing_engine(crdb_url)
+    try:
+        async with eng.begin() as conn:
+            await conn.execute(sa.text("SET search_path = leaked"))
+        driver = await _driver(eng)
+        assert driver.crdb_owed is not None
+        out = io.BytesIO()
+        query = "SELECT current_setting('search_path')"
+        await driver.copy_from_query(query, output=out)
+        assert driver.crdb_owed is None
+        assert b"leaked" not in out.getvalue()
+    finally:
+        await eng.dispose()
