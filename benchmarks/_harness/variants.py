@@ -15,7 +15,8 @@ key                         what it is
                             without dependencies (:mod:`benchmarks._harness.legacy`)
 ``ours``                    this package's ``cockroachdb+asyncpg``
 ``ours-pool``               ours with ``PoolSettings(...).engine_kwargs()``
-                            (the pool-tuning work); checkout storm only
+                            (the pool-tuning work); checkout storm and
+                            point reads
 ``ours-fastapi``            the example app ``examples/fastapi_bank``, its
                             lifespan entered, driven in process by httpx's
                             ``ASGITransport``; FastAPI workloads only
@@ -35,6 +36,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+from .apis import missing_api, ours_api
 from .legacy import load_legacy_dialect
 
 if TYPE_CHECKING:
@@ -42,7 +44,7 @@ if TYPE_CHECKING:
 
     from sqlalchemy.engine import URL
 
-__all__ = ["VARIANTS", "Variant", "asyncpg_connect_kwargs", "missing_api", "ours_api"]
+__all__ = ["VARIANTS", "Variant", "asyncpg_connect_kwargs"]
 
 POOL_TIMEOUT_S = 120.0
 
@@ -95,33 +97,6 @@ def _sqlalchemy_opener(
 
 async def _close_engine(engine: Any) -> None:
     await engine.dispose()
-
-
-def ours_api(name: str) -> Any:
-    """A public name of ``sqlalchemy_crdb_async`` that a branch may not have yet.
-
-    The retry helpers and ``PoolSettings`` were developed on their own
-    branches; looked up by name, the benchmarks type-check and run
-    with or without them (the scenarios that need them say so).
-    """
-    import sqlalchemy_crdb_async
-
-    try:
-        return getattr(sqlalchemy_crdb_async, name)
-    except AttributeError:
-        raise ImportError(
-            f"cannot import name {name!r} from 'sqlalchemy_crdb_async'"
-        ) from None
-
-
-def missing_api(names: tuple[str, ...], what: str) -> str | None:
-    """None when every name exists, else why the scenario cannot run."""
-    import sqlalchemy_crdb_async
-
-    missing = [n for n in names if not hasattr(sqlalchemy_crdb_async, n)]
-    if not missing:
-        return None
-    return f"{what} not in this checkout: no {', '.join(missing)}"
 
 
 def _pool_settings_kwargs(pool_size: int) -> dict[str, Any]:

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import BigInteger, Column, MetaData, Table, select, update
 
-from .._harness.variants import missing_api, ours_api
+from .._harness.apis import missing_api, ours_api
 from . import BenchmarkInvariantError, Ctx, Workload
 
 if TYPE_CHECKING:

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
-from .._harness.variants import ours_api
+from .._harness.apis import ours_api
 from . import BenchmarkInvariantError, Ctx, Workload
 from ._fastapi import (
     START_BALANCE,

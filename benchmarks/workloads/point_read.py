@@ -96,6 +96,6 @@ async def asyncpg_noreset_fetchrow(ctx: Ctx) -> None:
     await _raw(ctx)
 
 
-for _variant in ("sqlalchemy", "sqlalchemy-cockroachdb", "ours"):
+for _variant in ("sqlalchemy", "sqlalchemy-cockroachdb", "ours", "ours-pool"):
     workload.scenario(_variant, "Core")(_core)
     workload.scenario(_variant, "ORM")(_orm)

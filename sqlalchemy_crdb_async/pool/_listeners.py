@@ -5,10 +5,12 @@ per dialect (they are module-level functions, so a recreated pool finds them
 installed):
 
 ``do_connect``
-    While a pool creates a connection it publishes itself in
-    :data:`CONNECTING`; the listener lets that pool reorder a multi-host
-    URL's hosts and choose asyncpg's ``connection_class``. SQLAlchemy hands
-    each ``do_connect`` call its own copy of the connect arguments.
+    While a pool creates a connection it publishes a callback in
+    :data:`CONNECTING` (taking the dialect and the connect arguments); the
+    listener calls it, so that pool can reorder a multi-host
+    URL's hosts and choose asyncpg's ``connection_class``. This module knows
+    nothing of the pool beyond that callback. SQLAlchemy hands each
+    ``do_connect`` call its own copy of the connect arguments.
 ``handle_error``
     A statement that fails with a shutdown SQLSTATE (57P01/57P02/57P03) is a
     disconnect even while the socket is still open: CockroachDB sends 57P01
@@ -31,27 +33,28 @@ from sqlalchemy import event
 from ..sqlstate import is_server_shutdown
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from sqlalchemy.engine import ExceptionContext
     from sqlalchemy.engine.interfaces import Dialect
-
-    from ._pool import CockroachPool
 
 __all__ = ["CONNECTING", "install_dialect_listeners"]
 
 log = logging.getLogger(__name__)
 
-#: The pool creating a connection right now, for the ``do_connect`` listener.
-CONNECTING: contextvars.ContextVar[CockroachPool | None] = contextvars.ContextVar(
-    "sqlalchemy_crdb_async_pool_connecting", default=None
+#: The callback of the pool creating a connection right now, for the
+#: ``do_connect`` listener.
+CONNECTING: contextvars.ContextVar[Callable[[Dialect, dict[str, Any]], None] | None] = (
+    contextvars.ContextVar("sqlalchemy_crdb_async_pool_connecting", default=None)
 )
 
 
 def _on_do_connect(
     dialect: Dialect, conn_rec: Any, cargs: list[Any], cparams: dict[str, Any]
 ) -> None:
-    pool = CONNECTING.get()
-    if pool is not None:
-        pool._prepare_connect(dialect, cparams)
+    prepare = CONNECTING.get()
+    if prepare is not None:
+        prepare(dialect, cparams)
 
 
 def _on_handle_error(context: ExceptionContext) -> None:

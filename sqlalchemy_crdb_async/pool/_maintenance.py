@@ -4,6 +4,12 @@
 idle connections that are due: past their lifetime, lost while idle (the
 server closed them), or to a host that is draining.
 
+Interface
+    This module knows the pool only as :class:`MaintainedPool`, the five
+    methods the task and :func:`dispose` call (when is the next connection
+    due, take the idle ones out, why is one due, put the good ones back,
+    return a closed one); it never imports the pool.
+
 Owner
     The pool starts the task at its first checkout on a running event loop
     (:meth:`Maintenance.ensure`, from ``_do_get``) and stops it in
@@ -35,7 +41,7 @@ import contextlib
 import logging
 import time
 import weakref
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy.util import await_only, greenlet_spawn
 from sqlalchemy.util.concurrency import in_greenlet
@@ -45,17 +51,40 @@ from .._cleanup import force_close, run_cleanup
 if TYPE_CHECKING:
     from sqlalchemy.pool import ConnectionPoolEntry
 
-    from ._pool import CockroachPool
-
-__all__ = ["Maintenance", "close_idle_due", "close_records", "dispose"]
+__all__ = [
+    "MaintainedPool",
+    "Maintenance",
+    "close_idle_due",
+    "close_records",
+    "dispose",
+]
 
 log = logging.getLogger(__name__)
+
+
+class MaintainedPool(Protocol):
+    """What the maintenance task and :func:`dispose` need of their pool."""
+
+    def _next_due(self) -> float | None:
+        """When the next idle connection falls due (``time.monotonic()``)."""
+
+    def _take_idle(self) -> list[ConnectionPoolEntry]:
+        """Take every idle record out of the pool's queue."""
+
+    def _due_reason(self, record: ConnectionPoolEntry, now: float) -> str | None:
+        """Why an idle record is due for closing (and count it), or None."""
+
+    def _put_back_idle(self, records: list[ConnectionPoolEntry]) -> None:
+        """Put records taken out and still good back, in the order taken."""
+
+    def _do_return_conn(self, record: ConnectionPoolEntry) -> None:
+        """Return a (closed) record to the pool."""
 
 
 class Maintenance:
     """Start, wake, stop and await one pool's maintenance task."""
 
-    def __init__(self, pool: CockroachPool, interval_s: float) -> None:
+    def __init__(self, pool: MaintainedPool, interval_s: float) -> None:
         self._pool_ref = weakref.ref(pool, self._pool_gone)
         self._interval_s = interval_s
         self._task: asyncio.Task[None] | None = None
@@ -136,13 +165,18 @@ class Maintenance:
             now = time.monotonic()
             if not self._pass_wanted and (due is None or due > now):
                 self.sleeping_until = due
+                # Woken (a new deadline or a pass wanted) or due: either way
+                # re-plan. Not asyncio.wait_for: before Python 3.12 it can
+                # swallow a cancellation that arrives as the event is set
+                # (https://github.com/python/cpython/issues/86296), and then
+                # stop() would wait for a task that never ends.
+                alarm = None if due is None else loop.call_later(due - now, wake.set)
                 try:
-                    # woken: a new deadline or a pass wanted; either way re-plan
-                    timeout = None if due is None else due - now
-                    with contextlib.suppress(asyncio.TimeoutError):
-                        await asyncio.wait_for(wake.wait(), timeout)
+                    await wake.wait()
                 finally:
                     self.sleeping_until = None
+                    if alarm is not None:
+                        alarm.cancel()
                 continue
             self._pass_wanted = False
             pause = earliest - loop.time()
@@ -160,7 +194,7 @@ class Maintenance:
             del pool
 
 
-def dispose(pool: CockroachPool, maintenance: Maintenance) -> None:
+def dispose(pool: MaintainedPool, maintenance: Maintenance) -> None:
     """Stop the maintenance task, then close every idle connection, as one cleanup.
 
     The pool's ``dispose()``. In SQLAlchemy's greenlet the whole sequence is
@@ -187,15 +221,14 @@ def dispose(pool: CockroachPool, maintenance: Maintenance) -> None:
     await_only(run_cleanup(sequence(), force, "disposing the pool"))
 
 
-def close_idle_due(pool: CockroachPool) -> None:
+def close_idle_due(pool: MaintainedPool) -> None:
     """Take idle connections due for closing out of the queue and close them.
 
-    Those still good go back in the order they came out (a LIFO queue pops
-    from the end); the due ones are closed as one bounded cleanup and their
-    records returned (closed) even when the pass is cancelled.
+    Those still good go back in the order they came out; the due ones are
+    closed as one bounded cleanup and their records returned (closed) even
+    when the pass is cancelled.
     """
     now = time.monotonic()
-    queue = pool._pool
     due: list[ConnectionPoolEntry] = []
     keep: list[ConnectionPoolEntry] = []
     for record in pool._take_idle():
@@ -204,8 +237,7 @@ def close_idle_due(pool: CockroachPool) -> None:
             keep.append(record)
         else:
             due.append(record)
-    for record in reversed(keep) if queue.use_lifo else keep:
-        queue.put_nowait(record)
+    pool._put_back_idle(keep)
     try:
         close_records(due, "closing idle connections that are due")
     finally:

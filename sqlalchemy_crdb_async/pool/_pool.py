@@ -17,7 +17,11 @@ in :mod:`.settings`. How it hooks into SQLAlchemy (``sqlalchemy.pool.base``):
     lost a connection meanwhile); a dead one is invalidated and the next one
     taken.
 ``_return_conn``
-    Closes a connection past its deadline (eager expiry), else resets the
+    A connection that needs no round trip (not due, no transaction open, its
+    reset sent with the closing ``ROLLBACK`` or owed to its next first
+    message, :mod:`._reset`) goes straight back: nothing is awaited, so no
+    cancellation can interrupt it, and no cleanup task is made. Otherwise it
+    closes a connection past its deadline (eager expiry), else resets the
     session, as one bounded cleanup (:mod:`sqlalchemy_crdb_async._cleanup`):
     a cancelled caller waits for it to finish, or past the bound the
     connection is terminated and a WARNING logged; then the record goes back
@@ -33,6 +37,8 @@ in :mod:`.settings`. How it hooks into SQLAlchemy (``sqlalchemy.pool.base``):
     in SQLAlchemy's greenlet), then closes every idle connection as one
     bounded cleanup, so a cancelled dispose still closes them all.
 Dialect events (:mod:`._listeners`) and the maintenance task (:mod:`._maintenance`)
+    Neither module imports this one: the listener gets a callback
+    (``_prepare_connect``), the task a :class:`._maintenance.MaintainedPool`.
     ``do_connect`` orders a multi-host URL's hosts, least-used first, and
     passes asyncpg the shared-introspection connection class
     (:mod:`._type_cache`); ``handle_error`` treats the shutdown SQLSTATEs as
@@ -59,7 +65,7 @@ from typing_extensions import override
 
 from .._cleanup import force_close, run_cleanup
 from ..sqlstate import is_server_shutdown
-from . import _reset
+from . import _closing, _reset
 from ._listeners import CONNECTING, install_dialect_listeners
 from ._maintenance import Maintenance, dispose
 from ._records import (
@@ -148,7 +154,7 @@ class CockroachPool(AsyncAdaptedQueuePool):
         invoke = super()._should_wrap_creator(creator)
 
         def create(rec: ConnectionPoolEntry) -> DBAPIConnection:
-            token = CONNECTING.set(self)
+            token = CONNECTING.set(self._prepare_connect)
             try:
                 dbapi_connection = invoke(rec)
             finally:
@@ -338,7 +344,9 @@ class CockroachPool(AsyncAdaptedQueuePool):
             driver.add_termination_listener(
                 lambda conn: self._on_terminated(record_ref, conn)
             )
-        record.info[STATE_KEY] = ConnState(host, now, lifetime, deadline)
+        else:
+            driver = None
+        record.info[STATE_KEY] = ConnState(host, now, lifetime, deadline, driver=driver)
         self._records.add(record)
         self._counters.connections_opened += 1
 
@@ -349,7 +357,7 @@ class CockroachPool(AsyncAdaptedQueuePool):
             state = state_of(record)
             if state is None or record.in_use or record.dbapi_connection is None:
                 continue
-            if state.retire or state.lost or _driver_closed(record):
+            if state.retire or state.lost or _closed(state):
                 return time.monotonic()
             if state.deadline is not None and (due is None or state.deadline < due):
                 due = state.deadline
@@ -397,7 +405,7 @@ class CockroachPool(AsyncAdaptedQueuePool):
     ) -> str | None:
         if state.retire:
             return "drain"
-        if state.lost or _driver_closed(record):
+        if state.lost or _closed(state):
             return "lost"
         if state.deadline is not None and now >= state.deadline:
             return "lifetime"
@@ -440,6 +448,8 @@ class CockroachPool(AsyncAdaptedQueuePool):
             # No event loop to talk to the server from (garbage collection).
             record.invalidate()
             return
+        if self._settle_quietly(record, state):
+            return  # nothing awaited, so nothing a cancellation can interrupt
         # One cleanup task, bounded, awaited through cancellations (_cleanup).
         ok = await_only(
             run_cleanup(
@@ -450,6 +460,34 @@ class CockroachPool(AsyncAdaptedQueuePool):
         )
         if not ok and record.dbapi_connection is not None:
             record.invalidate()
+
+    def _settle_quietly(self, record: ConnectionPoolEntry, state: ConnState) -> bool:
+        """Settle a returned connection that needs no round trip; False if it does.
+
+        Not due for closing, no transaction open, and its reset either sent
+        with the closing ``ROLLBACK`` or owed to its next first message
+        (:mod:`._reset`).
+        """
+        driver: Any = state.driver
+        if driver is None or driver.is_in_transaction() or driver.is_closed():
+            return False
+        now = time.monotonic()
+        if state.retire or state.lost:
+            return False
+        if state.deadline is not None and now >= state.deadline:
+            return False
+        if self._settings.reset_on_return:
+            # sent with the closing ROLLBACK, or something was sent since
+            needed = getattr(driver, "crdb_reset_sent", True) or not getattr(
+                driver, "crdb_clean", False
+            )
+            if not self._session_reset.settle_quietly(driver, self._is_cockroachdb()):
+                return False
+            self._counters.resets += needed
+        state.last_used = now
+        if state.deadline is not None:
+            self._maintenance.note(state.deadline)
+        return True
 
     def _settle(self, record: ConnectionPoolEntry, state: ConnState) -> None:
         """Close a connection that is due, else reset its session."""
@@ -504,16 +542,17 @@ class CockroachPool(AsyncAdaptedQueuePool):
                 self._connection_classes[base] = cls
             cparams["connection_class"] = cls
 
-    def _arm_reset(self, fairy: PoolProxiedConnection) -> Any:
-        """Before a closing ``Connection`` rolls back (see :mod:`._reset`)."""
+    def _arm_reset(self, driver: Any) -> Any:
+        """Before a closing ``Connection`` rolls back on ``driver`` (see
+        :mod:`._reset`); returns the armed driver connection, or None."""
         if not self._settings.reset_on_return:
             return None
-        return self._session_reset.arm(fairy, self._is_cockroachdb())
+        return self._session_reset.arm(driver, self._is_cockroachdb())
 
     def engine_created(self, engine: Engine) -> None:
         """From the dialect's hook: the engine's connections call ``_arm_reset``."""
         if self._settings.reset_on_return:
-            engine._connection_cls = _reset.closing_connection_class(
+            engine._connection_cls = _closing.closing_connection_class(
                 engine._connection_cls
             )
 
@@ -544,10 +583,15 @@ class CockroachPool(AsyncAdaptedQueuePool):
             except Empty:
                 return taken
 
+    def _put_back_idle(self, records: list[ConnectionPoolEntry]) -> None:
+        # in the order taken: a LIFO queue pops from the end
+        queue = self._pool
+        for record in reversed(records) if queue.use_lifo else records:
+            queue.put_nowait(record)
+
 
 POOL_CLASS.append(CockroachPool)
 
 
-def _driver_closed(record: ConnectionPoolEntry) -> bool:
-    driver = asyncpg_of(record)
-    return driver is not None and bool(driver.is_closed())
+def _closed(state: ConnState) -> bool:
+    return state.driver is not None and bool(state.driver.is_closed())

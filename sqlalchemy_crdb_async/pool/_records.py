@@ -42,6 +42,9 @@ class ConnState:
     #: How its loss was counted: "lost" or "drain" (several paths can notice
     #: one loss; a shutdown SQLSTATE, seen later, turns "lost" into "drain").
     counted: str | None = None
+    #: Its ``asyncpg.Connection`` (None for other drivers), kept here so the
+    #: checkout and return paths need not ask SQLAlchemy for it each time.
+    driver: Any = None
 
 
 @dataclass(frozen=True)

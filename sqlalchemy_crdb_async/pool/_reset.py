@@ -46,7 +46,7 @@ Reset and rollback in one message (asyncpg)
     the pool resets the session: stock SQLAlchemy sends the ``ROLLBACK``
     alone, so a separate reset would cost one round trip more per checkout.
     Instead, while ``Connection.close()`` runs (the engine's connection class
-    is :func:`closing_connection_class`'s subclass, installed by the dialect's
+    is :func:`._closing.closing_connection_class`'s subclass, installed by the dialect's
     ``engine_created`` hook), the pool arms the driver connection
     (:class:`ResetWithRollback`, mixed into the asyncpg connection class), and
     the ``ROLLBACK`` it sends becomes ``ROLLBACK; <reset>``: one simple-query
@@ -74,42 +74,69 @@ Follower reads
     ``RESET ALL`` included, runs in ordinary ones (``RESET ALL`` restores the
     variable's default). Such a session's reset costs that fallback's round
     trips, and the connection is kept instead of discarded.
+
+Reset owed to the next first message (asyncpg)
+    A connection that comes back with no transaction open and no reset sent
+    (its last transaction committed) is not reset on return, which would be a
+    round trip of its own, once one reset sent on return has succeeded on
+    this pool (so a server that refuses the reset, or the statements
+    CockroachDB versions lack, are met there): the driver connection *owes*
+    the reset
+    (:meth:`ResetWithRollback.crdb_owe`), and pays it before anything else is
+    sent on it. When the next borrower's first message is SQLAlchemy's
+    ``BEGIN``, the reset travels in it, as
+    ``BEGIN; <reset>; COMMIT; BEGIN ...``: one message, one round trip, so a
+    write costs ``BEGIN``, the statement, ``COMMIT`` (3, as stock). The reset
+    runs in a transaction block of its own, committed before the borrower's
+    ``BEGIN``, since statements sent before a ``BEGIN`` in one message join
+    its transaction and a later ``ROLLBACK`` would undo them
+    (https://www.postgresql.org/docs/current/protocol-flow.html#PROTOCOL-FLOW-MULTI-STATEMENT;
+    CockroachDB matches this since
+    https://github.com/cockroachdb/cockroach/pull/76834). Anything else sent
+    first (a prepared statement in autocommit mode, ``COPY``, another simple
+    query) is preceded by the reset as a message of its own; the pool's ping
+    leaves it owed. A connection that sent nothing since its last reset owes
+    none.
+    If the combined message fails, the reset block is rolled back and the
+    reset sent on its own (with CockroachDB's statement-by-statement
+    fallback), the borrower's ``BEGIN`` after it, and that pool stops
+    combining (one warning). A payment interrupted (cancelled, or refused)
+    stays owed. So no borrower sees the previous one's session state; the
+    price is that what the reset releases (a session-level advisory lock,
+    temporary tables, ``LISTEN``) is released when the connection is next
+    used or closed, not when it is returned.
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
-import os
-import sys
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
 from sqlalchemy.util import await_only
-from typing_extensions import override
 
 from ..sqlstate import sqlstates_of
 
 if TYPE_CHECKING:
-    from types import FrameType
-
-    from sqlalchemy.engine import Connection
     from sqlalchemy.engine.interfaces import Dialect
     from sqlalchemy.pool import (
         ConnectionPoolEntry,
         ManagesConnection,
-        PoolProxiedConnection,
     )
 
 __all__ = [
     "PING_SQL",
     "ResetWithRollback",
     "SessionReset",
-    "closing_connection_class",
     "ping",
     "reset_with_rollback_class",
 ]
 
 PING_SQL = "SELECT 1"
+#: Around an owed reset sent with the next ``BEGIN`` (module docstring).
+OWED_OPEN = "BEGIN"
+OWED_CLOSE = "COMMIT"
 
 PG_RESET = (
     "CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; UNLISTEN *; "
@@ -147,6 +174,14 @@ PERMANENT_REFUSALS = frozenset({"42601", "0A000", "42883", "34000", "42704"})
 
 log = logging.getLogger(__name__)
 
+#: asyncpg's private methods every statement passes through, where an owed
+#: reset is paid (tests/pool/test_asyncpg_private_api.py); without them the
+#: reset is sent on return, as before.
+OWING_SUPPORTED = all(
+    inspect.iscoroutinefunction(getattr(asyncpg.Connection, name, None))
+    for name in ("_get_statement", "_copy_out", "_copy_in")
+)
+
 
 def _rejected(err: BaseException) -> bool:
     """The server answered and refused the statement (not a connection problem)."""
@@ -164,14 +199,25 @@ _CONNECTION_CLASSES = frozenset({"08", "57"})
 def asyncpg_of(record: ManagesConnection) -> Any | None:
     """The record's ``asyncpg.Connection``, or None for other drivers."""
     driver = record.driver_connection
-    return driver if isinstance(driver, asyncpg.Connection) else None
+    # isinstance() against asyncpg.Connection walks the MRO in Python (its
+    # metaclass's __instancecheck__), on every checkout and return: remember
+    # the answer per class instead.
+    kind = type(driver)
+    known = _IS_ASYNCPG.get(kind)
+    if known is None:
+        known = _IS_ASYNCPG[kind] = isinstance(driver, asyncpg.Connection)
+    return driver if known else None
+
+
+_IS_ASYNCPG: dict[type[Any], bool] = {}
 
 
 def ping(record: ManagesConnection, dialect: Dialect, timeout_s: float) -> None:
     """One round trip; raises when the connection is dead."""
     driver = asyncpg_of(record)
     if driver is not None:
-        await_only(driver.execute(PING_SQL, timeout=timeout_s))
+        # Not the borrower's first message: a reset owed stays owed.
+        await_only(_plain_execute(driver)(PING_SQL, timeout=timeout_s))
         return
     assert record.dbapi_connection is not None
     dialect.do_ping(record.dbapi_connection)
@@ -189,6 +235,12 @@ class SessionReset:
         #: A permanent refusal of the combined message, judged by the reset
         #: sent on its own right after it (:meth:`_judge_combined`).
         self.combined_refusal: str | None = None
+        #: Send an owed reset with the next borrower's ``BEGIN``.
+        self.combine_with_begin = True
+        #: A reset sent on return succeeded on this pool's server: from then
+        #: on a return may owe it instead (a refusal is met on return, where
+        #: it costs the connection, not the next borrower's statement).
+        self.proven = False
 
     def _crdb(self) -> list[str]:
         return [s for s in self._crdb_statements if s not in self.refused]
@@ -198,14 +250,33 @@ class SessionReset:
             return "; ".join(self._crdb())
         return PG_RESET[0]
 
-    def arm(self, fairy: PoolProxiedConnection, is_cockroachdb: bool) -> Any:
+    def arm(self, driver: Any, is_cockroachdb: bool) -> Any:
         """Make the driver connection's next ``ROLLBACK`` carry the reset;
         returns the armed connection, or None when it cannot be."""
-        driver = fairy.driver_connection
         if not self.combine or not isinstance(driver, ResetWithRollback):
             return None
         driver.crdb_arm(self, is_cockroachdb)
         return driver
+
+    def settle_quietly(self, driver: Any, is_cockroachdb: bool) -> bool:
+        """Settle a returned connection's reset without I/O, if it needs none.
+
+        True when the reset went out with the closing ``ROLLBACK``, or when
+        the connection (idle, no transaction open) now owes it to its next
+        first message; False when it must be sent now (:meth:`run`).
+        """
+        if not isinstance(driver, ResetWithRollback):
+            return False
+        if driver.crdb_reset_sent:
+            driver.crdb_disarm()  # it went out with the rollback
+            return True
+        if asyncpg.Connection.is_in_transaction(driver):
+            return False
+        if not driver.crdb_clean:  # something was sent since the last reset
+            if not (self.proven and OWING_SUPPORTED):
+                return False
+            driver.crdb_owe(self, is_cockroachdb)
+        return True
 
     def run(self, record: ConnectionPoolEntry, is_cockroachdb: bool) -> None:
         """Reset the session; raises when the connection is unusable."""
@@ -216,27 +287,37 @@ class SessionReset:
         if driver is None:
             self._run_dbapi(record, is_cockroachdb)
             return
+        await_only(self.run_async(driver, is_cockroachdb))
+
+    async def run_async(self, driver: Any, is_cockroachdb: bool) -> None:
+        """:meth:`run` on an asyncpg connection, from a coroutine."""
+        execute = _plain_execute(driver)
         try:
-            self._execute(driver, is_cockroachdb)
+            await self.execute_async(driver, is_cockroachdb)
         except asyncpg.PostgresError:
             # In an aborted leftover transaction every statement fails (25P02);
             # the rollback below clears it. Anything else is real.
             if not driver.is_in_transaction():
                 raise
         if driver.is_in_transaction():
-            await_only(driver.execute("ROLLBACK"))
-            self._execute(driver, is_cockroachdb)
+            await execute("ROLLBACK")
+            await self.execute_async(driver, is_cockroachdb)
+        if isinstance(driver, ResetWithRollback):
+            driver.crdb_owed = None  # paid just now
+            driver.crdb_clean = True
+        self.proven = True
 
-    def _execute(self, driver: Any, is_cockroachdb: bool) -> None:
+    async def execute_async(self, driver: Any, is_cockroachdb: bool) -> None:
+        """Send the reset (statement by statement if CockroachDB refuses it)."""
         try:
-            await_only(driver.execute(self.statements(is_cockroachdb)))
+            await _plain_execute(driver)(self.statements(is_cockroachdb))
         except asyncpg.PostgresError as err:
             if not (
                 is_cockroachdb and _rejected(err) and not driver.is_in_transaction()
             ):
                 raise
             self.combined_refusal = None  # the statements, not the combining
-            self._one_by_one(driver)
+            await self._one_by_one(driver)
         self._judge_combined()
 
     def _judge_combined(self) -> None:
@@ -255,11 +336,12 @@ class SessionReset:
             codes,
         )
 
-    def _one_by_one(self, driver: Any) -> None:
+    async def _one_by_one(self, driver: Any) -> None:
         """Each statement on its own; leaves out the ones this server lacks."""
+        execute = _plain_execute(driver)
         for statement in self._crdb():
             try:
-                await_only(driver.execute(statement))
+                await execute(statement)
             except asyncpg.PostgresError as err:
                 if statement in CRDB_REQUIRED or not _permanently_refused(err):
                     raise
@@ -283,13 +365,112 @@ class SessionReset:
         conn.commit()
 
 
+def _plain_execute(driver: Any) -> Any:
+    """``driver.execute`` without this module's additions (nothing owed or armed)."""
+    if isinstance(driver, ResetWithRollback):
+        return driver.crdb_execute_plain
+    return driver.execute
+
+
 class ResetWithRollback:
     """Mixed into the pool's asyncpg connection class: an armed connection
-    sends its next ``ROLLBACK`` together with the session reset."""
+    sends its next ``ROLLBACK`` together with the session reset, and a
+    connection that owes the reset pays it before its next message."""
 
     _crdb_armed: tuple[SessionReset, bool] | None = None
+    #: The reset this connection owes its next first message, if any.
+    crdb_owed: tuple[SessionReset, bool] | None = None
     #: The reset went out with the rollback; the pool skips its own.
     crdb_reset_sent = False
+    #: Nothing was sent since the connection opened or was last reset (the
+    #: pool's ping aside): a return then owes no reset.
+    crdb_clean = True
+
+    def crdb_owe(self, reset: SessionReset, is_cockroachdb: bool) -> None:
+        self.crdb_owed = (reset, is_cockroachdb)
+
+    async def crdb_execute_plain(
+        self, query: str, *args: Any, timeout: float | None = None
+    ) -> Any:
+        parent: Any = super()
+        return await parent.execute(query, *args, timeout=timeout)
+
+    async def _crdb_pay(self) -> None:
+        """Send the owed reset as a message of its own; still owed if that fails."""
+        owed = self.crdb_owed
+        if owed is None:
+            return
+        self.crdb_owed = None
+        try:
+            await owed[0].execute_async(self, owed[1])
+        except BaseException:
+            self.crdb_owed = owed
+            raise
+        self.crdb_clean = True
+
+    async def _crdb_begin_paying(self, query: str, timeout: float | None) -> Any:
+        """The borrower's ``BEGIN`` with the owed reset in front (one message)."""
+        owed = self.crdb_owed
+        assert owed is not None
+        reset, is_cockroachdb = owed
+        self.crdb_owed = None
+        combined = f"{OWED_OPEN}; {reset.statements(is_cockroachdb)}; {OWED_CLOSE}"
+        try:
+            try:
+                return await self.crdb_execute_plain(
+                    f"{combined}; {query}", timeout=timeout
+                )
+            except asyncpg.PostgresError as err:
+                if asyncpg.Connection.is_in_transaction(self):
+                    await self.crdb_execute_plain("ROLLBACK")
+                codes = ",".join(sqlstates_of(err)) or type(err).__name__
+                # Only a permanent refusal (by SQLSTATE) stops combining for
+                # the pool's life; a transient failure is met by the reset
+                # sent alone this once.
+                if _permanently_refused(err):
+                    reset.combine_with_begin = False
+                    log.warning(
+                        "the session reset sent with BEGIN was refused (%s); "
+                        "sending it on its own from now on",
+                        codes,
+                    )
+                else:
+                    log.info("the session reset sent with BEGIN failed (%s)", codes)
+                await reset.execute_async(self, is_cockroachdb)
+        except BaseException:
+            self.crdb_owed = owed
+            raise
+        return await self.crdb_execute_plain(query, timeout=timeout)
+
+    def _get_statement(self, *args: Any, **kwargs: Any) -> Any:
+        # Every prepared or parameterised statement passes here (fetch*,
+        # execute with arguments, executemany, prepare, cursors). A plain
+        # function, as execute() is, while nothing is owed.
+        if self.crdb_owed is not None:
+            return self._crdb_get_statement_paying(*args, **kwargs)
+        self.crdb_clean = False
+        parent: Any = super()
+        return parent._get_statement(*args, **kwargs)
+
+    async def _crdb_get_statement_paying(self, *args: Any, **kwargs: Any) -> Any:
+        await self._crdb_pay()
+        self.crdb_clean = False
+        parent: Any = super()
+        return await parent._get_statement(*args, **kwargs)
+
+    async def _copy_out(self, *args: Any, **kwargs: Any) -> Any:
+        if self.crdb_owed is not None:
+            await self._crdb_pay()
+        self.crdb_clean = False
+        parent: Any = super()
+        return await parent._copy_out(*args, **kwargs)
+
+    async def _copy_in(self, *args: Any, **kwargs: Any) -> Any:
+        if self.crdb_owed is not None:
+            await self._crdb_pay()
+        self.crdb_clean = False
+        parent: Any = super()
+        return await parent._copy_in(*args, **kwargs)
 
     def crdb_arm(self, reset: SessionReset, is_cockroachdb: bool) -> None:
         self._crdb_armed = (reset, is_cockroachdb)
@@ -299,9 +480,24 @@ class ResetWithRollback:
         self._crdb_armed = None
         self.crdb_reset_sent = False
 
-    async def execute(
+    def execute(self, query: str, *args: Any, timeout: float | None = None) -> Any:
+        # A plain function handing back asyncpg's coroutine when there is
+        # nothing to add: no coroutine frame of ours on the hot path.
+        if self.crdb_owed is None and self._crdb_armed is None:
+            self.crdb_clean = False
+            parent: Any = super()
+            return parent.execute(query, *args, timeout=timeout)
+        return self._crdb_execute(query, *args, timeout=timeout)
+
+    async def _crdb_execute(
         self, query: str, *args: Any, timeout: float | None = None
     ) -> Any:
+        if self.crdb_owed is not None:
+            reset = self.crdb_owed[0]
+            if not args and reset.combine_with_begin and _is_begin(query):
+                return await self._crdb_begin_paying(query, timeout)
+            await self._crdb_pay()
+        self.crdb_clean = False
         armed, self._crdb_armed = self._crdb_armed, None
         parent: Any = super()
         # asyncpg's Transaction.rollback() sends exactly "ROLLBACK;"
@@ -322,7 +518,13 @@ class ResetWithRollback:
                 reset.combined_refusal = codes
             return "ROLLBACK"
         self.crdb_reset_sent = True
+        self.crdb_clean = True
         return status
+
+
+def _is_begin(query: str) -> bool:
+    # asyncpg's Transaction.start() sends "BEGIN;" or "BEGIN ISOLATION LEVEL ...;"
+    return query[:5].upper() == "BEGIN" and ";" not in query.rstrip(" ;")
 
 
 def reset_with_rollback_class(base: type[Any]) -> type[Any]:
@@ -331,81 +533,3 @@ def reset_with_rollback_class(base: type[Any]) -> type[Any]:
         return base
     cls = type(f"ResetWithRollback[{base.__qualname__}]", (ResetWithRollback, base), {})
     return cls
-
-
-_CLOSING_CLASSES: dict[type[Connection], type[Connection]] = {}
-
-
-def closing_connection_class(base: type[Connection]) -> type[Connection]:
-    """A ``Connection`` subclass that lets the pool arm the driver connection
-    (``pool._arm_reset(fairy)``) for the rollback it sends just before it goes
-    back to the pool: in ``close()``, and in an ORM session's close, which
-    rolls back each connection it opened and then closes it."""
-    if getattr(base, "_crdb_arms_reset", False):
-        return base
-    cls = _CLOSING_CLASSES.get(base)
-    if cls is not None:
-        return cls
-
-    class ClosingConnection(base):  # type: ignore[valid-type,misc]
-        _crdb_arms_reset = True
-        _crdb_closing = False
-
-        @override
-        def _rollback_impl(self) -> None:
-            fairy = self._dbapi_connection
-            arm = getattr(getattr(fairy, "_pool", None), "_arm_reset", None)
-            if (
-                arm is not None
-                and isinstance(
-                    getattr(fairy, "driver_connection", None), ResetWithRollback
-                )
-                and (self._crdb_closing or _orm_closes(self))
-            ):
-                arm(fairy)
-            super()._rollback_impl()
-
-        @override
-        def close(self) -> None:
-            driver = getattr(self._dbapi_connection, "driver_connection", None)
-            self._crdb_closing = True
-            try:
-                super().close()
-            finally:
-                self._crdb_closing = False
-                if isinstance(driver, ResetWithRollback):
-                    driver.crdb_disarm()
-
-    ClosingConnection.__qualname__ = f"ResetOnClose[{base.__qualname__}]"
-    _CLOSING_CLASSES[base] = ClosingConnection
-    return ClosingConnection
-
-
-def _orm_closes(conn: Connection) -> bool:
-    """True while ``sqlalchemy.orm.SessionTransaction.close()`` rolls back
-    ``conn`` and is about to close it (``autoclose``: the session opened it).
-
-    SQLAlchemy offers no hook that says a rollback precedes the return to the
-    pool, so this reads the caller's frame (a few frames up, only on
-    rollback); if SQLAlchemy changes that method, nothing breaks: the reset
-    goes out on its own again, and tests/pool/test_round_trips.py says so.
-    """
-    frame: FrameType | None = sys._getframe(1)
-    for _ in range(_ORM_FRAMES):
-        if frame is None:
-            return False
-        code = frame.f_code
-        if code.co_name == "close" and code.co_filename.endswith(_ORM_SESSION_FILE):
-            local = frame.f_locals
-            owner = local.get("self")
-            return (
-                local.get("connection") is conn
-                and bool(local.get("autoclose"))
-                and getattr(owner, "_parent", True) is None
-            )
-        frame = frame.f_back
-    return False
-
-
-_ORM_FRAMES = 8
-_ORM_SESSION_FILE = os.path.join("orm", "session.py")

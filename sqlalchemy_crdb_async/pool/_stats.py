@@ -28,7 +28,10 @@ class PoolStats(TypedDict):
     ``invalidated_by_drain``  connections dropped because the server said it is
                               shutting down (SQLSTATE 57P01/57P02/57P03)
     ``pings_sent``            liveness pings sent
-    ``resets``                session resets run on return
+    ``resets``                returns that reset the session (with the
+                              closing ``ROLLBACK``, on their own, or owed
+                              to the next ``BEGIN``); a connection that
+                              sent nothing needs none
     ``types_shared``          type introspections answered from the pool's
                               shared cache instead of a query
     """

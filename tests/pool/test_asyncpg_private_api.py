@@ -8,6 +8,8 @@ asyncpg or SQLAlchemy no longer matches what the package expects:
   coroutine overridden by ``pool/_type_cache.py`` (fallback: no sharing);
 - ``asyncpg.Connection._addr``, the ``(host, port)`` a connection reached, read
   by ``pool/_pool.py`` to spread a multi-host URL (fallback: host unknown);
+- ``asyncpg.Connection._get_statement``, ``_copy_out`` and ``_copy_in``, where
+  ``pool/_reset.py`` pays a session reset owed to the next first message;
 - SQLAlchemy's asyncpg adapter: ``AsyncAdapt_asyncpg_dbapi._asyncpg_error_translate``
   and the adapted connection's ``_connection`` (``dialect/asyncpg.py``).
 """
@@ -21,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from sqlalchemy_crdb_async.pool import _type_cache
+from sqlalchemy_crdb_async.pool import _reset, _type_cache
 from sqlalchemy_crdb_async.pool._records import host_of
 
 if TYPE_CHECKING:
@@ -87,3 +89,22 @@ def test_sqlalchemy_asyncpg_adapter_error_table() -> None:
     mapping = dbapi._asyncpg_error_translate
     assert isinstance(mapping, dict)
     assert mapping[asyncpg.PostgresError] is dbapi.Error
+
+
+def test_asyncpg_still_sends_every_statement_through_the_owed_reset_hooks() -> None:
+    # pool/_reset.py: ResetWithRollback pays an owed session reset in these
+    # before anything else goes out (execute() without arguments aside).
+    for name in ("_get_statement", "_copy_out", "_copy_in"):
+        method = getattr(asyncpg.Connection, name, None)
+        assert inspect.iscoroutinefunction(method), (
+            f"asyncpg {asyncpg.__version__}: Connection.{name} is gone or no longer "
+            "a coroutine function: update ResetWithRollback in pool/_reset.py"
+        )
+    source = inspect.getsource(asyncpg.Connection._execute)
+    source += inspect.getsource(asyncpg.Connection._executemany)
+    assert "_get_statement" in inspect.getsource(asyncpg.Connection._do_execute), (
+        f"asyncpg {asyncpg.__version__}: statements no longer go through "
+        "_get_statement: update ResetWithRollback in pool/_reset.py"
+    )
+    assert "_do_execute" in source
+    assert _reset.OWING_SUPPORTED

@@ -16,7 +16,6 @@ import asyncpg
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
-from sqlalchemy.util import greenlet_spawn
 
 from sqlalchemy_crdb_async import PoolSettings
 from sqlalchemy_crdb_async.pool._reset import (
@@ -184,7 +183,7 @@ async def test_reset_with_follower_reads_on_keeps_the_connection() -> None:
     reset = SessionReset()
     for _ in range(2):  # the role default turns them on again each time
         session.sent.clear()
-        await greenlet_spawn(reset._execute, session, True)
+        await reset.execute_async(session, True)
         # the whole reset once (refused), then one by one: follower reads
         # off in a transaction of its own, RESET ALL after it succeeds
         assert session.sent[0] == "; ".join(CRDB_RESET)

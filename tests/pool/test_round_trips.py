@@ -3,11 +3,13 @@
 FaultProxy counts the client's turns (a round trip each) between the engine and
 the server; the counts are exact, so a change that adds a round trip fails
 here. The session reset on return goes out with the closing ``ROLLBACK`` as one
-message (:mod:`sqlalchemy_crdb_async.pool._reset`).
+message, or, after a ``COMMIT``, with the next borrower's ``BEGIN``
+(:mod:`sqlalchemy_crdb_async.pool._reset`).
 """
 
 from __future__ import annotations
 
+import io
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -79,11 +81,34 @@ async def per_op(proxy: FaultProxy, url: URL, kwargs: dict[str, Any], op: Any) -
         await eng.dispose()
 
 
+async def orm_write(eng: AsyncEngine) -> None:
+    async with AsyncSession(eng) as session, session.begin():
+        await session.execute(sa.text("INSERT INTO rt (v) VALUES (2)"))
+
+
+async def core_rollback(eng: AsyncEngine) -> None:
+    async with eng.connect() as conn:
+        await conn.execute(sa.text("INSERT INTO rt (v) VALUES (3)"))
+        await conn.rollback()
+
+
+async def write_then_read(eng: AsyncEngine) -> None:
+    await core_write(eng)
+    await core_read(eng)
+
+
 # (operation, stock round trips, ours): BEGIN, the statement, ROLLBACK or
-# COMMIT; ours resets the session in the ROLLBACK's message. After a COMMIT
-# there is no message to share, so the reset is one round trip of its own
-# (README "Connection-pool tuning").
-EXPECTED = [(core_read, 3, 3), (orm_read, 3, 3), (core_write, 3, 4)]
+# COMMIT. Ours resets the session in the ROLLBACK's message; after a COMMIT
+# the connection owes the reset, which travels in the next borrower's BEGIN
+# (pool/_reset.py), so no operation pays a round trip of its own for it.
+EXPECTED = [
+    (core_read, 3, 3),
+    (orm_read, 3, 3),
+    (core_write, 3, 3),
+    (orm_write, 3, 3),
+    (core_rollback, 3, 3),
+    (write_then_read, 6, 6),
+]
 
 
 @pytest.mark.usefixtures("_table")
@@ -175,5 +200,128 @@ async def test_session_reset_with_sessionmaker(crdb_url: URL) -> None:
                 )
             )
         assert held == 0
+    finally:
+        await eng.dispose()
+
+
+# -- the reset owed after a COMMIT (pool/_reset.py) ------------------------------
+
+
+async def _owing_engine(url: URL) -> AsyncEngine:
+    """A one-connection pool whose first reset on return already succeeded."""
+    eng = create_async_engine(url, **SETTINGS.engine_kwargs())
+    async with eng.begin() as conn:
+        await conn.execute(sa.text("SELECT 1"))
+    return eng
+
+
+async def test_a_committed_set_never_reaches_the_next_checkout(crdb_url: URL) -> None:
+    eng = await _owing_engine(crdb_url)
+    try:
+        async with eng.begin() as conn:
+            await conn.execute(sa.text("SET search_path = leaked"))
+            pid = await conn.scalar(sa.text("SELECT pg_backend_pid()"))
+        driver = await _driver(eng)
+        assert driver.crdb_owed is not None  # owed, not sent on return
+        async with eng.connect() as conn:
+            assert await conn.scalar(sa.text("SELECT pg_backend_pid()")) == pid
+            assert await conn.scalar(sa.text("SHOW search_path")) != "leaked"
+            await conn.rollback()
+            # the reset ran in a block of its own: the rollback left it done
+            assert await conn.scalar(sa.text("SHOW search_path")) != "leaked"
+    finally:
+        await eng.dispose()
+
+
+async def test_an_owed_reset_is_paid_before_an_autocommit_statement(
+    crdb_url: URL,
+) -> None:
+    # no BEGIN to travel with: the reset goes first, as a message of its own
+    eng = await _owing_engine(crdb_url)
+    try:
+        async with AsyncSession(eng) as session, session.begin():
+            await session.execute(sa.text("SET statement_timeout = 4321"))
+        auto = eng.execution_options(isolation_level="AUTOCOMMIT")
+        async with auto.connect() as conn:
+            assert await conn.scalar(sa.text("SHOW statement_timeout")) == "0"
+    finally:
+        await eng.dispose()
+
+
+async def test_a_checkout_that_sent_nothing_owes_nothing(crdb_url: URL) -> None:
+    eng = await _owing_engine(crdb_url)
+    try:
+        async with eng.connect():
+            pass
+        assert (await _driver(eng)).crdb_owed is None
+    finally:
+        await eng.dispose()
+
+
+@pytest.mark.parametrize(
+    ("refused", "stops_combining"),
+    [
+        # an undefined function (42883): a permanent refusal
+        pytest.param("SELECT crdb_no_such_function()", True, id="permanent"),
+        # a division by zero (22012): not a refusal of the statement itself
+        pytest.param("SELECT 1/0", False, id="transient"),
+    ],
+)
+async def test_a_refused_reset_with_begin_is_sent_alone_and_still_resets(
+    crdb_url: URL,
+    caplog: pytest.LogCaptureFixture,
+    refused: str,
+    stops_combining: bool,
+) -> None:
+    eng = await _owing_engine(crdb_url)
+    reset = eng.sync_engine.pool._session_reset  # type: ignore[attr-defined]
+    try:
+        async with eng.begin() as conn:
+            await conn.execute(sa.text("SET search_path = leaked"))
+        driver = await _driver(eng)
+        assert driver.crdb_owed is not None
+        real = reset.statements
+        reset.statements = lambda crdb: refused  # refused in the BEGIN
+        calls: list[str] = []
+        reset.execute_async = _recording(calls, real)
+        with caplog.at_level(logging.INFO):
+            async with eng.connect() as conn:
+                assert await conn.scalar(sa.text("SHOW search_path")) != "leaked"
+        assert ("sending it on its own" in caplog.text) is stops_combining
+        assert reset.combine_with_begin is not stops_combining
+        assert calls == ["alone"]
+    finally:
+        await eng.dispose()
+
+
+def _recording(calls: list[str], real: Any) -> Any:
+    """The reset sent alone, with the real statements, noted in ``calls``."""
+
+    async def execute_async(driver: Any, crdb: bool) -> None:
+        calls.append("alone")
+        assert driver.crdb_owed is None  # taken while it is paid
+        await driver.crdb_execute_plain(real(crdb))
+
+    return execute_async
+
+
+async def _driver(eng: AsyncEngine) -> Any:
+    pool = eng.sync_engine.pool
+    (record,) = list(pool._records)  # type: ignore[attr-defined]
+    return record.driver_connection
+
+
+async def test_an_owed_reset_is_paid_before_a_copy(crdb_url: URL) -> None:
+    eng = await _owing_engine(crdb_url)
+    try:
+        async with eng.begin() as conn:
+            await conn.execute(sa.text("SET search_path = leaked"))
+        driver = await _driver(eng)
+        assert driver.crdb_owed is not None
+        out = io.BytesIO()
+        query = "SELECT current_setting('search_path')"
+        await driver.copy_from_query(query, output=out)
+        assert driver.crdb_owed is None
+        assert b"leaked" not in out.getvalue()
     finally:
         await eng.dispose()

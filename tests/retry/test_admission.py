@@ -33,6 +33,7 @@ from sqlalchemy_crdb_async import (
     run_transaction,
 )
 from sqlalchemy_crdb_async.retry._admission import (
+    MIN_WINDOW,
     UNBOUNDED_POOL_LIMIT,
     Admission,
     AdmissionSettings,
@@ -158,6 +159,26 @@ async def test_one_decrease_per_window() -> None:
     slot = await _hold(gate)
     slot.release(conflict)  # a new window: halves again
     assert gate.current_limit == 4
+
+
+async def test_a_low_limit_grows_one_slot_per_min_window_clean_commits() -> None:
+    # At limit 1 a single clean commit used to make it 2; now MIN_WINDOW (4)
+    # clean commits, each while the gate is the bottleneck, add one slot.
+    gate = Admission(64, AdmissionSettings(initial_limit=1))
+    commits = 0
+    while gate.current_limit == 1:
+        slot = await _hold(gate)  # the one slot: the gate is the bottleneck
+        slot.release(None)
+        commits += 1
+    assert commits == MIN_WINDOW
+    assert gate.current_limit == 2
+    # from a limit of MIN_WINDOW on, 1 / limit per clean commit (TCP's rate)
+    big = Admission(64, AdmissionSettings(initial_limit=8))
+    held = [await _hold(big) for _ in range(8)]  # every slot taken
+    held[0].release(None)
+    assert big.limit == pytest.approx(8 + 1 / 8)
+    for slot in held[1:]:
+        slot.release(None, retried=True)  # a retried commit leaves the limit
 
 
 async def test_slot_context_manager_reports_the_outcome() -> None:

@@ -1,0 +1,108 @@
+"""The engine's ``Connection`` class that arms the closing rollback (internal).
+
+The pool sends the session reset in the same message as the ``ROLLBACK`` that
+closes a connection's transaction (:mod:`._reset`, "Round trips"). SQLAlchemy
+says nothing to the pool about which rollback is the closing one, so the
+dialect installs :func:`closing_connection_class`'s subclass of
+``sqlalchemy.engine.Connection``: its ``close()``, and the rollback an ORM
+session sends before it closes a connection it opened, arm the driver
+connection (``pool._arm_reset(fairy)``) just before that rollback.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import TYPE_CHECKING
+
+from typing_extensions import override
+
+from ._reset import ResetWithRollback
+
+if TYPE_CHECKING:
+    from types import CodeType, FrameType
+
+    from sqlalchemy.engine import Connection
+
+__all__ = ["closing_connection_class"]
+
+_CLOSING_CLASSES: dict[type[Connection], type[Connection]] = {}
+
+
+def closing_connection_class(base: type[Connection]) -> type[Connection]:
+    """A ``Connection`` subclass that lets the pool arm the driver connection
+    (``pool._arm_reset(fairy)``) for the rollback it sends just before it goes
+    back to the pool: in ``close()``, and in an ORM session's close, which
+    rolls back each connection it opened and then closes it."""
+    if getattr(base, "_crdb_arms_reset", False):
+        return base
+    cls = _CLOSING_CLASSES.get(base)
+    if cls is not None:
+        return cls
+
+    class ClosingConnection(base):  # type: ignore[valid-type,misc]
+        _crdb_arms_reset = True
+        _crdb_closing = False
+
+        #: The driver connection this Connection armed, disarmed on close.
+        _crdb_armed_driver: ResetWithRollback | None = None
+
+        @override
+        def _rollback_impl(self) -> None:
+            if self._crdb_closing or _orm_closes(self):
+                fairy = self._dbapi_connection
+                driver = getattr(fairy, "driver_connection", None)
+                arm = getattr(getattr(fairy, "_pool", None), "_arm_reset", None)
+                if isinstance(driver, ResetWithRollback) and arm is not None:
+                    self._crdb_armed_driver = arm(driver)
+            super()._rollback_impl()
+
+        @override
+        def close(self) -> None:
+            self._crdb_closing = True
+            try:
+                super().close()
+            finally:
+                self._crdb_closing = False
+                driver = self._crdb_armed_driver
+                if driver is not None:
+                    self._crdb_armed_driver = None
+                    driver.crdb_disarm()
+
+    ClosingConnection.__qualname__ = f"ResetOnClose[{base.__qualname__}]"
+    _CLOSING_CLASSES[base] = ClosingConnection
+    return ClosingConnection
+
+
+def _orm_closes(conn: Connection) -> bool:
+    """True while ``sqlalchemy.orm.SessionTransaction.close()`` rolls back
+    ``conn`` and is about to close it (``autoclose``: the session opened it).
+
+    SQLAlchemy offers no hook that says a rollback precedes the return to the
+    pool, so this reads the caller's frame (a few frames up, only on
+    rollback); if SQLAlchemy changes that method, nothing breaks: the reset
+    goes out on its own again, and tests/pool/test_round_trips.py says so.
+    """
+    frame: FrameType | None = sys._getframe(1)
+    for _ in range(_ORM_FRAMES):
+        if frame is None:
+            return False
+        code = frame.f_code
+        if code in _ORM_CLOSE_CODE or (
+            code.co_name == "close" and code.co_filename.endswith(_ORM_SESSION_FILE)
+        ):
+            _ORM_CLOSE_CODE.add(code)  # found by name once, by identity after
+            local = frame.f_locals
+            owner = local.get("self")
+            return (
+                local.get("connection") is conn
+                and bool(local.get("autoclose"))
+                and getattr(owner, "_parent", True) is None
+            )
+        frame = frame.f_back
+    return False
+
+
+_ORM_FRAMES = 8
+_ORM_CLOSE_CODE: set[CodeType] = set()
+_ORM_SESSION_FILE = os.path.join("orm", "session.py")
