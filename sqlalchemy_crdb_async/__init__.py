@@ -42,6 +42,8 @@ where                    what
                          is :mod:`sqlalchemy_crdb_async.sync`
 ``pool/``                pool tuning: :class:`PoolSettings`,
                          :class:`CockroachPool`, :func:`pool_stats`
+``fastpath/``            :func:`prepared`: Core statements as driver
+                         prepared statements, one round trip per read
 ``testing/``             the pytest plugin and the test servers
 ``errors.py``            every error, with the class tree drawn at its top
 ``sqlstate.py``          the SQLSTATE codes this package acts on
@@ -73,6 +75,8 @@ from .errors import (
     AsOfSystemTimeError,
     ConnectParameterError,
     DialectConflictWarning,
+    FastPathError,
+    PreparedParameterError,
     ReplayMismatchError,
     RetriesExhaustedError,
     TransactionRetryError,
@@ -80,6 +84,7 @@ from .errors import (
     UnsupportedServerError,
     UnsupportedServerWarning,
 )
+from .fastpath import PreparedQuery, prepared
 from .pool import CockroachPool, PoolSettings, PoolStats, pool_stats
 from .retry import (
     Attempt,
@@ -107,8 +112,11 @@ __all__ = [
     "ConnectParameterError",
     "DialectConflictWarning",
     "ErrorKind",
+    "FastPathError",
     "PoolSettings",
     "PoolStats",
+    "PreparedParameterError",
+    "PreparedQuery",
     "ReplayMismatchError",
     "RetriesExhaustedError",
     "RetryEvent",
@@ -127,6 +135,7 @@ __all__ = [
     "index_hint",
     "parse_server_version",
     "pool_stats",
+    "prepared",
     "retry_stats",
     "retrying",
     "retrying_session",

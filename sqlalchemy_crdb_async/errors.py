@@ -6,7 +6,9 @@ handlers::
 
     sqlalchemy.exc.SQLAlchemyError
      ├── sqlalchemy.exc.ArgumentError
-     │    └── ConnectParameterError      bad libpq-style URL parameter
+     │    ├── ConnectParameterError      bad libpq-style URL parameter
+     │    └── FastPathError              prepared() cannot run this statement or driver
+     │         └── PreparedParameterError  a prepared() call's parameters are wrong
      ├── sqlalchemy.exc.InvalidRequestError
      │    ├── UnrecognizedServerError    version() is neither CockroachDB nor PostgreSQL
      │    ├── AsOfSystemTimeError        AS OF SYSTEM TIME run inside a transaction
@@ -43,6 +45,8 @@ __all__ = [
     "AsOfSystemTimeError",
     "ConnectParameterError",
     "DialectConflictWarning",
+    "FastPathError",
+    "PreparedParameterError",
     "ReplayMismatchError",
     "RetriesExhaustedError",
     "TransactionRetryError",
@@ -54,6 +58,14 @@ __all__ = [
 
 class ConnectParameterError(exc.ArgumentError):
     """Raised when a URL query parameter (sslmode, sslrootcert, ...) is invalid."""
+
+
+class FastPathError(exc.ArgumentError):
+    """Raised when ``prepared()`` cannot run a statement, target or driver."""
+
+
+class PreparedParameterError(FastPathError):
+    """Raised when a prepared statement's parameters are missing or unknown."""
 
 
 class UnrecognizedServerError(exc.InvalidRequestError):
@@ -153,6 +165,8 @@ class ReplayMismatchError(TransactionRetryError):
 
 for _cls in (
     ConnectParameterError,
+    FastPathError,
+    PreparedParameterError,
     UnrecognizedServerError,
     AsOfSystemTimeError,
     UnsupportedServerError,

@@ -68,3 +68,11 @@ def test_fastapi_module_names() -> None:
     }
     for name in names:
         assert hasattr(fastapi_module, name), name
+
+
+def test_fast_path_names() -> None:
+    names = {"FastPathError", "PreparedParameterError", "PreparedQuery", "prepared"}
+    assert names <= set(sqlalchemy_crdb_async.__all__)
+    from sqlalchemy_crdb_async import fastpath
+
+    assert set(fastpath.__all__) == {"PreparedQuery", "prepared"}

@@ -440,6 +440,8 @@ class CockroachPool(AsyncAdaptedQueuePool):
             # No event loop to talk to the server from (garbage collection).
             record.invalidate()
             return
+        if state.untouched and self._return_untouched(record, state):
+            return
         # One cleanup task, bounded, awaited through cancellations (_cleanup).
         ok = await_only(
             run_cleanup(
@@ -450,6 +452,20 @@ class CockroachPool(AsyncAdaptedQueuePool):
         )
         if not ok and record.dbapi_connection is not None:
             record.invalidate()
+
+    def _return_untouched(self, record: ConnectionPoolEntry, state: ConnState) -> bool:
+        """The fast path's return: nothing to reset, no I/O, nothing a
+        cancellation could interrupt; False when the ordinary return is due."""
+        state.untouched = False
+        now = time.monotonic()
+        driver = asyncpg_of(record)
+        if driver is None or driver.is_in_transaction():
+            return False
+        if self._close_reason(record, state, now) is not None:
+            return False
+        state.last_used = now
+        self._maintenance.note(state.deadline)
+        return True
 
     def _settle(self, record: ConnectionPoolEntry, state: ConnState) -> None:
         """Close a connection that is due, else reset its session."""

@@ -42,6 +42,10 @@ class ConnState:
     #: How its loss was counted: "lost" or "drain" (several paths can notice
     #: one loss; a shutdown SQLSTATE, seen later, turns "lost" into "drain").
     counted: str | None = None
+    #: Set by the fast path (``fastpath/``) for this checkout: only prepared
+    #: statements ran, outside a transaction, and none can leave session
+    #: state behind, so the return skips the reset (one-shot).
+    untouched: bool = False
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,187 @@
+"""Where a prepared statement runs: an engine, a connection or a session (internal).
+
+``AsyncEngine``
+    Checks a connection out of the engine's pool (``raw_connection()``, so a
+    ``CockroachPool`` pings and counts as usual), runs the statement on the
+    asyncpg connection with no ``BEGIN``, and gives the connection back with
+    no ``ROLLBACK`` and no reset: one round trip. A single statement outside a
+    transaction is its own implicit transaction, so a write commits when it
+    returns. ``CockroachPool`` is told the connection is untouched (its
+    ``ConnState.untouched``), unless the statement may leave session state
+    behind (``set_config``, advisory locks, sequences), in which case the
+    ordinary return and reset run.
+
+    Cancelled, or failed in a way that leaves the connection's state unknown
+    (a lost connection, a driver error that is not the server's answer), the
+    connection is closed by force (asyncpg ``terminate()``, no round trip) and
+    its record returned, so nothing stays checked out and no server session
+    is left mid-statement. A server error leaves the connection usable; it
+    goes back as usual.
+
+``AsyncConnection`` / ``AsyncSession``
+    Runs inside its transaction, begun first if none is (as
+    ``connection.execute()`` autobegins), through SQLAlchemy's asyncpg
+    adapter's own ``BEGIN`` (isolation level, read-only and deferrable as
+    configured). The session flushes pending changes first when it
+    autoflushes. So ``run_transaction``, ``retrying_session`` and
+    ``RetryingRoute`` bodies use it as they use ``execute()``; committing,
+    rolling back and cleanup under cancellation stay theirs. A lost connection
+    is invalidated, as SQLAlchemy does on a disconnect.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import asyncpg
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+from sqlalchemy.util import greenlet_spawn
+
+from .._cleanup import force_close
+from ..errors import FastPathError
+from ..pool._records import state_of
+from ._driver import fetch, wrap_error
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+    from sqlalchemy.engine import Connection
+    from sqlalchemy.engine.interfaces import Dialect
+    from sqlalchemy.pool import PoolProxiedConnection
+
+    from ._compile import Plan
+
+__all__ = ["Outcome", "Target", "run"]
+
+Target = AsyncEngine | AsyncConnection | AsyncSession
+#: (plan, driver records, result processors, the driver's statement)
+Outcome = tuple["Plan", list[Any], "list[Any] | None", Any]
+
+
+async def run(
+    target: Target,
+    plan_for: Callable[[Dialect], Plan],
+    params: Mapping[str, Any],
+    statement: Any,
+) -> Outcome:
+    """Run the statement on ``target``; see the module docstring."""
+    if isinstance(target, AsyncEngine):
+        return await _on_engine(target, plan_for, params)
+    if isinstance(target, AsyncSession):
+        sync = await greenlet_spawn(_session_connection, target, statement)
+        return await _on_connection(sync, plan_for, params)
+    if isinstance(target, AsyncConnection):
+        sync_connection = target.sync_connection
+        if sync_connection is None:
+            raise FastPathError(
+                "this AsyncConnection is not started; use it inside "
+                "'async with engine.connect() as conn:'"
+            )
+        return await _on_connection(sync_connection, plan_for, params)
+    raise FastPathError(
+        "a prepared statement runs on an AsyncEngine, AsyncConnection or "
+        f"AsyncSession; got {type(target).__name__}"
+    )
+
+
+def check_driver(dialect: Dialect) -> None:
+    if dialect.driver != "asyncpg":
+        raise FastPathError(
+            "prepared() needs the asyncpg driver (cockroachdb+asyncpg://); this "
+            f"engine uses {dialect.name}+{dialect.driver}. Run the statement "
+            "with connection.execute() instead, or create the engine with "
+            "asyncpg"
+        )
+
+
+async def _on_engine(
+    engine: AsyncEngine, plan_for: Callable[[Dialect], Plan], params: Any
+) -> Outcome:
+    sync_engine = engine.sync_engine
+    dialect = sync_engine.dialect
+    check_driver(dialect)
+    fairy = await greenlet_spawn(sync_engine.raw_connection)
+    try:
+        plan = plan_for(dialect)
+        args = plan.arguments(params)
+    except BaseException:
+        await _give_back(fairy, broken=False, untouched=True)  # nothing sent
+        raise
+    driver: Any = fairy.driver_connection
+    broken = True  # until the statement's outcome is known
+    try:
+        records, processors, stmt = await fetch(driver, plan, args, dialect)
+        broken = False
+    except Exception as err:
+        if _answered(err):
+            # The server answered (or asyncpg refused an argument before
+            # sending): usable, unless it closed or holds a transaction.
+            broken = driver.is_closed() or driver.is_in_transaction()
+        raise wrap_error(err, plan, args, dialect, invalidated=broken) from err
+    finally:
+        await _give_back(fairy, broken=broken, untouched=not plan.touches_session)
+    return plan, records, processors, stmt
+
+
+def _answered(err: Exception) -> bool:
+    """The server's error, or an argument asyncpg could not encode (its
+    ``DataError``, an ``InterfaceError`` and ``ValueError``, raised before
+    anything is written)."""
+    return isinstance(err, asyncpg.PostgresError) or (
+        isinstance(err, asyncpg.InterfaceError) and isinstance(err, ValueError)
+    )
+
+
+async def _give_back(
+    fairy: PoolProxiedConnection, *, broken: bool, untouched: bool
+) -> None:
+    if broken:
+        # Cancelled mid-statement or lost: its state is unknown. No I/O here
+        # (outside the greenlet SQLAlchemy terminates without waiting), so a
+        # cancellation cannot interrupt it.
+        force_close(fairy)
+        fairy.invalidate()
+        return
+    state = state_of(fairy)
+    if state is not None and untouched:
+        state.untouched = True
+    # The default pool's return does no I/O for a connection with no
+    # transaction; CockroachPool's bounded cleanup, when it runs, completes
+    # under cancellation (sqlalchemy_crdb_async._cleanup).
+    await greenlet_spawn(fairy.close)
+
+
+def _session_connection(session: AsyncSession, statement: Any) -> Connection:
+    sync = session.sync_session
+    if sync.autoflush:
+        sync.flush()
+    return sync.connection(bind_arguments={"clause": statement})
+
+
+def _begun(connection: Connection) -> PoolProxiedConnection:
+    if not connection.in_transaction():
+        connection.begin()  # what execute() would autobegin
+    return connection.connection
+
+
+async def _on_connection(
+    connection: Connection, plan_for: Callable[[Dialect], Plan], params: Any
+) -> Outcome:
+    dialect = connection.dialect
+    check_driver(dialect)
+    plan = plan_for(dialect)
+    args = plan.arguments(params)
+    fairy = await greenlet_spawn(_begun, connection)
+    adapter: Any = fairy.dbapi_connection
+    driver: Any = fairy.driver_connection
+    try:
+        async with adapter._execute_mutex:
+            if adapter._transaction is None:
+                await adapter._start_transaction()  # BEGIN, as configured
+            records, processors, stmt = await fetch(driver, plan, args, dialect)
+    except Exception as err:
+        lost = driver.is_closed()
+        if lost:
+            await greenlet_spawn(connection.invalidate, err)
+        raise wrap_error(err, plan, args, dialect, invalidated=lost) from err
+    return plan, records, processors, stmt
