@@ -28,6 +28,7 @@ answers and ``except IntegrityError`` see no difference).
 
 from __future__ import annotations
 
+import re
 import weakref
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
@@ -39,11 +40,22 @@ from ..dialect.asyncpg import _adapter_error
 from ..retry.classify import ErrorKind, classify
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
     from sqlalchemy.engine.interfaces import Dialect
 
     from ._compile import Plan
 
-__all__ = ["MAX_STATEMENTS", "CachedStatement", "StatementCache", "fetch", "wrap_error"]
+__all__ = [
+    "MAX_STATEMENTS",
+    "CachedStatement",
+    "StatementCache",
+    "fetch",
+    "rowcount",
+    "via_cursor",
+    "wrap_error",
+]
+
+_ROWCOUNT: Final = re.compile(r"(?:SELECT|UPDATE|DELETE|INSERT \d+) (\d+)")
 
 #: Statements kept per connection; the oldest is dropped past this.
 MAX_STATEMENTS: Final = 256
@@ -94,10 +106,16 @@ async def _prepare(
     return entry
 
 
+def rowcount(status: str | None) -> int:
+    """The row count in a command tag ("UPDATE 3", "INSERT 0 1"), else -1."""
+    found = _ROWCOUNT.match(status or "")
+    return int(found.group(1)) if found else -1
+
+
 async def fetch(
     driver: Any, plan: Plan, args: list[Any], dialect: Dialect
-) -> tuple[list[Any], list[Any] | None, Any]:
-    """Run ``plan``: (driver records, result processors, the statement).
+) -> tuple[list[Any], list[Any] | None, int]:
+    """Run ``plan``: (driver records, result processors, row count).
 
     Raises the driver's own error; :func:`wrap_error` makes it SQLAlchemy's.
     """
@@ -116,7 +134,22 @@ async def fetch(
             raise
         entry = await _prepare(driver, cache, plan, dialect)
         records = await entry.statement.fetch(*args)
-    return records, entry.processors, entry.statement
+    return records, entry.processors, rowcount(entry.statement.get_statusmsg())
+
+
+def via_cursor(
+    connection: Connection, plan: Plan, args: list[Any]
+) -> tuple[list[Any], list[Any] | None, int]:
+    """Run ``plan`` through SQLAlchemy's cursor (in its greenlet), so that
+    ``retrying_session`` records the statement and replays it on a retry."""
+    result = connection.exec_driver_sql(plan.sql, tuple(args))
+    description = result.cursor.description if result.returns_rows else None
+    records = [tuple(row) for row in result.fetchall()] if description else []
+    oids: list[Any] = [column[1] for column in description or ()]
+    processors = (
+        plan.result_processors(connection.dialect, oids) if description else None
+    )
+    return records, processors, result.rowcount
 
 
 def wrap_error(

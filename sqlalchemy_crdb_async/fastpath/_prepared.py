@@ -3,8 +3,7 @@ the manual is the package docstring, :mod:`sqlalchemy_crdb_async.fastpath`)."""
 
 from __future__ import annotations
 
-import re
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import exc
 from sqlalchemy.engine import Row
@@ -19,8 +18,6 @@ if TYPE_CHECKING:
     from ._targets import Target
 
 __all__ = ["PreparedQuery", "prepared"]
-
-_ROWCOUNT: Final = re.compile(r"(?:SELECT|UPDATE|DELETE|INSERT \d+) (\d+)")
 
 
 def prepared(statement: Any) -> PreparedQuery:
@@ -122,6 +119,5 @@ class PreparedQuery:
     async def execute(self, target: Target, /, **params: Any) -> int:
         """Run a write; the number of rows it touched (-1 when the server did
         not say). Rows of a ``RETURNING`` come from the read methods instead."""
-        _, _, _, statement = await self._run(target, params)
-        found = _ROWCOUNT.match(statement.get_statusmsg() or "")
-        return int(found.group(1)) if found else -1
+        _, _, _, count = await self._run(target, params)
+        return int(count)

@@ -26,7 +26,10 @@
     autoflushes. So ``run_transaction``, ``retrying_session`` and
     ``RetryingRoute`` bodies use it as they use ``execute()``; committing,
     rolling back and cleanup under cancellation stay theirs. A lost connection
-    is invalidated, as SQLAlchemy does on a disconnect.
+    is invalidated, as SQLAlchemy does on a disconnect. In a
+    ``retrying_session`` body the statement goes through SQLAlchemy's cursor
+    (still compiled once), so the session records it and replays it after a
+    retryable error like its other statements.
 """
 
 from __future__ import annotations
@@ -40,7 +43,8 @@ from sqlalchemy.util import greenlet_spawn
 from .._cleanup import force_close
 from ..errors import FastPathError
 from ..pool._records import state_of
-from ._driver import fetch, wrap_error
+from ..retry.replay import _active as _replaying
+from ._driver import fetch, via_cursor, wrap_error
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -54,8 +58,8 @@ if TYPE_CHECKING:
 __all__ = ["Outcome", "Target", "run"]
 
 Target = AsyncEngine | AsyncConnection | AsyncSession
-#: (plan, driver records, result processors, the driver's statement)
-Outcome = tuple["Plan", list[Any], "list[Any] | None", Any]
+#: (plan, driver records, result processors, row count)
+Outcome = tuple["Plan", list[Any], "list[Any] | None", int]
 
 
 async def run(
@@ -110,7 +114,7 @@ async def _on_engine(
     driver: Any = fairy.driver_connection
     broken = True  # until the statement's outcome is known
     try:
-        records, processors, stmt = await fetch(driver, plan, args, dialect)
+        records, processors, count = await fetch(driver, plan, args, dialect)
         broken = False
     except Exception as err:
         if _answered(err):
@@ -120,7 +124,7 @@ async def _on_engine(
         raise wrap_error(err, plan, args, dialect, invalidated=broken) from err
     finally:
         await _give_back(fairy, broken=broken, untouched=not plan.touches_session)
-    return plan, records, processors, stmt
+    return plan, records, processors, count
 
 
 def _answered(err: Exception) -> bool:
@@ -172,16 +176,21 @@ async def _on_connection(
     plan = plan_for(dialect)
     args = plan.arguments(params)
     fairy = await greenlet_spawn(_begun, connection)
+    recorder = _replaying.get()
+    if recorder is not None and recorder.dbapi_conn is fairy.dbapi_connection:
+        # A retrying_session body: its statements are recorded for replay
+        # through the cursor, so this one goes that way too.
+        return plan, *await greenlet_spawn(via_cursor, connection, plan, args)
     adapter: Any = fairy.dbapi_connection
     driver: Any = fairy.driver_connection
     try:
         async with adapter._execute_mutex:
             if adapter._transaction is None:
                 await adapter._start_transaction()  # BEGIN, as configured
-            records, processors, stmt = await fetch(driver, plan, args, dialect)
+            records, processors, count = await fetch(driver, plan, args, dialect)
     except Exception as err:
         lost = driver.is_closed()
         if lost:
             await greenlet_spawn(connection.invalidate, err)
         raise wrap_error(err, plan, args, dialect, invalidated=lost) from err
-    return plan, records, processors, stmt
+    return plan, records, processors, count
