@@ -1,4 +1,4 @@
-"""A table with a column of every type the dialect maps, shared by the fast path tests."""
+"""A table with a column of every type the dialect maps (fast path tests)."""
 
 from __future__ import annotations
 
