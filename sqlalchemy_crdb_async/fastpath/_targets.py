@@ -155,6 +155,23 @@ async def _give_back(
     await greenlet_spawn(fairy.close)
 
 
+async def _begin(adapter: Any, driver: Any) -> None:
+    """The adapter's own ``BEGIN`` (isolation level, read-only as configured).
+
+    asyncpg makes a ``Transaction`` the connection's top one (``_top_xact``)
+    before it sends ``BEGIN`` and leaves it there when the ``BEGIN`` fails or
+    is cancelled (asyncpg ``transaction.py``, ``start()``); the adapter keeps
+    no reference to it, so the connection's next ``BEGIN`` would go out as a
+    ``SAVEPOINT`` and fail. Cleared here.
+    """
+    try:
+        await adapter._start_transaction()
+    except BaseException:
+        if adapter._transaction is None and getattr(driver, "_top_xact", None):
+            driver._top_xact = None
+        raise
+
+
 def _session_connection(session: AsyncSession, statement: Any) -> Connection:
     sync = session.sync_session
     if sync.autoflush:
@@ -186,7 +203,7 @@ async def _on_connection(
     try:
         async with adapter._execute_mutex:
             if adapter._transaction is None:
-                await adapter._start_transaction()  # BEGIN, as configured
+                await _begin(adapter, driver)
             records, processors, count = await fetch(driver, plan, args, dialect)
     except Exception as err:
         lost = driver.is_closed()
