@@ -205,7 +205,7 @@ def all_workloads() -> dict[str, Workload]:
         pool_checkout,
     )
 
-    return {
+    workloads = {
         w.name: w
         for w in (
             point_read.workload,
@@ -219,3 +219,7 @@ def all_workloads() -> dict[str, Workload]:
             fastapi_transfer.hot_workload,
         )
     }
+    from ._fastpath import register
+
+    register(workloads)  # the prepared fast path's rows (once; idempotent)
+    return workloads
