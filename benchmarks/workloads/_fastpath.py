@@ -11,7 +11,10 @@ SQLAlchemy and our default path:
 - ``bank`` / ``bank_hot``: ``run_transaction(engine, fn)`` whose body reads
   and writes with prepared statements on the attempt's connection;
 - ``fastapi_read``: the fast path without HTTP (the app's ``GET
-  /accounts/{id}`` itself uses it, see ``examples/fastapi_bank``).
+  /accounts/{id}`` itself uses it, see ``examples/fastapi_bank``);
+- the ``sqlspec`` baseline (:mod:`benchmarks._harness.sqlspec_peer`): point
+  reads (``select_one``) and the banks (its session's transaction in the same
+  plain retry loop as raw asyncpg: sqlspec retries nothing itself).
 
 A scenario is only added when its (variant, API) is not there yet, so a
 branch that registers the same row in the workload's own module wins.
@@ -19,11 +22,13 @@ branch that registers the same row in the workload's own module wins.
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import BigInteger, Column, MetaData, Table, bindparam, or_, select
 
-from .._harness.variants import missing_api, ours_api
+from .._harness.sqlspec_peer import SQLSPEC
+from .._harness.variants import VARIANTS, missing_api, ours_api
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
@@ -60,6 +65,7 @@ def _add(
 
 def register(workloads: dict[str, Workload]) -> None:
     """Add the fast-path scenarios to ``workloads`` (by name)."""
+    VARIANTS.setdefault(SQLSPEC.key, SQLSPEC)
     _point_read(workloads["point_read"])
     for name in ("bank", "bank_hot"):
         _bank(workloads[name])
@@ -87,6 +93,15 @@ def _point_read(w: Workload) -> None:
     _add(w, "ours-pool", "fast path", fast, requires=_fast_path_reason)
     _add(w, "ours-pool", "Core", point_read._core, requires=_pool_settings_reason)
     _add(w, "ours-pool", "ORM", point_read._orm, requires=_pool_settings_reason)
+
+    async def sqlspec_read(ctx: Ctx) -> None:
+        """sqlspec session.select_one (acquire, query, reset, release)"""
+        key = ctx.rng.randint(1, point_read.ROWS)
+        async with ctx.handle.provide_session() as session:
+            row = await session.select_one(point_read.SQL, key)
+        assert row["id"] == key
+
+    _add(w, "sqlspec", "select_one", sqlspec_read)
 
 
 def _bank(w: Workload) -> None:
@@ -158,6 +173,52 @@ def _bank(w: Workload) -> None:
         requires=_fast_path_reason,
         prepare=prepare,
     )
+
+    read_sql = f"SELECT id, balance FROM {table} WHERE id = $1 OR id = $2"
+    write_sql = f"UPDATE {table} SET balance = $2 WHERE id = $1"
+
+    async def sqlspec_loop(ctx: Ctx) -> None:
+        """sqlspec session + the same plain retry loop (sqlspec retries nothing)"""
+        src, dst = ctx.rng.sample(range(1, n_accounts + 1), 2)
+        amount = ctx.rng.randint(1, 10)
+        for attempt in range(MAX_ATTEMPTS):
+            try:
+                async with ctx.handle.provide_session() as session:
+                    await session.execute("BEGIN ISOLATION LEVEL SERIALIZABLE")
+                    try:
+                        rows = await session.select(read_sql, src, dst)
+                        balance = {r["id"]: r["balance"] for r in rows}
+                        if balance[src] >= amount:
+                            await session.execute(write_sql, src, balance[src] - amount)
+                            await session.execute(write_sql, dst, balance[dst] + amount)
+                        await session.execute("COMMIT")
+                    except BaseException:
+                        await session.execute("ROLLBACK")
+                        raise
+                return
+            except Exception as e:
+                code = _sqlstate(e)
+                if code not in ("40001", "40P01"):
+                    raise
+                ctx.record_retry(code)
+            await asyncio.sleep(
+                ctx.rng.uniform(0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**attempt))
+            )
+        raise RuntimeError(f"transfer {src}->{dst} gave up after {MAX_ATTEMPTS}")
+
+    _add(w, "sqlspec", "retry loop", sqlspec_loop)
+
+
+def _sqlstate(error: BaseException) -> str | None:
+    seen: BaseException | None = error
+    for _ in range(4):
+        if seen is None:
+            return None
+        code = getattr(seen, "sqlstate", None)
+        if code:
+            return str(code)
+        seen = seen.__cause__
+    return None
 
 
 def _accounts_of(name: str) -> int:

@@ -119,6 +119,12 @@ async def fetch(
 
     Raises the driver's own error; :func:`wrap_error` makes it SQLAlchemy's.
     """
+    # A pool that defers its session reset to the connection's next message
+    # pays it where asyncpg's _get_statement runs, which a cached
+    # PreparedStatement's fetch() does not pass: pay it here first.
+    pay = getattr(driver, "_crdb_pay", None)
+    if pay is not None and getattr(driver, "crdb_owed", None) is not None:
+        await pay()
     cache = _cache_of(driver, dialect)
     entry = cache.entries.get(plan.sql)
     if entry is None:
