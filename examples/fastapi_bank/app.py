@@ -20,7 +20,9 @@ What it shows:
 - ``GET /accounts/{id}`` on the prepared fast path
   (:func:`~sqlalchemy_crdb_async.prepared`): the statement is compiled once,
   prepared once per connection, and run on the engine in one round trip (no
-  BEGIN, ROLLBACK or reset), with SQLAlchemy's types and ``Row``;
+  BEGIN, ROLLBACK or reset), with SQLAlchemy's types and ``Row``; one
+  statement owns no transaction, so it sits on a plain router and maps
+  database errors with ``answer_for()``;
 - the other read endpoints on the read-only session (one implicit transaction
   per statement: no BEGIN/ROLLBACK round trips);
 - idempotency keys: ``POST /transfers`` with an ``Idempotency-Key`` header
@@ -63,6 +65,7 @@ from typing import Annotated, Any
 import anyio
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, Response
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -75,7 +78,11 @@ from sqlalchemy_crdb_async import (
     retry_stats,
     retrying_session,
 )
-from sqlalchemy_crdb_async.fastapi import RetryingRoute, session_dependency
+from sqlalchemy_crdb_async.fastapi import (
+    RetryingRoute,
+    answer_for,
+    session_dependency,
+)
 
 from .database import Database, open_database
 
@@ -294,10 +301,21 @@ def create_app(
             query = query.where(Account.id > after)
         return [_account_out(a) for a in await session.scalars(query)]
 
-    @router.get("/accounts/{account_id}")
-    async def get_account(account_id: uuid.UUID) -> AccountOut:
+    # One statement on the engine, no transaction to own: a plain router, so
+    # the request skips RetryingRoute's per-request work; answer_for() gives
+    # the database errors the same answers (503 when unavailable, ...).
+    reads = APIRouter()
+
+    @reads.get("/accounts/{account_id}", response_model=AccountOut)
+    async def get_account(account_id: uuid.UUID) -> AccountOut | JSONResponse:
         """The fast path on the engine: one round trip, no session."""
-        row = await ACCOUNT_BY_ID.one_or_none(engine, id=account_id)
+        try:
+            row = await ACCOUNT_BY_ID.one_or_none(engine, id=account_id)
+        except sa.exc.DBAPIError as error:
+            answer = answer_for(error, policy)
+            if answer is None:
+                raise
+            return answer
         if row is None:
             raise HTTPException(404, f"no account {account_id}")
         return AccountOut(id=row.id, owner=row.owner, balance=row.balance)
@@ -395,6 +413,7 @@ def create_app(
             "retries": _plain(retry_stats(engine)),
         }
 
+    app.include_router(reads)
     app.include_router(router)
     return app
 
