@@ -43,6 +43,8 @@ where                    what
                          is :mod:`sqlalchemy_crdb_async.sync`
 ``pool/``                pool tuning: :class:`PoolSettings`,
                          :class:`CockroachPool`, :func:`pool_stats`
+``fastpath/``            :func:`prepared`: Core statements as driver
+                         prepared statements, one round trip per read
 ``testing/``             the pytest plugin and the test servers
 ``errors.py``            every error, with the class tree drawn at its top
 ``sqlstate.py``          the SQLSTATE codes this package acts on
@@ -82,7 +84,9 @@ from .errors import (
     DeadlineExceededError,
     DialectConflictWarning,
     DriverModeError,
+    FastPathError,
     IsolationLevelUpgradeWarning,
+    PreparedParameterError,
     ReplayMismatchError,
     RetriesExhaustedError,
     TransactionRetryError,
@@ -91,6 +95,7 @@ from .errors import (
     UnsupportedServerWarning,
     VectorValueError,
 )
+from .fastpath import PreparedQuery, prepared
 from .pool import CockroachPool, PoolSettings, PoolStats, pool_stats
 from .retry import (
     Attempt,
@@ -121,9 +126,12 @@ __all__ = [  # noqa: RUF022
     "DialectConflictWarning",
     "DriverModeError",
     "ErrorKind",
+    "FastPathError",
     "IsolationLevelUpgradeWarning",
     "PoolSettings",
     "PoolStats",
+    "PreparedParameterError",
+    "PreparedQuery",
     "ReplayMismatchError",
     "RetriesExhaustedError",
     "RetryEvent",
@@ -144,6 +152,7 @@ __all__ = [  # noqa: RUF022
     "index_hint",
     "parse_server_version",
     "pool_stats",
+    "prepared",
     "retry_stats",
     "retrying",
     "retrying_session",

@@ -11,6 +11,8 @@ handlers::
      │                                   (also a ValueError; raised before sending,
      │                                   so it reaches callers as the ``orig`` of
      │                                   SQLAlchemy's StatementError)
+     │    └── FastPathError              prepared() cannot run this statement or driver
+     │         └── PreparedParameterError  a prepared() call's parameters are wrong
      ├── sqlalchemy.exc.InvalidRequestError
      │    ├── DriverModeError            asyncio driver with create_engine(), or a
      │    │                              sync one with create_async_engine()
@@ -62,7 +64,9 @@ __all__ = [
     "DeadlineExceededError",
     "DialectConflictWarning",
     "DriverModeError",
+    "FastPathError",
     "IsolationLevelUpgradeWarning",
+    "PreparedParameterError",
     "ReplayMismatchError",
     "RetriesExhaustedError",
     "TransactionRetryError",
@@ -85,6 +89,14 @@ class DriverModeError(exc.InvalidRequestError):
 class VectorValueError(exc.ArgumentError, ValueError):
     """Raised for a value that is not a valid vector for its ``VECTOR`` column:
     wrong dimensions, NaN or infinity, a non-number, empty, too long."""
+
+
+class FastPathError(exc.ArgumentError):
+    """Raised when ``prepared()`` cannot run a statement, target or driver."""
+
+
+class PreparedParameterError(FastPathError):
+    """Raised when a prepared statement's parameters are missing or unknown."""
 
 
 class UnrecognizedServerError(exc.InvalidRequestError):
@@ -245,6 +257,8 @@ def is_connect_failure(error: BaseException) -> bool:
 for _cls in (
     ConnectParameterError,
     DriverModeError,
+    FastPathError,
+    PreparedParameterError,
     UnrecognizedServerError,
     AsOfSystemTimeError,
     UnsupportedServerError,

@@ -11,7 +11,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "sqlalchemy_crdb_async"
 MAX_LINES = 600
-SUBSYSTEMS = {"dialect", "retry", "pool", "testing", "fastapi"}
+SUBSYSTEMS = {"dialect", "retry", "pool", "testing", "fastapi", "fastpath"}
 
 
 def _module_name(path: Path) -> str:

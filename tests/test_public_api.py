@@ -79,3 +79,11 @@ def test_vector_names_are_public() -> None:
         "vector_norm",
     } <= set(sqlalchemy_crdb_async.__all__)
     assert issubclass(sqlalchemy_crdb_async.VectorValueError, ValueError)
+
+
+def test_fast_path_names() -> None:
+    names = {"FastPathError", "PreparedParameterError", "PreparedQuery", "prepared"}
+    assert names <= set(sqlalchemy_crdb_async.__all__)
+    from sqlalchemy_crdb_async import fastpath
+
+    assert set(fastpath.__all__) == {"PreparedQuery", "prepared"}

@@ -206,7 +206,7 @@ def all_workloads() -> dict[str, Workload]:
         pool_checkout,
     )
 
-    return {
+    workloads = {
         w.name: w
         for w in (
             point_read.workload,
@@ -221,3 +221,7 @@ def all_workloads() -> dict[str, Workload]:
             knn.workload,
         )
     }
+    from ._fastpath import register
+
+    register(workloads)  # the prepared fast path's rows (once; idempotent)
+    return workloads

@@ -6,9 +6,9 @@ httpx's ``ASGITransport`` (no socket, no server process):
 
 - ``asyncpg-fastapi`` (the reference): ``GET /raw/accounts/{id}``, the endpoint
   written on raw asyncpg (``Pool.fetchrow``, no transaction);
-- ``ours-fastapi``: ``GET /accounts/{id}``, the example's endpoint on
-  ``RetryingRoute`` with the read-only session (``AsyncSession.get`` in an
-  implicit transaction).
+- ``ours-fastapi``: ``GET /accounts/{id}``, the example's endpoint: the
+  prepared fast path on the engine (one round trip), on a plain router with
+  the library's error answers (``answer_for``).
 
 Two rows without HTTP show what the layers below cost: raw asyncpg
 ``Pool.fetchrow`` and ``AsyncSession.get(Account, id)`` on our dialect.
@@ -62,7 +62,7 @@ async def raw_fastapi_get(ctx: Ctx) -> None:
 
 @workload.scenario("ours-fastapi", "GET /accounts/{id}", requires=app_unavailable)
 async def fastapi_get(ctx: Ctx) -> None:
-    """RetryingRoute + read-only session, the example app"""
+    """the example app's fast-path endpoint (prepared, on the engine)"""
     await _get(ctx, "/accounts")
 
 

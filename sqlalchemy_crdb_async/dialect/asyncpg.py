@@ -167,13 +167,25 @@ def _adapter_error(dbapi: Any, error: Exception) -> Exception | None:
     through; :func:`_refused_login` handles the first, this the second.
     Client-side errors (asyncpg's ``InterfaceError``) keep their class.
     """
+    return translate_error(dbapi, error, refused_connect=True)
+
+
+def translate_error(
+    dbapi: Any, error: Exception, *, refused_connect: bool = False
+) -> Exception | None:
+    """asyncpg's error as the adapter's DB-API class, as SQLAlchemy's adapter
+    maps a statement's error (``orig.sqlstate`` kept), or None when it is not
+    asyncpg's; ``refused_connect``: a server's refusal is an OperationalError
+    (:func:`_adapter_error`)."""
     if isinstance(error, dbapi.Error):
         return None
     mapping = dbapi._asyncpg_error_translate
     for cls in type(error).__mro__:
         if cls in mapping:
             sqlstate = getattr(error, "sqlstate", None)
-            kind = dbapi.OperationalError if sqlstate else mapping[cls]
+            kind = (
+                dbapi.OperationalError if refused_connect and sqlstate else mapping[cls]
+            )
             wrapped: Exception = kind(f"{type(error)}: {error}")
             wrapped.pgcode = wrapped.sqlstate = sqlstate  # type: ignore[attr-defined]
             return wrapped
