@@ -7,7 +7,8 @@ module              what it does
 ==================  =============================================================
 ``settings``        :class:`PoolSettings` (the knobs, sizing from cluster vCPUs)
                     and :meth:`PoolSettings.engine_kwargs`
-``_pool``           :class:`CockroachPool` and :func:`pool_stats`
+``_pool``           :class:`CockroachPool`
+``_stats_api``      :func:`pool_stats`
 ``_records``        per-connection state and counters
 ``_stats``          :class:`PoolStats`, the snapshot :func:`pool_stats` returns
 ``_listeners``      the dialect events the pool installs
@@ -20,8 +21,9 @@ module              what it does
 
 from __future__ import annotations
 
-from ._pool import CockroachPool, pool_stats
+from ._pool import CockroachPool
 from ._stats import PoolStats
+from ._stats_api import pool_stats
 from .settings import PoolSettings
 
 __all__ = ["CockroachPool", "PoolSettings", "PoolStats", "pool_stats"]
