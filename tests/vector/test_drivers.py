@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from sqlalchemy_crdb_async import VECTOR, CockroachPool
+from sqlalchemy_crdb_async import VECTOR, CockroachPool, VectorValueError
 from sqlalchemy_crdb_async.dialect._vector_codec import (
     check_vector,
     format_vector,
@@ -183,3 +183,48 @@ def test_codec_connection_classes_go_with_their_base() -> None:
     del made, PoolsOwn
     gc.collect()
     assert len(_classes) < before
+
+
+@pytest.mark.parametrize("pooled", [False, True])
+async def test_the_fast_path_takes_and_returns_vectors(
+    pgvector_url: URL, pooled: bool
+) -> None:
+    from sqlalchemy_crdb_async import prepared
+
+    kw: dict[str, Any] = {"poolclass": CockroachPool} if pooled else {}
+    engine = create_async_engine(pgvector_url, **kw)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(metadata.drop_all)
+            await conn.run_sync(metadata.create_all)
+        insert = prepared(
+            docs.insert().values(
+                id=sa.bindparam("id"), embedding=sa.bindparam("embedding")
+            )
+        )
+        for i, vector in enumerate([[1.0, 0.0], [0.0, 1.0], [0.7, 0.7]]):
+            assert await insert.execute(engine, id=i, embedding=vector) == 1
+        nearest = prepared(
+            sa.select(docs.c.id, docs.c.embedding)
+            .order_by(docs.c.embedding.l2_distance(sa.bindparam("q", type_=VECTOR(2))))
+            .limit(2)
+        )
+        rows = await nearest.all(engine, q=[0.9, 0.1])
+        assert [r.id for r in rows] == [0, 2]
+        assert rows[0].embedding == [1.0, 0.0]
+        # the same statement through the ordinary path gives the same rows
+        async with engine.connect() as conn:
+            plain = (
+                await conn.execute(
+                    sa.select(docs.c.id, docs.c.embedding)
+                    .order_by(docs.c.embedding.l2_distance([0.9, 0.1]))
+                    .limit(2)
+                )
+            ).all()
+        assert [tuple(r) for r in plain] == [tuple(r) for r in rows]
+        # a wrong dimension is refused before anything is sent, naming the column
+        with pytest.raises(VectorValueError, match=r"docs\.embedding"):
+            await insert.execute(engine, id=9, embedding=[1.0, 2.0, 3.0])
+        assert await nearest.all(engine, q=[0.0, 1.0]) != []
+    finally:
+        await engine.dispose()
