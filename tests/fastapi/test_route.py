@@ -42,15 +42,6 @@ async def app_engine(
         await engine.dispose()
 
 
-@pytest.fixture
-async def client(
-    app_engine: tuple[FastAPI, AsyncEngine],
-) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=app_engine[0])
-    async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
-        yield c
-
-
 async def post_note(
     client: httpx.AsyncClient,
     engine: AsyncEngine,

@@ -116,15 +116,6 @@ async def app_engine(crdb_url: URL) -> AsyncIterator[tuple[FastAPI, AsyncEngine]
         await engine.dispose()
 
 
-@pytest.fixture
-async def client(
-    app_engine: tuple[FastAPI, AsyncEngine],
-) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=app_engine[0])
-    async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
-        yield c
-
-
 async def ours_active(engine: AsyncEngine, holder_pid: int) -> list[object]:
     async with engine.connect() as conn:
         result = await conn.exec_driver_sql(
