@@ -10,7 +10,7 @@ behind (an advisory lock) still gets the pool's reset.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
 import sqlalchemy as sa
@@ -18,14 +18,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from sqlalchemy_crdb_async import PoolSettings, prepared
 from sqlalchemy_crdb_async.testing import FaultProxy
+from tests.pool.support import per_op
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Awaitable, Callable
+    from collections.abc import AsyncIterator
 
     from sqlalchemy.engine import URL
 
-WARMUP = 3
-COUNTED = 5
 # no ping between operations, whatever the machine's load
 SETTINGS = PoolSettings(pool_size=1, idle_before_ping_s=None)
 POOLS = {"default pool": {}, "PoolSettings": SETTINGS.engine_kwargs()}
@@ -52,24 +51,6 @@ async def proxy(crdb_url: URL) -> AsyncIterator[FaultProxy]:
     await eng.dispose()
     async with FaultProxy("127.0.0.1", crdb_url.port) as p:
         yield p
-
-
-async def per_op(
-    proxy: FaultProxy,
-    url: URL,
-    kwargs: dict[str, Any],
-    op: Callable[[AsyncEngine], Awaitable[Any]],
-) -> float:
-    eng = create_async_engine(url.set(host="127.0.0.1", port=proxy.port), **kwargs)
-    try:
-        for _ in range(WARMUP):
-            await op(eng)
-        before = proxy.stats().round_trips
-        for _ in range(COUNTED):
-            await op(eng)
-        return (proxy.stats().round_trips - before) / COUNTED
-    finally:
-        await eng.dispose()
 
 
 @pytest.mark.parametrize("pool", list(POOLS))

@@ -24,14 +24,13 @@ from sqlalchemy.ext.asyncio import (
 
 from sqlalchemy_crdb_async import PoolSettings
 from sqlalchemy_crdb_async.testing import FaultProxy
+from tests.pool.support import per_op
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
     from sqlalchemy.engine import URL
 
-WARMUP = 3
-COUNTED = 5
 # no ping between operations, whatever the machine's load
 SETTINGS = PoolSettings(pool_size=1, idle_before_ping_s=None)
 
@@ -66,19 +65,6 @@ async def orm_read(eng: AsyncEngine) -> None:
 async def core_write(eng: AsyncEngine) -> None:
     async with eng.begin() as conn:
         await conn.execute(sa.text("INSERT INTO rt (v) VALUES (1)"))
-
-
-async def per_op(proxy: FaultProxy, url: URL, kwargs: dict[str, Any], op: Any) -> float:
-    eng = create_async_engine(url.set(host="127.0.0.1", port=proxy.port), **kwargs)
-    try:
-        for _ in range(WARMUP):
-            await op(eng)
-        before = proxy.stats().round_trips
-        for _ in range(COUNTED):
-            await op(eng)
-        return (proxy.stats().round_trips - before) / COUNTED
-    finally:
-        await eng.dispose()
 
 
 async def orm_write(eng: AsyncEngine) -> None:
