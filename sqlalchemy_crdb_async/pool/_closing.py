@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING
 
 from typing_extensions import override
 
-from ._reset import ResetWithRollback
-
 if TYPE_CHECKING:
     from types import CodeType, FrameType
 
     from sqlalchemy.engine import Connection
+
+    from ._reset import ResetWithRollback
 
 __all__ = ["closing_connection_class"]
 
@@ -51,10 +51,9 @@ def closing_connection_class(base: type[Connection]) -> type[Connection]:
         def _rollback_impl(self) -> None:
             if self._crdb_closing or _orm_closes(self):
                 fairy = self._dbapi_connection
-                driver = getattr(fairy, "driver_connection", None)
                 arm = getattr(getattr(fairy, "_pool", None), "_arm_reset", None)
-                if isinstance(driver, ResetWithRollback) and arm is not None:
-                    self._crdb_armed_driver = arm(driver)
+                if arm is not None:
+                    self._crdb_armed_driver = arm(fairy)
             super()._rollback_impl()
 
         @override
@@ -66,8 +65,10 @@ def closing_connection_class(base: type[Connection]) -> type[Connection]:
                 self._crdb_closing = False
                 driver = self._crdb_armed_driver
                 if driver is not None:
+                    # Disarmed (the pool's return usually did it already).
                     self._crdb_armed_driver = None
-                    driver.crdb_disarm()
+                    driver.crdb_armed = None
+                    driver.crdb_reset_sent = False
 
     ClosingConnection.__qualname__ = f"ResetOnClose[{base.__qualname__}]"
     _CLOSING_CLASSES[base] = ClosingConnection

@@ -77,7 +77,7 @@ from ._records import (
     host_of,
     state_of,
 )
-from ._reset import SessionReset, asyncpg_of, ping
+from ._reset import ResetToken, SessionReset, asyncpg_of, ping
 from ._stats import PoolStats
 from ._type_cache import SharedTypeCache, connection_class
 from .settings import POOL_CLASS, PoolSettings
@@ -111,6 +111,11 @@ class CockroachPool(AsyncAdaptedQueuePool):
         self._type_cache = SharedTypeCache()
         self._connection_classes: dict[type[Any], type[Any]] = {}
         self._host_turn = 0
+        self._token: ResetToken | None = None
+        #: Checkouts whose ping ``_do_get`` found due and ``connect`` has not
+        #: sent yet (``ConnState.ping_wanted`` says which).
+        self._pings_wanted = 0
+        self._idle_before_ping_s = self._settings.idle_before_ping_s
         self._maintenance = Maintenance(self, self._settings.maintenance_interval_s)
         super().__init__(creator, **kw)
         dialect = kw.get("dialect")
@@ -143,7 +148,7 @@ class CockroachPool(AsyncAdaptedQueuePool):
 
     @override
     def _do_get(self) -> ConnectionPoolEntry:
-        self._maintenance.ensure()
+        # Every checkout passes here: it calls as little as it can.
         counters = self._counters
         started = time.monotonic()
         counters.waiting += 1
@@ -154,20 +159,62 @@ class CockroachPool(AsyncAdaptedQueuePool):
             raise
         finally:
             counters.waiting -= 1
-            counters.wait_time_s += time.monotonic() - started
-        if self._due_reason(record, time.monotonic()) is not None:
-            # SQLAlchemy reconnects a soft-invalidated record on checkout.
-            record.invalidate(soft=True)
+            now = time.monotonic()
+            counters.wait_time_s += now - started
+        state: ConnState | None = record.info.get(STATE_KEY)
+        if state is None or record.dbapi_connection is None:
+            return record
+        deadline = state.deadline
+        if (
+            state.retire
+            or state.lost
+            or (deadline is not None and now >= deadline)
+            or (state.driver is not None and state.driver.is_closed())
+        ):
+            reason = self._close_reason(record, state, now)
+            if reason is not None:
+                self._count_closed(state, reason)
+                # SQLAlchemy reconnects a soft-invalidated record on checkout.
+                record.invalidate(soft=True)
+        elif state.suspect or self._idle_before_ping_s is not None:
+            last_used = state.last_used
+            if last_used is None:
+                state.suspect = False  # fresh from connect
+            elif not state.ping_wanted and (
+                state.suspect  # its host just lost a connection
+                or now - last_used > self._idle_before_ping_s  # type: ignore[operator]
+            ):
+                state.ping_wanted = True
+                self._pings_wanted += 1
         return record
 
     @override
     def connect(self) -> PoolProxiedConnection:
-        attempts = self.size() + max(self._max_overflow, 0) + 1
-        for _ in range(attempts):
-            fairy = super().connect()
+        fairy = super().connect()
+        if self._pings_wanted:
+            # Some checkout wants a ping: this one? (Its record's state says.)
             state = state_of(fairy)
-            if state is None or not self._ping_due(state):
-                return self._handed_out(fairy, state)
+            if state is not None and state.ping_wanted:
+                state.ping_wanted = False
+                self._pings_wanted -= 1
+                return self._connect_pinging(fairy, state)
+        self._counters.checkouts += 1
+        return fairy
+
+    def _connect_pinging(
+        self, fairy: PoolProxiedConnection, state: ConnState | None
+    ) -> PoolProxiedConnection:
+        """Ping ``fairy`` (its ping is due), then the next ones until one answers."""
+        attempts = self.size() + max(self._max_overflow, 0) + 1
+        for attempt in range(attempts):
+            if attempt:
+                fairy = super().connect()
+                state = state_of(fairy)
+                if state is None or not state.ping_wanted:
+                    return self._handed_out(fairy, state)
+                state.ping_wanted = False
+                self._pings_wanted -= 1
+            assert state is not None
             self._counters.pings_sent += 1
             try:
                 ping(fairy, self._dialect_for_ping(), self._settings.ping_timeout_s)
@@ -188,8 +235,17 @@ class CockroachPool(AsyncAdaptedQueuePool):
 
     @override
     def _return_conn(self, record: ConnectionPoolEntry) -> None:
+        state = record.info.get(STATE_KEY)
+        if (
+            state is not None
+            and record.dbapi_connection is not None
+            and self._settle_quietly(state)
+        ):
+            # nothing awaited, so nothing a cancellation can interrupt
+            super()._return_conn(record)
+            return
         try:
-            self._before_return(record)
+            self._before_return(record, state)
         except asyncio.CancelledError:
             # The cleanup ran to completion (or closed the connection by
             # force) before the cancellation was re-raised.
@@ -323,7 +379,14 @@ class CockroachPool(AsyncAdaptedQueuePool):
             )
         else:
             driver = None
-        record.info[STATE_KEY] = ConnState(host, now, lifetime, deadline, driver=driver)
+        resets = settings.reset_on_return and isinstance(
+            driver, _reset.ResetWithRollback
+        )
+        record.info[STATE_KEY] = ConnState(
+            host, now, lifetime, deadline, driver=driver, resets=resets
+        )
+        # Here, not per checkout: a connection is made on the loop it serves.
+        self._maintenance.ensure()
         self._records.add(record)
         self._counters.connections_opened += 1
 
@@ -375,19 +438,25 @@ class CockroachPool(AsyncAdaptedQueuePool):
         self._counters.checkouts += 1
         return fairy
 
-    def _ping_due(self, state: ConnState) -> bool:
-        if state.last_used is None:
-            return False  # fresh from connect
-        if state.suspect:
-            return True  # its host just lost a connection
-        threshold = self._settings.idle_before_ping_s
-        return threshold is not None and time.monotonic() - state.last_used > threshold
-
     def _dialect_for_ping(self) -> Dialect:
         return self._dialect  # type: ignore[return-value]
 
     def _is_cockroachdb(self) -> bool:
         return bool(getattr(self._dialect, "is_cockroachdb", False))
+
+    def _reset_token(self) -> ResetToken:
+        """``(reset, is_cockroachdb)`` for arming and owing (:mod:`._reset`).
+
+        Known once the dialect has met its server (it has by the time a
+        connection comes back), then kept: a pool's server does not change
+        flavour.
+        """
+        token = self._token
+        if token is None:
+            token = (self._session_reset, self._is_cockroachdb())
+            if getattr(self._dialect, "server_info", True) is not None:
+                self._token = token
+        return token
 
     def _close_reason(
         self, record: ConnectionPoolEntry, state: ConnState, now: float
@@ -429,16 +498,16 @@ class CockroachPool(AsyncAdaptedQueuePool):
         else:
             c.connections_lost += 1
 
-    def _before_return(self, record: ConnectionPoolEntry) -> None:
-        state = state_of(record)
+    def _before_return(
+        self, record: ConnectionPoolEntry, state: ConnState | None
+    ) -> None:
+        """The return that needs a round trip (``_settle_quietly`` said so)."""
         if record.dbapi_connection is None or state is None:
             return
         if not in_greenlet():
             # No event loop to talk to the server from (garbage collection).
             record.invalidate()
             return
-        if self._settle_quietly(record, state):
-            return  # nothing awaited, so nothing a cancellation can interrupt
         # One cleanup task, bounded, awaited through cancellations (_cleanup).
         ok = await_only(
             run_cleanup(
@@ -450,32 +519,41 @@ class CockroachPool(AsyncAdaptedQueuePool):
         if not ok and record.dbapi_connection is not None:
             record.invalidate()
 
-    def _settle_quietly(self, record: ConnectionPoolEntry, state: ConnState) -> bool:
+    def _settle_quietly(self, state: ConnState) -> bool:
         """Settle a returned connection that needs no round trip; False if it does.
 
         Not due for closing, no transaction open, and its reset either sent
         with the closing ``ROLLBACK`` or owed to its next first message
-        (:mod:`._reset`).
+        (:mod:`._reset`). The return of every checkout runs this: it calls
+        as little as it can.
         """
         driver: Any = state.driver
-        if driver is None or driver.is_in_transaction() or driver.is_closed():
+        if driver is None or state.retire or state.lost:
             return False
         now = time.monotonic()
-        if state.retire or state.lost:
+        deadline = state.deadline
+        if deadline is not None and now >= deadline:
             return False
-        if state.deadline is not None and now >= state.deadline:
+        if state.resets and driver.crdb_reset_sent:
+            # The closing ROLLBACK carried the reset: one round trip just
+            # ended on this connection, which is open and out of transaction.
+            driver.crdb_armed = None
+            driver.crdb_reset_sent = False
+            self._counters.resets += 1
+        elif driver.is_in_transaction() or driver.is_closed():
             return False
-        if self._settings.reset_on_return:
-            # sent with the closing ROLLBACK, or something was sent since
-            needed = getattr(driver, "crdb_reset_sent", True) or not getattr(
-                driver, "crdb_clean", False
-            )
-            if not self._session_reset.settle_quietly(driver, self._is_cockroachdb()):
+        elif self._settings.reset_on_return:
+            # nothing sent since the last reset: none needed, none counted
+            needed = not state.resets or not driver.crdb_clean
+            if not self._session_reset.settle_quietly(driver, self._reset_token()):
                 return False
             self._counters.resets += needed
         state.last_used = now
-        if state.deadline is not None:
-            self._maintenance.note(state.deadline)
+        if deadline is not None:
+            maintenance = self._maintenance
+            until = maintenance.sleeping_until
+            if until is None or deadline < until:
+                maintenance.note(deadline)
         return True
 
     def _settle(self, record: ConnectionPoolEntry, state: ConnState) -> None:
@@ -531,12 +609,20 @@ class CockroachPool(AsyncAdaptedQueuePool):
                 self._connection_classes[base] = cls
             cparams["connection_class"] = cls
 
-    def _arm_reset(self, driver: Any) -> Any:
-        """Before a closing ``Connection`` rolls back on ``driver`` (see
-        :mod:`._reset`); returns the armed driver connection, or None."""
-        if not self._settings.reset_on_return:
+    def _arm_reset(self, fairy: Any) -> Any:
+        """Before a closing ``Connection`` rolls back on ``fairy`` (see
+        :mod:`._reset`); returns the armed driver connection, or None.
+
+        ``fairy`` is SQLAlchemy's ``_ConnectionFairy``; its record's ``info``
+        is read directly (``fairy.info`` is a property made anew per checkout).
+        """
+        state = fairy._connection_record.info.get(STATE_KEY)
+        if state is None or not state.resets or not self._session_reset.combine:
             return None
-        return self._session_reset.arm(driver, self._is_cockroachdb())
+        driver = state.driver
+        driver.crdb_armed = self._token or self._reset_token()
+        driver.crdb_reset_sent = False
+        return driver
 
     def engine_created(self, engine: Engine) -> None:
         """From the dialect's hook: the engine's connections call ``_arm_reset``."""

@@ -26,7 +26,7 @@ STATE_KEY = "sqlalchemy_crdb_async.pool"
 Host = tuple[str, int] | None
 
 
-@dataclass
+@dataclass(slots=True)
 class ConnState:
     """What the pool knows of one open connection (in ``record.info``)."""
 
@@ -45,6 +45,11 @@ class ConnState:
     #: Its ``asyncpg.Connection`` (None for other drivers), kept here so the
     #: checkout and return paths need not ask SQLAlchemy for it each time.
     driver: Any = None
+    #: ``driver`` is a ``_reset.ResetWithRollback`` (the pool resets sessions
+    #: and the driver is asyncpg), known once at connect.
+    resets: bool = False
+    #: ``_do_get`` found a ping due; ``connect`` sends it (``CockroachPool``).
+    ping_wanted: bool = False
 
 
 @dataclass(frozen=True)

@@ -82,7 +82,7 @@ Reset owed to the next first message (asyncpg)
     this pool (so a server that refuses the reset, or the statements
     CockroachDB versions lack, are met there): the driver connection *owes*
     the reset
-    (:meth:`ResetWithRollback.crdb_owe`), and pays it before anything else is
+    (:attr:`ResetWithRollback.crdb_owed`), and pays it before anything else is
     sent on it. When the next borrower's first message is SQLAlchemy's
     ``BEGIN``, the reset travels in it, as
     ``BEGIN; <reset>; COMMIT; BEGIN ...``: one message, one round trip, so a
@@ -127,6 +127,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "PING_SQL",
+    "ResetToken",
     "ResetWithRollback",
     "SessionReset",
     "ping",
@@ -241,6 +242,9 @@ class SessionReset:
         #: on a return may owe it instead (a refusal is met on return, where
         #: it costs the connection, not the next borrower's statement).
         self.proven = False
+        #: :meth:`with_rollback`'s messages by flavour, emptied when
+        #: :attr:`refused` grows.
+        self.with_rollback_messages: dict[bool, str] = {}
 
     def _crdb(self) -> list[str]:
         return [s for s in self._crdb_statements if s not in self.refused]
@@ -250,15 +254,15 @@ class SessionReset:
             return "; ".join(self._crdb())
         return PG_RESET[0]
 
-    def arm(self, driver: Any, is_cockroachdb: bool) -> Any:
-        """Make the driver connection's next ``ROLLBACK`` carry the reset;
-        returns the armed connection, or None when it cannot be."""
-        if not self.combine or not isinstance(driver, ResetWithRollback):
-            return None
-        driver.crdb_arm(self, is_cockroachdb)
-        return driver
+    def with_rollback(self, is_cockroachdb: bool) -> str:
+        """``ROLLBACK; <reset>``: made once per flavour and refusal set."""
+        message = self.with_rollback_messages.get(is_cockroachdb)
+        if message is None:
+            message = f"ROLLBACK; {self.statements(is_cockroachdb)}"
+            self.with_rollback_messages[is_cockroachdb] = message
+        return message
 
-    def settle_quietly(self, driver: Any, is_cockroachdb: bool) -> bool:
+    def settle_quietly(self, driver: Any, token: ResetToken) -> bool:
         """Settle a returned connection's reset without I/O, if it needs none.
 
         True when the reset went out with the closing ``ROLLBACK``, or when
@@ -275,7 +279,7 @@ class SessionReset:
         if not driver.crdb_clean:  # something was sent since the last reset
             if not (self.proven and OWING_SUPPORTED):
                 return False
-            driver.crdb_owe(self, is_cockroachdb)
+            driver.crdb_owed = token
         return True
 
     def run(self, record: ConnectionPoolEntry, is_cockroachdb: bool) -> None:
@@ -352,6 +356,7 @@ class SessionReset:
                     ",".join(sqlstates_of(err)),
                 )
                 self.refused.add(statement)
+                self.with_rollback_messages.clear()
 
     def _run_dbapi(self, record: ConnectionPoolEntry, is_cockroachdb: bool) -> None:
         conn = record.dbapi_connection
@@ -377,17 +382,14 @@ class ResetWithRollback:
     sends its next ``ROLLBACK`` together with the session reset, and a
     connection that owes the reset pays it before its next message."""
 
-    _crdb_armed: tuple[SessionReset, bool] | None = None
+    crdb_armed: ResetToken | None = None
     #: The reset this connection owes its next first message, if any.
-    crdb_owed: tuple[SessionReset, bool] | None = None
+    crdb_owed: ResetToken | None = None
     #: The reset went out with the rollback; the pool skips its own.
     crdb_reset_sent = False
     #: Nothing was sent since the connection opened or was last reset (the
     #: pool's ping aside): a return then owes no reset.
     crdb_clean = True
-
-    def crdb_owe(self, reset: SessionReset, is_cockroachdb: bool) -> None:
-        self.crdb_owed = (reset, is_cockroachdb)
 
     async def crdb_execute_plain(
         self, query: str, *args: Any, timeout: float | None = None
@@ -472,21 +474,25 @@ class ResetWithRollback:
         parent: Any = super()
         return await parent._copy_in(*args, **kwargs)
 
-    def crdb_arm(self, reset: SessionReset, is_cockroachdb: bool) -> None:
-        self._crdb_armed = (reset, is_cockroachdb)
-        self.crdb_reset_sent = False
-
     def crdb_disarm(self) -> None:
-        self._crdb_armed = None
+        self.crdb_armed = None
         self.crdb_reset_sent = False
 
     def execute(self, query: str, *args: Any, timeout: float | None = None) -> Any:
         # A plain function handing back asyncpg's coroutine when there is
         # nothing to add: no coroutine frame of ours on the hot path.
-        if self.crdb_owed is None and self._crdb_armed is None:
-            self.crdb_clean = False
-            parent: Any = super()
-            return parent.execute(query, *args, timeout=timeout)
+        if self.crdb_owed is None:
+            armed = self.crdb_armed
+            if armed is None:
+                self.crdb_clean = False
+                parent: Any = super()
+                return parent.execute(query, *args, timeout=timeout)
+            self.crdb_armed = None
+            # asyncpg's Transaction.rollback() sends exactly "ROLLBACK;"
+            if not args and (
+                query == "ROLLBACK;" or query.strip(" ;").upper() == "ROLLBACK"
+            ):
+                return self._crdb_rollback_resetting(armed, query, timeout)
         return self._crdb_execute(query, *args, timeout=timeout)
 
     async def _crdb_execute(
@@ -498,13 +504,22 @@ class ResetWithRollback:
                 return await self._crdb_begin_paying(query, timeout)
             await self._crdb_pay()
         self.crdb_clean = False
-        armed, self._crdb_armed = self._crdb_armed, None
-        parent: Any = super()
+        armed, self.crdb_armed = self.crdb_armed, None
         # asyncpg's Transaction.rollback() sends exactly "ROLLBACK;"
         if armed is None or args or query.strip(" ;").upper() != "ROLLBACK":
+            parent: Any = super()
             return await parent.execute(query, *args, timeout=timeout)
+        return await self._crdb_rollback_resetting(armed, query, timeout)
+
+    async def _crdb_rollback_resetting(
+        self, armed: ResetToken, query: str, timeout: float | None
+    ) -> Any:
+        """The closing ``ROLLBACK`` with the reset in the same message."""
+        parent: Any = super()
         reset, is_cockroachdb = armed
-        combined = f"ROLLBACK; {reset.statements(is_cockroachdb)}"
+        combined = reset.with_rollback_messages.get(
+            is_cockroachdb
+        ) or reset.with_rollback(is_cockroachdb)
         try:
             status = await parent.execute(combined, timeout=timeout)
         except asyncpg.PostgresError as err:
@@ -520,6 +535,11 @@ class ResetWithRollback:
         self.crdb_reset_sent = True
         self.crdb_clean = True
         return status
+
+
+#: What a connection is armed with or owes: the pool's reset and whether its
+#: server is CockroachDB.
+ResetToken = tuple[SessionReset, bool]
 
 
 def _is_begin(query: str) -> bool:
