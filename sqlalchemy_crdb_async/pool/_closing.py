@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from typing_extensions import override
 
 if TYPE_CHECKING:
-    from types import CodeType, FrameType
+    from types import FrameType
 
     from sqlalchemy.engine import Connection
 
@@ -83,27 +83,43 @@ def _orm_closes(conn: Connection) -> bool:
     pool, so this reads the caller's frame (a few frames up, only on
     rollback); if SQLAlchemy changes that method, nothing breaks: the reset
     goes out on its own again, and tests/pool/test_round_trips.py says so.
+    The frame is looked for once by name; after that ``sys._getframe(depth)``
+    at the depth it was found goes straight to it (no frame objects made
+    for the frames between).
     """
-    frame: FrameType | None = sys._getframe(1)
-    for _ in range(_ORM_FRAMES):
+    depth = _ORM_CLOSE[1]
+    if depth:
+        try:
+            frame: FrameType | None = sys._getframe(depth)
+        except ValueError:
+            frame = None
+        if frame is not None and frame.f_code is _ORM_CLOSE[0]:
+            return _closes_here(frame, conn)
+    frame = sys._getframe(1)
+    for depth in range(1, _ORM_FRAMES + 1):
         if frame is None:
             return False
         code = frame.f_code
-        if code in _ORM_CLOSE_CODE or (
+        if code is _ORM_CLOSE[0] or (
             code.co_name == "close" and code.co_filename.endswith(_ORM_SESSION_FILE)
         ):
-            _ORM_CLOSE_CODE.add(code)  # found by name once, by identity after
-            local = frame.f_locals
-            owner = local.get("self")
-            return (
-                local.get("connection") is conn
-                and bool(local.get("autoclose"))
-                and getattr(owner, "_parent", True) is None
-            )
+            _ORM_CLOSE[:] = [code, depth]
+            return _closes_here(frame, conn)
         frame = frame.f_back
     return False
 
 
+def _closes_here(frame: FrameType, conn: Connection) -> bool:
+    local = frame.f_locals
+    return (
+        local.get("connection") is conn
+        and bool(local.get("autoclose"))
+        and getattr(local.get("self"), "_parent", True) is None
+    )
+
+
 _ORM_FRAMES = 8
-_ORM_CLOSE_CODE: set[CodeType] = set()
+#: ``SessionTransaction.close``'s code object, and its depth from
+#: ``_orm_closes`` when last found (0: not found yet).
+_ORM_CLOSE: list[Any] = [None, 0]
 _ORM_SESSION_FILE = os.path.join("orm", "session.py")

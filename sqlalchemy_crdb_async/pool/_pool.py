@@ -74,11 +74,14 @@ from ._records import (
     ConnState,
     Counters,
     Host,
+    connection_infos,
     host_of,
+    least_used_host,
+    mark_host,
     state_of,
 )
 from ._reset import ResetToken, SessionReset, asyncpg_of, ping
-from ._stats import PoolStats
+from ._stats import PoolStats, snapshot
 from ._type_cache import SharedTypeCache, connection_class
 from .settings import POOL_CLASS, PoolSettings
 
@@ -173,7 +176,7 @@ class CockroachPool(AsyncAdaptedQueuePool):
         ):
             reason = self._close_reason(record, state, now)
             if reason is not None:
-                self._count_closed(state, reason)
+                self._counters.count_closed(state, reason)
                 # SQLAlchemy reconnects a soft-invalidated record on checkout.
                 record.invalidate(soft=True)
         elif state.suspect or self._idle_before_ping_s is not None:
@@ -219,7 +222,7 @@ class CockroachPool(AsyncAdaptedQueuePool):
             try:
                 ping(fairy, self._dialect_for_ping(), self._settings.ping_timeout_s)
             except Exception as err:
-                self._count_loss(state, drain=is_server_shutdown(err))
+                self._counters.count_loss(state, drain=is_server_shutdown(err))
                 self._host_trouble(state.host, err)
                 fairy.invalidate(err)
                 continue
@@ -272,7 +275,7 @@ class CockroachPool(AsyncAdaptedQueuePool):
     ) -> None:
         state = state_of(connection)
         host = state.host if state is not None else None
-        self._count_loss(state, drain=is_server_shutdown(exception))
+        self._counters.count_loss(state, drain=is_server_shutdown(exception))
         self._host_trouble(host, exception)
         if _checkin and getattr(connection, "is_valid", False):
             connection.invalidate(exception)
@@ -310,53 +313,17 @@ class CockroachPool(AsyncAdaptedQueuePool):
 
     def stats(self) -> PoolStats:
         """A :class:`PoolStats` snapshot (what :func:`pool_stats` returns)."""
-        c = self._counters
-        open_records = [
-            r for r in list(self._records) if r.dbapi_connection is not None
-        ]
-        checked_out = sum(1 for r in list(self._records) if r.in_use)
-        idle = sum(1 for r in open_records if not r.in_use)
-        size, overflow = self.size(), self._max_overflow
-        return PoolStats(
-            pool_size=size,
-            pool_max=size + overflow if overflow >= 0 else -1,
-            connections=len(open_records),
-            checked_out=checked_out,
-            idle=idle,
-            waiting=c.waiting,
-            wait_time_s=c.wait_time_s,
-            checkouts=c.checkouts,
-            timeouts=c.timeouts,
-            connections_opened=c.connections_opened,
-            connections_lost=c.connections_lost,
-            recycled_by_lifetime=c.recycled_by_lifetime,
-            invalidated_by_drain=c.invalidated_by_drain,
-            pings_sent=c.pings_sent,
-            resets=c.resets,
-            types_shared=self._type_cache.hits,
+        return snapshot(
+            self._counters,
+            list(self._records),
+            self.size(),
+            self._max_overflow,
+            self._type_cache.hits,
         )
 
     def connections(self) -> list[ConnectionInfo]:
         """The open connections: host, age, own lifetime, idle time, in use."""
-        now = time.monotonic()
-        out = []
-        for record in list(self._records):
-            state = state_of(record)
-            if state is None or record.dbapi_connection is None:
-                continue
-            idle = None
-            if state.last_used is not None and not record.in_use:
-                idle = now - state.last_used
-            out.append(
-                ConnectionInfo(
-                    host=state.host,
-                    age_s=now - state.opened,
-                    lifetime_s=state.lifetime,
-                    idle_s=idle,
-                    in_use=record.in_use,
-                )
-            )
-        return out
+        return connection_infos(list(self._records), time.monotonic())
 
     # -- internals -----------------------------------------------------------
 
@@ -426,8 +393,8 @@ class CockroachPool(AsyncAdaptedQueuePool):
         state = state_of(record)
         if state is not None and not state.lost:
             state.lost = True
-            self._count_loss(state, drain=False)
-            self._mark_host(state.host, suspect=True)
+            self._counters.count_loss(state, drain=False)
+            mark_host(list(self._records), state.host, suspect=True)
             self._maintenance.wake()
 
     def _handed_out(
@@ -476,27 +443,8 @@ class CockroachPool(AsyncAdaptedQueuePool):
             return None
         reason = self._close_reason(record, state, now)
         if reason is not None:
-            self._count_closed(state, reason)
+            self._counters.count_closed(state, reason)
         return reason
-
-    def _count_closed(self, state: ConnState, reason: str) -> None:
-        if reason == "lifetime":
-            self._counters.recycled_by_lifetime += 1
-        else:
-            self._count_loss(state, drain=reason == "drain")
-
-    def _count_loss(self, state: ConnState | None, *, drain: bool) -> None:
-        c = self._counters
-        if state is not None:
-            if state.counted == "drain" or (state.counted == "lost" and not drain):
-                return
-            if state.counted == "lost":
-                c.connections_lost -= 1
-            state.counted = "drain" if drain else "lost"
-        if drain:
-            c.invalidated_by_drain += 1
-        else:
-            c.connections_lost += 1
 
     def _before_return(
         self, record: ConnectionPoolEntry, state: ConnState | None
@@ -560,7 +508,7 @@ class CockroachPool(AsyncAdaptedQueuePool):
         """Close a connection that is due, else reset its session."""
         reason = self._close_reason(record, state, time.monotonic())
         if reason is not None:
-            self._count_closed(state, reason)
+            self._counters.count_closed(state, reason)
             record.close()
             return
         if self._settings.reset_on_return:
@@ -575,27 +523,22 @@ class CockroachPool(AsyncAdaptedQueuePool):
 
     def _host_trouble(self, host: Host, error: BaseException | None) -> None:
         if is_server_shutdown(error):
-            self._mark_host(host, retire=True)
+            mark_host(list(self._records), host, retire=True)
             self._maintenance.wake()
         else:
-            self._mark_host(host, suspect=True)
-
-    def _mark_host(
-        self, host: Host, *, suspect: bool = False, retire: bool = False
-    ) -> None:
-        for record in list(self._records):
-            state = state_of(record)
-            if state is None or record.dbapi_connection is None or state.host != host:
-                continue
-            state.suspect = state.suspect or suspect
-            state.retire = state.retire or retire
+            mark_host(list(self._records), host, suspect=True)
 
     # -- multi-host and introspection (do_connect) ----------------------------
 
     def _prepare_connect(self, dialect: Dialect, cparams: dict[str, Any]) -> None:
         hosts, ports = cparams.get("host"), cparams.get("port")
         if isinstance(hosts, list) and isinstance(ports, list) and len(hosts) > 1:
-            first = self._least_used_host(list(zip(hosts, ports, strict=True)))
+            self._host_turn += 1
+            first = least_used_host(
+                list(self._records),
+                list(zip(hosts, ports, strict=True)),
+                self._host_turn,
+            )
             cparams["host"] = hosts[first:] + hosts[:first]
             cparams["port"] = ports[first:] + ports[:first]
         settings = self._settings
@@ -630,23 +573,6 @@ class CockroachPool(AsyncAdaptedQueuePool):
             engine._connection_cls = _closing.closing_connection_class(
                 engine._connection_cls
             )
-
-    def _least_used_host(self, candidates: list[tuple[Any, Any]]) -> int:
-        counts = {(str(h), int(p)): 0 for h, p in candidates}
-        for record in list(self._records):
-            state = state_of(record)
-            if (
-                state is not None
-                and record.dbapi_connection is not None
-                and state.host in counts
-            ):
-                counts[state.host] += 1
-        self._host_turn += 1
-        n = len(candidates)
-        order = [(self._host_turn + i) % n for i in range(n)]
-        return min(
-            order, key=lambda i: counts[(str(candidates[i][0]), int(candidates[i][1]))]
-        )
 
     # -- background maintenance -----------------------------------------------
 

@@ -9,7 +9,10 @@ reads it back); :class:`ConnectionInfo` is its public view
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sqlalchemy.pool import ConnectionPoolEntry
 
 __all__ = [
     "STATE_KEY",
@@ -17,7 +20,10 @@ __all__ = [
     "ConnectionInfo",
     "Counters",
     "Host",
+    "connection_infos",
     "host_of",
+    "least_used_host",
+    "mark_host",
     "state_of",
 ]
 
@@ -76,6 +82,28 @@ class Counters:
     pings_sent: int = 0
     resets: int = 0
 
+    def count_closed(self, state: ConnState, reason: str) -> None:
+        """A connection closed for ``reason`` (``"lifetime"``, ``"lost"``,
+        ``"drain"``: ``CockroachPool._close_reason``)."""
+        if reason == "lifetime":
+            self.recycled_by_lifetime += 1
+        else:
+            self.count_loss(state, drain=reason == "drain")
+
+    def count_loss(self, state: ConnState | None, *, drain: bool) -> None:
+        """A connection lost (or drained), counted once however many paths
+        notice it; a drain seen after a loss turns the loss into a drain."""
+        if state is not None:
+            if state.counted == "drain" or (state.counted == "lost" and not drain):
+                return
+            if state.counted == "lost":
+                self.connections_lost -= 1
+            state.counted = "drain" if drain else "lost"
+        if drain:
+            self.invalidated_by_drain += 1
+        else:
+            self.connections_lost += 1
+
 
 def state_of(entry: Any) -> ConnState | None:
     info = getattr(entry, "info", None)
@@ -90,3 +118,65 @@ def host_of(driver: Any) -> Host:
     if isinstance(addr, tuple) and len(addr) >= 2:
         return (str(addr[0]), int(addr[1]))
     return None
+
+
+def connection_infos(
+    records: list[ConnectionPoolEntry], now: float
+) -> list[ConnectionInfo]:
+    """The open ones among ``records``, as :class:`ConnectionInfo`."""
+    out = []
+    for record in records:
+        state = state_of(record)
+        if state is None or record.dbapi_connection is None:
+            continue
+        idle = None
+        if state.last_used is not None and not record.in_use:
+            idle = now - state.last_used
+        out.append(
+            ConnectionInfo(
+                host=state.host,
+                age_s=now - state.opened,
+                lifetime_s=state.lifetime,
+                idle_s=idle,
+                in_use=record.in_use,
+            )
+        )
+    return out
+
+
+def least_used_host(
+    records: list[ConnectionPoolEntry], candidates: list[tuple[Any, Any]], turn: int
+) -> int:
+    """The index in ``candidates`` (host, port) with the fewest open
+    connections among ``records``; ties go round, by ``turn``."""
+    counts = {(str(h), int(p)): 0 for h, p in candidates}
+    for record in records:
+        state = state_of(record)
+        if (
+            state is not None
+            and record.dbapi_connection is not None
+            and state.host in counts
+        ):
+            counts[state.host] += 1
+    n = len(candidates)
+    order = [(turn + i) % n for i in range(n)]
+    return min(
+        order, key=lambda i: counts[(str(candidates[i][0]), int(candidates[i][1]))]
+    )
+
+
+def mark_host(
+    records: list[ConnectionPoolEntry],
+    host: Host,
+    *,
+    suspect: bool = False,
+    retire: bool = False,
+) -> None:
+    """Mark the open connections to ``host`` suspect (pinged before their
+    next use) or retiring (closed: the host drains)."""
+    for record in records:
+        state = state_of(record)
+        if state is None or record.dbapi_connection is None or state.host != host:
+            continue
+        state.suspect = state.suspect or suspect
+        state.retire = state.retire or retire

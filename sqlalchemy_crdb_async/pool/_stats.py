@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TypedDict
+from typing import TYPE_CHECKING, TypedDict
 
-__all__ = ["PoolStats"]
+if TYPE_CHECKING:
+    from sqlalchemy.pool import ConnectionPoolEntry
+
+    from ._records import Counters
+
+__all__ = ["PoolStats", "snapshot"]
 
 
 class PoolStats(TypedDict):
@@ -52,3 +57,32 @@ class PoolStats(TypedDict):
     pings_sent: int
     resets: int
     types_shared: int
+
+
+def snapshot(
+    c: Counters,
+    records: list[ConnectionPoolEntry],
+    size: int,
+    overflow: int,
+    types_shared: int,
+) -> PoolStats:
+    """A pool's :class:`PoolStats` from its counters and records."""
+    open_records = [r for r in records if r.dbapi_connection is not None]
+    return PoolStats(
+        pool_size=size,
+        pool_max=size + overflow if overflow >= 0 else -1,
+        connections=len(open_records),
+        checked_out=sum(1 for r in records if r.in_use),
+        idle=sum(1 for r in open_records if not r.in_use),
+        waiting=c.waiting,
+        wait_time_s=c.wait_time_s,
+        checkouts=c.checkouts,
+        timeouts=c.timeouts,
+        connections_opened=c.connections_opened,
+        connections_lost=c.connections_lost,
+        recycled_by_lifetime=c.recycled_by_lifetime,
+        invalidated_by_drain=c.invalidated_by_drain,
+        pings_sent=c.pings_sent,
+        resets=c.resets,
+        types_shared=types_shared,
+    )
