@@ -74,10 +74,12 @@ from ._records import (
     ConnState,
     Counters,
     Host,
+    closed,
     connection_infos,
     host_of,
     least_used_host,
     mark_host,
+    next_due,
     state_of,
 )
 from ._reset import ResetToken, SessionReset, asyncpg_of, ping
@@ -238,13 +240,33 @@ class CockroachPool(AsyncAdaptedQueuePool):
 
     @override
     def _return_conn(self, record: ConnectionPoolEntry) -> None:
-        state = record.info.get(STATE_KEY)
+        state: ConnState | None = record.info.get(STATE_KEY)
+        if (
+            state is not None
+            and state.resets
+            and state.driver.crdb_reset_sent
+            and record.dbapi_connection is not None
+            and not (state.retire or state.lost)
+        ):
+            # The common return, inline: the closing ROLLBACK carried the
+            # reset, so one round trip just ended on this connection (open,
+            # out of transaction). Nothing is awaited: no cancellation can
+            # interrupt it.
+            now = time.monotonic()
+            deadline = state.deadline
+            if deadline is None or now < deadline:
+                driver = state.driver
+                driver.crdb_armed = None
+                driver.crdb_reset_sent = False
+                self._counters.resets += 1
+                self._idle_since(state, now)
+                super()._return_conn(record)
+                return
         if (
             state is not None
             and record.dbapi_connection is not None
             and self._settle_quietly(state)
         ):
-            # nothing awaited, so nothing a cancellation can interrupt
             super()._return_conn(record)
             return
         try:
@@ -365,22 +387,7 @@ class CockroachPool(AsyncAdaptedQueuePool):
         (``Maintenance.note`` wakes only for an earlier deadline), a task
         switch per checkout saved when every connection is in use.
         """
-        due = None
-        now = time.monotonic()
-        for record in list(self._records):
-            state = state_of(record)
-            if state is None or record.dbapi_connection is None:
-                continue
-            if record.in_use:
-                ahead = state.deadline
-                if ahead is not None and ahead > now and (due is None or ahead < due):
-                    due = ahead
-                continue
-            if state.retire or state.lost or _closed(state):
-                return time.monotonic()
-            if state.deadline is not None and (due is None or state.deadline < due):
-                due = state.deadline
-        return due
+        return next_due(list(self._records), time.monotonic())
 
     def _on_terminated(
         self, record_ref: weakref.ref[ConnectionPoolEntry], driver: Any
@@ -430,7 +437,7 @@ class CockroachPool(AsyncAdaptedQueuePool):
     ) -> str | None:
         if state.retire:
             return "drain"
-        if state.lost or _closed(state):
+        if state.lost or closed(state):
             return "lost"
         if state.deadline is not None and now >= state.deadline:
             return "lifetime"
@@ -472,8 +479,8 @@ class CockroachPool(AsyncAdaptedQueuePool):
 
         Not due for closing, no transaction open, and its reset either sent
         with the closing ``ROLLBACK`` or owed to its next first message
-        (:mod:`._reset`). The return of every checkout runs this: it calls
-        as little as it can.
+        (:mod:`._reset`). ``_return_conn`` settles the commonest case (the
+        reset went with the ``ROLLBACK``) inline, before this.
         """
         driver: Any = state.driver
         if driver is None or state.retire or state.lost:
@@ -482,27 +489,24 @@ class CockroachPool(AsyncAdaptedQueuePool):
         deadline = state.deadline
         if deadline is not None and now >= deadline:
             return False
-        if state.resets and driver.crdb_reset_sent:
-            # The closing ROLLBACK carried the reset: one round trip just
-            # ended on this connection, which is open and out of transaction.
-            driver.crdb_armed = None
-            driver.crdb_reset_sent = False
-            self._counters.resets += 1
-        elif driver.is_in_transaction() or driver.is_closed():
+        if driver.is_in_transaction() or driver.is_closed():
             return False
-        elif self._settings.reset_on_return:
+        if self._settings.reset_on_return:
             # nothing sent since the last reset: none needed, none counted
             needed = not state.resets or not driver.crdb_clean
             if not self._session_reset.settle_quietly(driver, self._reset_token()):
                 return False
             self._counters.resets += needed
-        state.last_used = now
-        if deadline is not None:
-            maintenance = self._maintenance
-            until = maintenance.sleeping_until
-            if until is None or deadline < until:
-                maintenance.note(deadline)
+        self._idle_since(state, now)
         return True
+
+    def _idle_since(self, state: ConnState, now: float) -> None:
+        state.last_used = now
+        deadline = state.deadline
+        if deadline is not None:
+            until = self._maintenance.sleeping_until
+            if until is None or deadline < until:
+                self._maintenance.note(deadline)
 
     def _settle(self, record: ConnectionPoolEntry, state: ConnState) -> None:
         """Close a connection that is due, else reset its session."""
@@ -592,7 +596,3 @@ class CockroachPool(AsyncAdaptedQueuePool):
 
 
 POOL_CLASS.append(CockroachPool)
-
-
-def _closed(state: ConnState) -> bool:
-    return state.driver is not None and bool(state.driver.is_closed())

@@ -20,10 +20,12 @@ __all__ = [
     "ConnectionInfo",
     "Counters",
     "Host",
+    "closed",
     "connection_infos",
     "host_of",
     "least_used_host",
     "mark_host",
+    "next_due",
     "state_of",
 ]
 
@@ -180,3 +182,28 @@ def mark_host(
             continue
         state.suspect = state.suspect or suspect
         state.retire = state.retire or retire
+
+
+def closed(state: ConnState) -> bool:
+    """Its asyncpg connection is closed (whatever the pool has noticed)."""
+    return state.driver is not None and bool(state.driver.is_closed())
+
+
+def next_due(records: list[ConnectionPoolEntry], now: float) -> float | None:
+    """When the next of ``records`` is due for closing (``now`` if one is
+    already), or None: ``CockroachPool._next_due``."""
+    due = None
+    for record in records:
+        state = state_of(record)
+        if state is None or record.dbapi_connection is None:
+            continue
+        if record.in_use:
+            ahead = state.deadline
+            if ahead is not None and ahead > now and (due is None or ahead < due):
+                due = ahead
+            continue
+        if state.retire or state.lost or closed(state):
+            return now
+        if state.deadline is not None and (due is None or state.deadline < due):
+            due = state.deadline
+    return due
