@@ -81,8 +81,10 @@ def _orm_closes(conn: Connection) -> bool:
 
     SQLAlchemy offers no hook that says a rollback precedes the return to the
     pool, so this reads the caller's frame (a few frames up, only on
-    rollback); if SQLAlchemy changes that method, nothing breaks: the reset
-    goes out on its own again, and tests/pool/test_round_trips.py says so.
+    rollback); if SQLAlchemy changes that method, nothing breaks: the
+    connection owes the reset to its next message instead, and
+    ``test_an_orm_session_close_sends_the_reset_with_its_rollback``
+    (tests/pool/test_round_trips.py) says so.
     The frame is looked for once by name; after that ``sys._getframe(depth)``
     at the depth it was found goes straight to it (no frame objects made
     for the frames between).

@@ -311,3 +311,46 @@ async def test_an_owed_reset_is_paid_before_a_copy(crdb_url: URL) -> None:
         assert b"leaked" not in out.getvalue()
     finally:
         await eng.dispose()
+
+
+def _idle_driver(eng: AsyncEngine) -> Any:
+    """The asyncpg connection of the engine's one idle pooled connection."""
+    [record] = list(eng.sync_engine.pool._pool._queue._queue)  # type: ignore[attr-defined]
+    return record.driver_connection
+
+
+async def test_an_orm_session_close_sends_the_reset_with_its_rollback(
+    crdb_url: URL,
+) -> None:
+    eng = create_async_engine(crdb_url, **SETTINGS.engine_kwargs())
+    try:
+        # The first close finds SessionTransaction.close() by name, the
+        # next ones by the depth it was found at (pool/_closing.py).
+        for _ in range(3):
+            async with AsyncSession(eng) as session:
+                await session.execute(sa.text("SET LOCAL statement_timeout = 1000"))
+            driver = _idle_driver(eng)
+            # went out with the ROLLBACK: nothing owed to the next BEGIN
+            assert driver.crdb_owed is None
+            assert driver.crdb_clean is True
+    finally:
+        await eng.dispose()
+
+
+async def test_a_session_on_the_callers_connection_leaves_its_state(
+    crdb_url: URL,
+) -> None:
+    # The session did not open the connection, so its close is not the
+    # connection's return to the pool: no reset, the caller's SET stays.
+    eng = create_async_engine(crdb_url, **SETTINGS.engine_kwargs())
+    try:
+        async with eng.connect() as conn:
+            await conn.execute(sa.text("SET search_path = kept"))
+            await conn.commit()
+            for _ in range(2):
+                async with AsyncSession(bind=conn) as session:
+                    await session.execute(sa.text("SELECT 1"))
+                assert await conn.scalar(sa.text("SHOW search_path")) == "kept"
+                await conn.rollback()
+    finally:
+        await eng.dispose()
