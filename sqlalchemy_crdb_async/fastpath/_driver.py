@@ -128,7 +128,7 @@ async def fetch(
     # A pool that defers its session reset to the connection's next message
     # pays it where asyncpg's _get_statement runs, which a cached
     # PreparedStatement's fetch() does not pass: pay it here first.
-    pay = getattr(driver, "_crdb_pay", None)
+    pay = getattr(driver, "crdb_pay", None)
     if pay is not None and getattr(driver, "crdb_owed", None) is not None:
         await pay()
     cache = _cache_of(driver, dialect)

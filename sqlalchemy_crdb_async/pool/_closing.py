@@ -49,8 +49,16 @@ def closing_connection_class(base: type[Connection]) -> type[Connection]:
 
         @override
         def _rollback_impl(self) -> None:
-            if self._crdb_closing or _orm_closes(self):
-                fairy = self._dbapi_connection
+            fairy = self._dbapi_connection
+            # SQLAlchemy's asyncpg adapter keeps the driver connection as
+            # ``_connection``; a clean one (nothing sent left state behind,
+            # pool/_statements.py) rolls back plainly, as stock.
+            driver = getattr(
+                getattr(fairy, "dbapi_connection", None), "_connection", None
+            )
+            if not getattr(driver, "crdb_clean", True) and (
+                self._crdb_closing or _orm_closes(self)
+            ):
                 arm = getattr(getattr(fairy, "_pool", None), "_arm_reset", None)
                 if arm is not None:
                     self._crdb_armed_driver = arm(fairy)

@@ -11,15 +11,16 @@ in :mod:`.settings`. How it hooks into SQLAlchemy (``sqlalchemy.pool.base``):
 ``_do_get``
     Counts waiters, wait time and timeouts; a record past its deadline, lost,
     or to a draining host is soft-invalidated, so SQLAlchemy reconnects it
-    before handing it out.
+    before handing it out; one idle longer than ``idle_before_ping_s`` (or
+    whose host lost a connection meanwhile) is marked for a ping.
 ``connect``
-    Pings a connection idle longer than ``idle_before_ping_s`` (or whose host
-    lost a connection meanwhile); a dead one is invalidated and the next one
-    taken.
+    Pings a connection ``_do_get`` marked; a dead one is invalidated and the
+    next one taken. Unmarked, the checkout costs an attribute test.
 ``_return_conn``
-    A connection that needs no round trip (not due, no transaction open, its
-    reset sent with the closing ``ROLLBACK`` or owed to its next first
-    message, :mod:`._reset`) goes straight back: nothing is awaited, so no
+    A connection that needs no round trip (not due, no transaction open, and
+    no reset needed (:mod:`._statements`), or its reset sent with the closing
+    ``ROLLBACK`` or owed to its next first message, :mod:`._reset`) goes
+    straight back: nothing is awaited, so no
     cancellation can interrupt it, and no cleanup task is made. Otherwise it
     closes a connection past its deadline (eager expiry), else resets the
     session, as one bounded cleanup (:mod:`sqlalchemy_crdb_async._cleanup`):
@@ -243,30 +244,10 @@ class CockroachPool(AsyncAdaptedQueuePool):
         state: ConnState | None = record.info.get(STATE_KEY)
         if (
             state is not None
-            and state.resets
-            and state.driver.crdb_reset_sent
-            and record.dbapi_connection is not None
-            and not (state.retire or state.lost)
-        ):
-            # The common return, inline: the closing ROLLBACK carried the
-            # reset, so one round trip just ended on this connection (open,
-            # out of transaction). Nothing is awaited: no cancellation can
-            # interrupt it.
-            now = time.monotonic()
-            deadline = state.deadline
-            if deadline is None or now < deadline:
-                driver = state.driver
-                driver.crdb_armed = None
-                driver.crdb_reset_sent = False
-                self._counters.resets += 1
-                self._idle_since(state, now)
-                super()._return_conn(record)
-                return
-        if (
-            state is not None
             and record.dbapi_connection is not None
             and self._settle_quietly(state)
         ):
+            # nothing awaited, so nothing a cancellation can interrupt
             super()._return_conn(record)
             return
         try:
@@ -477,10 +458,11 @@ class CockroachPool(AsyncAdaptedQueuePool):
     def _settle_quietly(self, state: ConnState) -> bool:
         """Settle a returned connection that needs no round trip; False if it does.
 
-        Not due for closing, no transaction open, and its reset either sent
-        with the closing ``ROLLBACK`` or owed to its next first message
-        (:mod:`._reset`). ``_return_conn`` settles the commonest case (the
-        reset went with the ``ROLLBACK``) inline, before this.
+        Not due for closing, no transaction open, and its session either
+        needing no reset (nothing sent since the last one left state behind,
+        :mod:`._statements`), or reset by the closing ``ROLLBACK``, or owing
+        the reset to its next first message (:mod:`._reset`). Every return
+        runs this first: the common cases come first and call little.
         """
         driver: Any = state.driver
         if driver is None or state.retire or state.lost:
@@ -489,10 +471,20 @@ class CockroachPool(AsyncAdaptedQueuePool):
         deadline = state.deadline
         if deadline is not None and now >= deadline:
             return False
-        if driver.is_in_transaction() or driver.is_closed():
+        if state.resets and driver.crdb_reset_sent:
+            # The closing ROLLBACK carried the reset: a round trip just
+            # ended on this connection (open, out of transaction).
+            driver.crdb_armed = None
+            driver.crdb_reset_sent = False
+            self._counters.resets += 1
+        elif state.resets and driver.crdb_clean and driver.crdb_owed is None:
+            # Nothing to undo; a server-closed connection is caught at its
+            # next checkout.
+            if driver.is_in_transaction():
+                return False
+        elif driver.is_in_transaction() or driver.is_closed():
             return False
-        if self._settings.reset_on_return:
-            # nothing sent since the last reset: none needed, none counted
+        elif self._settings.reset_on_return:
             needed = not state.resets or not driver.crdb_clean
             if not self._session_reset.settle_quietly(driver, self._reset_token()):
                 return False
@@ -567,6 +559,8 @@ class CockroachPool(AsyncAdaptedQueuePool):
         if state is None or not state.resets or not self._session_reset.combine:
             return None
         driver = state.driver
+        if driver.crdb_clean:
+            return None  # nothing to undo: a plain ROLLBACK, as stock
         driver.crdb_armed = self._token or self._reset_token()
         driver.crdb_reset_sent = False
         return driver

@@ -95,7 +95,10 @@ Reset owed to the next first message (asyncpg)
     https://github.com/cockroachdb/cockroach/pull/76834). Anything else sent
     first (a prepared statement in autocommit mode, ``COPY``, another simple
     query) is preceded by the reset as a message of its own; the pool's ping
-    leaves it owed. A connection that sent nothing since its last reset owes
+    leaves it owed. A connection that sent nothing since its last reset, or
+    nothing that leaves session state (:mod:`._statements`: ``crdb_clean``
+    stays True; the pool's ``do_execute`` listeners judge each statement
+    SQLAlchemy sends, these methods the rest), owes
     none.
     If the combined message fails, the reset block is rolled back and the
     reset sent on its own (with CockroachDB's statement-by-statement
@@ -111,7 +114,7 @@ from __future__ import annotations
 
 import inspect
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import asyncpg
 from sqlalchemy.util import await_only
@@ -397,7 +400,7 @@ class ResetWithRollback:
         parent: Any = super()
         return await parent.execute(query, *args, timeout=timeout)
 
-    async def _crdb_pay(self) -> None:
+    async def crdb_pay(self) -> None:
         """Send the owed reset as a message of its own; still owed if that fails."""
         owed = self.crdb_owed
         if owed is None:
@@ -419,9 +422,11 @@ class ResetWithRollback:
         combined = f"{OWED_OPEN}; {reset.statements(is_cockroachdb)}; {OWED_CLOSE}"
         try:
             try:
-                return await self.crdb_execute_plain(
+                status = await self.crdb_execute_plain(
                     f"{combined}; {query}", timeout=timeout
                 )
+                self.crdb_clean = True  # paid; a BEGIN leaves nothing behind
+                return status
             except asyncpg.PostgresError as err:
                 if asyncpg.Connection.is_in_transaction(self):
                     await self.crdb_execute_plain("ROLLBACK")
@@ -442,6 +447,7 @@ class ResetWithRollback:
         except BaseException:
             self.crdb_owed = owed
             raise
+        self.crdb_clean = True  # paid on its own
         return await self.crdb_execute_plain(query, timeout=timeout)
 
     def _get_statement(self, *args: Any, **kwargs: Any) -> Any:
@@ -455,21 +461,21 @@ class ResetWithRollback:
         return parent._get_statement(*args, **kwargs)
 
     async def _crdb_get_statement_paying(self, *args: Any, **kwargs: Any) -> Any:
-        await self._crdb_pay()
+        await self.crdb_pay()
         self.crdb_clean = False
         parent: Any = super()
         return await parent._get_statement(*args, **kwargs)
 
     async def _copy_out(self, *args: Any, **kwargs: Any) -> Any:
         if self.crdb_owed is not None:
-            await self._crdb_pay()
+            await self.crdb_pay()
         self.crdb_clean = False
         parent: Any = super()
         return await parent._copy_out(*args, **kwargs)
 
     async def _copy_in(self, *args: Any, **kwargs: Any) -> Any:
         if self.crdb_owed is not None:
-            await self._crdb_pay()
+            await self.crdb_pay()
         self.crdb_clean = False
         parent: Any = super()
         return await parent._copy_in(*args, **kwargs)
@@ -484,7 +490,9 @@ class ResetWithRollback:
         if self.crdb_owed is None:
             armed = self.crdb_armed
             if armed is None:
-                self.crdb_clean = False
+                # asyncpg's own BEGIN/COMMIT/ROLLBACK leave nothing behind
+                if args or (query not in _TRANSACTION_CONTROL and not _is_begin(query)):
+                    self.crdb_clean = False
                 parent: Any = super()
                 return parent.execute(query, *args, timeout=timeout)
             self.crdb_armed = None
@@ -502,8 +510,9 @@ class ResetWithRollback:
             reset = self.crdb_owed[0]
             if not args and reset.combine_with_begin and _is_begin(query):
                 return await self._crdb_begin_paying(query, timeout)
-            await self._crdb_pay()
-        self.crdb_clean = False
+            await self.crdb_pay()
+        if args or not _controls_transaction(query):
+            self.crdb_clean = False
         armed, self.crdb_armed = self.crdb_armed, None
         # asyncpg's Transaction.rollback() sends exactly "ROLLBACK;"
         if armed is None or args or query.strip(" ;").upper() != "ROLLBACK":
@@ -540,6 +549,16 @@ class ResetWithRollback:
 #: What a connection is armed with or owes: the pool's reset and whether its
 #: server is CockroachDB.
 ResetToken = tuple[SessionReset, bool]
+
+
+def _controls_transaction(query: str) -> bool:
+    """One of asyncpg's own ``BEGIN ...;``, ``COMMIT;``, ``ROLLBACK;``: they
+    leave no session state behind (whatever the transaction ran was
+    judged statement by statement)."""
+    return query in _TRANSACTION_CONTROL or _is_begin(query)
+
+
+_TRANSACTION_CONTROL: Final = frozenset({"BEGIN;", "COMMIT;", "ROLLBACK;"})
 
 
 def _is_begin(query: str) -> bool:

@@ -36,7 +36,9 @@ class PoolStats(TypedDict):
     ``resets``                returns that reset the session (with the
                               closing ``ROLLBACK``, on their own, or owed
                               to the next ``BEGIN``); a connection that
-                              sent nothing needs none
+                              sent nothing that leaves session state
+                              behind needs none (reads SQLAlchemy
+                              compiled, ``pool/_statements.py``)
     ``types_shared``          type introspections answered from the pool's
                               shared cache instead of a query
     """

@@ -35,7 +35,9 @@ then does, beyond SQLAlchemy's own pool:
   the next; a transaction left open by a cancelled ``BEGIN`` is rolled back.
   On asyncpg it costs no round trip of its own: it goes out with the closing
   ``ROLLBACK``, or, after a ``COMMIT``, with the next borrower's ``BEGIN``
-  (so what it releases is released at the next use; :mod:`._reset`).
+  (so what it releases is released at the next use; :mod:`._reset`); a
+  connection that ran only reads SQLAlchemy compiled needs none and goes back
+  with its plain ``ROLLBACK`` (:mod:`._statements`).
 - **Multi-host URLs** (``?host=h1:26257&host=h2:26257``): each new connection
   goes to the host with the fewest open connections of this pool first
   (asyncpg tries hosts in order, so without this every connection lands on

@@ -1,0 +1,204 @@
+"""A connection whose statements left nothing behind goes back with no reset.
+
+``CockroachPool`` resets a returned connection's session only when something
+sent on it could have left state there (pool/_statements.py): reads that
+SQLAlchemy compiled (Core ``select()``, ``session.get()``) roll back plainly,
+as with SQLAlchemy's own pool; raw SQL, writes and functions with session
+side effects still get the reset, and none of their state reaches the next
+borrower, in autocommit mode too.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from sqlalchemy_crdb_async import PoolSettings, pool_stats
+from sqlalchemy_crdb_async.pool._statements import leaves_nothing
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from sqlalchemy.engine import URL
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+# one connection, no ping between operations, whatever the machine's load
+SETTINGS = PoolSettings(pool_size=1, idle_before_ping_s=None)
+
+metadata = sa.MetaData()
+things = sa.Table(
+    "clean_returns",
+    metadata,
+    sa.Column("id", sa.BigInteger, primary_key=True),
+    sa.Column("name", sa.String),
+)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Thing(Base):
+    __tablename__ = "clean_returns"
+    id: Mapped[int] = mapped_column(sa.BigInteger, primary_key=True)
+    name: Mapped[str]
+
+
+@pytest.fixture
+async def eng(crdb_url: URL) -> AsyncIterator[AsyncEngine]:
+    setup = create_async_engine(crdb_url)
+    async with setup.begin() as conn:
+        await conn.run_sync(metadata.drop_all)
+        await conn.run_sync(metadata.create_all)
+        await conn.execute(things.insert(), [{"id": 1, "name": "one"}])
+    await setup.dispose()
+    engine = create_async_engine(crdb_url, **SETTINGS.engine_kwargs())
+    yield engine
+    await engine.dispose()
+
+
+async def _core_read(eng: AsyncEngine) -> None:
+    async with eng.connect() as conn:
+        row = (await conn.execute(sa.select(things).where(things.c.id == 1))).one()
+        assert row.name == "one"
+
+
+async def _orm_get(eng: AsyncEngine) -> None:
+    async with AsyncSession(eng) as session:
+        thing = await session.get(Thing, 1)
+        assert thing is not None
+
+
+async def _count(eng: AsyncEngine) -> None:
+    async with eng.connect() as conn:
+        n = await conn.scalar(sa.select(sa.func.count()).select_from(things))
+        assert n == 1
+
+
+@pytest.mark.parametrize("read", [_core_read, _orm_get, _count])
+async def test_reads_compiled_by_sqlalchemy_need_no_reset(
+    eng: AsyncEngine, read: Any
+) -> None:
+    await read(eng)  # the first prepares the statement on the connection
+    before = pool_stats(eng)["resets"]
+    for _ in range(3):
+        await read(eng)
+    assert pool_stats(eng)["resets"] == before
+    driver = await _idle_driver(eng)
+    assert driver.crdb_clean is True
+    assert driver.crdb_owed is None
+
+
+async def test_raw_sql_still_resets(eng: AsyncEngine) -> None:
+    for _ in range(3):
+        before = pool_stats(eng)["resets"]
+        async with eng.connect() as conn:
+            await conn.execute(sa.text("SELECT 1"))
+        assert pool_stats(eng)["resets"] == before + 1
+
+
+@pytest.mark.parametrize(
+    "lock",
+    [
+        pytest.param(sa.select(sa.func.pg_advisory_lock(4242)), id="func"),
+        pytest.param(sa.text("SELECT pg_advisory_lock(4242)"), id="text"),
+    ],
+)
+async def test_a_session_lock_taken_by_a_select_is_released_on_return(
+    eng: AsyncEngine, crdb_url: URL, lock: Any
+) -> None:
+    if eng.dialect.is_cockroachdb:  # type: ignore[attr-defined]
+        pytest.skip("needs PostgreSQL's session advisory locks")
+    for _ in range(2):  # the second runs the statement prepared before
+        async with eng.connect() as conn:
+            await conn.execute(lock)
+        other = create_async_engine(crdb_url)
+        try:
+            async with other.connect() as conn:
+                got = await conn.scalar(sa.text("SELECT pg_try_advisory_lock(4242)"))
+                assert got is True, "the returned connection still holds the lock"
+                await conn.execute(sa.text("SELECT pg_advisory_unlock(4242)"))
+        finally:
+            await other.dispose()
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        pytest.param(
+            sa.select(sa.func.set_config("search_path", "leaked", False)),
+            id="set_config",
+        ),
+        pytest.param(sa.text("SET search_path = leaked"), id="SET"),
+    ],
+)
+@pytest.mark.parametrize("autocommit", [False, True], ids=["transaction", "autocommit"])
+async def test_a_setting_never_reaches_the_next_checkout(
+    eng: AsyncEngine, statement: Any, autocommit: bool
+) -> None:
+    # Several rounds: from the second on SQLAlchemy runs its cached
+    # prepared statement, which passes none of asyncpg's Connection methods.
+    for _ in range(4):
+        async with eng.connect() as conn:
+            if autocommit:
+                conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            path = await conn.scalar(sa.text("SHOW search_path"))
+            assert path != "leaked"
+            await conn.execute(statement)
+            if not autocommit:
+                await conn.commit()
+
+
+@pytest.mark.parametrize(
+    ("statement", "verdict"),
+    [
+        (sa.select(things).where(things.c.id == 1), True),
+        (sa.select(Thing).where(Thing.id == 1), True),
+        (sa.select(sa.func.count()).select_from(things), True),
+        (sa.select(sa.func.lower(things.c.name)), True),
+        (sa.select(things).with_for_update(), True),
+        (sa.select(sa.func.pg_advisory_lock(1)), False),
+        (sa.select(sa.func.nextval("s")), False),
+        (sa.select(sa.func.my_function()), False),
+        (sa.select(things).where(sa.text("id = 1")), False),
+        (sa.select(sa.literal_column("pg_advisory_lock(1)")), False),
+        (sa.select(things).prefix_with("/* hint */"), False),
+        (things.insert().values(id=2, name="two"), False),
+        (things.update().values(name="x"), False),
+        (sa.text("SELECT 1"), False),
+        (
+            sa.select(
+                things.insert().values(id=3, name="three").returning(things.c.id).cte()
+            ),
+            False,
+        ),
+    ],
+    ids=lambda v: v if isinstance(v, bool) else type(v).__name__,
+)
+def test_which_statements_leave_nothing(
+    eng: AsyncEngine, statement: Any, verdict: bool
+) -> None:
+    compiled = statement.compile(dialect=eng.dialect)
+
+    class Context:
+        pass
+
+    context: Any = Context()
+    context.compiled = compiled
+    assert leaves_nothing(context) is verdict
+    assert leaves_nothing(context) is verdict  # kept on the compiled statement
+
+
+def test_raw_sql_without_a_compiled_statement_leaves_something() -> None:
+    assert leaves_nothing(None) is False
+
+
+async def _idle_driver(eng: AsyncEngine) -> Any:
+    async with eng.connect() as conn:
+        raw = await conn.get_raw_connection()
+        driver = raw.driver_connection
+    return driver
