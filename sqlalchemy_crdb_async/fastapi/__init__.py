@@ -115,9 +115,13 @@ fit the results buffer, ``sql.defaults.results_buffer.size``
 
 Client disconnects
 ------------------
-While the attempts run, the route listens for ``http.disconnect``; a client
-that goes away cancels the work (an anyio cancel scope, as Starlette does for
-streaming responses). The rollback and close run shielded from that
+A request still running 50 ms after it started (``WATCH_AFTER_S`` in
+``_disconnect.py``) is watched for ``http.disconnect`` until it answers; a
+client that goes away cancels the work (the request's task is cancelled once,
+so asyncpg sends its cancel request and the statement ends on the server).
+Shorter requests start no watcher task (a task per request cost more client
+CPU than a point read); a client that leaves one is noticed at the 50 ms mark
+if it is still running. The rollback and close run shielded from that
 cancellation, bounded by ``CLEANUP_TIMEOUT_S``, so the connection is back in
 the pool before the request task ends.
 
