@@ -1,14 +1,17 @@
-"""The request's transaction and the session dependency (internal).
+"""The request's transaction and its dependencies (internal).
 
 A :class:`RequestTransaction` lives in the ASGI scope of one request under a
-:class:`.RetryingRoute`. It owns the sessions the current attempt opened (one
-per sessionmaker, each a retry ``_Scope``: the same open / commit / abort as
-:func:`.run_transaction`), the request's :class:`.AttemptLoop` (made when the
-first session names the engine), and the attempt's admission slot.
+:class:`.RetryingRoute`. It owns the sessions and connections the current
+attempt opened (one per dependency, each a retry ``_Scope``: the same open /
+commit / abort as :func:`.run_transaction`), the request's
+:class:`.AttemptLoop` (made when the first handle names the engine), and the
+attempt's admission slot (taken by the first writing handle; read-only ones
+take none).
 
-:func:`session_dependency` is the FastAPI dependency that asks it for a
-session. It has no ``yield``: the route, not FastAPI's exit stack, closes the
-session, so the close happens before the response is sent, and before the
+:func:`session_dependency` and :func:`connection_dependency` are the FastAPI
+dependencies that ask it for an ``AsyncSession`` or an ``AsyncConnection``.
+They have no ``yield``: the route, not FastAPI's exit stack, closes the
+handle, so the close happens before the response is sent, and before the
 request task ends when the client went away.
 
 No ``from __future__ import annotations`` here: FastAPI reads the dependency's

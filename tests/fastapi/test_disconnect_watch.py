@@ -8,6 +8,8 @@ case (a real uvicorn, a client dropping its socket) is test_disconnect.py.
 from __future__ import annotations
 
 import asyncio
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -130,3 +132,11 @@ async def test_the_mark_is_the_module_setting(monkeypatch: pytest.MonkeyPatch) -
         await until(watching, "the watcher to start at a mark of 0 s")
     finally:
         watch.stop()
+
+
+def test_the_readme_states_the_mark() -> None:
+    readme = Path(__file__).resolve().parents[2] / "README.md"
+    text = " ".join(readme.read_text(encoding="utf-8").split())
+    stated = re.findall(r"only from (\d+) ms into a request", text)
+    assert stated, "README no longer says when the disconnect watch starts"
+    assert {float(ms) for ms in stated} == {_disconnect.WATCH_AFTER_S * 1000}
