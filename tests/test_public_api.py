@@ -63,6 +63,7 @@ def test_fastapi_module_names() -> None:
         "CLEANUP_TIMEOUT_S",
         "RetryingRoute",
         "answer_for",
+        "connection_dependency",
         "retry_policy",
         "session_dependency",
     }

@@ -11,7 +11,7 @@ SQLAlchemy and our default path:
 - ``bank`` / ``bank_hot``: ``run_transaction(engine, fn)`` whose body reads
   and writes with prepared statements on the attempt's connection;
 - ``fastapi_read``: the fast path without HTTP (the app's ``GET
-  /accounts/{id}`` itself uses it, see ``examples/fastapi_bank``);
+  /fast/accounts/{id}`` runs the same statement, see ``examples/fastapi_bank``);
 - the ``sqlspec`` baseline (:mod:`benchmarks._harness.sqlspec_peer`): point
   reads (``select_one``) and the banks (its session's transaction in the same
   plain retry loop as raw asyncpg: sqlspec retries nothing itself).

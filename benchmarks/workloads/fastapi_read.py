@@ -1,14 +1,15 @@
 """FastAPI request path, read: ``GET /accounts/{id}`` of the example app.
 
 One operation reads one of 100 accounts by primary key. The reference and
-the library's row are requests through the same FastAPI app, in process over
+the library's rows are requests through the same FastAPI app, in process over
 httpx's ``ASGITransport`` (no socket, no server process):
 
 - ``asyncpg-fastapi`` (the reference): ``GET /raw/accounts/{id}``, the endpoint
   written on raw asyncpg (``Pool.fetchrow``, no transaction);
-- ``ours-fastapi``: ``GET /accounts/{id}``, the example's endpoint: the
-  prepared fast path on the engine (one round trip), on a plain router with
-  the library's error answers (``answer_for``).
+- ``ours-fastapi`` ``GET /accounts/{id}``: the example's ORM endpoint,
+  ``session.get`` on the read-only session, on ``RetryingRoute``;
+- ``ours-fastapi`` ``GET /fast/accounts/{id}``: its fast-path twin, the
+  prepared statement on the engine (one round trip), on ``RetryingRoute``.
 
 Two rows without HTTP show what the layers below cost: raw asyncpg
 ``Pool.fetchrow`` and ``AsyncSession.get(Account, id)`` on our dialect.
@@ -62,8 +63,14 @@ async def raw_fastapi_get(ctx: Ctx) -> None:
 
 @workload.scenario("ours-fastapi", "GET /accounts/{id}", requires=app_unavailable)
 async def fastapi_get(ctx: Ctx) -> None:
-    """the example app's fast-path endpoint (prepared, on the engine)"""
+    """RetryingRoute + the read-only session's session.get (ORM)"""
     await _get(ctx, "/accounts")
+
+
+@workload.scenario("ours-fastapi", "GET /fast/accounts/{id}", requires=app_unavailable)
+async def fastapi_get_fast(ctx: Ctx) -> None:
+    """RetryingRoute + the prepared fast path on the engine"""
+    await _get(ctx, "/fast/accounts")
 
 
 @workload.scenario("asyncpg", "fetchrow")

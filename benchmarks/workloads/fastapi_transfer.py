@@ -11,8 +11,10 @@ over httpx's ``ASGITransport``:
 
 - ``asyncpg-fastapi`` (the reference): ``POST /raw/transfers``, the endpoint on
   raw asyncpg with a plain retry loop;
-- ``ours-fastapi``: ``POST /transfers``, the example's ORM endpoint on
-  ``RetryingRoute`` (the route commits and re-runs the endpoint).
+- ``ours-fastapi`` ``POST /transfers``: the example's ORM endpoint on
+  ``RetryingRoute`` (the route commits and re-runs the endpoint);
+- ``ours-fastapi`` ``POST /fast/transfers``: its fast-path twin, the same
+  statements prepared, on the route's connection (``connection_dependency``).
 
 Without HTTP, for the layers below: the raw asyncpg transaction alone, and
 ``run_transaction(sessionmaker, move)`` with the app's model.
@@ -149,6 +151,17 @@ def transfer_workload(name: str, accounts: int) -> Workload:
     async def fastapi_transfer(ctx: Ctx) -> None:
         """RetryingRoute + ORM endpoint, the example app"""
         await post(ctx, "/transfers")
+
+    @workload.scenario(
+        "ours-fastapi",
+        "POST /fast/transfers",
+        requires=app_unavailable,
+        started=_count_from,
+        finished=_count_to,
+    )
+    async def fastapi_transfer_fast(ctx: Ctx) -> None:
+        """RetryingRoute + the fast path on the route's connection"""
+        await post(ctx, "/fast/transfers")
 
     @workload.scenario("asyncpg", "retry loop")
     async def asyncpg_transfer(ctx: Ctx) -> None:

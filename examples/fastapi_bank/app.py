@@ -13,19 +13,22 @@ Then open http://127.0.0.1:8000/docs.
 
 What it shows:
 
-- the write endpoints on :class:`~sqlalchemy_crdb_async.fastapi.RetryingRoute`:
+- every endpoint on :class:`~sqlalchemy_crdb_async.fastapi.RetryingRoute`:
   the route commits after the endpoint, re-runs it on 40001 (at any statement
-  or at COMMIT), and never answers 2xx for a transaction that did not commit;
-  the endpoints just use their session;
-- ``GET /accounts/{id}`` on the prepared fast path
-  (:func:`~sqlalchemy_crdb_async.prepared`): the statement is compiled once,
-  prepared once per connection, and run on the engine in one round trip (no
-  BEGIN, ROLLBACK or reset), with SQLAlchemy's types and ``Row``; one
-  statement owns no transaction, so it sits on a plain router and maps
-  database errors with ``answer_for()``;
+  or at COMMIT), never answers 2xx for a transaction that did not commit, and
+  maps database errors to HTTP answers; the endpoints just use their session;
+- each hot endpoint twice, the ORM way and on the prepared fast path
+  (:func:`~sqlalchemy_crdb_async.prepared`: statements compiled once, prepared
+  once per connection, with SQLAlchemy's types and ``Row``), same answers:
+  ``GET /accounts/{id}`` (``session.get`` on the read-only session) and
+  ``GET /fast/accounts/{id}`` (one prepared statement on the engine: one round
+  trip, no BEGIN, ROLLBACK or reset); ``POST /transfers`` (ORM objects, flushed
+  by the session) and ``POST /fast/transfers`` (the same statements prepared,
+  on the route's connection from ``connection_dependency``);
 - the other read endpoints on the read-only session (one implicit transaction
   per statement: no BEGIN/ROLLBACK round trips);
-- idempotency keys: ``POST /transfers`` with an ``Idempotency-Key`` header
+- idempotency keys: ``POST /transfers`` (or ``/fast/transfers``) with an
+  ``Idempotency-Key`` header
   moves money once however often it is sent (the key is checked and stored in
   the transfer's own transaction); a replay answers the first result;
 - ``GET /transfers`` pages with a keyset cursor (``created_at``, ``id``), never
@@ -44,7 +47,8 @@ What it shows:
   without pgvector).
 
 Endpoints: ``POST /accounts``, ``GET /accounts`` (paged by id),
-``GET /accounts/{id}``, ``POST /transfers``, ``GET /transfers`` (newest first,
+``GET /accounts/{id}``, ``GET /fast/accounts/{id}``, ``POST /transfers``,
+``POST /fast/transfers``, ``GET /transfers`` (newest first,
 ``?account_id=``, ``?after=<next>``), ``GET /healthz``, ``GET /search``.
 
 Answers: 404 unknown account; 409 overdraft or a balance that would pass
@@ -71,9 +75,13 @@ from typing import Annotated, Any
 import anyio
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, Response
-from fastapi.responses import JSONResponse
 from pydantic import AfterValidator, BaseModel, Field
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from sqlalchemy_crdb_async import (
@@ -86,7 +94,7 @@ from sqlalchemy_crdb_async import (
 )
 from sqlalchemy_crdb_async.fastapi import (
     RetryingRoute,
-    answer_for,
+    connection_dependency,
     session_dependency,
 )
 
@@ -144,11 +152,50 @@ class Transfer(Base):
     )
 
 
-#: The fast path's read: compiled once, run as a prepared statement.
+# The fast path (prepared(): compiled once, run as prepared statements).
+#: GET /accounts/{id}, on the engine: one round trip.
 ACCOUNT_BY_ID = prepared(
     sa.select(Account.id, Account.owner, Account.balance).where(
         Account.id == sa.bindparam("id")
     )
+)
+#: POST /fast/transfers: the ORM transfer's statements, in the route's
+#: transaction (the route commits it and re-runs the endpoint on 40001).
+_TRANSFER_COLUMNS = (
+    Transfer.id,
+    Transfer.from_id,
+    Transfer.to_id,
+    Transfer.amount,
+    Transfer.from_balance,
+    Transfer.to_balance,
+    Transfer.created_at,
+)
+TRANSFER_BY_KEY = prepared(
+    sa.select(*_TRANSFER_COLUMNS).where(Transfer.idempotency_key == sa.bindparam("key"))
+)
+#: Both rows locked in id order (no expanding IN on the fast path: two binds).
+LOCK_PAIR = prepared(
+    sa.select(Account.id, Account.balance)
+    .where(sa.or_(Account.id == sa.bindparam("a"), Account.id == sa.bindparam("b")))
+    .order_by(Account.id)
+    .with_for_update()
+)
+SET_BALANCE = prepared(
+    sa.update(Account)
+    .where(Account.id == sa.bindparam("account"))
+    .values(balance=sa.bindparam("balance"))
+)
+RECORD_TRANSFER = prepared(
+    sa.insert(Transfer)
+    .values(
+        idempotency_key=sa.bindparam("key"),
+        from_id=sa.bindparam("from_id"),
+        to_id=sa.bindparam("to_id"),
+        amount=sa.bindparam("amount"),
+        from_balance=sa.bindparam("from_balance"),
+        to_balance=sa.bindparam("to_balance"),
+    )
+    .returning(*_TRANSFER_COLUMNS)
 )
 
 
@@ -220,6 +267,45 @@ def _parse_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         return datetime.fromisoformat(created), uuid.UUID(ident)
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise HTTPException(422, "after: not a cursor from a previous page") from None
+
+
+#: The optional Idempotency-Key header; an empty key is refused (422 naming
+#: the header), not stored as a key.
+Key = Annotated[str | None, Header(min_length=1, max_length=200)]
+
+
+def _check_pair(body: TransferIn) -> None:
+    if body.from_id == body.to_id:
+        raise HTTPException(422, "from_id and to_id must differ")
+
+
+def _replayed(done: TransferOut, body: TransferIn, response: Response) -> TransferOut:
+    """The first answer for a key used before, if it was for this transfer."""
+    if (done.from_id, done.to_id, done.amount) != (
+        body.from_id,
+        body.to_id,
+        body.amount,
+    ):
+        raise HTTPException(
+            422, "Idempotency-Key was already used for another transfer"
+        )
+    response.headers["Idempotent-Replayed"] = "true"
+    return done
+
+
+def _new_balances(
+    balances: Mapping[uuid.UUID, Decimal], body: TransferIn
+) -> tuple[Decimal, Decimal]:
+    """The two balances after the transfer (404, 409 when it cannot be done)."""
+    for wanted in (body.from_id, body.to_id):
+        if wanted not in balances:
+            raise HTTPException(404, f"no account {wanted}")
+    source, target = balances[body.from_id], balances[body.to_id]
+    if source < body.amount:
+        raise HTTPException(409, "insufficient funds")
+    if target + body.amount > MAX_BALANCE:
+        raise HTTPException(409, f"the target balance would pass {MAX_BALANCE}")
+    return source - body.amount, target + body.amount
 
 
 class SearchHit(BaseModel):
@@ -306,6 +392,8 @@ def create_app(
     Read = Annotated[
         AsyncSession, Depends(session_dependency(sessions, read_only=True))
     ]
+    #: The route's connection, for Core and the fast path (no ORM session).
+    WriteConn = Annotated[AsyncConnection, Depends(connection_dependency(engine))]
     seed = database.embedded if demo_accounts is None else demo_accounts
 
     @asynccontextmanager
@@ -349,21 +437,20 @@ def create_app(
             query = query.where(Account.id > after)
         return [_account_out(a) for a in await session.scalars(query)]
 
-    # One statement on the engine, no transaction to own: a plain router, so
-    # the request skips RetryingRoute's per-request work; answer_for() gives
-    # the database errors the same answers (503 when unavailable, ...).
-    reads = APIRouter()
+    @router.get("/accounts/{account_id}")
+    async def get_account(account_id: uuid.UUID, session: Read) -> AccountOut:
+        """The ORM way: ``session.get`` on the read-only session."""
+        account = await session.get(Account, account_id)
+        if account is None:
+            raise HTTPException(404, f"no account {account_id}")
+        return _account_out(account)
 
-    @reads.get("/accounts/{account_id}", response_model=AccountOut)
-    async def get_account(account_id: uuid.UUID) -> AccountOut | JSONResponse:
-        """The fast path on the engine: one round trip, no session."""
-        try:
-            row = await ACCOUNT_BY_ID.one_or_none(engine, id=account_id)
-        except sa.exc.DBAPIError as error:
-            answer = answer_for(error, policy)
-            if answer is None:
-                raise
-            return answer
+    @router.get("/fast/accounts/{account_id}")
+    async def get_account_fast(account_id: uuid.UUID) -> AccountOut:
+        """The fast path on the engine: one round trip (no BEGIN, ROLLBACK or
+        reset), no session; the route still answers the database's errors
+        and re-runs the endpoint on a retryable one."""
+        row = await ACCOUNT_BY_ID.one_or_none(engine, id=account_id)
         if row is None:
             raise HTTPException(404, f"no account {account_id}")
         return AccountOut(id=row.id, owner=row.owner, balance=row.balance)
@@ -373,28 +460,16 @@ def create_app(
         body: TransferIn,
         session: Write,
         response: Response,
-        # An empty key is refused (422 naming the header), not stored as a key.
-        idempotency_key: Annotated[
-            str | None, Header(min_length=1, max_length=200)
-        ] = None,
+        idempotency_key: Key = None,
     ) -> TransferOut:
-        if body.from_id == body.to_id:
-            raise HTTPException(422, "from_id and to_id must differ")
+        """The ORM way: objects loaded, changed, and flushed by the session."""
+        _check_pair(body)
         if idempotency_key is not None:
             done = await session.scalar(
                 sa.select(Transfer).where(Transfer.idempotency_key == idempotency_key)
             )
             if done is not None:
-                if (done.from_id, done.to_id, done.amount) != (
-                    body.from_id,
-                    body.to_id,
-                    body.amount,
-                ):
-                    raise HTTPException(
-                        422, "Idempotency-Key was already used for another transfer"
-                    )
-                response.headers["Idempotent-Replayed"] = "true"
-                return _transfer_out(done)
+                return _replayed(_transfer_out(done), body, response)
         # Read-modify-write on ORM objects; both rows locked in id order, so
         # two transfers on the same pair queue instead of deadlocking.
         rows = await session.scalars(
@@ -404,27 +479,52 @@ def create_app(
             .with_for_update()
         )
         accounts = {a.id: a for a in rows}
-        for wanted in (body.from_id, body.to_id):
-            if wanted not in accounts:
-                raise HTTPException(404, f"no account {wanted}")
+        from_balance, to_balance = _new_balances(
+            {i: a.balance for i, a in accounts.items()}, body
+        )
         source, target = accounts[body.from_id], accounts[body.to_id]
-        if source.balance < body.amount:
-            raise HTTPException(409, "insufficient funds")
-        if target.balance + body.amount > MAX_BALANCE:
-            raise HTTPException(409, f"the target balance would pass {MAX_BALANCE}")
-        source.balance -= body.amount
-        target.balance += body.amount
+        source.balance, target.balance = from_balance, to_balance
         record = Transfer(
             idempotency_key=idempotency_key,
             from_id=source.id,
             to_id=target.id,
             amount=body.amount,
-            from_balance=source.balance,
-            to_balance=target.balance,
+            from_balance=from_balance,
+            to_balance=to_balance,
         )
         session.add(record)
         await session.flush()
         return _transfer_out(record)
+
+    @router.post("/fast/transfers")
+    async def transfer_fast(
+        body: TransferIn,
+        conn: WriteConn,
+        response: Response,
+        idempotency_key: Key = None,
+    ) -> TransferOut:
+        """The same transfer on the fast path: the same statements, prepared,
+        run on the route's connection, in its transaction; same answers."""
+        _check_pair(body)
+        if idempotency_key is not None:
+            done = await TRANSFER_BY_KEY.one_or_none(conn, key=idempotency_key)
+            if done is not None:
+                return _replayed(TransferOut(**done._asdict()), body, response)
+        rows = await LOCK_PAIR.all(conn, a=body.from_id, b=body.to_id)
+        balances = {row.id: row.balance for row in rows}
+        from_balance, to_balance = _new_balances(balances, body)
+        await SET_BALANCE.execute(conn, account=body.from_id, balance=from_balance)
+        await SET_BALANCE.execute(conn, account=body.to_id, balance=to_balance)
+        record = await RECORD_TRANSFER.one(
+            conn,
+            key=idempotency_key,
+            from_id=body.from_id,
+            to_id=body.to_id,
+            amount=body.amount,
+            from_balance=from_balance,
+            to_balance=to_balance,
+        )
+        return TransferOut(**record._asdict())
 
     @router.get("/transfers")
     async def list_transfers(
@@ -476,7 +576,6 @@ def create_app(
             "retries": _plain(retry_stats(engine)),
         }
 
-    app.include_router(reads)
     app.include_router(router)
     return app
 

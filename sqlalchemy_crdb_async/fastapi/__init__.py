@@ -113,11 +113,25 @@ implicit transaction is retried by the server itself while its results still
 fit the results buffer, ``sql.defaults.results_buffer.size``
 (https://www.cockroachlabs.com/docs/stable/transactions#automatic-retries).
 
+:func:`connection_dependency` gives the endpoint the attempt's
+``AsyncConnection`` of an engine instead, in the same transaction handling
+(commit after the endpoint, rollback, re-run, close): for Core statements and
+the prepared fast path (:func:`.prepared`), which need no identity map and no
+unit of work, so the request skips the ``Session``'s own begin, flush, commit
+and close. ``connection_dependency(engine, read_only=True)`` is its implicit
+transaction flavour. A one-statement read can also run the fast path on the
+engine itself inside the route (one round trip, no BEGIN or ROLLBACK); the
+route still answers its errors and re-runs the endpoint on a retryable one.
+
 Client disconnects
 ------------------
-While the attempts run, the route listens for ``http.disconnect``; a client
-that goes away cancels the work (an anyio cancel scope, as Starlette does for
-streaming responses). The rollback and close run shielded from that
+A request still running 50 ms after it started (``WATCH_AFTER_S`` in
+``_disconnect.py``) is watched for ``http.disconnect`` until it answers; a
+client that goes away cancels the work (the request's task is cancelled once,
+so asyncpg sends its cancel request and the statement ends on the server).
+Shorter requests start no watcher task (a task per request cost more client
+CPU than a point read); a client that leaves one is noticed at the 50 ms mark
+if it is still running. The rollback and close run shielded from that
 cancellation, bounded by ``CLEANUP_TIMEOUT_S``, so the connection is back in
 the pool before the request task ends.
 
@@ -131,8 +145,11 @@ Caveats
 - Uploaded files are not rewound between attempts.
 - Admission (the per-engine, contention-adaptive limit on transactions in
   flight that ``run_transaction`` uses too; ``RetryPolicy(admission=False)``
-  turns it off) is taken by each attempt when it opens its first session and
-  handed back with the attempt's outcome after the rollback or commit.
+  turns it off) is taken by each attempt when it opens its first writing
+  session or connection and handed back with the attempt's outcome after the
+  rollback or commit. Read-only ones take no slot: each of their statements
+  is its own implicit transaction, and a read does not queue behind a gate
+  sized for conflicting writers.
 
 See also: :func:`.run_transaction`, :func:`.retrying_session`, :class:`.RetryPolicy`.
 """
@@ -150,12 +167,13 @@ except ImportError as _missing:  # pragma: no cover - exercised in a subprocess 
 
 from ._answers import answer_for
 from ._route import CLEANUP_TIMEOUT_S, RetryingRoute, retry_policy
-from ._session import session_dependency
+from ._session import connection_dependency, session_dependency
 
 __all__ = [
     "CLEANUP_TIMEOUT_S",
     "RetryingRoute",
     "answer_for",
+    "connection_dependency",
     "retry_policy",
     "session_dependency",
 ]

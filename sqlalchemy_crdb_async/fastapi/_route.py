@@ -3,8 +3,8 @@
 The manual is the docstring of :mod:`sqlalchemy_crdb_async.fastapi`. Here:
 :class:`RetryingRoute` wraps the handler FastAPI builds for a route (body,
 dependencies, endpoint, response) in :func:`_run_request`, which reads the
-body once, watches for a client disconnect, and runs attempts until one
-commits or the answer is final.
+body once, watches for a client disconnect (lazily, :mod:`._disconnect`),
+and runs attempts until one commits or the answer is final.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from ..errors import TransactionRetryError
 from ..retry._deadline import TaskCanceller
 from ..retry.policy import RetryPolicy
 from ._answers import answer_for
+from ._disconnect import DisconnectWatch
 from ._session import STATE_KEY, RequestTransaction
 
 if TYPE_CHECKING:
@@ -124,12 +125,11 @@ async def _run_request(
     idempotent: bool,
 ) -> Response:
     # Read once: Starlette keeps the bytes on the Request, and every attempt's
-    # FastAPI handler parses them from there.
+    # FastAPI handler parses them from there. (A GET's is one receive() of an
+    # empty message; reading it also leaves the watcher only disconnects.)
     await request.body()
     transaction = RequestTransaction(policy, idempotent)
     request.scope[STATE_KEY] = transaction
-    response: Response | None = None
-    failure: Exception | None = None
     # RetryPolicy.deadline_s bounds the request's attempts, backoffs and
     # cleanups from here: the retry helpers' timer (retry/_deadline.py), not an
     # anyio deadline, whose cancellation, delivered again at once, would cut
@@ -141,14 +141,9 @@ async def _run_request(
     # the statement running on the server (tests/fastapi/test_disconnect.py).
     gone = TaskCanceller(DISCONNECT_MESSAGE)
     gone.bind()
+    watch = DisconnectWatch(request.receive, gone)
     try:
-        async with anyio.create_task_group() as watcher:
-            watcher.start_soon(_cancel_on_disconnect, request, gone)
-            try:
-                response = await _attempts(request, handler, transaction)
-            except Exception as error:  # raised below, outside the task group
-                failure = error
-            watcher.cancel_scope.cancel()
+        return await _attempts(request, handler, transaction)
     except asyncio.CancelledError:
         disconnected = gone.fired > 0
         # Both disarmed: each takes back its own cancellations.
@@ -162,21 +157,9 @@ async def _run_request(
         assert answer is not None
         return answer
     finally:
+        watch.stop()
         gone.disarm()
         timer.disarm()
-    if failure is not None:
-        raise failure
-    assert response is not None
-    return response
-
-
-async def _cancel_on_disconnect(request: Request, gone: TaskCanceller) -> None:
-    """Cancel the request's work when the client disconnects (the body was read)."""
-    while True:
-        message = await request.receive()
-        if message["type"] == "http.disconnect":
-            gone.fire()
-            return
 
 
 async def _attempts(

@@ -1,14 +1,17 @@
-"""The request's transaction and the session dependency (internal).
+"""The request's transaction and its dependencies (internal).
 
 A :class:`RequestTransaction` lives in the ASGI scope of one request under a
-:class:`.RetryingRoute`. It owns the sessions the current attempt opened (one
-per sessionmaker, each a retry ``_Scope``: the same open / commit / abort as
-:func:`.run_transaction`), the request's :class:`.AttemptLoop` (made when the
-first session names the engine), and the attempt's admission slot.
+:class:`.RetryingRoute`. It owns the sessions and connections the current
+attempt opened (one per dependency, each a retry ``_Scope``: the same open /
+commit / abort as :func:`.run_transaction`), the request's
+:class:`.AttemptLoop` (made when the first handle names the engine), and the
+attempt's admission slot (taken by the first writing handle; read-only ones
+take none).
 
-:func:`session_dependency` is the FastAPI dependency that asks it for a
-session. It has no ``yield``: the route, not FastAPI's exit stack, closes the
-session, so the close happens before the response is sent, and before the
+:func:`session_dependency` and :func:`connection_dependency` are the FastAPI
+dependencies that ask it for an ``AsyncSession`` or an ``AsyncConnection``.
+They have no ``yield``: the route, not FastAPI's exit stack, closes the
+handle, so the close happens before the response is sent, and before the
 request task ends when the client went away.
 
 No ``from __future__ import annotations`` here: FastAPI reads the dependency's
@@ -18,25 +21,35 @@ No ``from __future__ import annotations`` here: FastAPI reads the dependency's
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+)
 from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction
 from starlette.requests import Request
 
 from ..errors import AmbiguousCommitError, DeadlineExceededError
 from ..retry._deadline import DeadlineTimer, cleanup_bound_s
 from ..retry._loop import AttemptLoop
-from ..retry._scopes import _Scope, scope_class, sync_engine_of
+from ..retry._scopes import Handle, _Scope, scope_class, sync_engine_of
 from ..retry.classify import ErrorKind
 from ..retry.policy import DEFAULT_POLICY, RetryPolicy
 from ..retry.stats import counters_for
 
-__all__ = ["STATE_KEY", "RequestTransaction", "session_dependency"]
+__all__ = [
+    "STATE_KEY",
+    "RequestTransaction",
+    "connection_dependency",
+    "session_dependency",
+]
 
 log = logging.getLogger("sqlalchemy_crdb_async.fastapi")
 
@@ -83,25 +96,32 @@ class RequestTransaction:
         self._read_only = set()
         self.partly_committed = False
 
-    async def session(
-        self, maker: async_sessionmaker[Any], key: object, read_only: bool
-    ) -> AsyncSession:
-        """The attempt's session of ``maker`` (opened on first use)."""
+    async def handle(
+        self,
+        target: async_sessionmaker[Any] | AsyncEngine,
+        key: object,
+        read_only: bool,
+    ) -> Handle:
+        """The attempt's session of a sessionmaker, or its connection of an
+        engine (opened on first use)."""
         scope = self._scopes.get(key)
         if scope is None:
-            loop = self._loop_of(sync_engine_of(maker, API))
-            # Admission: the engine's contention-adaptive gate (retry/_admission),
-            # taken when the attempt opens its first session, FIFO, counted in
-            # the policy's deadline; a no-op once held or with admission off.
-            await loop.admit()
-            scope = scope_class(maker)(maker, loop)
+            loop = self._loop_of(sync_engine_of(target, API))
+            if not read_only:
+                # Admission: the engine's contention-adaptive gate
+                # (retry/_admission), taken when the attempt opens its first
+                # writing session, FIFO, counted in the policy's deadline; a
+                # no-op once held or with admission off. Read-only handles
+                # skip it: each statement is its own implicit transaction,
+                # holding no lock past it, and a read should not queue behind
+                # a gate sized for conflicting writers.
+                await loop.admit()
+            scope = scope_class(target)(target, loop)
             self._scopes[key] = scope
             if read_only:
                 self._read_only.add(key)
             await scope.open()
-        handle = scope.handle
-        assert isinstance(handle, AsyncSession)
-        return handle
+        return scope.handle
 
     def _loop_of(self, engine: Engine | None) -> AttemptLoop:
         """The request's attempt loop, made on first need. ``engine`` None:
@@ -296,16 +316,65 @@ def session_dependency(
         )
     sync_engine_of(sessionmaker, "session_dependency")  # bound to an engine?
     maker = _read_only_maker(sessionmaker) if read_only else sessionmaker
+    return _dependency(maker, read_only, "session_dependency", AsyncSession)
+
+
+_H = TypeVar("_H", AsyncSession, AsyncConnection)
+
+
+def _dependency(
+    target: async_sessionmaker[Any] | AsyncEngine,
+    read_only: bool,
+    api: str,
+    kind: type[_H],
+) -> Callable[[Request], Awaitable[_H]]:
+    """The dependency giving the request's handle of ``target`` (one per
+    request and dependency: ``key``)."""
     key = object()
 
-    async def request_session(request: Request) -> AsyncSession:
+    async def request_handle(request: Request) -> _H:
         transaction = request.scope.get(STATE_KEY)
         if not isinstance(transaction, RequestTransaction):
             raise RuntimeError(
-                f"{request.method} {request.url.path}: session_dependency() needs "
-                "the route to own the transaction; create the router with "
+                f"{request.method} {request.url.path}: {api}() needs the route to "
+                "own the transaction; create the router with "
                 "APIRouter(route_class=RetryingRoute)."
             )
-        return await transaction.session(maker, key, read_only)
+        handle = await transaction.handle(target, key, read_only)
+        assert isinstance(handle, kind)
+        return handle
 
-    return request_session
+    return request_handle
+
+
+def connection_dependency(
+    engine: AsyncEngine, *, read_only: bool = False
+) -> Callable[[Request], Awaitable[AsyncConnection]]:
+    """A FastAPI dependency giving the endpoint the request's ``AsyncConnection``.
+
+    :func:`session_dependency` without the ORM session: for endpoints that
+    run Core statements or the prepared fast path (:func:`.prepared`), which
+    need no identity map and no unit of work, so the request skips the
+    ``Session``'s own begin, flush, commit and close::
+
+        get_conn = connection_dependency(engine)
+        async def endpoint(conn: AsyncConnection = Depends(get_conn)):
+            row = await LOCK.one(conn, id=...)       # in the route's transaction
+
+    The connection is in the route's transaction: the route commits it after
+    the endpoint and its response, rolls it back on error, re-runs the
+    endpoint on 40001/40P01, and closes it; the endpoint never commits.
+    ``read_only=True`` gives a connection in an implicit transaction
+    (``AUTOCOMMIT``: no BEGIN/ROLLBACK round trips, each statement its own
+    transaction; do not write through it). Every use of one dependency in a
+    request gets the same connection.
+    """
+    if not isinstance(engine, AsyncEngine):
+        raise TypeError(
+            "connection_dependency(): expected an AsyncEngine, got "
+            f"{type(engine).__name__}"
+        )
+    target = (
+        engine.execution_options(isolation_level="AUTOCOMMIT") if read_only else engine
+    )
+    return _dependency(target, read_only, "connection_dependency", AsyncConnection)

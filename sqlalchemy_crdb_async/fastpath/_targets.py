@@ -205,7 +205,10 @@ async def _on_connection(
     check_driver(dialect)
     plan = plan_for(dialect)
     args = plan.arguments(params)
-    fairy = await greenlet_spawn(_begun, connection)
+    if connection.in_transaction() and not connection.invalidated:
+        fairy = connection.connection  # checked out and begun: no I/O, no hop
+    else:
+        fairy = await greenlet_spawn(_begun, connection)
     recorder = _replaying.get()
     if recorder is not None and recorder.dbapi_conn is fairy.dbapi_connection:
         # A retrying_session body: its statements are recorded for replay

@@ -56,6 +56,22 @@ async def test_replay_answers_exactly_the_first_body(
     assert first.content == replay.content
 
 
+async def test_a_key_used_on_one_way_replays_on_the_other(
+    client: httpx.AsyncClient,
+) -> None:
+    # /transfers (ORM) and /fast/transfers keep their keys in the same table.
+    source, target = await _account(client, "eve"), await _account(client, "fay")
+    transfer = {"from_id": source, "to_id": target, "amount": "1.5"}
+    headers = {"Idempotency-Key": f"k-{uuid.uuid4()}"}
+    first = await client.post("/fast/transfers", json=transfer, headers=headers)
+    replay = await client.post("/transfers", json=transfer, headers=headers)
+    assert first.status_code == replay.status_code == 200, first.text
+    assert "idempotent-replayed" not in first.headers
+    assert replay.headers["idempotent-replayed"] == "true"
+    assert first.content == replay.content
+    assert (await client.get(f"/fast/accounts/{source}")).json()["balance"] == "8.50"
+
+
 async def test_empty_idempotency_key_is_refused_naming_the_header(
     client: httpx.AsyncClient,
 ) -> None:

@@ -45,8 +45,14 @@ async def _open(client: httpx.AsyncClient, owner: str, balance: str) -> str:
     return str(response.json()["id"])
 
 
-async def _balance(client: httpx.AsyncClient, account: str) -> Decimal:
-    response = await client.get(f"/accounts/{account}")
+@pytest.fixture(params=["", "/fast"], ids=["orm", "fast-path"])
+def way(request: pytest.FixtureRequest) -> str:
+    """The endpoints' prefix: the ORM ones, or their fast-path twins."""
+    return str(request.param)
+
+
+async def _balance(client: httpx.AsyncClient, account: str, way: str = "") -> Decimal:
+    response = await client.get(f"{way}/accounts/{account}")
     assert response.status_code == 200, response.text
     return Decimal(response.json()["balance"])
 
@@ -66,6 +72,7 @@ async def _all_transfers(client: httpx.AsyncClient, account: str) -> list[Any]:
 
 async def test_hot_accounts_under_64_clients_conserve_money(
     client: httpx.AsyncClient,
+    way: str,
 ) -> None:
     ids = [await _open(client, f"hot{i}", "1000.00") for i in range(HOT_ACCOUNTS)]
     rng = random.Random(12)
@@ -77,7 +84,8 @@ async def test_hot_accounts_under_64_clients_conserve_money(
         statuses = []
         for src, dst in moves:
             response = await client.post(
-                "/transfers", json={"from_id": src, "to_id": dst, "amount": "1.00"}
+                f"{way}/transfers",
+                json={"from_id": src, "to_id": dst, "amount": "1.00"},
             )
             statuses.append(response.status_code)
         return statuses
@@ -86,7 +94,7 @@ async def test_hot_accounts_under_64_clients_conserve_money(
     assert Counter(s for statuses in answered for s in statuses) == {
         200: CLIENTS * TRANSFERS_EACH
     }
-    balances = {i: await _balance(client, i) for i in ids}
+    balances = {i: await _balance(client, i, way) for i in ids}
     assert sum(balances.values()) == Decimal("1000.00") * HOT_ACCOUNTS
     # Each balance is what the transfer ledger says, read through the pages.
     seen: set[str] = set()
@@ -105,57 +113,59 @@ async def test_hot_accounts_under_64_clients_conserve_money(
     assert health["retries"]["commits"] >= CLIENTS * TRANSFERS_EACH
 
 
-async def test_an_idempotency_key_moves_money_once(client: httpx.AsyncClient) -> None:
+async def test_an_idempotency_key_moves_money_once(
+    client: httpx.AsyncClient, way: str
+) -> None:
     a = await _open(client, "ann", "10.00")
     b = await _open(client, "bob", "0.00")
     body = {"from_id": a, "to_id": b, "amount": "2.50"}
-    headers = {"Idempotency-Key": "rent-2026-11"}
+    headers = {"Idempotency-Key": f"rent-2026-11{way}"}
     first, second = await asyncio.gather(
-        client.post("/transfers", json=body, headers=headers),
-        client.post("/transfers", json=body, headers=headers),
+        client.post(f"{way}/transfers", json=body, headers=headers),
+        client.post(f"{way}/transfers", json=body, headers=headers),
     )
-    again = await client.post("/transfers", json=body, headers=headers)
+    again = await client.post(f"{way}/transfers", json=body, headers=headers)
     assert [r.status_code for r in (first, second, again)] == [200, 200, 200]
     assert first.json() == second.json() == again.json()
     assert again.headers["idempotent-replayed"] == "true"
-    assert await _balance(client, a) == Decimal("7.50")
-    assert await _balance(client, b) == Decimal("2.50")
+    assert await _balance(client, a, way) == Decimal("7.50")
+    assert await _balance(client, b, way) == Decimal("2.50")
     other = await client.post(
-        "/transfers", json={**body, "amount": "1.00"}, headers=headers
+        f"{way}/transfers", json={**body, "amount": "1.00"}, headers=headers
     )
     assert other.status_code == 422
-    assert await _balance(client, a) == Decimal("7.50")
+    assert await _balance(client, a, way) == Decimal("7.50")
 
 
-async def test_errors_are_http_errors(client: httpx.AsyncClient) -> None:
+async def test_errors_are_http_errors(client: httpx.AsyncClient, way: str) -> None:
     a = await _open(client, "ann", "5")
     # The stored balance, not the request's spelling of it.
-    assert (await client.get(f"/accounts/{a}")).json()["balance"] == "5.00"
+    assert (await client.get(f"{way}/accounts/{a}")).json()["balance"] == "5.00"
     b = await _open(client, "bob", "999999999999.00")
     assert (
         await client.post(
-            "/transfers", json={"from_id": a, "to_id": b, "amount": "9.00"}
+            f"{way}/transfers", json={"from_id": a, "to_id": b, "amount": "9.00"}
         )
     ).status_code == 409  # overdraft
     overflow = await client.post(
-        "/transfers", json={"from_id": a, "to_id": b, "amount": "1.00"}
+        f"{way}/transfers", json={"from_id": a, "to_id": b, "amount": "1.00"}
     )
     assert overflow.status_code == 409  # past NUMERIC(14, 2)
     unknown = "00000000-0000-4000-8000-000000000000"
     missing = await client.post(
-        "/transfers", json={"from_id": a, "to_id": unknown, "amount": "1.00"}
+        f"{way}/transfers", json={"from_id": a, "to_id": unknown, "amount": "1.00"}
     )
     assert missing.status_code == 404
     same = await client.post(
-        "/transfers", json={"from_id": a, "to_id": a, "amount": "1"}
+        f"{way}/transfers", json={"from_id": a, "to_id": a, "amount": "1"}
     )
     assert same.status_code == 422
-    assert (await client.get(f"/accounts/{unknown}")).status_code == 404
-    assert (await client.get("/accounts/99999999999999999999")).status_code == 422
+    assert (await client.get(f"{way}/accounts/{unknown}")).status_code == 404
+    assert (await client.get(f"{way}/accounts/99999999999999999999")).status_code == 422
     assert (await client.get("/transfers", params={"after": "x"})).status_code == 422
     # Nothing moved.
-    assert await _balance(client, a) == Decimal("5.00")
-    assert await _balance(client, b) == Decimal("999999999999.00")
+    assert await _balance(client, a, way) == Decimal("5.00")
+    assert await _balance(client, b, way) == Decimal("999999999999.00")
 
 
 async def test_without_database_url_it_starts_its_own_server(

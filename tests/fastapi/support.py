@@ -20,6 +20,7 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -29,6 +30,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy_crdb_async import RetryPolicy, retrying_session
 from sqlalchemy_crdb_async.fastapi import (
     RetryingRoute,
+    connection_dependency,
     retry_policy,
     session_dependency,
 )
@@ -104,6 +106,10 @@ def build_app(url: str, probe: Probe) -> tuple[FastAPI, AsyncEngine]:
     read = session_dependency(maker, read_only=True)
     Write = Annotated[AsyncSession, Depends(write)]
     Read = Annotated[AsyncSession, Depends(read)]
+    Conn = Annotated[AsyncConnection, Depends(connection_dependency(engine))]
+    ReadConn = Annotated[
+        AsyncConnection, Depends(connection_dependency(engine, read_only=True))
+    ]
 
     async def counted_dependency() -> int:
         probe.runs["dependency"] += 1
@@ -111,7 +117,9 @@ def build_app(url: str, probe: Probe) -> tuple[FastAPI, AsyncEngine]:
 
     router = APIRouter(route_class=RetryingRoute.configured(FAST))
 
-    async def insert(session: AsyncSession, note: NoteIn, seq: str | None) -> int:
+    async def insert(
+        session: AsyncSession | AsyncConnection, note: NoteIn, seq: str | None
+    ) -> int:
         result = await session.execute(
             sa.text(
                 "INSERT INTO notes (body, sqlstate, failures, seq) "
@@ -173,9 +181,12 @@ def build_app(url: str, probe: Probe) -> tuple[FastAPI, AsyncEngine]:
         async with retrying_session(maker) as own:
             return {"id": await insert(own, note, None)}
 
-    async def in_transaction(session: AsyncSession) -> dict[str, Any]:
+    async def in_transaction(
+        session: AsyncSession | AsyncConnection,
+    ) -> dict[str, Any]:
         await session.execute(sa.text("SELECT 1"))
-        raw = await (await session.connection()).get_raw_connection()
+        conn = session if isinstance(session, AsyncConnection) else None
+        raw = await (conn or await session.connection()).get_raw_connection()
         # The server's transaction status, from its ReadyForQuery message.
         return {"in_transaction": raw.driver_connection.is_in_transaction()}
 
@@ -192,10 +203,40 @@ def build_app(url: str, probe: Probe) -> tuple[FastAPI, AsyncEngine]:
         notes = sa.table("notes", sa.column("body"))
         await session.execute(sa.insert(notes).values(body=note.body))
 
+    @router.post("/conn/notes")
+    async def add_note_on_a_connection(
+        note: NoteIn, conn: Conn, seq: str | None = None
+    ) -> dict[str, Any]:
+        probe.runs["conn_note"] += 1
+        return {"id": await insert(conn, note, seq)}
+
+    @router.post("/conn/notes/teapot")
+    async def add_on_a_connection_then_refuse(note: NoteIn, conn: Conn) -> None:
+        await insert(conn, note, None)
+        raise HTTPException(418, "no notes today")
+
+    @router.get("/conn/implicit")
+    async def conn_implicit(conn: ReadConn) -> dict[str, Any]:
+        return await in_transaction(conn)
+
+    @router.get("/conn/explicit")
+    async def conn_explicit(conn: Conn) -> dict[str, Any]:
+        return await in_transaction(conn)
+
+    @router.post("/conn/hold")
+    async def hold_on_a_connection(
+        note: NoteIn, conn: Conn, in_query: bool = False
+    ) -> None:
+        await hold_after_insert(conn, note, in_query)
+
     @router.post("/hold")
     async def hold(note: NoteIn, session: Write, in_query: bool = False) -> None:
+        await hold_after_insert(session, note, in_query)
+
+    async def hold_after_insert(
+        session: AsyncSession | AsyncConnection, note: NoteIn, in_query: bool
+    ) -> None:
         await insert(session, note, None)
-        await session.flush()
         probe.held(note.body).set()
         # Far longer than the test's bound: only the disconnect ends it.
         if in_query:

@@ -2,7 +2,8 @@
 
 uvicorn runs in the test's event loop on 127.0.0.1 (a socket the test binds to
 a free port), is told to exit at the end and awaited with a bound. Each client
-sends a POST whose endpoint writes a row and then waits (in Python, or in a
+sends a POST whose endpoint writes a row (on the route's session, or on its
+connection from ``connection_dependency``) and then waits (in Python, or in a
 ``pg_sleep`` on the server), and drops the connection once the endpoint said
 it is waiting. Afterwards: every request task has ended, no connection is
 checked out, no session is idle in a transaction, and no row was committed.
@@ -77,11 +78,13 @@ async def _drop_after_hold(
 ) -> None:
     note = f"dropped-{n}"
     in_query = n % 2 == 1
+    # Half on the route's session, half on its connection (connection_dependency).
+    path = "/conn/hold" if n % 4 >= 2 else "/hold"
     body = json.dumps({"body": note}).encode()
     _, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         writer.write(
-            f"POST /hold?in_query={'true' if in_query else 'false'} HTTP/1.1\r\n"
+            f"POST {path}?in_query={'true' if in_query else 'false'} HTTP/1.1\r\n"
             f"Host: t\r\nContent-Type: application/json\r\n"
             f"Content-Length: {len(body)}\r\n\r\n".encode()
             + body

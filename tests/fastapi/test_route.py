@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import subprocess
 import sys
 from typing import TYPE_CHECKING
@@ -13,8 +15,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_asyn
 
 from sqlalchemy_crdb_async import retry_stats
 from sqlalchemy_crdb_async.fastapi import RetryingRoute, session_dependency
+from sqlalchemy_crdb_async.retry._admission import (
+    AdmissionSettings,
+    admission_for,
+    configure_admission,
+)
 from sqlalchemy_crdb_async.testing.embedded import free_port
 
+from ..cancelling import until
 from ..retry.support import new_counter
 from .support import Probe, build_app, count_notes, install
 
@@ -189,6 +197,56 @@ async def test_read_only_session_is_an_implicit_transaction(
         await client.post("/implicit/write", json={"body": "ro"})
     assert await count_notes(engine, "ro") == 0
     assert engine.sync_engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+
+
+async def test_connection_dependency_commits_retries_and_rolls_back(
+    client: httpx.AsyncClient, engine: AsyncEngine, probe: Probe
+) -> None:
+    before = retry_stats(engine)
+    response = await post_note(client, engine, "conn", "40001", 1, "/conn/notes")
+    assert response.status_code == 200, response.text
+    # The endpoint ran twice on a fresh connection each time; committed once.
+    assert probe.runs["conn_note"] == 2
+    assert await count_notes(engine, "conn") == 1
+    assert retry_stats(engine).commits - before.commits == 1
+    refused = await client.post("/conn/notes/teapot", json={"body": "conn-teapot"})
+    assert refused.status_code == 418
+    assert await count_notes(engine, "conn-teapot") == 0
+    assert engine.sync_engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+
+
+async def test_read_only_connection_is_an_implicit_transaction(
+    client: httpx.AsyncClient,
+) -> None:
+    assert (await client.get("/conn/implicit")).json() == {"in_transaction": False}
+    assert (await client.get("/conn/explicit")).json() == {"in_transaction": True}
+
+
+async def test_reads_do_not_queue_behind_the_writers_gate(
+    client: httpx.AsyncClient, engine: AsyncEngine, probe: Probe
+) -> None:
+    # One admission slot, held by a write that waits: a read-only session or
+    # connection is answered meanwhile (it takes no slot); a second write
+    # queues until the first is gone.
+    configure_admission(engine, AdmissionSettings(initial_limit=1, max_limit=1))
+    holder = asyncio.create_task(client.post("/hold", json={"body": "gate-holder"}))
+    try:
+        await asyncio.wait_for(probe.held("gate-holder").wait(), 30)
+        for path in ("/implicit", "/conn/implicit"):
+            read = await asyncio.wait_for(client.get(path), 30)
+            assert read.json() == {"in_transaction": False}
+        assert admission_for(engine).queued == 0
+        writer = asyncio.create_task(client.get("/explicit"))
+
+        async def writer_queued() -> bool:
+            return admission_for(engine).queued == 1
+
+        await until(writer_queued, "the second write to queue for the slot")
+    finally:
+        holder.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await holder
+    assert (await asyncio.wait_for(writer, 30)).json() == {"in_transaction": True}
 
 
 async def test_unreachable_database_answers_503() -> None:

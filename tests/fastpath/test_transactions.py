@@ -94,6 +94,23 @@ async def test_a_rollback_undoes_a_write_on_a_connection(eng: AsyncEngine) -> No
     assert await _v(eng) == 7
 
 
+async def test_an_invalidated_connection_refuses_like_execute(eng: AsyncEngine) -> None:
+    # In a transaction whose connection was invalidated, the fast path takes
+    # SQLAlchemy's way to the connection (not its shortcut for a begun one)
+    # and refuses as execute() does, until the transaction is rolled back.
+    async with eng.connect() as conn:
+        await ADD.execute(conn, id=1, n=1)
+        await conn.invalidate()
+        with pytest.raises(sa.exc.PendingRollbackError) as by_execute:
+            await conn.execute(sa.select(tt.c.v))
+        with pytest.raises(sa.exc.PendingRollbackError) as by_fast_path:
+            await READ.one(conn, id=1)
+        assert type(by_fast_path.value) is type(by_execute.value)
+        await conn.rollback()
+        assert (await READ.one(conn, id=1)).v == 0  # a new connection
+    assert await _v(eng) == 0
+
+
 async def test_run_transaction_bodies(eng: AsyncEngine) -> None:
     async def on_connection(conn: AsyncConnection) -> int:
         return int(await ADD.scalar(conn, id=1, n=1))
