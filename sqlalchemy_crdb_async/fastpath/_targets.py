@@ -221,6 +221,10 @@ async def _on_connection(
             if adapter._transaction is None:
                 await _begin(adapter, driver)
             records, processors, count = await fetch(driver, plan, args, dialect)
+        if plan.touches_session and hasattr(driver, "crdb_clean"):
+            # As on an engine (_give_back): CockroachPool resets the session
+            # on return only if something sent may have left state behind.
+            driver.crdb_clean = False
     except Exception as err:
         lost = driver.is_closed()
         if lost:

@@ -59,6 +59,7 @@ PURE_FUNCTIONS: Final = frozenset(
         "concat",
         "count",
         "current_date",
+        "current_setting",
         "current_time",
         "current_timestamp",
         "date_trunc",

@@ -26,6 +26,10 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import URL
     from sqlalchemy.ext.asyncio import AsyncEngine
 
+#: A read that leaves nothing behind itself (``current_setting`` is pure), so
+#: only the statement under test can make the connection need its reset.
+SHOW_PATH = sa.select(sa.func.current_setting("search_path"))
+
 # one connection, no ping between operations, whatever the machine's load
 SETTINGS = PoolSettings(pool_size=1, idle_before_ping_s=None)
 
@@ -146,7 +150,7 @@ async def test_a_setting_never_reaches_the_next_checkout(
         async with eng.connect() as conn:
             if autocommit:
                 conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
-            path = await conn.scalar(sa.text("SHOW search_path"))
+            path = await conn.scalar(SHOW_PATH)
             assert path != "leaked"
             await conn.execute(statement)
             if not autocommit:
@@ -202,3 +206,23 @@ async def _idle_driver(eng: AsyncEngine) -> Any:
         raw = await conn.get_raw_connection()
         driver = raw.driver_connection
     return driver
+
+
+@pytest.mark.parametrize("target", ["connection", "session"])
+async def test_the_fast_path_in_a_transaction_still_resets_what_it_set(
+    eng: AsyncEngine, target: str
+) -> None:
+    from sqlalchemy_crdb_async import prepared
+
+    leak = prepared(sa.select(sa.func.set_config("search_path", "leaked", False)))
+    for _ in range(3):  # the later rounds run the statement prepared before
+        async with eng.connect() as conn:
+            path = await conn.scalar(SHOW_PATH)
+            assert path != "leaked"
+            if target == "connection":
+                await leak.scalar(conn)  # in the transaction SHOW began
+                await conn.commit()
+            else:
+                await conn.commit()
+                async with AsyncSession(bind=conn) as session, session.begin():
+                    await leak.scalar(session)
