@@ -175,7 +175,10 @@ class CockroachPool(AsyncAdaptedQueuePool):
             state.retire
             or state.lost
             or (deadline is not None and now >= deadline)
-            or (state.driver is not None and state.driver.is_closed())
+            or (
+                state.protocol is not None
+                and (state.driver._aborted or not state.protocol.is_connected())
+            )
         ):
             reason = self._close_reason(record, state, now)
             if reason is not None:
@@ -353,7 +356,13 @@ class CockroachPool(AsyncAdaptedQueuePool):
             driver, _reset.ResetWithRollback
         )
         record.info[STATE_KEY] = ConnState(
-            host, now, lifetime, deadline, driver=driver, resets=resets
+            host,
+            now,
+            lifetime,
+            deadline,
+            driver=driver,
+            resets=resets,
+            protocol=getattr(driver, "_protocol", None),
         )
         # Here, not per checkout: a connection is made on the loop it serves.
         self._maintenance.ensure()
@@ -480,7 +489,7 @@ class CockroachPool(AsyncAdaptedQueuePool):
         elif state.resets and driver.crdb_clean and driver.crdb_owed is None:
             # Nothing to undo; a server-closed connection is caught at its
             # next checkout.
-            if driver.is_in_transaction():
+            if state.protocol.is_in_transaction():
                 return False
         elif driver.is_in_transaction() or driver.is_closed():
             return False
@@ -489,16 +498,12 @@ class CockroachPool(AsyncAdaptedQueuePool):
             if not self._session_reset.settle_quietly(driver, self._reset_token()):
                 return False
             self._counters.resets += needed
-        self._idle_since(state, now)
-        return True
-
-    def _idle_since(self, state: ConnState, now: float) -> None:
         state.last_used = now
-        deadline = state.deadline
         if deadline is not None:
             until = self._maintenance.sleeping_until
             if until is None or deadline < until:
                 self._maintenance.note(deadline)
+        return True
 
     def _settle(self, record: ConnectionPoolEntry, state: ConnState) -> None:
         """Close a connection that is due, else reset its session."""

@@ -58,6 +58,10 @@ class ConnState:
     resets: bool = False
     #: ``_do_get`` found a ping due; ``connect`` sends it (``CockroachPool``).
     ping_wanted: bool = False
+    #: ``driver._protocol``: the checkout and return paths ask it directly
+    #: (``is_connected()``, ``is_in_transaction()``: what asyncpg's public
+    #: ``is_closed()`` and ``is_in_transaction()`` ask, one call less each).
+    protocol: Any = None
 
 
 @dataclass(frozen=True)
