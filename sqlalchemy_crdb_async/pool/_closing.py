@@ -75,8 +75,7 @@ def closing_connection_class(base: type[Connection]) -> type[Connection]:
                 if driver is not None:
                     # Disarmed (the pool's return usually did it already).
                     self._crdb_armed_driver = None
-                    driver.crdb_armed = None
-                    driver.crdb_reset_sent = False
+                    driver.crdb_disarm()
 
     ClosingConnection.__qualname__ = f"ResetOnClose[{base.__qualname__}]"
     _CLOSING_CLASSES[base] = ClosingConnection

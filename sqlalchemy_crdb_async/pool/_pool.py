@@ -483,8 +483,7 @@ class CockroachPool(AsyncAdaptedQueuePool):
         if state.resets and driver.crdb_reset_sent:
             # The closing ROLLBACK carried the reset: a round trip just
             # ended on this connection (open, out of transaction).
-            driver.crdb_armed = None
-            driver.crdb_reset_sent = False
+            driver.crdb_disarm()
             self._counters.resets += 1
         elif state.resets and driver.crdb_clean and driver.crdb_owed is None:
             # Nothing to undo; a server-closed connection is caught at its

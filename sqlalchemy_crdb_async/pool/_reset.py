@@ -268,15 +268,13 @@ class SessionReset:
     def settle_quietly(self, driver: Any, token: ResetToken) -> bool:
         """Settle a returned connection's reset without I/O, if it needs none.
 
-        True when the reset went out with the closing ``ROLLBACK``, or when
-        the connection (idle, no transaction open) now owes it to its next
-        first message; False when it must be sent now (:meth:`run`).
+        True when the connection (idle, no transaction open) needs none or
+        now owes it to its next first message; False when it must be sent
+        now (:meth:`run`). A reset that went out with the closing
+        ``ROLLBACK`` the pool settles before asking.
         """
         if not isinstance(driver, ResetWithRollback):
             return False
-        if driver.crdb_reset_sent:
-            driver.crdb_disarm()  # it went out with the rollback
-            return True
         if asyncpg.Connection.is_in_transaction(driver):
             return False
         if not driver.crdb_clean:  # something was sent since the last reset
@@ -526,9 +524,7 @@ class ResetWithRollback:
         """The closing ``ROLLBACK`` with the reset in the same message."""
         parent: Any = super()
         reset, is_cockroachdb = armed
-        combined = reset.with_rollback_messages.get(
-            is_cockroachdb
-        ) or reset.with_rollback(is_cockroachdb)
+        combined = reset.with_rollback(is_cockroachdb)
         try:
             status = await parent.execute(combined, timeout=timeout)
         except asyncpg.PostgresError as err:
