@@ -18,12 +18,13 @@ from sqlalchemy.ext.asyncio import (
     AsyncSession,
     async_sessionmaker,
 )
+from sqlalchemy.util import greenlet_spawn
 
 from .._cleanup import run_cleanup, terminator
 from ._loop import AttemptLoop, inject_statement, mark_injected, switch_off_statement
 
 if TYPE_CHECKING:
-    from sqlalchemy.engine import Engine
+    from sqlalchemy.engine import Connection, Engine
 
 __all__ = ["Handle", "scope_class", "sessionmaker_of", "sync_engine_of"]
 
@@ -140,10 +141,24 @@ class _OwnedScope(_Scope):
 class _EngineScope(_OwnedScope):
     async def open(self) -> Handle:
         engine: AsyncEngine = self.target
-        self.handle = conn = await engine.connect()
-        await conn.begin()
+        # engine.connect() then conn.begin(), in one trip into SQLAlchemy's
+        # greenlet instead of two (the BEGIN itself goes out with the first
+        # statement, as asyncpg's adapter does it).
+        sync = await greenlet_spawn(_connect_begun, engine.sync_engine)
+        connection_class = getattr(engine, "_connection_cls", AsyncConnection)
+        self.handle = conn = connection_class(engine, sync)
         await self._inject()
         return conn
+
+
+def _connect_begun(engine: Engine) -> Connection:
+    connection = engine.connect()
+    try:
+        connection.begin()
+    except BaseException:
+        connection.close()
+        raise
+    return connection
 
 
 class _ConnectionScope(_Scope):
