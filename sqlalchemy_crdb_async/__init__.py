@@ -39,6 +39,7 @@ where                    what
                          (``provision``, ``requirements``)
 ``retry/``               transaction retries: :func:`run_transaction`,
                          :func:`retrying`, :func:`retrying_session`,
+                         :func:`claim_keys`,
                          :class:`RetryPolicy`, :func:`retry_stats`; the sync API
                          is :mod:`sqlalchemy_crdb_async.sync`
 ``pool/``                pool tuning: :class:`PoolSettings`,
@@ -104,6 +105,7 @@ from .retry import (
     RetryEvent,
     RetryPolicy,
     RetryStats,
+    claim_keys,
     classify,
     retry_stats,
     retrying,
@@ -147,6 +149,7 @@ __all__ = [  # noqa: RUF022
     "VectorValueError",
     "__version__",
     "as_of_system_time",
+    "claim_keys",
     "classify",
     "follower_read_timestamp",
     "index_hint",

@@ -27,6 +27,11 @@ What it shows:
   on the route's connection from ``connection_dependency``);
 - the other read endpoints on the read-only session (one implicit transaction
   per statement: no BEGIN/ROLLBACK round trips);
+- hot rows named up front: both transfer endpoints call
+  :func:`~sqlalchemy_crdb_async.claim_keys` with their two accounts (and
+  their idempotency key), so transfers of this process that share an account
+  queue for it instead of conflicting on the server, and transfers on other
+  accounts run beside them (outside the engine's admission gate);
 - idempotency keys: ``POST /transfers`` (or ``/fast/transfers``) with an
   ``Idempotency-Key`` header
   moves money once however often it is sent (the key is checked and stored in
@@ -87,6 +92,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy_crdb_async import (
     PoolSettings,
     RetryPolicy,
+    claim_keys,
     pool_stats,
     prepared,
     retry_stats,
@@ -272,6 +278,20 @@ def _parse_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
 #: The optional Idempotency-Key header; an empty key is refused (422 naming
 #: the header), not stored as a key.
 Key = Annotated[str | None, Header(min_length=1, max_length=200)]
+
+
+async def _claim_transfer(
+    handle: AsyncSession | AsyncConnection,
+    body: TransferIn,
+    idempotency_key: str | None,
+) -> None:
+    """Queue behind this process's transfers on the same accounts (or with the
+    same idempotency key, whose second request then answers the first's
+    result) until this attempt ends; see claim_keys()."""
+    keys: list[object] = [("account", body.from_id), ("account", body.to_id)]
+    if idempotency_key is not None:
+        keys.append(("transfer", idempotency_key))
+    await claim_keys(handle, *keys)
 
 
 def _check_pair(body: TransferIn) -> None:
@@ -464,6 +484,7 @@ def create_app(
     ) -> TransferOut:
         """The ORM way: objects loaded, changed, and flushed by the session."""
         _check_pair(body)
+        await _claim_transfer(session, body, idempotency_key)
         if idempotency_key is not None:
             done = await session.scalar(
                 sa.select(Transfer).where(Transfer.idempotency_key == idempotency_key)
@@ -506,6 +527,7 @@ def create_app(
         """The same transfer on the fast path: the same statements, prepared,
         run on the route's connection, in its transaction; same answers."""
         _check_pair(body)
+        await _claim_transfer(conn, body, idempotency_key)
         if idempotency_key is not None:
             done = await TRANSFER_BY_KEY.one_or_none(conn, key=idempotency_key)
             if done is not None:

@@ -150,8 +150,16 @@ Caveats
   rollback or commit. Read-only ones take no slot: each of their statements
   is its own implicit transaction, and a read does not queue behind a gate
   sized for conflicting writers.
+- An endpoint that knows its hot rows from the request (a transfer's two
+  accounts) can name them: ``await claim_keys(conn, ("account", a),
+  ("account", b))`` after its writing session or connection is open. This
+  process's requests on the same rows then queue in process until each
+  commits, and requests on other rows run beside them
+  (:mod:`sqlalchemy_crdb_async.retry._claims`; the example app's transfers
+  do it).
 
-See also: :func:`.run_transaction`, :func:`.retrying_session`, :class:`.RetryPolicy`.
+See also: :func:`.run_transaction`, :func:`.retrying_session`, :class:`.RetryPolicy`,
+:func:`.claim_keys`.
 """
 
 from __future__ import annotations

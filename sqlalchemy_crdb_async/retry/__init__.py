@@ -15,6 +15,8 @@ module              what it does
 ``stats``           :func:`retry_stats`, :class:`RetryEvent`, OpenTelemetry events
 ``_loop``           the attempt loop every helper shares
 ``_admission``      the contention-adaptive admission gate (per engine)
+``_claims``         :func:`claim_keys`: attempts that name their hot rows queue
+                    for them in process, outside the gate
 ``_scopes``         one attempt's transaction per kind of target
 ``_admission``      the contention-adaptive gate on transactions in flight
 ``_lock_on_read``   ``FOR UPDATE`` on a retrying session's plain reads
@@ -27,6 +29,7 @@ module              what it does
 
 from __future__ import annotations
 
+from ._claims import claim_keys
 from .classify import Classification, ErrorKind, classify
 from .helpers import Attempt, retrying, run_transaction
 from .policy import RetryPolicy
@@ -40,6 +43,7 @@ __all__ = [
     "RetryEvent",
     "RetryPolicy",
     "RetryStats",
+    "claim_keys",
     "classify",
     "retry_stats",
     "retrying",

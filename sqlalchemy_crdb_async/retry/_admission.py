@@ -216,6 +216,17 @@ class Slot:
         if not self.nested and not self.released:
             self.gate._decrease(self)
 
+    def step_aside(self) -> None:
+        """Give the slot back reporting nothing: the attempt goes on outside
+        the gate (it named its keys, :mod:`._claims`)."""
+        if self.released:
+            return
+        self.released = True
+        if self._outer is not None:
+            _held.set(self._outer)
+        if not self.nested:
+            self.gate._give_back()
+
     def release(self, error: BaseException | None, *, retried: bool = False) -> None:
         """Give the slot back, reporting how the attempt ended.
 
@@ -331,6 +342,16 @@ class Admission:
         finally:
             self.waits += 1
             self.wait_s += time.monotonic() - started
+        return self._enter(nested=False)
+
+    def reenter(self) -> Slot:
+        """A slot at once, over the limit if need be, for an attempt that was
+        admitted and lent its slot while it waited for its keys
+        (:mod:`._claims`): it must not queue again, or it could wait for a
+        slot held by an attempt that waits for the pool connection it holds."""
+        if id(self) in _held.get():
+            return self._enter(nested=True)
+        self.in_flight += 1
         return self._enter(nested=False)
 
     @asynccontextmanager

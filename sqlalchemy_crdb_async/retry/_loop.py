@@ -38,7 +38,8 @@ from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
 
 from ..errors import AmbiguousCommitError, DeadlineExceededError, RetriesExhaustedError
-from ._admission import Slot, admission_for
+from ._admission import Admission, Slot, admission_for
+from ._claims import Attempting, Claims, current_attempt
 from ._deadline import DeadlineTimer, cleanup_bound_s, remaining_s
 from ._fingerprint import short_sql
 from .classify import Classification, ErrorKind, classify
@@ -91,6 +92,12 @@ class AttemptLoop:
         #: ``time.monotonic()`` at the call: the deadline counts from here.
         self.started = time.monotonic()
         self.slot: Slot | None = None
+        #: An attempt is running: admitted and not yet released.
+        self.attempt_open = False
+        #: The keys the running attempt claimed (:mod:`._claims`), if any.
+        self.claims: Claims | None = None
+        self._outer_attempt: Attempting | None = None
+        self._lent: Admission | None = None
         #: Cancels the attempt at the deadline while armed (:mod:`._deadline`).
         self.timer = DeadlineTimer(self.policy, self.started)
 
@@ -131,7 +138,14 @@ class AttemptLoop:
         return made
 
     async def admit(self) -> None:
-        """Wait for the engine's admission gate (no-op when off or held)."""
+        """Open the attempt (:func:`.claim_keys` finds it from here) and wait
+        for the engine's admission gate (no-op when off or held)."""
+        if not self.attempt_open:
+            self.attempt_open = True
+            outer = current_attempt.get()
+            if outer is not self:
+                self._outer_attempt = outer
+                current_attempt.set(self)
         if not self.policy.admission or self.slot is not None or self.engine is None:
             return
         gate = admission_for(self.engine)
@@ -154,10 +168,40 @@ class AttemptLoop:
             ) from None
 
     def release(self, error: BaseException | None) -> None:
-        """Hand the admission slot back with the attempt's outcome."""
+        """End the attempt: give its claimed keys back and hand the admission
+        slot back with the attempt's outcome."""
+        claims, self.claims = self.claims, None
+        if claims is not None:
+            claims.release()
+        if self.attempt_open:
+            self.attempt_open = False
+            if current_attempt.get() is self:
+                current_attempt.set(self._outer_attempt)
+            self._outer_attempt = None
+        self._lent = None
         slot, self.slot = self.slot, None
         if slot is not None:
             slot.release(error, retried=self.number > 1)
+
+    def step_aside(self) -> None:
+        """Lend the admission slot, reporting nothing, while the attempt waits
+        for its keys (:mod:`._claims`); :meth:`step_back` retakes one."""
+        slot, self.slot = self.slot, None
+        if slot is not None:
+            slot.step_aside()
+            self._lent = slot.gate
+
+    def step_back(self) -> None:
+        """Retake the slot lent by :meth:`step_aside`, at once."""
+        gate, self._lent = self._lent, None
+        if gate is not None:
+            self.slot = gate.reenter()
+
+    @property
+    def nested(self) -> bool:
+        """This attempt runs inside another attempt of the same task."""
+        outer = self._outer_attempt
+        return outer is not None and outer.attempt_open
 
     def start(self) -> int:
         """Count a new attempt; returns its number (1 for the first)."""

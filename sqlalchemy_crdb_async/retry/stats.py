@@ -102,6 +102,9 @@ class RetryStats:
     replay_mismatches: int = 0
     #: Seconds spent sleeping between attempts.
     backoff_s: float = 0.0
+    #: Key claims that had to wait for another attempt holding one of their
+    #: keys (:func:`.claim_keys`).
+    claim_waits: int = 0
     #: The admission gate's current limit on attempts in flight (see
     #: :mod:`._admission`); 0 before the engine's first gated attempt.
     admission_limit: int = 0
@@ -156,6 +159,7 @@ class _Counters:
                 replays=self.values["replays"],
                 replay_mismatches=self.values["replay_mismatches"],
                 backoff_s=self.backoff_s,
+                claim_waits=self.values["claim_waits"],
             )
             if reset:
                 self.__init__()  # type: ignore[misc]
