@@ -11,7 +11,8 @@ is about to touch::
         ...                                  # read and write both accounts
 
 Attempts of this process that share a key then run one at a time, in the
-order they claimed; attempts with no key in common run side by side. A claim
+order they claimed (a retry first: it already paid for an abort, as at the
+admission gate); attempts with no key in common run side by side. A claim
 holds until its attempt has committed or rolled back and its connection is
 back in the pool, so the next one reads what the previous one wrote.
 
@@ -91,6 +92,8 @@ class Attempting(Protocol):
 
     attempt_open: bool
     claims: Claims | None
+    #: The attempt's number, 1 for the first.
+    number: int
 
     @property
     def engine(self) -> Engine | None: ...
@@ -133,11 +136,14 @@ class _Entry:
         self.held = True
         return True
 
-    async def take(self) -> None:
+    async def take(self, *, retry: bool) -> None:
         if self.take_now():
             return
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.waiters.append(waiter)
+        if retry:
+            self.waiters.appendleft(waiter)
+        else:
+            self.waiters.append(waiter)
         try:
             await waiter
         except BaseException:
@@ -212,10 +218,11 @@ class Claims:
             self._held.append(waiting.pop(0))
         return not waiting
 
-    async def take(self) -> None:
-        """Take the remaining keys in order, waiting for each."""
+    async def take(self, *, retry: bool) -> None:
+        """Take the remaining keys in order, waiting for each (a ``retry`` at
+        the head of each key's queue)."""
         while self._waiting:
-            await self._waiting[0].take()
+            await self._waiting[0].take(retry=retry)
             self._held.append(self._waiting.pop(0))
 
     def release(self) -> None:
@@ -292,7 +299,7 @@ async def claim_keys(
     loop.counters.add("claim_waits")
     loop.step_aside()
     try:
-        await claims.take()
+        await claims.take(retry=loop.number > 1)
     finally:
         loop.step_back()
 

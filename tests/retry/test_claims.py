@@ -39,7 +39,7 @@ from sqlalchemy_crdb_async.retry._admission import (
     admission_for,
     configure_admission,
 )
-from tests.retry.support import install
+from tests.retry.support import fail_times, install, new_counter
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
@@ -318,3 +318,32 @@ async def test_keys_come_back_after_an_error_and_a_cancellation(
     await run_transaction(eng, waiter, policy=FAST)
     assert retry_stats(eng).claim_waits == before
     assert admission_for(eng).in_flight == 0
+
+
+async def test_a_retry_takes_its_keys_before_first_tries(eng: AsyncEngine) -> None:
+    seq = await new_counter(eng)
+    holder_in, release_holder = asyncio.Event(), asyncio.Event()
+    order: list[str] = []
+
+    async def holder(conn: AsyncConnection) -> None:
+        await claim_keys(conn, ("row", 1))
+        holder_in.set()
+        await release_holder.wait()
+
+    async def first_try(conn: AsyncConnection) -> None:
+        await claim_keys(conn, ("row", 1))
+        order.append("first try")
+
+    async def retried(conn: AsyncConnection) -> None:
+        await fail_times(conn, 1, seq)  # attempt 1: a real 40001, before its claim
+        await claim_keys(conn, ("row", 1))
+        order.append("retry")
+
+    held, waiting = await _queue_behind(eng, holder, holder_in, first_try)
+    waits = retry_stats(eng).claim_waits
+    retrying_task = asyncio.create_task(run_transaction(eng, retried, policy=FAST))
+    await _until(lambda: retry_stats(eng).claim_waits == waits + 1, "the retry waits")
+    release_holder.set()
+    await asyncio.wait_for(asyncio.gather(held, waiting, retrying_task), HANG_S)
+    # The retry already paid for an abort: it goes first, as at the gate.
+    assert order == ["retry", "first try"]
