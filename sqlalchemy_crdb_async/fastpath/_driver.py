@@ -112,16 +112,20 @@ async def _prepare(
     return entry
 
 
-def rowcount(status: str | None) -> int:
-    """The row count in a command tag ("UPDATE 3", "INSERT 0 1"), else -1."""
+def rowcount(status: str | int | None) -> int:
+    """The row count in a command tag ("UPDATE 3", "INSERT 0 1"), else -1; an
+    int (the cursor's rowcount) is the count already."""
+    if isinstance(status, int):
+        return status
     found = _ROWCOUNT.match(status or "")
     return int(found.group(1)) if found else -1
 
 
 async def fetch(
     driver: Any, plan: Plan, args: list[Any], dialect: Dialect
-) -> tuple[list[Any], list[Any] | None, int]:
-    """Run ``plan``: (driver records, result processors, row count).
+) -> tuple[list[Any], list[Any] | None, str | None]:
+    """Run ``plan``: (driver records, result processors, command tag); the
+    tag is parsed (:func:`rowcount`) only by the methods that want the count.
 
     Raises the driver's own error; :func:`wrap_error` makes it SQLAlchemy's.
     """
@@ -146,7 +150,7 @@ async def fetch(
             raise
         entry = await _prepare(driver, cache, plan, dialect)
         records = await entry.statement.fetch(*args)
-    return records, entry.processors, rowcount(entry.statement.get_statusmsg())
+    return records, entry.processors, entry.statement.get_statusmsg()
 
 
 def via_cursor(

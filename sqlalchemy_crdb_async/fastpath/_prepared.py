@@ -9,6 +9,7 @@ from sqlalchemy import exc
 from sqlalchemy.engine import Row
 
 from ._compile import check_statement, compile_plan
+from ._driver import rowcount
 from ._targets import run
 
 if TYPE_CHECKING:
@@ -120,4 +121,4 @@ class PreparedQuery:
         """Run a write; the number of rows it touched (-1 when the server did
         not say). Rows of a ``RETURNING`` come from the read methods instead."""
         _, _, _, count = await self._run(target, params)
-        return int(count)
+        return rowcount(count)

@@ -59,8 +59,9 @@ if TYPE_CHECKING:
 __all__ = ["Outcome", "Target", "run"]
 
 Target = AsyncEngine | AsyncConnection | AsyncSession
-#: (plan, driver records, result processors, row count)
-Outcome = tuple["Plan", list[Any], "list[Any] | None", int]
+#: (plan, driver records, result processors, command tag or row count; see
+#: ``_driver.rowcount``)
+Outcome = tuple["Plan", list[Any], "list[Any] | None", "str | int | None"]
 
 
 async def run(

@@ -192,6 +192,9 @@ _no_engine = _Table()
 def _table_for(engine: Engine | None) -> _Table:
     if engine is None:
         return _no_engine
+    found = _tables.get(engine)  # a read needs no lock (made once, never replaced)
+    if found is not None:
+        return found
     with _tables_lock:
         table = _tables.get(engine)
         if table is None:
@@ -274,14 +277,14 @@ async def claim_keys(
             "in one call (keys claimed one call at a time could make two "
             "attempts wait for each other)."
         )
-    for key in keys:
-        try:
-            hash(key)
-        except TypeError:
-            raise TypeError(
-                f"claim_keys(): a key must be hashable, got {type(key).__name__} "
-                f"{key!r}; use a tuple such as ('account', id)"
-            ) from None
+    try:
+        unique = set(keys)
+    except TypeError:
+        bad = next(k for k in keys if not _hashable(k))
+        raise TypeError(
+            f"claim_keys(): a key must be hashable, got {type(bad).__name__} "
+            f"{bad!r}; use a tuple such as ('account', id)"
+        ) from None
     if isinstance(handle, AsyncSession):
         await handle.connection()
     elif not isinstance(handle, AsyncConnection):
@@ -290,7 +293,7 @@ async def claim_keys(
             f"AsyncSession, got {type(handle).__name__}"
         )
     table = _table_for(loop.engine)
-    entries = sorted((table.entry(key) for key in set(keys)), key=_by_order)
+    entries = sorted([table.entry(key) for key in unique], key=_by_order)
     loop.claims = claims = Claims(table, entries)
     if claims.take_now():
         return
@@ -306,3 +309,11 @@ async def claim_keys(
 
 def _by_order(entry: _Entry) -> int:
     return entry.order
+
+
+def _hashable(key: object) -> bool:
+    try:
+        hash(key)
+    except TypeError:
+        return False
+    return True

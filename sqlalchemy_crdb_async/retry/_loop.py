@@ -98,13 +98,21 @@ class AttemptLoop:
         self.claims: Claims | None = None
         self._outer_attempt: Attempting | None = None
         self._lent: Admission | None = None
-        #: Cancels the attempt at the deadline while armed (:mod:`._deadline`).
-        self.timer = DeadlineTimer(self.policy, self.started)
+        self._timer: DeadlineTimer | None = None
 
     def restart_clock(self, started: float) -> None:
         """Count the deadline from ``started`` (a caller that began earlier)."""
         self.started = started
-        self.timer = DeadlineTimer(self.policy, started)
+        self._timer = None
+
+    @property
+    def timer(self) -> DeadlineTimer:
+        """Cancels the attempt at the deadline while armed (:mod:`._deadline`);
+        made on first use (the FastAPI route has its own)."""
+        timer = self._timer
+        if timer is None:
+            timer = self._timer = DeadlineTimer(self.policy, self.started)
+        return timer
 
     def remaining_s(self) -> float | None:
         """Seconds left before the deadline (None: no deadline; may be < 0)."""

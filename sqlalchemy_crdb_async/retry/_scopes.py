@@ -5,10 +5,19 @@
 ``_Scope`` subclass per kind opens the attempt's transaction, commits it, and
 rolls it back. :func:`sync_engine_of` finds the sync ``Engine`` behind any of
 them (for the dialect and the statistics).
+
+An engine's scope is the hot one (``run_transaction(engine, ...)``, the
+FastAPI route's ``connection_dependency``), so it enters SQLAlchemy's greenlet
+as few times as it can: once to check out and begin, and once to commit and
+return the connection to the pool when that return cannot wait for anything a
+cancellation could cut short (:func:`_quiet_return`); otherwise the return is
+the shielded, bounded cleanup of :mod:`sqlalchemy_crdb_async._cleanup`.
 """
 
 from __future__ import annotations
 
+import logging
+from contextlib import suppress
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import exc as sa_exc
@@ -27,6 +36,8 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine
 
 __all__ = ["Handle", "scope_class", "sessionmaker_of", "sync_engine_of"]
+
+log = logging.getLogger("sqlalchemy_crdb_async.retry")
 
 Handle = AsyncConnection | AsyncSession
 
@@ -149,6 +160,52 @@ class _EngineScope(_OwnedScope):
         self.handle = conn = connection_class(engine, sync)
         await self._inject()
         return conn
+
+    async def commit(self) -> None:
+        handle = self.handle
+        sync = handle.sync_connection if isinstance(handle, AsyncConnection) else None
+        if sync is None or self.injected or not _quiet_return(sync):
+            await super().commit()
+            return
+        self.commit_sent = True
+        await greenlet_spawn(self._commit_and_return, sync, handle)
+
+    def _commit_and_return(self, sync: Connection, handle: AsyncConnection) -> None:
+        """COMMIT, then the return to the pool, in one trip into the greenlet
+        (see :func:`_quiet_return`)."""
+        sync.commit()
+        self.committed = True
+        try:
+            sync.close()
+        except Exception:
+            # As run_cleanup treats a failed close: logged, closed by force.
+            log.warning(
+                "%s(): returning a committed connection failed; closing it by force",
+                self.loop.api,
+                exc_info=True,
+            )
+            terminator(handle)()  # no I/O: asyncpg's terminate()
+            # The record goes back to the pool, invalidated: nothing stays
+            # checked out (the driver connection is closed already).
+            with suppress(Exception):
+                sync.invalidate()
+
+
+def _quiet_return(sync: Connection) -> bool:
+    """Whether returning ``sync`` after its COMMIT can wait for nothing that
+    a cancellation could cut short, so it needs no shielded cleanup task.
+
+    asyncpg: SQLAlchemy's adapter sends no ROLLBACK for a connection with no
+    transaction, and ``CockroachPool`` runs any reset it owes in its own
+    bounded, shielded cleanup (``pool/_pool.py``). A pool ``checkin`` or
+    ``reset`` listener (the application's, or retry-error injection's) could
+    do I/O of its own: then the close goes through :func:`.run_cleanup` as
+    before.
+    """
+    if sync.dialect.driver != "asyncpg":
+        return False
+    dispatch = sync.engine.pool.dispatch
+    return not dispatch.checkin and not dispatch.reset
 
 
 def _connect_begun(engine: Engine) -> Connection:
