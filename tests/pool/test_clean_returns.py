@@ -24,6 +24,7 @@ from sqlalchemy_crdb_async.pool._statements import (
     leaves_nothing,
     statement_leaves_nothing,
 )
+from tests.pool.test_write_verdicts import identity, sequenced, serial
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -192,21 +193,6 @@ manual = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
     sa.Column("v", sa.Integer),
 )
-serial = sa.Table(
-    "serial",
-    judged,
-    sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("v", sa.Integer),
-)
-sequenced = sa.Table(
-    "sequenced",
-    judged,
-    sa.Column("id", sa.Uuid, primary_key=True),
-    sa.Column("n", sa.Integer, sa.Sequence("judged_seq")),
-)
-identity = sa.Table(
-    "identity", judged, sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True)
-)
 
 
 def _one_default(name: str, **column_kw: Any) -> sa.Table:
@@ -222,6 +208,7 @@ nextval = _one_default("nextval", server_default=sa.text("nextval('judged_seq')"
 unknown_text = _one_default("unknown_text", server_default=sa.text("my_default()"))
 unknown_func = _one_default("unknown_func", server_default=sa.func.my_default())
 fetched = _one_default("fetched", server_default=sa.FetchedValue())
+counted = _one_default("counted", default=sa.Sequence("judged_seq"))
 sql_default = _one_default("sql_default", default=sa.func.nextval("judged_seq"))
 bad_onupdate = _one_default("bad_onupdate", onupdate=sa.func.nextval("judged_seq"))
 trigger_onupdate = _one_default("trigger_onupdate", server_onupdate=sa.FetchedValue())
@@ -305,7 +292,8 @@ def _write_verdicts() -> list[Any]:
         (serial.insert().values(id=1, v=1), False, "serial-insert-with-key"),
         (serial.update().values(v=1), True, "serial-update"),
         (serial.delete(), True, "serial-delete"),
-        (sequenced.insert().values(id=None), False, "sequence"),
+        (sequenced.insert().values(v=1), False, "sequence-key"),
+        (counted.insert().values(id=None), False, "sequence-column"),
         (identity.insert(), False, "identity"),
         (nextval.insert().values(id=None), False, "nextval-text"),
         (unknown_text.insert().values(id=None), False, "unknown-text"),
