@@ -19,8 +19,10 @@ what it can see through, and counts everything else as leaving state:
 ``SELECT``
     compiled by SQLAlchemy from its constructs (Core ``select()``, the ORM's
     ``session.get()`` and queries), with no text fragment (``text()``,
-    ``literal_column()``, prefixes, suffixes, hints) and calling no function
-    but the side-effect-free builtins in :data:`PURE_FUNCTIONS`.
+    ``literal_column()``, prefixes, suffixes, hints), calling no function
+    but the side-effect-free builtins in :data:`PURE_FUNCTIONS`, and with no
+    value of a type that wraps itself in SQL when compiled
+    (``bind_expression``/``column_expression``: SQL the walk cannot see).
 ``INSERT`` / ``UPDATE`` / ``DELETE``
     the same rules for everything written in the statement (values, ``WHERE``,
     ``RETURNING``, ``ON CONFLICT``, a ``SELECT`` it inserts from, a
@@ -84,7 +86,12 @@ from sqlalchemy import Delete, Insert, Select, Table, Update, exc
 from sqlalchemy.schema import Computed, DefaultClause
 from sqlalchemy.sql import visitors
 from sqlalchemy.sql.dml import UpdateBase
-from sqlalchemy.sql.elements import ClauseElement, ColumnClause, TextClause
+from sqlalchemy.sql.elements import (
+    ClauseElement,
+    ColumnClause,
+    ColumnElement,
+    TextClause,
+)
 from sqlalchemy.sql.functions import FunctionElement
 
 if TYPE_CHECKING:
@@ -207,7 +214,15 @@ def _pure(root: Any) -> bool:
             and element.name != "*"  # count(*)
         ):
             return False
+        if isinstance(element, ColumnElement) and _wraps_in_sql(element.type):
+            return False
     return True
+
+
+def _wraps_in_sql(type_: Any) -> bool:
+    """A type that wraps its values in SQL of its own when compiled
+    (``bind_expression``/``column_expression``), which the walk cannot see."""
+    return bool(type_._has_bind_expression or type_._has_column_expression)
 
 
 def _has_fragments(statement: Any) -> bool:
@@ -225,6 +240,8 @@ def _harmless_write(statement: UpdateBase) -> bool:
     if not isinstance(target, Table):
         return False  # an alias, a join, a table(): its defaults are unseen
     table: Table = target._deannotate()  # the ORM's annotated copy
+    if any(_wraps_in_sql(c.type) for c in table.columns):
+        return False  # its values are wrapped when compiled, unseen here
     if isinstance(statement, Insert):
         # iterate() does not walk the rows of a multi-row values()
         for row in statement._multi_values:

@@ -244,6 +244,21 @@ calm = sa.Table(
 )
 
 
+class Wrapped(sa.TypeDecorator[str]):
+    """A type that wraps its values in SQL when compiled: the function is in
+    no statement the judge walks."""
+
+    impl = sa.String
+    cache_ok = True
+
+    def bind_expression(self, bindvalue: Any) -> Any:
+        return sa.func.my_function(bindvalue)
+
+
+wrapped = _one_default("wrapped")
+wrapped.append_column(sa.Column("w", Wrapped()))
+
+
 class Keyed(Base):
     __table__ = keyed
 
@@ -305,6 +320,9 @@ def _write_verdicts() -> list[Any]:
         (trigger_onupdate.update().values(id=None), False, "server-onupdate"),
         (trigger_onupdate.delete(), True, "server-onupdate-delete"),
         (sa.table("lite", sa.column("v")).insert().values(v=1), False, "lightweight"),
+        (wrapped.insert().values(id=None, w="x"), False, "type-bind-expression"),
+        (sa.select(wrapped.c.id).where(wrapped.c.w == "x"), False, "type-in-select"),
+        (sa.select(wrapped.c.id), True, "other-columns-of-the-table"),
         (
             keyed.update().values(n=1).where(keyed.c.id == manual.c.id),
             True,
