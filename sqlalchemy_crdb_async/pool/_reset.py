@@ -98,8 +98,8 @@ Reset owed to the next first message (asyncpg)
     leaves it owed. A connection that sent nothing since its last reset, or
     nothing that leaves session state (:mod:`._statements`: ``crdb_clean``
     stays True; the pool's ``do_execute`` listeners judge each statement
-    SQLAlchemy sends, these methods the rest), owes
-    none.
+    SQLAlchemy sends, these methods the rest, except the statement the
+    listener has just vouched for, ``crdb_vouched``), owes none.
     If the combined message fails, the reset block is rolled back and the
     reset sent on its own (with CockroachDB's statement-by-statement
     fallback), the borrower's ``BEGIN`` after it, and that pool stops
