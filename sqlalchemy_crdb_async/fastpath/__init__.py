@@ -34,9 +34,14 @@ What it does
 Targets (:mod:`._targets`)
     An ``AsyncEngine``: check out, one extended-protocol round trip (Bind,
     Execute, Sync), give back, with no ``BEGIN``, ``ROLLBACK`` or session
-    reset: one prepared statement cannot change session state (statements
-    calling ``set_config``, advisory locks or sequence functions still get
-    the reset). A write through an engine is its own implicit transaction and
+    reset, when the statement leaves no session state behind: the pool's
+    judge (``pool/_statements.py``, the same as on the ordinary path) finds
+    that of a select or a write of pure builtins with no text fragment, into
+    a table none of whose defaults can draw a sequence value (a UUID key made
+    by ``gen_random_uuid()``, ``now()``: yes; SERIAL, ``Sequence``,
+    ``Identity()``: no). Anything else (``set_config``, advisory locks,
+    your own functions, an insert that draws ``nextval``) still gets the
+    reset. A write through an engine is its own implicit transaction and
     has committed when the call returns. An ``AsyncConnection`` or
     ``AsyncSession``: inside its transaction (begun if none is), so retry
     bodies (``run_transaction``, ``retrying_session``, ``RetryingRoute``)

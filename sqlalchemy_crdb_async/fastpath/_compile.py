@@ -13,8 +13,12 @@ A plan is everything the fast path needs per execution, worked out once:
   which the result processors are chosen once the server has said each
   column's type OID (:meth:`Plan.result_processors`, once per prepared
   statement per connection);
-- whether the statement could change session state (``set_config``, advisory
-  locks, sequences), in which case a pooled connection still gets its reset.
+- whether the statement may leave session state behind, in which case a
+  pooled connection still gets its reset: the same judge as the ordinary
+  path's (:func:`~sqlalchemy_crdb_async.pool._statements.statement_leaves_nothing`:
+  a select or a write of pure builtins, with no text fragment, into a table
+  no default of which can draw a sequence value, leaves nothing), asked once
+  per plan.
 
 Refused with :class:`~sqlalchemy_crdb_async.errors.FastPathError`, saying what
 to write instead: statements that need per-execution rendering (an expanding
@@ -30,11 +34,10 @@ from typing import TYPE_CHECKING, Any, Final
 
 from sqlalchemy import Delete, Insert, Select, Update
 from sqlalchemy.engine.result import SimpleResultMetaData
-from sqlalchemy.sql import visitors
 from sqlalchemy.sql.elements import BindParameter, _anonymous_label
-from sqlalchemy.sql.functions import FunctionElement
 
 from ..errors import FastPathError, PreparedParameterError
+from ..pool._statements import statement_leaves_nothing
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
@@ -46,22 +49,6 @@ __all__ = ["STATEMENT_TYPES", "Plan", "compile_plan"]
 
 #: What ``prepared()`` accepts.
 STATEMENT_TYPES: Final = (Select, Insert, Update, Delete)
-
-#: Functions whose effect outlives the statement in the session, so a pooled
-#: connection that ran one is reset before its next borrower (the reset undoes
-#: them: https://www.postgresql.org/docs/current/sql-discard.html).
-SESSION_FUNCTIONS: Final = frozenset(
-    {
-        "set_config",
-        "pg_advisory_lock",
-        "pg_advisory_lock_shared",
-        "pg_try_advisory_lock",
-        "pg_try_advisory_lock_shared",
-        "nextval",
-        "setval",
-        "lastval",
-    }
-)
 
 _REQUIRED: Final = object()
 
@@ -89,7 +76,8 @@ class Plan:
     accepted: frozenset[str]
     metadata: SimpleResultMetaData
     result_types: tuple[Any, ...]
-    #: The statement may leave session state behind (see SESSION_FUNCTIONS).
+    #: The statement may leave session state behind: the pool's verdict
+    #: (pool/_statements.py), judged once here.
     touches_session: bool
     describe: str
 
@@ -207,7 +195,7 @@ def compile_plan(statement: Any, dialect: Dialect) -> Plan:
         accepted=frozenset(accepted),
         metadata=metadata,
         result_types=tuple(c.type for c in columns),
-        touches_session=_touches_session(statement),
+        touches_session=not statement_leaves_nothing(statement),
         describe=describe,
     )
 
@@ -261,15 +249,6 @@ def _named_by_caller(bind: BindParameter[Any]) -> bool:
     """A ``bindparam("name")`` (or a column's insert/update bind), not an
     anonymous value bound by an expression such as ``t.c.id == 5``."""
     return not isinstance(bind.key, _anonymous_label)
-
-
-def _touches_session(statement: Any) -> bool:
-    for element in visitors.iterate(statement):
-        if isinstance(element, FunctionElement):
-            name = getattr(element, "name", "")
-            if str(name).lower() in SESSION_FUNCTIONS:
-                return True
-    return False
 
 
 def _first_line(sql: str) -> str:

@@ -8,8 +8,10 @@
     transaction is its own implicit transaction, so a write commits when it
     returns. ``CockroachPool`` returns it with no I/O, as a connection that
     sent nothing its reset undoes (``crdb_clean`` in ``pool/_reset.py``),
-    unless the statement may leave session state behind (``set_config``,
-    advisory locks, sequences), in which case the connection owes the reset.
+    unless the statement may leave session state behind (the pool's judge,
+    ``pool/_statements.py``: a function other than a pure builtin, a text
+    fragment, a write whose table has a default that can draw a sequence
+    value), in which case the connection owes the reset.
 
     Cancelled, or failed in a way that leaves the connection's state unknown
     (a lost connection, a driver error that is not the server's answer), the

@@ -15,7 +15,8 @@ module              what it does
 ``_maintenance``    the pool's background task (owned, asleep until due) and
                     its dispose sequence
 ``_reset``          liveness ping and session reset on return
-``_statements``     which statements leave nothing for the reset to undo
+``_statements``     the one judge, for the ordinary path and the fast path, of
+                    which statements leave nothing for the reset to undo
 ``_closing``        the engine's ``Connection`` class that arms the reset
 ``_type_cache``     asyncpg type introspection shared by the pool's connections
 ==================  =============================================================

@@ -15,7 +15,9 @@ installed):
     Every statement SQLAlchemy sends passes here first. On a connection of
     the pool's session-resetting class (:class:`._reset.ResetWithRollback`)
     the listener marks the connection as needing its reset unless the
-    statement leaves nothing behind (:func:`._statements.leaves_nothing`),
+    statement leaves nothing behind (:func:`._statements.leaves_nothing`;
+    such a statement is vouched for, so that the asyncpg-level hook its
+    preparation or ``executemany`` passes does not mark the connection),
     and, in autocommit mode (no ``BEGIN`` to carry it), pays a reset the
     connection owes before the statement goes out. The asyncpg-level hooks
     of :mod:`._reset` cannot see this: SQLAlchemy runs a statement it has
@@ -84,7 +86,10 @@ def _on_do_execute(cursor: Any, statement: str, parameters: Any, context: Any) -
             await_only(driver.crdb_pay())
         # the verdict kept on the (cached) compiled statement, else judged
         compiled = getattr(context, "compiled", None)
-        if not getattr(compiled, VERDICT, None) and not leaves_nothing(context):
+        if getattr(compiled, VERDICT, None) or leaves_nothing(context):
+            # its preparation or executemany below marks nothing
+            driver.crdb_vouched = statement
+        else:
             driver.crdb_clean = False
     return False
 

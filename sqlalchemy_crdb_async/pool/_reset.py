@@ -98,8 +98,8 @@ Reset owed to the next first message (asyncpg)
     leaves it owed. A connection that sent nothing since its last reset, or
     nothing that leaves session state (:mod:`._statements`: ``crdb_clean``
     stays True; the pool's ``do_execute`` listeners judge each statement
-    SQLAlchemy sends, these methods the rest), owes
-    none.
+    SQLAlchemy sends, these methods the rest, except the statement the
+    listener has just vouched for, ``crdb_vouched``), owes none.
     If the combined message fails, the reset block is rolled back and the
     reset sent on its own (with CockroachDB's statement-by-statement
     fallback), the borrower's ``BEGIN`` after it, and that pool stops
@@ -391,6 +391,11 @@ class ResetWithRollback:
     #: Nothing was sent since the connection opened or was last reset (the
     #: pool's ping aside): a return then owes no reset.
     crdb_clean = True
+    #: The SQL the pool's ``do_execute`` listener last found harmless
+    #: (:mod:`._statements`), just before SQLAlchemy sends it: preparing it
+    #: (its first execution here) or ``executemany`` passes
+    #: :meth:`_get_statement` without marking the connection.
+    crdb_vouched: str | None = None
 
     async def crdb_execute_plain(
         self, query: str, *args: Any, timeout: float | None = None
@@ -448,21 +453,25 @@ class ResetWithRollback:
         self.crdb_clean = True  # paid on its own
         return await self.crdb_execute_plain(query, timeout=timeout)
 
-    def _get_statement(self, *args: Any, **kwargs: Any) -> Any:
+    def _get_statement(self, query: str, *args: Any, **kwargs: Any) -> Any:
         # Every prepared or parameterised statement passes here (fetch*,
         # execute with arguments, executemany, prepare, cursors). A plain
         # function, as execute() is, while nothing is owed.
         if self.crdb_owed is not None:
-            return self._crdb_get_statement_paying(*args, **kwargs)
-        self.crdb_clean = False
+            return self._crdb_get_statement_paying(query, *args, **kwargs)
+        if query != self.crdb_vouched:
+            self.crdb_clean = False
         parent: Any = super()
-        return parent._get_statement(*args, **kwargs)
+        return parent._get_statement(query, *args, **kwargs)
 
-    async def _crdb_get_statement_paying(self, *args: Any, **kwargs: Any) -> Any:
+    async def _crdb_get_statement_paying(
+        self, query: str, *args: Any, **kwargs: Any
+    ) -> Any:
         await self.crdb_pay()
-        self.crdb_clean = False
+        if query != self.crdb_vouched:
+            self.crdb_clean = False
         parent: Any = super()
-        return await parent._get_statement(*args, **kwargs)
+        return await parent._get_statement(query, *args, **kwargs)
 
     async def _copy_out(self, *args: Any, **kwargs: Any) -> Any:
         if self.crdb_owed is not None:

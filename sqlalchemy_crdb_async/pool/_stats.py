@@ -37,8 +37,9 @@ class PoolStats(TypedDict):
                               closing ``ROLLBACK``, on their own, or owed
                               to the next ``BEGIN``); a connection that
                               sent nothing that leaves session state
-                              behind needs none (reads SQLAlchemy
-                              compiled, ``pool/_statements.py``)
+                              behind needs none (reads, and writes
+                              that draw no sequence value, that
+                              SQLAlchemy compiled; ``pool/_statements.py``)
     ``types_shared``          type introspections answered from the pool's
                               shared cache instead of a query
     """

@@ -36,8 +36,10 @@ then does, beyond SQLAlchemy's own pool:
   On asyncpg it costs no round trip of its own: it goes out with the closing
   ``ROLLBACK``, or, after a ``COMMIT``, with the next borrower's ``BEGIN``
   (so what it releases is released at the next use; :mod:`._reset`); a
-  connection that ran only reads SQLAlchemy compiled needs none and goes back
-  with its plain ``ROLLBACK`` (:mod:`._statements`).
+  connection that ran only statements SQLAlchemy compiled that leave nothing
+  behind (reads of pure builtins, and writes into tables no default of which
+  can draw a sequence value) needs none and goes back with its plain
+  ``ROLLBACK`` (:mod:`._statements`).
 - **Multi-host URLs** (``?host=h1:26257&host=h2:26257``): each new connection
   goes to the host with the fewest open connections of this pool first
   (asyncpg tries hosts in order, so without this every connection lands on

@@ -5,7 +5,8 @@ Sync go out as one message and the answer comes back (FaultProxy counts the
 client's turns). The first execution on a connection prepares the statement
 (one turn more), so the count starts after warm-up, as in
 tests/pool/test_round_trips.py. A statement that can leave session state
-behind (an advisory lock) still gets the pool's reset.
+behind (an advisory lock) still gets the pool's reset; a write that leaves
+none (pool/_statements.py) owes the read that follows it no reset.
 """
 
 from __future__ import annotations
@@ -71,6 +72,23 @@ async def test_an_engine_write_is_one_round_trip(
         assert await WRITE.execute(eng, id=1) == 1
 
     assert await per_op(proxy, crdb_url, POOLS[pool], write) == 1
+
+
+@pytest.mark.parametrize("pool", list(POOLS))
+async def test_a_read_after_a_harmless_ordinary_write_is_one_round_trip(
+    proxy: FaultProxy, crdb_url: URL, pool: str
+) -> None:
+    # The UPDATE fires no default that could draw a sequence value
+    # (pool/_statements.py), so its COMMIT leaves no reset owed for the read
+    # to pay first: BEGIN, UPDATE, COMMIT, then the read alone.
+    bump = rt.update().where(rt.c.id == 1).values(v=rt.c.v + 1)
+
+    async def write_then_read(eng: AsyncEngine) -> None:
+        async with eng.begin() as conn:
+            await conn.execute(bump)
+        assert (await READ.one(eng, id=1)).id == 1
+
+    assert await per_op(proxy, crdb_url, POOLS[pool], write_then_read) == 3 + 1
 
 
 async def test_a_statement_that_keeps_session_state_is_reset(

@@ -2,10 +2,12 @@
 
 ``CockroachPool`` resets a returned connection's session only when something
 sent on it could have left state there (pool/_statements.py): reads that
-SQLAlchemy compiled (Core ``select()``, ``session.get()``) roll back plainly,
-as with SQLAlchemy's own pool; raw SQL, writes and functions with session
-side effects still get the reset, and none of their state reaches the next
-borrower, in autocommit mode too.
+SQLAlchemy compiled (Core ``select()``, ``session.get()``), and writes into
+tables no default of which can draw a sequence value, roll back plainly, as
+with SQLAlchemy's own pool; raw SQL, writes that may draw a sequence value and
+functions with session side effects still get the reset, and none of their
+state reaches the next borrower, in autocommit mode too (sequence state:
+tests/pool/test_write_verdicts.py).
 """
 
 from __future__ import annotations
@@ -18,7 +20,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from sqlalchemy_crdb_async import PoolSettings, pool_stats
-from sqlalchemy_crdb_async.pool._statements import leaves_nothing
+from sqlalchemy_crdb_async.pool._statements import (
+    leaves_nothing,
+    statement_leaves_nothing,
+)
+from tests.pool.test_write_verdicts import identity, sequenced, serial
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -157,6 +163,179 @@ async def test_a_setting_never_reaches_the_next_checkout(
                 await conn.commit()
 
 
+#: Tables the verdicts below are about; never created (only compiled against).
+judged = sa.MetaData()
+keyed = sa.Table(
+    "keyed",
+    judged,
+    sa.Column(
+        "id", sa.Uuid, primary_key=True, server_default=sa.text("gen_random_uuid()")
+    ),
+    sa.Column("at", sa.DateTime, server_default=sa.func.now()),
+    sa.Column("made", sa.DateTime, server_default=sa.text("CURRENT_TIMESTAMP")),
+    sa.Column("n", sa.Integer, server_default="0"),
+    sa.Column("m", sa.Integer, server_default=sa.text("'7'::int8")),
+    sa.Column("p", sa.Integer, default=5, onupdate=lambda: 6),
+    sa.Column("q", sa.Integer, sa.Computed("n * 2")),
+    sa.Column("touched", sa.DateTime, onupdate=sa.func.now()),
+)
+rowid = sa.Table(
+    "rowid",
+    judged,
+    sa.Column(
+        "id", sa.BigInteger, primary_key=True, server_default=sa.text("unique_rowid()")
+    ),
+    sa.Column("v", sa.Integer),
+)
+manual = sa.Table(
+    "manual",
+    judged,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("v", sa.Integer),
+)
+
+
+def _one_default(name: str, **column_kw: Any) -> sa.Table:
+    return sa.Table(
+        name,
+        judged,
+        sa.Column("id", sa.Uuid, primary_key=True),
+        sa.Column("n", sa.Integer, **column_kw),
+    )
+
+
+nextval = _one_default("nextval", server_default=sa.text("nextval('judged_seq')"))
+unknown_text = _one_default("unknown_text", server_default=sa.text("my_default()"))
+unknown_func = _one_default("unknown_func", server_default=sa.func.my_default())
+fetched = _one_default("fetched", server_default=sa.FetchedValue())
+counted = _one_default("counted", default=sa.Sequence("judged_seq"))
+sql_default = _one_default("sql_default", default=sa.func.nextval("judged_seq"))
+bad_onupdate = _one_default("bad_onupdate", onupdate=sa.func.nextval("judged_seq"))
+trigger_onupdate = _one_default("trigger_onupdate", server_onupdate=sa.FetchedValue())
+
+#: Foreign keys whose actions fire a referencing column's default.
+linked = sa.MetaData()
+parent = sa.Table("parent", linked, sa.Column("id", sa.Uuid, primary_key=True))
+middle = sa.Table(
+    "middle",
+    linked,
+    sa.Column("id", sa.Uuid, primary_key=True),
+    sa.Column("parent_id", sa.ForeignKey("parent.id", ondelete="CASCADE")),
+)
+leaf = sa.Table(
+    "leaf",
+    linked,
+    sa.Column("id", sa.Uuid, primary_key=True),
+    sa.Column(
+        "middle_id",
+        sa.ForeignKey("middle.id", ondelete="SET DEFAULT", onupdate="SET DEFAULT"),
+        server_default=sa.text("my_default()"),
+    ),
+)
+calm = sa.Table(
+    "calm",
+    linked,
+    sa.Column("id", sa.Uuid, primary_key=True),
+    sa.Column(
+        "leaf_id",
+        sa.ForeignKey("leaf.id", ondelete="SET DEFAULT"),
+        server_default=sa.text("NULL"),
+    ),
+)
+
+
+class Wrapped(sa.TypeDecorator[str]):
+    """A type that wraps its values in SQL when compiled: the function is in
+    no statement the judge walks."""
+
+    impl = sa.String
+    cache_ok = True
+
+    def bind_expression(self, bindvalue: Any) -> Any:
+        return sa.func.my_function(bindvalue)
+
+
+wrapped = _one_default("wrapped")
+wrapped.append_column(sa.Column("w", Wrapped()))
+
+
+class Keyed(Base):
+    __table__ = keyed
+
+
+def _write_verdicts() -> list[Any]:
+    from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+    from sqlalchemy_crdb_async import upsert
+
+    evil = sa.func.my_function()
+    cases = [
+        (keyed.insert().values(n=1), True, "uuid-key-and-pure-defaults"),
+        (
+            keyed.insert().values(n=1).returning(keyed.c.id, keyed.c.at),
+            True,
+            "returning",
+        ),
+        (
+            keyed.update().values(n=2).where(keyed.c.n == 1),
+            True,
+            "update-pure-onupdate",
+        ),
+        (keyed.delete().where(keyed.c.n == 1), True, "delete"),
+        (sa.insert(Keyed).values(n=1), True, "orm-insert"),
+        (sa.update(Keyed).values(n=1), True, "orm-update"),
+        (keyed.insert().values([{"n": 1}, {"n": 2}]), True, "multi-values"),
+        (keyed.insert().values([{"n": 1}, {"n": evil}]), False, "multi-values-func"),
+        (keyed.insert().values(n=evil), False, "values-func"),
+        (keyed.insert().values(n=1).returning(evil), False, "returning-func"),
+        (keyed.update().values(n=1).where(keyed.c.n == evil), False, "where-func"),
+        (keyed.delete().where(sa.text("n = 1")), False, "where-text"),
+        (keyed.insert().prefix_with("/* hint */"), False, "prefix"),
+        (keyed.insert().from_select(["n"], sa.select(manual.c.v)), True, "from-select"),
+        (keyed.insert().from_select(["n"], sa.select(evil)), False, "from-select-func"),
+        (upsert(keyed).values(id=None, n=1), True, "upsert"),
+        (
+            pg_insert(keyed)
+            .values(n=1)
+            .on_conflict_do_update(index_elements=["id"], set_={"n": evil}),
+            False,
+            "on-conflict-func",
+        ),
+        (rowid.insert().values(v=1), True, "unique-rowid-key"),
+        (manual.insert().values(id=1, v=1), True, "autoincrement-false"),
+        (serial.insert().values(v=1), False, "serial-insert"),
+        (serial.insert().values(id=1, v=1), False, "serial-insert-with-key"),
+        (serial.update().values(v=1), True, "serial-update"),
+        (serial.delete(), True, "serial-delete"),
+        (sequenced.insert().values(v=1), False, "sequence-key"),
+        (counted.insert().values(id=None), False, "sequence-column"),
+        (identity.insert(), False, "identity"),
+        (nextval.insert().values(id=None), False, "nextval-text"),
+        (unknown_text.insert().values(id=None), False, "unknown-text"),
+        (unknown_func.insert().values(id=None), False, "unknown-function"),
+        (fetched.insert().values(id=None), False, "fetched-value"),
+        (sql_default.insert().values(id=None), False, "sql-default"),
+        (bad_onupdate.update().values(id=None), False, "bad-onupdate"),
+        (bad_onupdate.insert().values(id=None), False, "bad-onupdate-upsert"),
+        (trigger_onupdate.update().values(id=None), False, "server-onupdate"),
+        (trigger_onupdate.delete(), True, "server-onupdate-delete"),
+        (sa.table("lite", sa.column("v")).insert().values(v=1), False, "lightweight"),
+        (wrapped.insert().values(id=None, w="x"), False, "type-bind-expression"),
+        (sa.select(wrapped.c.id).where(wrapped.c.w == "x"), False, "type-in-select"),
+        (sa.select(wrapped.c.id), True, "other-columns-of-the-table"),
+        (
+            keyed.update().values(n=1).where(keyed.c.id == manual.c.id),
+            True,
+            "update-from",
+        ),
+        (parent.delete(), False, "cascade-then-set-default"),
+        (middle.update().values(id=None), False, "set-default-on-update"),
+        (leaf.delete(), True, "set-default-pure"),
+        (calm.delete(), True, "nothing-references"),
+    ]
+    return [pytest.param(s, v, id=i) for s, v, i in cases]
+
+
 @pytest.mark.parametrize(
     ("statement", "verdict"),
     [
@@ -172,7 +351,7 @@ async def test_a_setting_never_reaches_the_next_checkout(
         (sa.select(sa.literal_column("pg_advisory_lock(1)")), False),
         (sa.select(things).prefix_with("/* hint */"), False),
         (things.insert().values(id=2, name="two"), False),
-        (things.update().values(name="x"), False),
+        (things.update().values(name="x"), True),
         (sa.text("SELECT 1"), False),
         (
             sa.select(
@@ -180,6 +359,7 @@ async def test_a_setting_never_reaches_the_next_checkout(
             ),
             False,
         ),
+        *_write_verdicts(),
     ],
     ids=lambda v: v if isinstance(v, bool) else type(v).__name__,
 )
@@ -195,6 +375,8 @@ def test_which_statements_leave_nothing(
     context.compiled = compiled
     assert leaves_nothing(context) is verdict
     assert leaves_nothing(context) is verdict  # kept on the compiled statement
+    # the fast path asks the same judge of the statement itself
+    assert statement_leaves_nothing(statement) is verdict
 
 
 def test_raw_sql_without_a_compiled_statement_leaves_something() -> None:
