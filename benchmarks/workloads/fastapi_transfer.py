@@ -16,6 +16,11 @@ over httpx's ``ASGITransport``:
 - ``ours-fastapi`` ``POST /fast/transfers``: its fast-path twin, the same
   statements prepared, on the route's connection (``connection_dependency``).
 
+Both of ours call ``claim_keys()`` with the two accounts and the idempotency
+key first (the app's ``_claim_transfer``): this process's transfers on a
+shared account queue in process, the others run side by side. The raw
+reference is a loop written by hand and has no such thing.
+
 Without HTTP, for the layers below: the raw asyncpg transaction alone, and
 ``run_transaction(sessionmaker, move)`` with the app's model.
 
