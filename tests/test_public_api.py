@@ -65,6 +65,7 @@ def test_fastapi_module_names() -> None:
         "answer_for",
         "connection_dependency",
         "retry_policy",
+        "route_connection",
         "session_dependency",
     }
     for name in names:

@@ -14,7 +14,7 @@ over httpx's ``ASGITransport``:
 - ``ours-fastapi`` ``POST /transfers``: the example's ORM endpoint on
   ``RetryingRoute`` (the route commits and re-runs the endpoint);
 - ``ours-fastapi`` ``POST /fast/transfers``: its fast-path twin, the same
-  statements prepared, on the route's connection (``connection_dependency``).
+  statements prepared, on the route's connection (``route_connection``).
 
 Both of ours call ``claim_keys()`` with the two accounts and the idempotency
 key first (the app's ``_claim_transfer``): this process's transfers on a

@@ -24,7 +24,7 @@ What it shows:
   ``GET /fast/accounts/{id}`` (one prepared statement on the engine: one round
   trip, no BEGIN, ROLLBACK or reset); ``POST /transfers`` (ORM objects, flushed
   by the session) and ``POST /fast/transfers`` (the same statements prepared,
-  on the route's connection from ``connection_dependency``);
+  on the route's connection from ``route_connection``);
 - the other read endpoints on the read-only session (one implicit transaction
   per statement: no BEGIN/ROLLBACK round trips);
 - hot rows named up front: both transfer endpoints call
@@ -79,7 +79,16 @@ from typing import Annotated, Any
 
 import anyio
 import sqlalchemy as sa
-from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, Response
+from fastapi import (
+    APIRouter,
+    Depends,
+    FastAPI,
+    Header,
+    HTTPException,
+    Query,
+    Request,
+    Response,
+)
 from pydantic import AfterValidator, BaseModel, Field
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
@@ -100,7 +109,7 @@ from sqlalchemy_crdb_async import (
 )
 from sqlalchemy_crdb_async.fastapi import (
     RetryingRoute,
-    connection_dependency,
+    route_connection,
     session_dependency,
 )
 
@@ -412,8 +421,6 @@ def create_app(
     Read = Annotated[
         AsyncSession, Depends(session_dependency(sessions, read_only=True))
     ]
-    #: The route's connection, for Core and the fast path (no ORM session).
-    WriteConn = Annotated[AsyncConnection, Depends(connection_dependency(engine))]
     seed = database.embedded if demo_accounts is None else demo_accounts
 
     @asynccontextmanager
@@ -520,13 +527,16 @@ def create_app(
     @router.post("/fast/transfers")
     async def transfer_fast(
         body: TransferIn,
-        conn: WriteConn,
+        request: Request,
         response: Response,
         idempotency_key: Key = None,
     ) -> TransferOut:
         """The same transfer on the fast path: the same statements, prepared,
-        run on the route's connection, in its transaction; same answers."""
+        run on the route's connection, in its transaction; same answers. The
+        connection comes from route_connection() in the body, not Depends:
+        the route's own connection, without FastAPI's dependency machinery."""
         _check_pair(body)
+        conn = await route_connection(request, engine)
         await _claim_transfer(conn, body, idempotency_key)
         if idempotency_key is not None:
             done = await TRANSFER_BY_KEY.one_or_none(conn, key=idempotency_key)

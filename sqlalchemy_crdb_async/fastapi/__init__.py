@@ -150,6 +150,10 @@ Caveats
   rollback or commit. Read-only ones take no slot: each of their statements
   is its own implicit transaction, and a read does not queue behind a gate
   sized for conflicting writers.
+- :func:`route_connection` (``conn = await route_connection(request,
+  engine)`` in the endpoint's body) gives the connection that
+  :func:`connection_dependency` gives, without FastAPI's dependency
+  machinery: for the hottest endpoints (the example app's fast transfer).
 - An endpoint that knows its hot rows from the request (a transfer's two
   accounts) can name them: ``await claim_keys(conn, ("account", a),
   ("account", b))`` after its writing session or connection is open. This
@@ -175,7 +179,7 @@ except ImportError as _missing:  # pragma: no cover - exercised in a subprocess 
 
 from ._answers import answer_for
 from ._route import CLEANUP_TIMEOUT_S, RetryingRoute, retry_policy
-from ._session import connection_dependency, session_dependency
+from ._session import connection_dependency, route_connection, session_dependency
 
 __all__ = [
     "CLEANUP_TIMEOUT_S",
@@ -183,5 +187,6 @@ __all__ = [
     "answer_for",
     "connection_dependency",
     "retry_policy",
+    "route_connection",
     "session_dependency",
 ]

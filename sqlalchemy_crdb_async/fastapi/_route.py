@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from contextlib import AsyncExitStack
+from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import anyio
@@ -112,10 +113,12 @@ class RetryingRoute(APIRoute):
             self.endpoint, _POLICY_ATTR, (self.retry_policy, self.idempotent)
         )
 
-        async def run(request: Request) -> Response:
-            return await _run_request(request, handler, policy, idempotent)
-
-        return run
+        # A partial, not a wrapping coroutine: one frame fewer on every resume
+        # of the request's awaits (Starlette unwraps partials to see that the
+        # handler is async).
+        return partial(
+            _run_request, handler=handler, policy=policy, idempotent=idempotent
+        )
 
 
 async def _run_request(
@@ -167,10 +170,26 @@ async def _attempts(
     handler: Callable[[Request], Coroutine[Any, Any, Response]],
     transaction: RequestTransaction,
 ) -> Response:
+    outer = request.scope.get(_FUNCTION_STACK)
     while True:
         transaction.begin_attempt()
         try:
-            return await _attempt(request, handler, transaction)
+            # Dependencies, endpoint, response, then COMMIT (or rollback on
+            # >= 400), inline: one frame fewer on every resume.
+            if outer is None:  # a FastAPI without function-scoped dependencies
+                response = await handler(request)
+            else:
+                try:
+                    async with AsyncExitStack() as function_stack:
+                        request.scope[_FUNCTION_STACK] = function_stack
+                        response = await handler(request)
+                finally:
+                    request.scope[_FUNCTION_STACK] = outer
+            if response.status_code >= 400:
+                await transaction.abort(transaction.cleanup_bound_s())
+            else:
+                await transaction.commit()
+            return response
         except BaseException as error:
             transaction.note_ending()
             await transaction.abort(transaction.cleanup_bound_s(), error)
@@ -192,26 +211,3 @@ async def _attempts(
                 return answer
         # Rolled back, sessions closed, admission released: nothing is held.
         await anyio.sleep(sleep_s)
-
-
-async def _attempt(
-    request: Request,
-    handler: Callable[[Request], Coroutine[Any, Any, Response]],
-    transaction: RequestTransaction,
-) -> Response:
-    """Dependencies, endpoint, response, then COMMIT (or rollback on >= 400)."""
-    outer = request.scope.get(_FUNCTION_STACK)
-    if outer is None:  # a FastAPI without function-scoped dependencies
-        response = await handler(request)
-    else:
-        try:
-            async with AsyncExitStack() as function_stack:
-                request.scope[_FUNCTION_STACK] = function_stack
-                response = await handler(request)
-        finally:
-            request.scope[_FUNCTION_STACK] = outer
-    if response.status_code >= 400:
-        await transaction.abort(transaction.cleanup_bound_s())
-    else:
-        await transaction.commit()
-    return response

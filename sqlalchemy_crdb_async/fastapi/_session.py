@@ -9,7 +9,8 @@ attempt's admission slot (taken by the first writing handle; read-only ones
 take none).
 
 :func:`session_dependency` and :func:`connection_dependency` are the FastAPI
-dependencies that ask it for an ``AsyncSession`` or an ``AsyncConnection``.
+dependencies that ask it for an ``AsyncSession`` or an ``AsyncConnection``;
+:func:`route_connection` asks for the connection from the endpoint's body.
 They have no ``yield``: the route, not FastAPI's exit stack, closes the
 handle, so the close happens before the response is sent, and before the
 request task ends when the client went away.
@@ -20,6 +21,7 @@ No ``from __future__ import annotations`` here: FastAPI reads the dependency's
 
 import logging
 import time
+import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -48,6 +50,7 @@ __all__ = [
     "STATE_KEY",
     "RequestTransaction",
     "connection_dependency",
+    "route_connection",
     "session_dependency",
 ]
 
@@ -333,18 +336,22 @@ def _dependency(
     key = object()
 
     async def request_handle(request: Request) -> _H:
-        transaction = request.scope.get(STATE_KEY)
-        if not isinstance(transaction, RequestTransaction):
-            raise RuntimeError(
-                f"{request.method} {request.url.path}: {api}() needs the route to "
-                "own the transaction; create the router with "
-                "APIRouter(route_class=RetryingRoute)."
-            )
-        handle = await transaction.handle(target, key, read_only)
+        handle = await _transaction_of(request, api).handle(target, key, read_only)
         assert isinstance(handle, kind)
         return handle
 
     return request_handle
+
+
+def _transaction_of(request: Request, api: str) -> RequestTransaction:
+    transaction = request.scope.get(STATE_KEY)
+    if not isinstance(transaction, RequestTransaction):
+        raise RuntimeError(
+            f"{request.method} {request.url.path}: {api}() needs the route to "
+            "own the transaction; create the router with "
+            "APIRouter(route_class=RetryingRoute)."
+        )
+    return transaction
 
 
 def connection_dependency(
@@ -378,3 +385,51 @@ def connection_dependency(
         engine.execution_options(isolation_level="AUTOCOMMIT") if read_only else engine
     )
     return _dependency(target, read_only, "connection_dependency", AsyncConnection)
+
+
+#: AUTOCOMMIT views of engines, for route_connection(read_only=True).
+_autocommit: weakref.WeakKeyDictionary[Engine, AsyncEngine] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+async def route_connection(
+    request: Request, engine: AsyncEngine, *, read_only: bool = False
+) -> AsyncConnection:
+    """The request's ``AsyncConnection`` of ``engine``, asked for in the
+    endpoint's body instead of through ``Depends``.
+
+    The same connection, in the same route transaction, as
+    :func:`connection_dependency` gives (committed by the route, rolled back
+    on error, the endpoint re-run on 40001), without FastAPI's dependency
+    machinery, which costs about as much client CPU per request as a prepared
+    statement's round trip (``benchmarks/README.md``). For the hottest
+    endpoints::
+
+        @router.post("/fast/transfers")
+        async def transfer(t: TransferIn, request: Request):
+            conn = await route_connection(request, engine)
+            row = await LOCK.one(conn, id=t.from_id)
+
+    Every call in one request with the same engine and ``read_only`` returns
+    the same connection; ``read_only=True`` is the implicit-transaction
+    connection of ``connection_dependency(engine, read_only=True)``.
+    """
+    if not isinstance(engine, AsyncEngine):
+        raise TypeError(
+            f"route_connection(): expected an AsyncEngine, got {type(engine).__name__}"
+        )
+    transaction = _transaction_of(request, "route_connection")
+    target = engine
+    if read_only:
+        sync = engine.sync_engine
+        target = _autocommit.get(sync)  # type: ignore[assignment]
+        if target is None:
+            target = _autocommit[sync] = engine.execution_options(
+                isolation_level="AUTOCOMMIT"
+            )
+    handle = await transaction.handle(
+        target, (engine.sync_engine, read_only), read_only
+    )
+    assert isinstance(handle, AsyncConnection)
+    return handle

@@ -13,6 +13,8 @@ from ._driver import rowcount
 from ._targets import run
 
 if TYPE_CHECKING:
+    from collections.abc import Coroutine
+
     from sqlalchemy.engine.interfaces import Dialect
 
     from ._compile import Plan
@@ -62,8 +64,10 @@ class PreparedQuery:
         self._plans[id(dialect)] = (dialect, plan)
         return plan
 
-    async def _run(self, target: Target, params: dict[str, Any]) -> Any:
-        return await run(target, self.plan_for, params, self.statement)
+    def _run(self, target: Target, params: dict[str, Any]) -> Coroutine[Any, Any, Any]:
+        # Not a coroutine itself: the caller awaits the target's (one frame
+        # fewer on every resume).
+        return run(target, self.plan_for, params, self.statement)
 
     async def all(self, target: Target, /, **params: Any) -> list[Row[Any]]:
         """Every row."""
@@ -82,10 +86,15 @@ class PreparedQuery:
 
     async def one(self, target: Target, /, **params: Any) -> Row[Any]:
         """Exactly one row; else ``NoResultFound`` or ``MultipleResultsFound``."""
-        row = await self.one_or_none(target, **params)
-        if row is None:
+        plan, records, processors, _ = await self._run(target, params)
+        if not records:
             raise exc.NoResultFound("No row was found when one was required")
-        return row
+        if len(records) > 1:
+            raise exc.MultipleResultsFound(
+                "Multiple rows were found when exactly one was required"
+            )
+        metadata = plan.metadata
+        return Row(metadata, processors, metadata._key_to_index, records[0])
 
     async def one_or_none(self, target: Target, /, **params: Any) -> Row[Any] | None:
         """One row or None; ``MultipleResultsFound`` for more."""

@@ -50,7 +50,7 @@ from ..retry.replay import _active as _replaying
 from ._driver import fetch, via_cursor, wrap_error
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable, Coroutine, Mapping
 
     from sqlalchemy.engine import Connection
     from sqlalchemy.engine.interfaces import Dialect
@@ -66,18 +66,15 @@ Target = AsyncEngine | AsyncConnection | AsyncSession
 Outcome = tuple["Plan", list[Any], "list[Any] | None", "str | int | None"]
 
 
-async def run(
+def run(
     target: Target,
     plan_for: Callable[[Dialect], Plan],
     params: Mapping[str, Any],
     statement: Any,
-) -> Outcome:
-    """Run the statement on ``target``; see the module docstring."""
-    if isinstance(target, AsyncEngine):
-        return await _on_engine(target, plan_for, params)
-    if isinstance(target, AsyncSession):
-        sync = await greenlet_spawn(_session_connection, target, statement)
-        return await _on_connection(sync, plan_for, params)
+) -> Coroutine[Any, Any, Outcome]:
+    """The coroutine that runs the statement on ``target`` (see the module
+    docstring); a plain function, so the caller awaits the target's own
+    coroutine with one frame fewer on every resume."""
     if isinstance(target, AsyncConnection):
         sync_connection = target.sync_connection
         if sync_connection is None:
@@ -85,11 +82,25 @@ async def run(
                 "this AsyncConnection is not started; use it inside "
                 "'async with engine.connect() as conn:'"
             )
-        return await _on_connection(sync_connection, plan_for, params)
+        return _on_connection(sync_connection, plan_for, params)
+    if isinstance(target, AsyncEngine):
+        return _on_engine(target, plan_for, params)
+    if isinstance(target, AsyncSession):
+        return _on_session(target, plan_for, params, statement)
     raise FastPathError(
         "a prepared statement runs on an AsyncEngine, AsyncConnection or "
         f"AsyncSession; got {type(target).__name__}"
     )
+
+
+async def _on_session(
+    session: AsyncSession,
+    plan_for: Callable[[Dialect], Plan],
+    params: Mapping[str, Any],
+    statement: Any,
+) -> Outcome:
+    sync = await greenlet_spawn(_session_connection, session, statement)
+    return await _on_connection(sync, plan_for, params)
 
 
 def check_driver(dialect: Dialect) -> None:

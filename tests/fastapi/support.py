@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Depends, FastAPI, HTTPException
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import (
@@ -32,6 +32,7 @@ from sqlalchemy_crdb_async.fastapi import (
     RetryingRoute,
     connection_dependency,
     retry_policy,
+    route_connection,
     session_dependency,
 )
 
@@ -248,6 +249,33 @@ def build_app(url: str, probe: Probe) -> tuple[FastAPI, AsyncEngine]:
         else:
             await asyncio.sleep(3600)
 
+    @router.post("/rc/notes")
+    async def add_note_on_the_route_connection(
+        note: NoteIn, request: Request, seq: str | None = None
+    ) -> dict[str, Any]:
+        probe.runs["rc_note"] += 1
+        conn = await route_connection(request, engine)
+        again = await route_connection(request, engine)
+        assert again is conn  # one connection per request, engine and mode
+        return {"id": await insert(conn, note, seq)}
+
+    @router.get("/rc/implicit")
+    async def rc_implicit(request: Request) -> dict[str, Any]:
+        return await in_transaction(
+            await route_connection(request, engine, read_only=True)
+        )
+
+    @router.get("/rc/explicit")
+    async def rc_explicit(request: Request) -> dict[str, Any]:
+        return await in_transaction(await route_connection(request, engine))
+
+    plain = APIRouter()  # not a RetryingRoute: nobody owns a transaction
+
+    @plain.get("/plain/rc")
+    async def rc_outside_the_route(request: Request) -> None:
+        await route_connection(request, engine)
+
     app = FastAPI()
     app.include_router(router)
+    app.include_router(plain)
     return app, engine

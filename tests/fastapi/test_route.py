@@ -215,6 +215,28 @@ async def test_connection_dependency_commits_retries_and_rolls_back(
     assert engine.sync_engine.pool.checkedout() == 0  # type: ignore[attr-defined]
 
 
+async def test_route_connection_is_the_dependency_without_depends(
+    client: httpx.AsyncClient, engine: AsyncEngine, probe: Probe
+) -> None:
+    before = retry_stats(engine)
+    response = await post_note(client, engine, "rc", "40001", 1, "/rc/notes")
+    assert response.status_code == 200, response.text
+    # Re-run on 40001 at COMMIT, committed once, by the route.
+    assert probe.runs["rc_note"] == 2
+    assert await count_notes(engine, "rc") == 1
+    assert retry_stats(engine).commits - before.commits == 1
+    assert (await client.get("/rc/implicit")).json() == {"in_transaction": False}
+    assert (await client.get("/rc/explicit")).json() == {"in_transaction": True}
+    assert engine.sync_engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+
+
+async def test_route_connection_outside_the_route_says_what_to_do(
+    client: httpx.AsyncClient,
+) -> None:
+    with pytest.raises(RuntimeError, match="route_class=RetryingRoute"):
+        await client.get("/plain/rc")
+
+
 async def test_read_only_connection_is_an_implicit_transaction(
     client: httpx.AsyncClient,
 ) -> None:
