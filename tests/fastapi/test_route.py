@@ -199,35 +199,47 @@ async def test_read_only_session_is_an_implicit_transaction(
     assert engine.sync_engine.pool.checkedout() == 0  # type: ignore[attr-defined]
 
 
-async def test_connection_dependency_commits_retries_and_rolls_back(
-    client: httpx.AsyncClient, engine: AsyncEngine, probe: Probe
+@pytest.mark.parametrize(
+    ("path", "body", "counted"),
+    [
+        pytest.param("/conn/notes", "conn", "conn_note", id="connection_dependency"),
+        pytest.param("/rc/notes", "rc", "rc_note", id="route_connection"),
+    ],
+)
+async def test_the_routes_connection_commits_and_retries(
+    client: httpx.AsyncClient,
+    engine: AsyncEngine,
+    probe: Probe,
+    path: str,
+    body: str,
+    counted: str,
 ) -> None:
+    """connection_dependency, and route_connection in the body (the same
+    connection without Depends; the endpoint asks twice, gets it once)."""
     before = retry_stats(engine)
-    response = await post_note(client, engine, "conn", "40001", 1, "/conn/notes")
+    response = await post_note(client, engine, body, "40001", 1, path)
     assert response.status_code == 200, response.text
     # The endpoint ran twice on a fresh connection each time; committed once.
-    assert probe.runs["conn_note"] == 2
-    assert await count_notes(engine, "conn") == 1
+    assert probe.runs[counted] == 2
+    assert await count_notes(engine, body) == 1
     assert retry_stats(engine).commits - before.commits == 1
+    assert engine.sync_engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+
+
+async def test_a_refused_answer_rolls_the_connection_back(
+    client: httpx.AsyncClient, engine: AsyncEngine
+) -> None:
     refused = await client.post("/conn/notes/teapot", json={"body": "conn-teapot"})
     assert refused.status_code == 418
     assert await count_notes(engine, "conn-teapot") == 0
     assert engine.sync_engine.pool.checkedout() == 0  # type: ignore[attr-defined]
 
 
-async def test_route_connection_is_the_dependency_without_depends(
-    client: httpx.AsyncClient, engine: AsyncEngine, probe: Probe
+async def test_route_connection_read_only_is_an_implicit_transaction(
+    client: httpx.AsyncClient,
 ) -> None:
-    before = retry_stats(engine)
-    response = await post_note(client, engine, "rc", "40001", 1, "/rc/notes")
-    assert response.status_code == 200, response.text
-    # Re-run on 40001 at COMMIT, committed once, by the route.
-    assert probe.runs["rc_note"] == 2
-    assert await count_notes(engine, "rc") == 1
-    assert retry_stats(engine).commits - before.commits == 1
     assert (await client.get("/rc/implicit")).json() == {"in_transaction": False}
     assert (await client.get("/rc/explicit")).json() == {"in_transaction": True}
-    assert engine.sync_engine.pool.checkedout() == 0  # type: ignore[attr-defined]
 
 
 async def test_route_connection_outside_the_route_says_what_to_do(
