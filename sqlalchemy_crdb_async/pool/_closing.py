@@ -22,8 +22,6 @@ if TYPE_CHECKING:
 
     from sqlalchemy.engine import Connection
 
-    from ._reset import ResetWithRollback
-
 __all__ = ["closing_connection_class"]
 
 _CLOSING_CLASSES: dict[type[Connection], type[Connection]] = {}
@@ -40,42 +38,43 @@ def closing_connection_class(base: type[Connection]) -> type[Connection]:
     if cls is not None:
         return cls
 
+    # SQLAlchemy's methods, called directly: no super object per call.
+    base_rollback_impl = base._rollback_impl
+    base_close = base.close
+
     class ClosingConnection(base):  # type: ignore[valid-type,misc]
         _crdb_arms_reset = True
-        _crdb_closing = False
 
-        #: The driver connection this Connection armed, disarmed on close.
-        _crdb_armed_driver: ResetWithRollback | None = None
+        # ``_crdb_closing`` is set on the instance by close() (no class
+        # default, so the attribute reads stay cached at their sites).
 
         @override
         def _rollback_impl(self) -> None:
-            fairy = self._dbapi_connection
             # SQLAlchemy's asyncpg adapter keeps the driver connection as
             # ``_connection``; a clean one (nothing sent left state behind,
             # pool/_statements.py) rolls back plainly, as stock.
-            driver = getattr(
-                getattr(fairy, "dbapi_connection", None), "_connection", None
-            )
-            if not getattr(driver, "crdb_clean", True) and (
-                self._crdb_closing or _orm_closes(self)
+            fairy = self._dbapi_connection
+            try:
+                clean = fairy.dbapi_connection._connection.crdb_clean
+            except AttributeError:  # not the pool's asyncpg connection class
+                clean = True
+            if not clean and (
+                getattr(self, "_crdb_closing", False) or _orm_closes(self)
             ):
                 arm = getattr(getattr(fairy, "_pool", None), "_arm_reset", None)
                 if arm is not None:
-                    self._crdb_armed_driver = arm(fairy)
-            super()._rollback_impl()
+                    # Disarmed by the pool's return of this connection, if
+                    # the rollback did not go out (ResetWithRollback).
+                    arm(fairy)
+            base_rollback_impl(self)
 
         @override
         def close(self) -> None:
             self._crdb_closing = True
             try:
-                super().close()
+                base_close(self)
             finally:
                 self._crdb_closing = False
-                driver = self._crdb_armed_driver
-                if driver is not None:
-                    # Disarmed (the pool's return usually did it already).
-                    self._crdb_armed_driver = None
-                    driver.crdb_disarm()
 
     ClosingConnection.__qualname__ = f"ResetOnClose[{base.__qualname__}]"
     _CLOSING_CLASSES[base] = ClosingConnection

@@ -74,7 +74,11 @@ def _on_do_connect(
 def _on_do_execute(cursor: Any, statement: str, parameters: Any, context: Any) -> bool:
     # SQLAlchemy's asyncpg cursor (2.0 and 2.1) keeps its asyncpg connection
     # as ``_connection`` and its adapted connection as ``_adapt_connection``.
-    driver = getattr(cursor, "_connection", None)
+    # Plain attribute reads, not getattr(): every statement passes here.
+    try:
+        driver = cursor._connection
+    except AttributeError:  # another driver's cursor: nothing to track
+        return False
     if isinstance(driver, ResetWithRollback):
         if (
             driver.crdb_owed is not None
@@ -82,11 +86,19 @@ def _on_do_execute(cursor: Any, statement: str, parameters: Any, context: Any) -
             == "autocommit"
         ):
             await_only(driver.crdb_pay())
-        # the verdict kept on the (cached) compiled statement, else judged
-        compiled = getattr(context, "compiled", None)
-        if not getattr(compiled, VERDICT, None) and not leaves_nothing(context):
-            driver.crdb_clean = False
+        if driver.crdb_clean:  # (one statement that leaves state is enough)
+            # the verdict kept on the (cached) compiled statement, else judged
+            try:
+                verdict = context.compiled._crdb_leaves_nothing
+            except AttributeError:  # not judged yet, or no compiled statement
+                verdict = leaves_nothing(context)
+            if not verdict:
+                driver.crdb_clean = False
     return False
+
+
+# read above as a plain attribute (what getattr(compiled, VERDICT) reads)
+assert VERDICT == "_crdb_leaves_nothing"
 
 
 def _on_do_execute_no_params(cursor: Any, statement: str, context: Any) -> bool:

@@ -383,14 +383,37 @@ class ResetWithRollback:
     sends its next ``ROLLBACK`` together with the session reset, and a
     connection that owes the reset pays it before its next message."""
 
-    crdb_armed: ResetToken | None = None
+    # Set per instance in __init__, with no class-level default: CPython
+    # (3.11) caches an attribute read at its site only when the class has no
+    # attribute of that name, and every statement reads these.
+    #: Armed by the pool: the next ``ROLLBACK`` carries the reset.
+    crdb_armed: ResetToken | None
     #: The reset this connection owes its next first message, if any.
-    crdb_owed: ResetToken | None = None
+    crdb_owed: ResetToken | None
     #: The reset went out with the rollback; the pool skips its own.
-    crdb_reset_sent = False
+    crdb_reset_sent: bool
     #: Nothing was sent since the connection opened or was last reset (the
     #: pool's ping aside): a return then owes no reset.
-    crdb_clean = True
+    crdb_clean: bool
+    #: What ``super().execute`` finds, looked up once per class
+    #: (``__init_subclass__``): the hot path makes no super object.
+    _crdb_next_execute: Any = None
+
+    def __init_subclass__(cls, **kw: Any) -> None:
+        super().__init_subclass__(**kw)
+        mro = cls.__mro__
+        for klass in mro[mro.index(ResetWithRollback) + 1 :]:
+            if "execute" in vars(klass):
+                cls._crdb_next_execute = vars(klass)["execute"]
+                break
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        parent: Any = super()
+        parent.__init__(*args, **kwargs)
+        self.crdb_armed = None
+        self.crdb_owed = None
+        self.crdb_reset_sent = False
+        self.crdb_clean = True
 
     async def crdb_execute_plain(
         self, query: str, *args: Any, timeout: float | None = None
@@ -491,8 +514,7 @@ class ResetWithRollback:
                 # asyncpg's own BEGIN/COMMIT/ROLLBACK leave nothing behind
                 if args or (query not in _TRANSACTION_CONTROL and not _is_begin(query)):
                     self.crdb_clean = False
-                parent: Any = super()
-                return parent.execute(query, *args, timeout=timeout)
+                return self._crdb_next_execute(query, *args, timeout=timeout)
             self.crdb_armed = None
             # asyncpg's Transaction.rollback() sends exactly "ROLLBACK;"
             if not args and (
