@@ -122,15 +122,19 @@ async def test_reset_sent_with_rollback_still_resets(crdb_url: URL) -> None:
         await eng.dispose()
 
 
+async def _a_rollback_mid_checkout_keeps_session_state(eng: AsyncEngine) -> None:
+    async with eng.connect() as conn:
+        await conn.execute(sa.text("SET search_path = kept"))
+        await conn.commit()
+        await conn.execute(sa.text("SELECT 1"))
+        await conn.rollback()
+        assert await conn.scalar(sa.text("SHOW search_path")) == "kept"
+
+
 async def test_rollback_mid_checkout_keeps_session_state(crdb_url: URL) -> None:
     eng = create_async_engine(crdb_url, **SETTINGS.engine_kwargs())
     try:
-        async with eng.connect() as conn:
-            await conn.execute(sa.text("SET search_path = kept"))
-            await conn.commit()
-            await conn.execute(sa.text("SELECT 1"))
-            await conn.rollback()
-            assert await conn.scalar(sa.text("SHOW search_path")) == "kept"
+        await _a_rollback_mid_checkout_keeps_session_state(eng)
     finally:
         await eng.dispose()
 
@@ -147,14 +151,8 @@ async def test_an_arm_whose_rollback_never_went_out_is_dropped_on_return(
             await conn.execute(sa.text("SET search_path = first"))
             await conn.commit()
             await conn.begin()
-        async with eng.connect() as conn:
-            driver = (await conn.get_raw_connection()).driver_connection
-            assert driver.crdb_armed is None
-            await conn.execute(sa.text("SET search_path = kept"))
-            await conn.commit()
-            await conn.execute(sa.text("SELECT 1"))
-            await conn.rollback()
-            assert await conn.scalar(sa.text("SHOW search_path")) == "kept"
+        assert _idle_driver(eng).crdb_armed is None
+        await _a_rollback_mid_checkout_keeps_session_state(eng)
     finally:
         await eng.dispose()
 
