@@ -37,14 +37,15 @@ in :mod:`.settings`. How it hooks into SQLAlchemy (``sqlalchemy.pool.base``):
     Stops the maintenance task (awaited: ``AsyncEngine.dispose()`` runs this
     in SQLAlchemy's greenlet), then closes every idle connection as one
     bounded cleanup, so a cancelled dispose still closes them all.
-Dialect events (:mod:`._listeners`) and the maintenance task (:mod:`._maintenance`)
-    Neither module imports this one: the listener gets a callback
+Dialect hooks (:mod:`._listeners`) and the maintenance task (:mod:`._maintenance`)
+    Neither module imports this one: the hooks get a callback
     (``_prepare_connect``), the task a :class:`._maintenance.MaintainedPool`.
-    ``do_connect`` orders a multi-host URL's hosts, least-used first, and
-    passes asyncpg the shared-introspection connection class
-    (:mod:`._type_cache`); ``handle_error`` treats the shutdown SQLSTATEs as
-    disconnects even while the socket is still open. The pool's task closes
-    idle connections past their deadline or to a draining host.
+    The dialect's ``connect`` hook orders a multi-host URL's hosts,
+    least-used first, and passes asyncpg the shared-introspection connection
+    class (:mod:`._type_cache`); its ``is_disconnect`` hook treats the
+    shutdown SQLSTATEs as disconnects even while the socket is still open.
+    The pool's task closes idle connections past their deadline or to a
+    draining host.
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ from typing_extensions import override
 from .._cleanup import force_close, run_cleanup
 from ..sqlstate import is_server_shutdown
 from . import _closing, _reset
-from ._listeners import CONNECTING, install_dialect_listeners
+from ._listeners import CONNECTING, install_dialect_hooks
 from ._maintenance import Maintenance, dispose
 from ._records import (
     STATE_KEY,
@@ -133,7 +134,7 @@ class CockroachPool(AsyncAdaptedQueuePool):
         super().__init__(creator, **kw)
         dialect = kw.get("dialect")
         if dialect is not None and hasattr(dialect, "dispatch"):
-            install_dialect_listeners(dialect)
+            install_dialect_hooks(dialect)
 
     @property
     def settings(self) -> PoolSettings:
@@ -542,7 +543,7 @@ class CockroachPool(AsyncAdaptedQueuePool):
         else:
             mark_host(list(self._records), host, suspect=True)
 
-    # -- multi-host and introspection (do_connect) ----------------------------
+    # -- multi-host and introspection (the connect hook) -----------------------
 
     def _prepare_connect(self, dialect: Dialect, cparams: dict[str, Any]) -> None:
         hosts, ports = cparams.get("host"), cparams.get("port")
