@@ -252,15 +252,57 @@ class CockroachPool(AsyncAdaptedQueuePool):
 
     @override
     def _return_conn(self, record: ConnectionPoolEntry) -> None:
+        # A connection that needs no round trip is settled here (one call:
+        # every return passes): not due for closing, no transaction open, and
+        # its session either needing no reset (nothing sent since the last
+        # one left state behind, :mod:`._statements`), or reset by the
+        # closing ``ROLLBACK``, or owing the reset to its next first message
+        # (:mod:`._reset`). Nothing is awaited, so nothing a cancellation
+        # can interrupt. The common cases come first and call little.
         state: ConnState | None = record.info.get(STATE_KEY)
-        if (
-            state is not None
-            and record.dbapi_connection is not None
-            and self._settle_quietly(state)
-        ):
-            # nothing awaited, so nothing a cancellation can interrupt
-            _QUEUE_RETURN_CONN(self, record)
-            return
+        if state is None or record.dbapi_connection is None:
+            return self._return_loudly(record, state)
+        driver: Any = state.driver
+        if driver is None:
+            return self._return_loudly(record, state)
+        resets = state.resets
+        if resets and driver.crdb_armed is not None:
+            # Armed for a closing ROLLBACK that never went out (no
+            # transaction was open on the server): the next borrower's own
+            # ROLLBACK must not carry the reset.
+            driver.crdb_armed = None
+        now = time.monotonic()
+        deadline = state.deadline
+        if state.retire or state.lost or (deadline is not None and now >= deadline):
+            return self._return_loudly(record, state)
+        if resets and driver.crdb_reset_sent:
+            # The closing ROLLBACK carried the reset: a round trip just
+            # ended on this connection (open, out of transaction).
+            driver.crdb_disarm()
+            self._counters.resets += 1
+        elif resets and driver.crdb_clean and driver.crdb_owed is None:
+            # Nothing to undo; a server-closed connection is caught at its
+            # next checkout.
+            if state.protocol.is_in_transaction():
+                return self._return_loudly(record, state)
+        elif driver.is_in_transaction() or driver.is_closed():
+            return self._return_loudly(record, state)
+        elif self._settings.reset_on_return:
+            needed = not resets or not driver.crdb_clean
+            if not self._session_reset.settle_quietly(driver, self._reset_token()):
+                return self._return_loudly(record, state)
+            self._counters.resets += needed
+        state.last_used = now
+        if deadline is not None:
+            until = self._maintenance.sleeping_until
+            if until is None or deadline < until:
+                self._maintenance.note(deadline)
+        _QUEUE_RETURN_CONN(self, record)
+
+    def _return_loudly(
+        self, record: ConnectionPoolEntry, state: ConnState | None
+    ) -> None:
+        """The return that needs a round trip, as one bounded cleanup."""
         try:
             self._before_return(record, state)
         except asyncio.CancelledError:
@@ -363,7 +405,7 @@ class CockroachPool(AsyncAdaptedQueuePool):
         resets = settings.reset_on_return and isinstance(
             driver, _reset.ResetWithRollback
         )
-        record.info[STATE_KEY] = ConnState(
+        state = ConnState(
             host,
             now,
             lifetime,
@@ -372,6 +414,7 @@ class CockroachPool(AsyncAdaptedQueuePool):
             resets=resets,
             protocol=getattr(driver, "_protocol", None),
         )
+        record.info[STATE_KEY] = state
         # Here, not per checkout: a connection is made on the loop it serves.
         self._maintenance.ensure()
         self._records.add(record)
@@ -454,7 +497,7 @@ class CockroachPool(AsyncAdaptedQueuePool):
     def _before_return(
         self, record: ConnectionPoolEntry, state: ConnState | None
     ) -> None:
-        """The return that needs a round trip (``_settle_quietly`` said so)."""
+        """The return that needs a round trip (``_return_conn`` said so)."""
         if record.dbapi_connection is None or state is None:
             return
         if not in_greenlet():
@@ -471,53 +514,6 @@ class CockroachPool(AsyncAdaptedQueuePool):
         )
         if not ok and record.dbapi_connection is not None:
             record.invalidate()
-
-    def _settle_quietly(self, state: ConnState) -> bool:
-        """Settle a returned connection that needs no round trip; False if it does.
-
-        Not due for closing, no transaction open, and its session either
-        needing no reset (nothing sent since the last one left state behind,
-        :mod:`._statements`), or reset by the closing ``ROLLBACK``, or owing
-        the reset to its next first message (:mod:`._reset`). Every return
-        runs this first: the common cases come first and call little.
-        """
-        driver: Any = state.driver
-        if driver is None:
-            return False
-        if state.resets and driver.crdb_armed is not None:
-            # Armed for a closing ROLLBACK that never went out (no
-            # transaction was open on the server): the next borrower's own
-            # ROLLBACK must not carry the reset.
-            driver.crdb_armed = None
-        if state.retire or state.lost:
-            return False
-        now = time.monotonic()
-        deadline = state.deadline
-        if deadline is not None and now >= deadline:
-            return False
-        if state.resets and driver.crdb_reset_sent:
-            # The closing ROLLBACK carried the reset: a round trip just
-            # ended on this connection (open, out of transaction).
-            driver.crdb_disarm()
-            self._counters.resets += 1
-        elif state.resets and driver.crdb_clean and driver.crdb_owed is None:
-            # Nothing to undo; a server-closed connection is caught at its
-            # next checkout.
-            if state.protocol.is_in_transaction():
-                return False
-        elif driver.is_in_transaction() or driver.is_closed():
-            return False
-        elif self._settings.reset_on_return:
-            needed = not state.resets or not driver.crdb_clean
-            if not self._session_reset.settle_quietly(driver, self._reset_token()):
-                return False
-            self._counters.resets += needed
-        state.last_used = now
-        if deadline is not None:
-            until = self._maintenance.sleeping_until
-            if until is None or deadline < until:
-                self._maintenance.note(deadline)
-        return True
 
     def _settle(self, record: ConnectionPoolEntry, state: ConnState) -> None:
         """Close a connection that is due, else reset its session."""
