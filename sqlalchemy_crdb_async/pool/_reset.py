@@ -512,8 +512,13 @@ class ResetWithRollback:
             armed = self.crdb_armed
             if armed is None:
                 # asyncpg's own BEGIN/COMMIT/ROLLBACK leave nothing behind
-                if args or (query not in _TRANSACTION_CONTROL and not _is_begin(query)):
-                    self.crdb_clean = False
+                if not args:
+                    # asyncpg's own BEGIN;, COMMIT;, ROLLBACK; (no re-packed
+                    # *args on the way: the two of every transaction)
+                    if query not in _TRANSACTION_CONTROL and not _is_begin(query):
+                        self.crdb_clean = False
+                    return self._crdb_next_execute(query, timeout=timeout)
+                self.crdb_clean = False
                 return self._crdb_next_execute(query, *args, timeout=timeout)
             self.crdb_armed = None
             # asyncpg's Transaction.rollback() sends exactly "ROLLBACK;"
