@@ -99,9 +99,8 @@ __all__ = ["CockroachPool", "ConnectionInfo", "PoolStats"]
 
 log = logging.getLogger(__name__)
 
-# The hot hooks call SQLAlchemy's implementations through these instead of
-# super(): a super object made and the class dicts of the MRO searched on
-# every checkout and return cost more than the hooks' own work.
+# The hot hooks call SQLAlchemy's implementations directly: a super object
+# and an MRO search per checkout and return cost more than their own work.
 _QUEUE_DO_GET = AsyncAdaptedQueuePool._do_get
 _QUEUE_CONNECT = AsyncAdaptedQueuePool.connect
 _QUEUE_RETURN_CONN = AsyncAdaptedQueuePool._return_conn
@@ -260,16 +259,13 @@ class CockroachPool(AsyncAdaptedQueuePool):
         # (:mod:`._reset`). Nothing is awaited, so nothing a cancellation
         # can interrupt. The common cases come first and call little.
         state: ConnState | None = record.info.get(STATE_KEY)
-        if state is None or record.dbapi_connection is None:
+        if state is None or state.driver is None or record.dbapi_connection is None:
             return self._return_loudly(record, state)
         driver: Any = state.driver
-        if driver is None:
-            return self._return_loudly(record, state)
         resets = state.resets
         if resets and driver.crdb_armed is not None:
-            # Armed for a closing ROLLBACK that never went out (no
-            # transaction was open on the server): the next borrower's own
-            # ROLLBACK must not carry the reset.
+            # armed for a closing ROLLBACK that never went out (no transaction
+            # on the server): the next borrower's ROLLBACK must not reset
             driver.crdb_armed = None
         now = time.monotonic()
         deadline = state.deadline
@@ -304,7 +300,8 @@ class CockroachPool(AsyncAdaptedQueuePool):
     ) -> None:
         """The return that needs a round trip, as one bounded cleanup."""
         try:
-            self._before_return(record, state)
+            if record.dbapi_connection is not None and state is not None:
+                self._settle_loudly(record, state)
         except asyncio.CancelledError:
             # The cleanup ran to completion (or closed the connection by
             # force) before the cancellation was re-raised.
@@ -494,12 +491,7 @@ class CockroachPool(AsyncAdaptedQueuePool):
             self._counters.count_closed(state, reason)
         return reason
 
-    def _before_return(
-        self, record: ConnectionPoolEntry, state: ConnState | None
-    ) -> None:
-        """The return that needs a round trip (``_return_conn`` said so)."""
-        if record.dbapi_connection is None or state is None:
-            return
+    def _settle_loudly(self, record: ConnectionPoolEntry, state: ConnState) -> None:
         if not in_greenlet():
             # No event loop to talk to the server from (garbage collection).
             record.invalidate()
