@@ -20,14 +20,13 @@ in :mod:`.settings`. How it hooks into SQLAlchemy (``sqlalchemy.pool.base``):
     A connection that needs no round trip (not due, no transaction open, and
     no reset needed (:mod:`._statements`), or its reset sent with the closing
     ``ROLLBACK`` or owed to its next first message, :mod:`._reset`) goes
-    straight back: nothing is awaited, so no
-    cancellation can interrupt it, and no cleanup task is made. Otherwise it
-    closes a connection past its deadline (eager expiry), else resets the
-    session, as one bounded cleanup (:mod:`sqlalchemy_crdb_async._cleanup`):
-    a cancelled caller waits for it to finish, or past the bound the
-    connection is terminated and a WARNING logged; then the record goes back
-    to the pool and the cancellation is re-raised. A reset that fails drops
-    the connection and still returns its record.
+    straight back: nothing is awaited, so no cancellation can interrupt it,
+    and no cleanup task is made. Otherwise it closes a connection past its
+    deadline (eager expiry), else resets the session, as one bounded cleanup
+    (:mod:`sqlalchemy_crdb_async._cleanup`): a cancelled caller waits for it,
+    or past the bound the connection is terminated and a WARNING logged; then
+    the record goes back and the cancellation is re-raised. A reset that
+    fails drops the connection and still returns its record.
 ``_invalidate``
     SQLAlchemy calls it on any disconnect error to invalidate *every* pooled
     connection; here only connections to the same host are affected: closed
@@ -40,12 +39,11 @@ in :mod:`.settings`. How it hooks into SQLAlchemy (``sqlalchemy.pool.base``):
 Dialect hooks (:mod:`._listeners`) and the maintenance task (:mod:`._maintenance`)
     Neither module imports this one: the hooks get a callback
     (``_prepare_connect``), the task a :class:`._maintenance.MaintainedPool`.
-    The dialect's ``connect`` hook orders a multi-host URL's hosts,
-    least-used first, and passes asyncpg the shared-introspection connection
-    class (:mod:`._type_cache`); its ``is_disconnect`` hook treats the
-    shutdown SQLSTATEs as disconnects even while the socket is still open.
-    The pool's task closes idle connections past their deadline or to a
-    draining host.
+    The ``connect`` hook orders a multi-host URL's hosts, least-used first,
+    and passes asyncpg the shared-introspection connection class
+    (:mod:`._type_cache`); ``is_disconnect`` treats the shutdown SQLSTATEs as
+    disconnects even while the socket is still open. The task closes idle
+    connections past their deadline or to a draining host.
 """
 
 from __future__ import annotations
@@ -174,8 +172,8 @@ class CockroachPool(AsyncAdaptedQueuePool):
             counters.waiting -= 1
             now = time.monotonic()
             counters.wait_time_s += now - started
-        state: ConnState | None = record.info.get(STATE_KEY)
-        if state is None or record.dbapi_connection is None:
+        state: ConnState = record._crdb_state  # type: ignore[attr-defined]
+        if record.dbapi_connection is None:
             return record
         deadline = state.deadline
         if (
@@ -258,8 +256,8 @@ class CockroachPool(AsyncAdaptedQueuePool):
         # closing ``ROLLBACK``, or owing the reset to its next first message
         # (:mod:`._reset`). Nothing is awaited, so nothing a cancellation
         # can interrupt. The common cases come first and call little.
-        state: ConnState | None = record.info.get(STATE_KEY)
-        if state is None or state.driver is None or record.dbapi_connection is None:
+        state: ConnState = record._crdb_state  # type: ignore[attr-defined]
+        if state.driver is None or record.dbapi_connection is None:
             return self._return_loudly(record, state)
         driver: Any = state.driver
         resets = state.resets
@@ -412,6 +410,9 @@ class CockroachPool(AsyncAdaptedQueuePool):
             protocol=getattr(driver, "_protocol", None),
         )
         record.info[STATE_KEY] = state
+        # Also an attribute for checkout and return (a cached read; ``info``
+        # is a descriptor): every record gets it here, when it connects.
+        record._crdb_state = state  # type: ignore[attr-defined]
         # Here, not per checkout: a connection is made on the loop it serves.
         self._maintenance.ensure()
         self._records.add(record)
