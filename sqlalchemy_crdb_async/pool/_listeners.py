@@ -1,13 +1,15 @@
 """The pool's hooks outside the pool object: on the dialect.
 
-:class:`~._pool.CockroachPool` wraps four methods of its dialect *instance*
+:class:`~._pool.CockroachPool` wraps five methods of its dialect *instance*
 (:func:`install_dialect_hooks`, once per dialect, so a recreated pool finds
 them installed). They are instance attributes wrapping the dialect's own
 methods, not SQLAlchemy dialect events: a dialect with any event listener
 has SQLAlchemy look its ``do_execute`` listeners up and iterate them on every
 statement, which cost more than the pool's whole checkout and return. The
-wrappers cost one call each; a listener a user adds to the dialect still
-runs, before the wrapped method, as SQLAlchemy calls it.
+wrappers cost one call each. A ``do_execute`` listener a user adds still runs
+first, as SQLAlchemy calls it; one that executes the statement itself
+(returns True) should do it through ``dialect.do_execute`` (as
+:mod:`sqlalchemy_crdb_async.retry.replay` does), so the hook still sees it.
 
 ``connect``
     While a pool creates a connection it publishes a callback in

@@ -97,7 +97,7 @@ Reset owed to the next first message (asyncpg)
     query) is preceded by the reset as a message of its own; the pool's ping
     leaves it owed. A connection that sent nothing since its last reset, or
     nothing that leaves session state (:mod:`._statements`: ``crdb_clean``
-    stays True; the pool's ``do_execute`` listeners judge each statement
+    stays True; the pool's ``do_execute`` hooks judge each statement
     SQLAlchemy sends, these methods the rest), owes
     none.
     If the combined message fails, the reset block is rolled back and the
