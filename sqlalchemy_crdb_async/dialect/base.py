@@ -198,6 +198,9 @@ class _CheckedExecutionContext:
 
     compiled: Any
     _dbapi_connection: Any
+    #: The driver's own ``pre_exec`` (set per class below): called directly,
+    #: no super object made per statement.
+    _crdb_next_pre_exec: Any
 
     def pre_exec(self) -> None:
         clause = getattr(self.compiled, "crdb_as_of_system_time", None)
@@ -208,7 +211,7 @@ class _CheckedExecutionContext:
             self._dbapi_connection.dbapi_connection, "autocommit", False
         ):
             crdb_sql.refuse_in_transaction(clause)
-        super().pre_exec()  # type: ignore[misc]
+        self._crdb_next_pre_exec()
 
 
 class CockroachDBDialect(PGDialect):
@@ -221,7 +224,9 @@ class CockroachDBDialect(PGDialect):
         ctx = cls.execution_ctx_cls
         if not issubclass(ctx, _CheckedExecutionContext):
             cls.execution_ctx_cls = type(  # type: ignore[assignment]
-                f"CockroachDB{ctx.__name__}", (_CheckedExecutionContext, ctx), {}
+                f"CockroachDB{ctx.__name__}",
+                (_CheckedExecutionContext, ctx),
+                {"_crdb_next_pre_exec": ctx.pre_exec},
             )
 
     name = "cockroachdb"

@@ -11,7 +11,7 @@ module              what it does
 ``_stats_api``      :func:`pool_stats`
 ``_records``        per-connection state and counters
 ``_stats``          :class:`PoolStats`, the snapshot :func:`pool_stats` returns
-``_listeners``      the dialect events the pool installs
+``_listeners``      the dialect hooks the pool installs
 ``_maintenance``    the pool's background task (owned, asleep until due) and
                     its dispose sequence
 ``_reset``          liveness ping and session reset on return

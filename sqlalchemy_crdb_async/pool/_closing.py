@@ -4,9 +4,14 @@ The pool sends the session reset in the same message as the ``ROLLBACK`` that
 closes a connection's transaction (:mod:`._reset`, "Round trips"). SQLAlchemy
 says nothing to the pool about which rollback is the closing one, so the
 dialect installs :func:`closing_connection_class`'s subclass of
-``sqlalchemy.engine.Connection``: its ``close()``, and the rollback an ORM
-session sends before it closes a connection it opened, arm the driver
-connection (``pool._arm_reset(fairy)``) just before that rollback.
+``sqlalchemy.engine.Connection``: its ``_rollback_impl`` arms the driver
+connection (``pool._arm_reset(fairy)``) when the rollback is the one
+``Connection.close()`` sends, or the one an ORM session sends before it
+closes a connection it opened, and only when the connection needs its reset
+(a clean one rolls back plainly, as stock). Which rollback it is, is read
+from the caller's frames, on that path only; the rest of a checkout calls
+nothing of this module. An arm whose ``ROLLBACK`` never goes out (no
+transaction was open on the server) is dropped by the pool's return.
 """
 
 from __future__ import annotations
@@ -15,14 +20,13 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy.engine import Connection as _Connection
 from typing_extensions import override
 
 if TYPE_CHECKING:
     from types import FrameType
 
     from sqlalchemy.engine import Connection
-
-    from ._reset import ResetWithRollback
 
 __all__ = ["closing_connection_class"]
 
@@ -40,46 +44,52 @@ def closing_connection_class(base: type[Connection]) -> type[Connection]:
     if cls is not None:
         return cls
 
+    # SQLAlchemy's method, called directly: no super object per call.
+    base_rollback_impl = base._rollback_impl
+
     class ClosingConnection(base):  # type: ignore[valid-type,misc]
         _crdb_arms_reset = True
-        _crdb_closing = False
-
-        #: The driver connection this Connection armed, disarmed on close.
-        _crdb_armed_driver: ResetWithRollback | None = None
 
         @override
         def _rollback_impl(self) -> None:
-            fairy = self._dbapi_connection
             # SQLAlchemy's asyncpg adapter keeps the driver connection as
             # ``_connection``; a clean one (nothing sent left state behind,
             # pool/_statements.py) rolls back plainly, as stock.
-            driver = getattr(
-                getattr(fairy, "dbapi_connection", None), "_connection", None
-            )
-            if not getattr(driver, "crdb_clean", True) and (
-                self._crdb_closing or _orm_closes(self)
-            ):
+            fairy = self._dbapi_connection
+            try:
+                clean = fairy.dbapi_connection._connection.crdb_clean
+            except AttributeError:  # not the pool's asyncpg connection class
+                clean = True
+            if not clean and (_core_closes(self) or _orm_closes(self)):
                 arm = getattr(getattr(fairy, "_pool", None), "_arm_reset", None)
                 if arm is not None:
-                    self._crdb_armed_driver = arm(fairy)
-            super()._rollback_impl()
-
-        @override
-        def close(self) -> None:
-            self._crdb_closing = True
-            try:
-                super().close()
-            finally:
-                self._crdb_closing = False
-                driver = self._crdb_armed_driver
-                if driver is not None:
-                    # Disarmed (the pool's return usually did it already).
-                    self._crdb_armed_driver = None
-                    driver.crdb_disarm()
+                    # Disarmed by the pool's return of this connection, if
+                    # the rollback did not go out (ResetWithRollback).
+                    arm(fairy)
+            base_rollback_impl(self)
 
     ClosingConnection.__qualname__ = f"ResetOnClose[{base.__qualname__}]"
     _CLOSING_CLASSES[base] = ClosingConnection
     return ClosingConnection
+
+
+def _core_closes(conn: Connection) -> bool:
+    """True while ``Connection.close()`` of ``conn`` rolls back its open
+    transaction, just before the connection goes back to the pool.
+
+    Read from the caller's frames (a few up, only on the rollback of a
+    connection that needs its reset), as :func:`_orm_closes` does: no hook
+    of SQLAlchemy says so, and a ``close()`` override of our own would cost
+    every checkout a call.
+    """
+    frame: FrameType | None = sys._getframe(2)
+    for _ in range(_CORE_FRAMES):
+        if frame is None:
+            return False
+        if frame.f_code is _CORE_CLOSE:
+            return frame.f_locals.get("self") is conn
+        frame = frame.f_back
+    return False
 
 
 def _orm_closes(conn: Connection) -> bool:
@@ -127,6 +137,12 @@ def _closes_here(frame: FrameType, conn: Connection) -> bool:
     )
 
 
+#: ``Connection.close``'s code object, and how far up ``_core_closes`` looks
+#: (``close`` -> ``Transaction.close`` -> ``_do_close`` -> ``_close_impl`` ->
+#: ``_connection_rollback_impl`` -> ``_rollback_impl`` in SQLAlchemy 2.0 and
+#: 2.1).
+_CORE_CLOSE = _Connection.close.__code__
+_CORE_FRAMES = 8
 _ORM_FRAMES = 8
 #: ``SessionTransaction.close``'s code object, and its depth from
 #: ``_orm_closes`` when last found (0: not found yet).

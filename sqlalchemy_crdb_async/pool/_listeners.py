@@ -1,33 +1,42 @@
-"""The pool's hooks outside the pool object: dialect events.
+"""The pool's hooks outside the pool object: on the dialect.
 
-:class:`~._pool.CockroachPool` installs these listeners on its dialect, once
-per dialect (they are module-level functions, so a recreated pool finds them
-installed):
+:class:`~._pool.CockroachPool` wraps five methods of its dialect *instance*
+(:func:`install_dialect_hooks`, once per dialect, so a recreated pool finds
+them installed). They are instance attributes wrapping the dialect's own
+methods, not SQLAlchemy dialect events: a dialect with any event listener
+has SQLAlchemy look its ``do_execute`` listeners up and iterate them on every
+statement, which cost more than the pool's whole checkout and return. The
+wrappers cost one call each. A ``do_execute`` listener a user adds still runs
+first, as SQLAlchemy calls it; one that executes the statement itself
+(returns True) should do it through ``dialect.do_execute`` (as
+:mod:`sqlalchemy_crdb_async.retry.replay` does), so the hook still sees it.
 
-``do_connect``
+``connect``
     While a pool creates a connection it publishes a callback in
     :data:`CONNECTING` (taking the dialect and the connect arguments); the
-    listener calls it, so that pool can reorder a multi-host
-    URL's hosts and choose asyncpg's ``connection_class``. This module knows
-    nothing of the pool beyond that callback. SQLAlchemy hands each
-    ``do_connect`` call its own copy of the connect arguments.
+    hook calls it, so that pool can reorder a multi-host URL's hosts and
+    choose asyncpg's ``connection_class``. This module knows nothing of the
+    pool beyond that callback. Each call gets its own copy of the connect
+    arguments (``**cparams``).
 ``do_execute``, ``do_execute_no_params``, ``do_executemany``
-    Every statement SQLAlchemy sends passes here first. On a connection of
-    the pool's session-resetting class (:class:`._reset.ResetWithRollback`)
-    the listener marks the connection as needing its reset unless the
-    statement leaves nothing behind (:func:`._statements.leaves_nothing`;
-    such a statement is vouched for, so that the asyncpg-level hook its
-    preparation or ``executemany`` passes does not mark the connection),
-    and, in autocommit mode (no ``BEGIN`` to carry it), pays a reset the
-    connection owes before the statement goes out. The asyncpg-level hooks
-    of :mod:`._reset` cannot see this: SQLAlchemy runs a statement it has
-    run before on the connection through its cached prepared statement,
-    which passes no ``Connection`` method. The listeners return False, so
-    SQLAlchemy then executes the statement as usual.
-``handle_error``
-    A statement that fails with a shutdown SQLSTATE (57P01/57P02/57P03) is a
-    disconnect even while the socket is still open: CockroachDB sends 57P01
-    to a draining node's sessions before closing them
+    Every statement SQLAlchemy sends passes here (so does each one
+    :mod:`sqlalchemy_crdb_async.retry.replay` replays, through the same
+    methods). On a connection of the pool's session-resetting class
+    (:class:`._reset.ResetWithRollback`) the hook marks the connection as
+    needing its reset unless the statement leaves nothing behind
+    (:func:`._statements.leaves_nothing`; such a statement is vouched for,
+    ``crdb_vouched``, so that the asyncpg-level hook its preparation or
+    ``executemany`` passes does not mark the connection), and, in autocommit
+    mode (no
+    ``BEGIN`` to carry it), pays a reset the connection owes before the
+    statement goes out. The asyncpg-level hooks of :mod:`._reset` cannot see
+    this: SQLAlchemy runs a statement it has run before on the connection
+    through its cached prepared statement, which passes no ``Connection``
+    method.
+``is_disconnect``
+    An error with a shutdown SQLSTATE (57P01/57P02/57P03) is a disconnect
+    even while the socket is still open: CockroachDB sends 57P01 to a
+    draining node's sessions before closing them
     (https://github.com/cockroachdb/cockroach/blob/master/pkg/sql/pgwire/server.go;
     tests/crdb_facts/errors.json ``server_shutdown_57P01``). SQLAlchemy then
     invalidates the connection and calls the pool's ``_invalidate``.
@@ -38,10 +47,9 @@ The pool's background task lives in :mod:`._maintenance`.
 from __future__ import annotations
 
 import contextvars
-import logging
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import event
+from sqlalchemy.engine.default import DefaultDialect
 from sqlalchemy.util import await_only
 
 from ..sqlstate import is_server_shutdown
@@ -51,68 +59,125 @@ from ._statements import VERDICT, leaves_nothing
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from sqlalchemy.engine import ExceptionContext
     from sqlalchemy.engine.interfaces import Dialect
 
-__all__ = ["CONNECTING", "install_dialect_listeners"]
-
-log = logging.getLogger(__name__)
+__all__ = ["CONNECTING", "install_dialect_hooks"]
 
 #: The callback of the pool creating a connection right now, for the
-#: ``do_connect`` listener.
+#: ``connect`` hook.
 CONNECTING: contextvars.ContextVar[Callable[[Dialect, dict[str, Any]], None] | None] = (
     contextvars.ContextVar("sqlalchemy_crdb_async_pool_connecting", default=None)
 )
 
-
-def _on_do_connect(
-    dialect: Dialect, conn_rec: Any, cargs: list[Any], cparams: dict[str, Any]
-) -> None:
-    prepare = CONNECTING.get()
-    if prepare is not None:
-        prepare(dialect, cparams)
+#: Set in the dialect's ``__dict__`` once the hooks are installed.
+_INSTALLED = "_crdb_pool_hooks"
+_DEFAULT_DO_EXECUTE = DefaultDialect.do_execute
 
 
-def _on_do_execute(cursor: Any, statement: str, parameters: Any, context: Any) -> bool:
+def _track(cursor: Any, statement: str, context: Any) -> None:
+    """Before a statement goes out: pay an owed reset in autocommit mode, and
+    mark the connection as needing its reset unless the statement leaves
+    nothing behind. ``do_execute``'s hook inlines this (the hot one)."""
     # SQLAlchemy's asyncpg cursor (2.0 and 2.1) keeps its asyncpg connection
     # as ``_connection`` and its adapted connection as ``_adapt_connection``.
-    driver = getattr(cursor, "_connection", None)
+    # Plain attribute reads, not getattr(): every statement passes here.
+    try:
+        driver = cursor._connection
+    except AttributeError:  # another driver's cursor: nothing to track
+        return
     if isinstance(driver, ResetWithRollback):
-        if (
-            driver.crdb_owed is not None
-            and getattr(cursor._adapt_connection, "isolation_level", None)
-            == "autocommit"
-        ):
-            await_only(driver.crdb_pay())
-        # the verdict kept on the (cached) compiled statement, else judged
-        compiled = getattr(context, "compiled", None)
-        if getattr(compiled, VERDICT, None) or leaves_nothing(context):
-            # its preparation or executemany below marks nothing
-            driver.crdb_vouched = statement
+        if driver.crdb_owed is not None:
+            _pay_in_autocommit(cursor, driver)
+        if driver.crdb_clean:  # (one statement that leaves state is enough)
+            # the verdict kept on the (cached) compiled statement, else judged
+            try:
+                verdict = context.compiled._crdb_leaves_nothing
+            except AttributeError:  # not judged yet, or no compiled statement
+                verdict = leaves_nothing(context)
+            if verdict:
+                # its preparation or executemany below marks nothing
+                driver.crdb_vouched = statement
+            else:
+                driver.crdb_clean = False
+
+
+# read above as a plain attribute (what getattr(compiled, VERDICT) reads)
+assert VERDICT == "_crdb_leaves_nothing"
+
+
+def _pay_in_autocommit(cursor: Any, driver: Any) -> None:
+    """With no ``BEGIN`` coming to carry it, the owed reset goes out now."""
+    if getattr(cursor._adapt_connection, "isolation_level", None) == "autocommit":
+        await_only(driver.crdb_pay())
+
+
+def install_dialect_hooks(dialect: Dialect) -> None:
+    """Wrap ``dialect``'s methods above on the instance, once per dialect."""
+    attrs = vars(dialect)
+    if attrs.get(_INSTALLED):
+        return
+    # the methods as they are now (a dialect's own, or another wrapper)
+    connect = dialect.connect
+    do_execute = dialect.do_execute
+    do_executemany = dialect.do_executemany
+    do_execute_no_params = dialect.do_execute_no_params
+    is_disconnect = dialect.is_disconnect
+
+    def connect_hook(*cargs: Any, **cparams: Any) -> Any:
+        prepare = CONNECTING.get()
+        if prepare is not None:
+            prepare(dialect, cparams)
+        return connect(*cargs, **cparams)
+
+    # SQLAlchemy's own do_execute is cursor.execute(statement, parameters):
+    # called here directly, one call fewer per statement.
+    default_do_execute = getattr(do_execute, "__func__", None) is _DEFAULT_DO_EXECUTE
+
+    def do_execute_hook(
+        cursor: Any, statement: str, parameters: Any, context: Any = None
+    ) -> None:
+        # _track, inlined: every statement with parameters passes here
+        try:
+            driver = cursor._connection
+        except AttributeError:
+            driver = None
+        if isinstance(driver, ResetWithRollback):
+            if driver.crdb_owed is not None:
+                _pay_in_autocommit(cursor, driver)
+            if driver.crdb_clean:
+                try:
+                    verdict = context.compiled._crdb_leaves_nothing
+                except AttributeError:
+                    verdict = leaves_nothing(context)
+                if verdict:
+                    driver.crdb_vouched = statement
+                else:
+                    driver.crdb_clean = False
+        if default_do_execute:
+            cursor.execute(statement, parameters)
         else:
-            driver.crdb_clean = False
-    return False
+            do_execute(cursor, statement, parameters, context)
 
+    def do_executemany_hook(
+        cursor: Any, statement: str, parameters: Any, context: Any = None
+    ) -> None:
+        _track(cursor, statement, context)
+        do_executemany(cursor, statement, parameters, context)
 
-def _on_do_execute_no_params(cursor: Any, statement: str, context: Any) -> bool:
-    return _on_do_execute(cursor, statement, None, context)
+    def do_execute_no_params_hook(
+        cursor: Any, statement: str, context: Any = None
+    ) -> None:
+        _track(cursor, statement, context)
+        do_execute_no_params(cursor, statement, context)
 
+    def is_disconnect_hook(e: Any, connection: Any, cursor: Any) -> bool:
+        return bool(is_disconnect(e, connection, cursor)) or is_server_shutdown(e)
 
-def _on_handle_error(context: ExceptionContext) -> None:
-    if is_server_shutdown(context.original_exception):
-        context.is_disconnect = True
-
-
-def install_dialect_listeners(dialect: Dialect) -> None:
-    """Install the listeners above, once per dialect."""
-    if not event.contains(dialect, "do_connect", _on_do_connect):
-        event.listen(dialect, "do_connect", _on_do_connect)
-    for name, listener in (
-        ("do_execute", _on_do_execute),
-        ("do_executemany", _on_do_execute),
-        ("do_execute_no_params", _on_do_execute_no_params),
-    ):
-        if not event.contains(dialect, name, listener):
-            event.listen(dialect, name, listener)
-    if not event.contains(dialect, "handle_error", _on_handle_error):
-        event.listen(dialect, "handle_error", _on_handle_error)
+    attrs.update(
+        connect=connect_hook,
+        do_execute=do_execute_hook,
+        do_executemany=do_executemany_hook,
+        do_execute_no_params=do_execute_no_params_hook,
+        is_disconnect=is_disconnect_hook,
+    )
+    attrs[_INSTALLED] = True

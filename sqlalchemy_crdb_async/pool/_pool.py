@@ -20,14 +20,13 @@ in :mod:`.settings`. How it hooks into SQLAlchemy (``sqlalchemy.pool.base``):
     A connection that needs no round trip (not due, no transaction open, and
     no reset needed (:mod:`._statements`), or its reset sent with the closing
     ``ROLLBACK`` or owed to its next first message, :mod:`._reset`) goes
-    straight back: nothing is awaited, so no
-    cancellation can interrupt it, and no cleanup task is made. Otherwise it
-    closes a connection past its deadline (eager expiry), else resets the
-    session, as one bounded cleanup (:mod:`sqlalchemy_crdb_async._cleanup`):
-    a cancelled caller waits for it to finish, or past the bound the
-    connection is terminated and a WARNING logged; then the record goes back
-    to the pool and the cancellation is re-raised. A reset that fails drops
-    the connection and still returns its record.
+    straight back: nothing is awaited, so no cancellation can interrupt it,
+    and no cleanup task is made. Otherwise it closes a connection past its
+    deadline (eager expiry), else resets the session, as one bounded cleanup
+    (:mod:`sqlalchemy_crdb_async._cleanup`): a cancelled caller waits for it,
+    or past the bound the connection is terminated and a WARNING logged; then
+    the record goes back and the cancellation is re-raised. A reset that
+    fails drops the connection and still returns its record.
 ``_invalidate``
     SQLAlchemy calls it on any disconnect error to invalidate *every* pooled
     connection; here only connections to the same host are affected: closed
@@ -37,14 +36,14 @@ in :mod:`.settings`. How it hooks into SQLAlchemy (``sqlalchemy.pool.base``):
     Stops the maintenance task (awaited: ``AsyncEngine.dispose()`` runs this
     in SQLAlchemy's greenlet), then closes every idle connection as one
     bounded cleanup, so a cancelled dispose still closes them all.
-Dialect events (:mod:`._listeners`) and the maintenance task (:mod:`._maintenance`)
-    Neither module imports this one: the listener gets a callback
+Dialect hooks (:mod:`._listeners`) and the maintenance task (:mod:`._maintenance`)
+    Neither module imports this one: the hooks get a callback
     (``_prepare_connect``), the task a :class:`._maintenance.MaintainedPool`.
-    ``do_connect`` orders a multi-host URL's hosts, least-used first, and
-    passes asyncpg the shared-introspection connection class
-    (:mod:`._type_cache`); ``handle_error`` treats the shutdown SQLSTATEs as
-    disconnects even while the socket is still open. The pool's task closes
-    idle connections past their deadline or to a draining host.
+    The ``connect`` hook orders a multi-host URL's hosts, least-used first,
+    and passes asyncpg the shared-introspection connection class
+    (:mod:`._type_cache`); ``is_disconnect`` treats the shutdown SQLSTATEs as
+    disconnects even while the socket is still open. The task closes idle
+    connections past their deadline or to a draining host.
 """
 
 from __future__ import annotations
@@ -67,7 +66,7 @@ from typing_extensions import override
 from .._cleanup import force_close, run_cleanup
 from ..sqlstate import is_server_shutdown
 from . import _closing, _reset
-from ._listeners import CONNECTING, install_dialect_listeners
+from ._listeners import CONNECTING, install_dialect_hooks
 from ._maintenance import Maintenance, dispose
 from ._records import (
     STATE_KEY,
@@ -98,6 +97,12 @@ __all__ = ["CockroachPool", "ConnectionInfo", "PoolStats"]
 
 log = logging.getLogger(__name__)
 
+# The hot hooks call SQLAlchemy's implementations directly: a super object
+# and an MRO search per checkout and return cost more than their own work.
+_QUEUE_DO_GET = AsyncAdaptedQueuePool._do_get
+_QUEUE_CONNECT = AsyncAdaptedQueuePool.connect
+_QUEUE_RETURN_CONN = AsyncAdaptedQueuePool._return_conn
+
 
 class CockroachPool(AsyncAdaptedQueuePool):
     """See the module docstring; configure it with :class:`.settings.PoolSettings`."""
@@ -126,7 +131,7 @@ class CockroachPool(AsyncAdaptedQueuePool):
         super().__init__(creator, **kw)
         dialect = kw.get("dialect")
         if dialect is not None and hasattr(dialect, "dispatch"):
-            install_dialect_listeners(dialect)
+            install_dialect_hooks(dialect)
 
     @property
     def settings(self) -> PoolSettings:
@@ -159,7 +164,7 @@ class CockroachPool(AsyncAdaptedQueuePool):
         started = time.monotonic()
         counters.waiting += 1
         try:
-            record = super()._do_get()
+            record = _QUEUE_DO_GET(self)
         except exc.TimeoutError:
             counters.timeouts += 1
             raise
@@ -167,8 +172,8 @@ class CockroachPool(AsyncAdaptedQueuePool):
             counters.waiting -= 1
             now = time.monotonic()
             counters.wait_time_s += now - started
-        state: ConnState | None = record.info.get(STATE_KEY)
-        if state is None or record.dbapi_connection is None:
+        state: ConnState = record._crdb_state  # type: ignore[attr-defined]
+        if record.dbapi_connection is None:
             return record
         deadline = state.deadline
         if (
@@ -199,7 +204,7 @@ class CockroachPool(AsyncAdaptedQueuePool):
 
     @override
     def connect(self) -> PoolProxiedConnection:
-        fairy = super().connect()
+        fairy = _QUEUE_CONNECT(self)
         if self._pings_wanted:
             # Some checkout wants a ping: this one? (Its record's state says.)
             state = state_of(fairy)
@@ -217,7 +222,7 @@ class CockroachPool(AsyncAdaptedQueuePool):
         attempts = self.size() + max(self._max_overflow, 0) + 1
         for attempt in range(attempts):
             if attempt:
-                fairy = super().connect()
+                fairy = _QUEUE_CONNECT(self)
                 state = state_of(fairy)
                 if state is None or not state.ping_wanted:
                     return self._handed_out(fairy, state)
@@ -244,21 +249,61 @@ class CockroachPool(AsyncAdaptedQueuePool):
 
     @override
     def _return_conn(self, record: ConnectionPoolEntry) -> None:
-        state: ConnState | None = record.info.get(STATE_KEY)
-        if (
-            state is not None
-            and record.dbapi_connection is not None
-            and self._settle_quietly(state)
-        ):
-            # nothing awaited, so nothing a cancellation can interrupt
-            super()._return_conn(record)
-            return
+        # A connection that needs no round trip is settled here (one call:
+        # every return passes): not due for closing, no transaction open, and
+        # its session either needing no reset (nothing sent since the last
+        # one left state behind, :mod:`._statements`), or reset by the
+        # closing ``ROLLBACK``, or owing the reset to its next first message
+        # (:mod:`._reset`). Nothing is awaited, so nothing a cancellation
+        # can interrupt. The common cases come first and call little.
+        state: ConnState = record._crdb_state  # type: ignore[attr-defined]
+        if state.driver is None or record.dbapi_connection is None:
+            return self._return_loudly(record, state)
+        driver: Any = state.driver
+        resets = state.resets
+        if resets and driver.crdb_armed is not None:
+            # armed for a closing ROLLBACK that never went out (no transaction
+            # on the server): the next borrower's ROLLBACK must not reset
+            driver.crdb_armed = None
+        now = time.monotonic()
+        deadline = state.deadline
+        if state.retire or state.lost or (deadline is not None and now >= deadline):
+            return self._return_loudly(record, state)
+        if resets and driver.crdb_reset_sent:
+            # The closing ROLLBACK carried the reset: a round trip just
+            # ended on this connection (open, out of transaction).
+            driver.crdb_disarm()
+            self._counters.resets += 1
+        elif resets and driver.crdb_clean and driver.crdb_owed is None:
+            # Nothing to undo; a server-closed connection is caught at its
+            # next checkout.
+            if state.protocol.is_in_transaction():
+                return self._return_loudly(record, state)
+        elif driver.is_in_transaction() or driver.is_closed():
+            return self._return_loudly(record, state)
+        elif self._settings.reset_on_return:
+            needed = not resets or not driver.crdb_clean
+            if not self._session_reset.settle_quietly(driver, self._reset_token()):
+                return self._return_loudly(record, state)
+            self._counters.resets += needed
+        state.last_used = now
+        if deadline is not None:
+            until = self._maintenance.sleeping_until
+            if until is None or deadline < until:
+                self._maintenance.note(deadline)
+        _QUEUE_RETURN_CONN(self, record)
+
+    def _return_loudly(
+        self, record: ConnectionPoolEntry, state: ConnState | None
+    ) -> None:
+        """The return that needs a round trip, as one bounded cleanup."""
         try:
-            self._before_return(record, state)
+            if record.dbapi_connection is not None and state is not None:
+                self._settle_loudly(record, state)
         except asyncio.CancelledError:
             # The cleanup ran to completion (or closed the connection by
             # force) before the cancellation was re-raised.
-            super()._return_conn(record)
+            _QUEUE_RETURN_CONN(self, record)
             raise
         except BaseException as err:
             level = logging.WARNING if isinstance(err, Exception) else logging.DEBUG
@@ -266,11 +311,11 @@ class CockroachPool(AsyncAdaptedQueuePool):
             try:
                 record.invalidate(e=err)
             finally:
-                super()._return_conn(record)
+                _QUEUE_RETURN_CONN(self, record)
             if not isinstance(err, Exception):
                 raise
             return
-        super()._return_conn(record)
+        _QUEUE_RETURN_CONN(self, record)
 
     @override
     def _invalidate(
@@ -355,7 +400,7 @@ class CockroachPool(AsyncAdaptedQueuePool):
         resets = settings.reset_on_return and isinstance(
             driver, _reset.ResetWithRollback
         )
-        record.info[STATE_KEY] = ConnState(
+        state = ConnState(
             host,
             now,
             lifetime,
@@ -364,6 +409,10 @@ class CockroachPool(AsyncAdaptedQueuePool):
             resets=resets,
             protocol=getattr(driver, "_protocol", None),
         )
+        record.info[STATE_KEY] = state
+        # Also an attribute for checkout and return (a cached read; ``info``
+        # is a descriptor): every record gets it here, when it connects.
+        record._crdb_state = state  # type: ignore[attr-defined]
         # Here, not per checkout: a connection is made on the loop it serves.
         self._maintenance.ensure()
         self._records.add(record)
@@ -443,12 +492,7 @@ class CockroachPool(AsyncAdaptedQueuePool):
             self._counters.count_closed(state, reason)
         return reason
 
-    def _before_return(
-        self, record: ConnectionPoolEntry, state: ConnState | None
-    ) -> None:
-        """The return that needs a round trip (``_settle_quietly`` said so)."""
-        if record.dbapi_connection is None or state is None:
-            return
+    def _settle_loudly(self, record: ConnectionPoolEntry, state: ConnState) -> None:
         if not in_greenlet():
             # No event loop to talk to the server from (garbage collection).
             record.invalidate()
@@ -463,46 +507,6 @@ class CockroachPool(AsyncAdaptedQueuePool):
         )
         if not ok and record.dbapi_connection is not None:
             record.invalidate()
-
-    def _settle_quietly(self, state: ConnState) -> bool:
-        """Settle a returned connection that needs no round trip; False if it does.
-
-        Not due for closing, no transaction open, and its session either
-        needing no reset (nothing sent since the last one left state behind,
-        :mod:`._statements`), or reset by the closing ``ROLLBACK``, or owing
-        the reset to its next first message (:mod:`._reset`). Every return
-        runs this first: the common cases come first and call little.
-        """
-        driver: Any = state.driver
-        if driver is None or state.retire or state.lost:
-            return False
-        now = time.monotonic()
-        deadline = state.deadline
-        if deadline is not None and now >= deadline:
-            return False
-        if state.resets and driver.crdb_reset_sent:
-            # The closing ROLLBACK carried the reset: a round trip just
-            # ended on this connection (open, out of transaction).
-            driver.crdb_disarm()
-            self._counters.resets += 1
-        elif state.resets and driver.crdb_clean and driver.crdb_owed is None:
-            # Nothing to undo; a server-closed connection is caught at its
-            # next checkout.
-            if state.protocol.is_in_transaction():
-                return False
-        elif driver.is_in_transaction() or driver.is_closed():
-            return False
-        elif self._settings.reset_on_return:
-            needed = not state.resets or not driver.crdb_clean
-            if not self._session_reset.settle_quietly(driver, self._reset_token()):
-                return False
-            self._counters.resets += needed
-        state.last_used = now
-        if deadline is not None:
-            until = self._maintenance.sleeping_until
-            if until is None or deadline < until:
-                self._maintenance.note(deadline)
-        return True
 
     def _settle(self, record: ConnectionPoolEntry, state: ConnState) -> None:
         """Close a connection that is due, else reset its session."""
@@ -528,7 +532,7 @@ class CockroachPool(AsyncAdaptedQueuePool):
         else:
             mark_host(list(self._records), host, suspect=True)
 
-    # -- multi-host and introspection (do_connect) ----------------------------
+    # -- multi-host and introspection (the connect hook) -----------------------
 
     def _prepare_connect(self, dialect: Dialect, cparams: dict[str, Any]) -> None:
         hosts, ports = cparams.get("host"), cparams.get("port")

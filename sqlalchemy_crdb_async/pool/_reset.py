@@ -97,9 +97,8 @@ Reset owed to the next first message (asyncpg)
     query) is preceded by the reset as a message of its own; the pool's ping
     leaves it owed. A connection that sent nothing since its last reset, or
     nothing that leaves session state (:mod:`._statements`: ``crdb_clean``
-    stays True; the pool's ``do_execute`` listeners judge each statement
-    SQLAlchemy sends, these methods the rest, except the statement the
-    listener has just vouched for, ``crdb_vouched``), owes none.
+    stays True; the ``do_execute`` hooks judge what SQLAlchemy sends and vouch
+    for the harmless, ``crdb_vouched``; these methods the rest), owes none.
     If the combined message fails, the reset block is rolled back and the
     reset sent on its own (with CockroachDB's statement-by-statement
     fallback), the borrower's ``BEGIN`` after it, and that pool stops
@@ -383,19 +382,37 @@ class ResetWithRollback:
     sends its next ``ROLLBACK`` together with the session reset, and a
     connection that owes the reset pays it before its next message."""
 
-    crdb_armed: ResetToken | None = None
+    # Set in __init__, no class default (CPython 3.11 caches such reads).
+    #: Armed by the pool: the next ``ROLLBACK`` carries the reset.
+    crdb_armed: ResetToken | None
     #: The reset this connection owes its next first message, if any.
-    crdb_owed: ResetToken | None = None
+    crdb_owed: ResetToken | None
     #: The reset went out with the rollback; the pool skips its own.
-    crdb_reset_sent = False
-    #: Nothing was sent since the connection opened or was last reset (the
-    #: pool's ping aside): a return then owes no reset.
-    crdb_clean = True
-    #: The SQL the pool's ``do_execute`` listener last found harmless
-    #: (:mod:`._statements`), just before SQLAlchemy sends it: preparing it
-    #: (its first execution here) or ``executemany`` passes
-    #: :meth:`_get_statement` without marking the connection.
-    crdb_vouched: str | None = None
+    crdb_reset_sent: bool
+    #: Nothing sent since opened or last reset (pings aside): owes no reset.
+    crdb_clean: bool
+    #: The SQL the ``do_execute`` hook just found harmless: its preparation
+    #: or ``executemany`` passes :meth:`_get_statement` unmarked.
+    crdb_vouched: str | None
+    #: ``super().execute``, found once per class (no super object per call).
+    _crdb_next_execute: Any = None
+
+    def __init_subclass__(cls, **kw: Any) -> None:
+        super().__init_subclass__(**kw)
+        mro = cls.__mro__
+        for klass in mro[mro.index(ResetWithRollback) + 1 :]:
+            if "execute" in vars(klass):
+                cls._crdb_next_execute = vars(klass)["execute"]
+                break
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        parent: Any = super()
+        parent.__init__(*args, **kwargs)
+        self.crdb_armed = None
+        self.crdb_owed = None
+        self.crdb_reset_sent = False
+        self.crdb_clean = True
+        self.crdb_vouched = None
 
     async def crdb_execute_plain(
         self, query: str, *args: Any, timeout: float | None = None
@@ -498,10 +515,14 @@ class ResetWithRollback:
             armed = self.crdb_armed
             if armed is None:
                 # asyncpg's own BEGIN/COMMIT/ROLLBACK leave nothing behind
-                if args or (query not in _TRANSACTION_CONTROL and not _is_begin(query)):
-                    self.crdb_clean = False
-                parent: Any = super()
-                return parent.execute(query, *args, timeout=timeout)
+                if not args:
+                    # asyncpg's own BEGIN;, COMMIT;, ROLLBACK; (no re-packed
+                    # *args on the way: the two of every transaction)
+                    if query not in _TRANSACTION_CONTROL and not _is_begin(query):
+                        self.crdb_clean = False
+                    return self._crdb_next_execute(query, timeout=timeout)
+                self.crdb_clean = False
+                return self._crdb_next_execute(query, *args, timeout=timeout)
             self.crdb_armed = None
             # asyncpg's Transaction.rollback() sends exactly "ROLLBACK;"
             if not args and (

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -334,6 +335,22 @@ def _write_verdicts() -> list[Any]:
         (calm.delete(), True, "nothing-references"),
     ]
     return [pytest.param(s, v, id=i) for s, v, i in cases]
+
+
+async def test_the_pool_hooks_need_no_dialect_events(eng: AsyncEngine) -> None:
+    # SQLAlchemy looks up and iterates a dialect's event listeners on every
+    # statement: the pool's hooks are not events (pool/_listeners.py).
+    assert eng.sync_engine.dialect._has_events is False
+    # A user's own do_execute listener still runs, and the hook still sees
+    # each statement: no SET reaches the next borrower, from the cache too.
+    seen: list[str] = []
+    event.listen(eng.sync_engine, "do_execute", lambda c, s, p, x: seen.append(s))
+    for _ in range(4):
+        async with eng.connect() as conn:
+            assert await conn.scalar(SHOW_PATH) != "leaked"
+            await conn.execute(sa.text("SET search_path = leaked"))
+            await conn.commit()
+    assert any("search_path = leaked" in statement for statement in seen)
 
 
 @pytest.mark.parametrize(

@@ -122,15 +122,37 @@ async def test_reset_sent_with_rollback_still_resets(crdb_url: URL) -> None:
         await eng.dispose()
 
 
+async def _a_rollback_mid_checkout_keeps_session_state(eng: AsyncEngine) -> None:
+    async with eng.connect() as conn:
+        await conn.execute(sa.text("SET search_path = kept"))
+        await conn.commit()
+        await conn.execute(sa.text("SELECT 1"))
+        await conn.rollback()
+        assert await conn.scalar(sa.text("SHOW search_path")) == "kept"
+
+
 async def test_rollback_mid_checkout_keeps_session_state(crdb_url: URL) -> None:
     eng = create_async_engine(crdb_url, **SETTINGS.engine_kwargs())
     try:
+        await _a_rollback_mid_checkout_keeps_session_state(eng)
+    finally:
+        await eng.dispose()
+
+
+async def test_an_arm_whose_rollback_never_went_out_is_dropped_on_return(
+    crdb_url: URL,
+) -> None:
+    # close() arms the connection for its closing ROLLBACK, but a transaction
+    # begun with no statement yet has none to send: the return drops the arm,
+    # so the next borrower's own ROLLBACK mid-checkout resets nothing.
+    eng = create_async_engine(crdb_url, **SETTINGS.engine_kwargs())
+    try:
         async with eng.connect() as conn:
-            await conn.execute(sa.text("SET search_path = kept"))
+            await conn.execute(sa.text("SET search_path = first"))
             await conn.commit()
-            await conn.execute(sa.text("SELECT 1"))
-            await conn.rollback()
-            assert await conn.scalar(sa.text("SHOW search_path")) == "kept"
+            await conn.begin()
+        assert _idle_driver(eng).crdb_armed is None
+        await _a_rollback_mid_checkout_keeps_session_state(eng)
     finally:
         await eng.dispose()
 
