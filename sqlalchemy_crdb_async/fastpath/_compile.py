@@ -81,10 +81,22 @@ class Plan:
     touches_session: bool
     describe: str
 
+    def __post_init__(self) -> None:
+        # Every position a plain required parameter with no bind processor
+        # (the common case on asyncpg): arguments() is then one list display.
+        plain = all(
+            pos.processor is None and pos.default is _REQUIRED for pos in self.positions
+        )
+        names = tuple(pos.name for pos in self.positions) if plain else None
+        object.__setattr__(self, "_plain_names", names)
+
     def arguments(self, params: Mapping[str, Any]) -> list[Any]:
         """The positional arguments for ``params``; raises on a wrong name."""
         if not params.keys() <= self.accepted or not self.required <= params.keys():
             raise self._parameter_error(params)
+        names: tuple[str, ...] | None = self._plain_names  # type: ignore[attr-defined]
+        if names is not None:
+            return [params[name] for name in names]
         args = []
         for pos in self.positions:
             if pos.name in params:

@@ -10,7 +10,7 @@ from sqlalchemy.engine import Row
 
 from ._compile import check_statement, compile_plan
 from ._driver import rowcount
-from ._targets import run
+from ._targets import check_driver, run
 
 if TYPE_CHECKING:
     from collections.abc import Coroutine
@@ -60,6 +60,7 @@ class PreparedQuery:
         found = self._plans.get(id(dialect))
         if found is not None and found[0] is dialect:
             return found[1]
+        check_driver(dialect)
         plan = compile_plan(self.statement, dialect)
         self._plans[id(dialect)] = (dialect, plan)
         return plan

@@ -118,7 +118,10 @@ async def _on_engine(
 ) -> Outcome:
     sync_engine = engine.sync_engine
     dialect = sync_engine.dialect
-    check_driver(dialect)
+    # Compiled (and the driver checked) and the arguments made before a
+    # connection is checked out: a wrong parameter costs no checkout.
+    plan = plan_for(dialect)
+    args = plan.arguments(params)
     try:
         fairy = await greenlet_spawn(sync_engine.raw_connection)
     except dialect.loaded_dbapi.Error as err:
@@ -128,12 +131,6 @@ async def _on_engine(
         raise exc.DBAPIError.instance(
             None, None, err, dialect.loaded_dbapi.Error, dialect=dialect
         ) from err
-    try:
-        plan = plan_for(dialect)
-        args = plan.arguments(params)
-    except BaseException:
-        await _give_back(fairy, broken=False, untouched=True)  # nothing sent
-        raise
     driver: Any = fairy.driver_connection
     broken = True  # until the statement's outcome is known
     try:
@@ -216,8 +213,7 @@ async def _on_connection(
     connection: Connection, plan_for: Callable[[Dialect], Plan], params: Any
 ) -> Outcome:
     dialect = connection.dialect
-    check_driver(dialect)
-    plan = plan_for(dialect)
+    plan = plan_for(dialect)  # checks the driver the first time
     args = plan.arguments(params)
     if connection.in_transaction() and not connection.invalidated:
         fairy = connection.connection  # checked out and begun: no I/O, no hop
