@@ -83,6 +83,7 @@ import re
 from typing import TYPE_CHECKING, Any, Final
 
 from sqlalchemy import Delete, Insert, Select, Table, Update, exc
+from sqlalchemy.dialects.postgresql.dml import OnConflictClause
 from sqlalchemy.schema import Computed, DefaultClause
 from sqlalchemy.sql import visitors
 from sqlalchemy.sql.dml import UpdateBase
@@ -205,6 +206,9 @@ def _pure(root: Any) -> bool:
         if isinstance(element, UpdateBase):
             if not _harmless_write(element):
                 return False
+        elif isinstance(element, OnConflictClause):
+            if not _on_conflict_pure(element):
+                return False
         elif isinstance(element, FunctionElement):
             if str(getattr(element, "name", "")).lower() not in PURE_FUNCTIONS:
                 return False
@@ -217,6 +221,20 @@ def _pure(root: Any) -> bool:
         if isinstance(element, ColumnElement) and _wraps_in_sql(element.type):
             return False
     return True
+
+
+def _on_conflict_pure(clause: OnConflictClause) -> bool:
+    """``ON CONFLICT``'s ``SET`` values and ``WHERE`` clauses, walked here:
+    SQLAlchemy 2.0's ``iterate()`` does not enter them (2.1's does), and
+    2.0 keeps a ``SET`` value as given (a Python value is a bound parameter;
+    tests/pool/test_clean_returns.py ``on-conflict-func`` runs on both)."""
+    to_set: Any = getattr(clause, "update_values_to_set", None) or ()
+    # 2.1: a dict of column to value; 2.0: a list of (column, value) pairs
+    values = to_set.values() if isinstance(to_set, dict) else (v for _, v in to_set)
+    parts: list[Any] = list(values)
+    parts.append(getattr(clause, "update_whereclause", None))
+    parts.append(getattr(clause, "inferred_target_whereclause", None))
+    return all(_pure(part) for part in parts if isinstance(part, ClauseElement))
 
 
 def _wraps_in_sql(type_: Any) -> bool:
