@@ -21,7 +21,6 @@ No ``from __future__ import annotations`` here: FastAPI reads the dependency's
 
 import logging
 import time
-import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -387,10 +386,21 @@ def connection_dependency(
     return _dependency(target, read_only, "connection_dependency", AsyncConnection)
 
 
-#: AUTOCOMMIT views of engines, for route_connection(read_only=True).
-_autocommit: weakref.WeakKeyDictionary[Engine, AsyncEngine] = (
-    weakref.WeakKeyDictionary()
-)
+#: Where an engine keeps its AUTOCOMMIT view, for route_connection(read_only=True).
+_AUTOCOMMIT_VIEW = "_crdb_autocommit_view"
+
+
+def _autocommit_view(engine: AsyncEngine) -> AsyncEngine:
+    """``engine`` in AUTOCOMMIT, made once (``execution_options()`` costs about
+    as much as a prepared read) and kept on the engine itself: the view refers
+    back to the engine, so a cache beside it would keep it alive for good."""
+    attrs = vars(engine.sync_engine)
+    view: AsyncEngine | None = attrs.get(_AUTOCOMMIT_VIEW)
+    if view is None:
+        view = attrs[_AUTOCOMMIT_VIEW] = engine.execution_options(
+            isolation_level="AUTOCOMMIT"
+        )
+    return view
 
 
 async def route_connection(
@@ -420,14 +430,7 @@ async def route_connection(
             f"route_connection(): expected an AsyncEngine, got {type(engine).__name__}"
         )
     transaction = _transaction_of(request, "route_connection")
-    target = engine
-    if read_only:
-        sync = engine.sync_engine
-        target = _autocommit.get(sync)  # type: ignore[assignment]
-        if target is None:
-            target = _autocommit[sync] = engine.execution_options(
-                isolation_level="AUTOCOMMIT"
-            )
+    target = _autocommit_view(engine) if read_only else engine
     handle = await transaction.handle(
         target, (engine.sync_engine, read_only), read_only
     )

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import subprocess
 import sys
+import weakref
 from typing import TYPE_CHECKING
 
 import httpx
@@ -14,7 +16,7 @@ from fastapi import APIRouter, Depends, FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
 from sqlalchemy_crdb_async import retry_stats
-from sqlalchemy_crdb_async.fastapi import RetryingRoute, session_dependency
+from sqlalchemy_crdb_async.fastapi import RetryingRoute, _session, session_dependency
 from sqlalchemy_crdb_async.retry._admission import (
     AdmissionSettings,
     admission_for,
@@ -346,3 +348,16 @@ def test_import_without_fastapi_names_the_extra() -> None:
         check=True,
     )
     assert "pip install 'sqlalchemy-crdb-async[fastapi]'" in out.stdout
+
+
+def test_route_connections_read_only_view_does_not_keep_the_engine(
+    crdb_url: URL,
+) -> None:
+    made = create_async_engine(crdb_url)
+    view = _session._autocommit_view(made)
+    assert _session._autocommit_view(made) is view  # made once per engine
+    assert view.sync_engine.get_execution_options()["isolation_level"] == "AUTOCOMMIT"
+    gone = weakref.ref(made.sync_engine)
+    del made, view
+    gc.collect()
+    assert gone() is None
