@@ -1,11 +1,25 @@
 """Run a :class:`~._compile.Plan` on an asyncpg connection (internal).
 
-Each asyncpg connection gets a small cache (:class:`StatementCache`, kept in a
-``WeakKeyDictionary`` so it goes with the connection) of the statements the
-fast path prepared on it: asyncpg's ``PreparedStatement`` (a named server-side
-statement), and the result processors picked for the column types the server
-reported. A first execution on a connection costs one more round trip (Parse,
-Describe); every later one is Bind, Execute, Sync: one round trip.
+Each asyncpg connection gets a small cache (:class:`StatementCache`, an
+attribute of the dialect's asyncpg connection class, or kept in a
+``WeakKeyDictionary`` for a connection class without a ``__dict__``, so it
+goes with the connection) of the statements the fast path prepared on it:
+asyncpg's ``PreparedStatement`` (a named server-side statement), and the
+result processors picked for the column types the server reported. A first
+execution on a connection costs one more round trip (Parse, Describe); every
+later one is Bind, Execute, Sync: one round trip.
+
+Straight to asyncpg's protocol
+    A cached statement runs as ``PreparedStatement.fetch()`` runs it, minus
+    its checks that do not apply here: the statement's state goes to the
+    connection's protocol (``Protocol.bind_execute``, the call asyncpg's own
+    ``fetch`` ends in, and the one APM tools that wrap asyncpg instrument),
+    with the connection's ``command_timeout`` as asyncpg applies it. The
+    checks that do apply are kept: a statement asyncpg closed (after it
+    reloaded its schema state) is prepared again; a closed connection or one
+    busy with another operation is refused by the protocol itself
+    (``InterfaceError``). ``tests/fastpath/test_private_api.py`` fails,
+    naming what changed, if asyncpg moves any of this.
 
 Stale plans, handled as the ordinary path handles them
     After ``ALTER TABLE`` changes a result type, the server refuses the old
@@ -68,6 +82,12 @@ class CachedStatement:
     statement: Any
     #: Result processors for the column types the server reported, or None.
     processors: list[Any] | None
+    #: asyncpg's ``PreparedStatementState`` of ``statement``: what its
+    #: protocol runs.
+    state: Any = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.state = self.statement._state
 
 
 @dataclass
@@ -84,10 +104,18 @@ _caches: weakref.WeakKeyDictionary[Any, StatementCache] = weakref.WeakKeyDiction
 
 def _cache_of(driver: Any, dialect: Dialect) -> StatementCache:
     asof = getattr(dialect, "_invalidate_schema_cache_asof", 0.0)
-    cache = _caches.get(driver)
+    # An attribute of the dialect's connection class (vector_connection_class
+    # subclasses asyncpg's, so it has a __dict__); a weak mapping otherwise.
+    cache: StatementCache | None = getattr(driver, "crdb_statements", None)
     if cache is None:
-        cache = _caches[driver] = StatementCache(asof)
-    elif cache.asof < asof:
+        cache = _caches.get(driver)
+        if cache is None:
+            cache = StatementCache(asof)
+            try:
+                driver.crdb_statements = cache
+            except AttributeError:  # __slots__ only: asyncpg's own class
+                _caches[driver] = cache
+    if cache.asof < asof:
         cache.entries.clear()
         cache.asof = asof
     return cache
@@ -112,35 +140,38 @@ async def _prepare(
     return entry
 
 
-def rowcount(status: str | int | None) -> int:
-    """The row count in a command tag ("UPDATE 3", "INSERT 0 1"), else -1; an
-    int (the cursor's rowcount) is the count already."""
+def rowcount(status: bytes | int | None) -> int:
+    """The row count in a command tag (b"UPDATE 3", b"INSERT 0 1"), else -1;
+    an int (the cursor's rowcount) is the count already."""
     if isinstance(status, int):
         return status
-    found = _ROWCOUNT.match(status or "")
+    found = _ROWCOUNT.match(status.decode() if status else "")
     return int(found.group(1)) if found else -1
 
 
 async def fetch(
     driver: Any, plan: Plan, args: list[Any], dialect: Dialect
-) -> tuple[list[Any], list[Any] | None, str | None]:
-    """Run ``plan``: (driver records, result processors, command tag); the
-    tag is parsed (:func:`rowcount`) only by the methods that want the count.
+) -> tuple[list[Any], list[Any] | None, bytes | None]:
+    """Run ``plan``: (driver records, result processors, command tag as the
+    server sent it); the tag is parsed (:func:`rowcount`) only by the methods
+    that want the count.
 
     Raises the driver's own error; :func:`wrap_error` makes it SQLAlchemy's.
     """
     # A pool that defers its session reset to the connection's next message
-    # pays it where asyncpg's _get_statement runs, which a cached
-    # PreparedStatement's fetch() does not pass: pay it here first.
-    pay = getattr(driver, "crdb_pay", None)
-    if pay is not None and getattr(driver, "crdb_owed", None) is not None:
-        await pay()
+    # pays it where asyncpg's _get_statement runs, which a cached statement
+    # does not pass: pay it here first (CockroachPool's connections only).
+    if getattr(driver, "crdb_owed", None) is not None:
+        await driver.crdb_pay()
     cache = _cache_of(driver, dialect)
     entry = cache.entries.get(plan.sql)
-    if entry is None:
+    if entry is None or entry.state.closed:
         entry = await _prepare(driver, cache, plan, dialect)
     try:
-        records = await entry.statement.fetch(*args)
+        # What PreparedStatement.fetch() awaits (module docstring).
+        records, status, _ = await driver._protocol.bind_execute(
+            entry.state, args, "", 0, True, None
+        )
     except asyncpg.PostgresError as err:
         if classify(err).kind is not ErrorKind.RETRY_AFTER_CACHE_CLEAR:
             raise
@@ -149,8 +180,17 @@ async def fetch(
         if driver.is_in_transaction():
             raise
         entry = await _prepare(driver, cache, plan, dialect)
-        records = await entry.statement.fetch(*args)
-    return records, entry.processors, entry.statement.get_statusmsg()
+        records, status, _ = await driver._protocol.bind_execute(
+            entry.state, args, "", 0, True, None
+        )
+    except asyncpg.exceptions.OutdatedSchemaCacheError:
+        # A type's definition changed under a decoded row: as
+        # PreparedStatement does, asyncpg's caches are reloaded and this
+        # statement is prepared afresh next time.
+        cache.entries.pop(plan.sql, None)
+        await driver.reload_schema_state()
+        raise
+    return records, entry.processors, status
 
 
 def via_cursor(

@@ -63,7 +63,7 @@ __all__ = ["Outcome", "Target", "run"]
 Target = AsyncEngine | AsyncConnection | AsyncSession
 #: (plan, driver records, result processors, command tag or row count; see
 #: ``_driver.rowcount``)
-Outcome = tuple["Plan", list[Any], "list[Any] | None", "str | int | None"]
+Outcome = tuple["Plan", list[Any], "list[Any] | None", "bytes | int | None"]
 
 
 def run(
@@ -215,17 +215,21 @@ async def _on_connection(
     dialect = connection.dialect
     plan = plan_for(dialect)  # checks the driver the first time
     args = plan.arguments(params)
-    if connection.in_transaction() and not connection.invalidated:
-        fairy = connection.connection  # checked out and begun: no I/O, no hop
+    if connection.in_transaction():
+        # Checked out and begun: no I/O, no hop. (Invalidated inside its
+        # transaction, it raises PendingRollbackError here, as execute() does.)
+        fairy = connection.connection
     else:
         fairy = await greenlet_spawn(_begun, connection)
+    adapter: Any = fairy.dbapi_connection
     recorder = _replaying.get()
-    if recorder is not None and recorder.dbapi_conn is fairy.dbapi_connection:
+    if recorder is not None and recorder.dbapi_conn is adapter:
         # A retrying_session body: its statements are recorded for replay
         # through the cursor, so this one goes that way too.
         return plan, *await greenlet_spawn(via_cursor, connection, plan, args)
-    adapter: Any = fairy.dbapi_connection
-    driver: Any = fairy.driver_connection
+    # SQLAlchemy's adapter keeps the asyncpg connection as ``_connection``
+    # (what fairy.driver_connection returns, three calls away).
+    driver: Any = adapter._connection
     try:
         async with adapter._execute_mutex:
             if adapter._transaction is None:

@@ -26,3 +26,38 @@ def test_the_adapter_begins_as_the_fast_path_expects() -> None:
         for cls in AsyncAdapt_asyncpg_connection.__mro__
         for s in getattr(cls, "__slots__", ())
     }
+
+
+def test_a_prepared_statement_runs_on_its_protocol_state() -> None:
+    # fastpath/_driver.py (fetch) runs a cached statement as
+    # PreparedStatement.fetch() does: Protocol.bind_execute(state, args,
+    # portal, limit, return_extra, timeout) on PreparedStatement._state.
+    from asyncpg.prepared_stmt import PreparedStatement
+    from asyncpg.protocol.protocol import Protocol
+
+    assert "_state" in PreparedStatement.__slots__, (
+        f"asyncpg {asyncpg.__version__}: PreparedStatement._state is gone: "
+        "update fastpath/_driver.py (CachedStatement, fetch)"
+    )
+    names = list(inspect.signature(Protocol.bind_execute).parameters)
+    assert names == [
+        "self",
+        "state",
+        "args",
+        "portal_name",
+        "limit",
+        "return_extra",
+        "timeout",
+    ], (
+        f"asyncpg {asyncpg.__version__}: Protocol.bind_execute{names} changed: "
+        "update fastpath/_driver.py (fetch)"
+    )
+    slots = {
+        s
+        for cls in AsyncAdapt_asyncpg_connection.__mro__
+        for s in getattr(cls, "__slots__", ())
+    }
+    assert "_connection" in slots, (
+        "SQLAlchemy's asyncpg adapter no longer keeps the driver connection as "
+        "_connection: update fastpath/_targets.py (_on_connection)"
+    )

@@ -196,3 +196,49 @@ async def _alter(url: URL, to: str = "text") -> None:
             )
     finally:
         await other.dispose()
+
+
+pairs = sa.Table(
+    "fp_pairs",
+    sa.MetaData(),
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("p", sa.types.NullType),  # a composite type (fp_pair) in the DDL
+)
+READ_PAIR = prepared(sa.select(pairs.c.p).where(pairs.c.id == sa.bindparam("id")))
+
+
+async def test_a_statement_asyncpg_closed_is_prepared_again(
+    eng: AsyncEngine, crdb_server: Any
+) -> None:
+    # asyncpg closes a prepared statement whose composite result type changed
+    # shape (OutdatedSchemaCacheError); the fast path then prepares it again
+    # rather than keep running the closed one.
+    if crdb_server.is_cockroachdb:
+        pytest.skip(
+            "needs ALTER TYPE ... ADD ATTRIBUTE on a composite type, which "
+            "CockroachDB lacks (https://github.com/cockroachdb/cockroach/issues/48701)"
+        )
+    ddl = (
+        "DROP TABLE IF EXISTS fp_pairs",
+        "DROP TYPE IF EXISTS fp_pair",
+        "CREATE TYPE fp_pair AS (a int, b int)",
+        "CREATE TABLE fp_pairs (id int PRIMARY KEY, p fp_pair)",
+        "INSERT INTO fp_pairs VALUES (1, ROW(1, 2))",
+    )
+    async with eng.begin() as conn:
+        for statement in ddl:
+            await conn.exec_driver_sql(statement)
+    async with eng.connect() as conn:
+        assert tuple((await READ_PAIR.one(conn, id=1)).p) == (1, 2)
+        await conn.commit()
+        async with eng.connect() as other:  # the pool's other connection
+            await other.exec_driver_sql("ALTER TYPE fp_pair ADD ATTRIBUTE c int")
+            await other.commit()
+        with pytest.raises(sa.exc.DBAPIError, match="composite type"):
+            await READ_PAIR.one(conn, id=1)
+        await conn.rollback()
+        assert tuple((await READ_PAIR.one(conn, id=1)).p) == (1, 2, None)
+        await conn.rollback()
+    async with eng.begin() as conn:
+        await conn.exec_driver_sql("DROP TABLE fp_pairs")
+        await conn.exec_driver_sql("DROP TYPE fp_pair")
