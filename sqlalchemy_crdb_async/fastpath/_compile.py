@@ -84,19 +84,29 @@ class Plan:
     def __post_init__(self) -> None:
         # Every position a plain required parameter with no bind processor
         # (the common case on asyncpg): arguments() is then one list display.
-        plain = all(
+        # ... and every name it accepts is one of them.
+        plain = self.required == self.accepted and all(
             pos.processor is None and pos.default is _REQUIRED for pos in self.positions
         )
         names = tuple(pos.name for pos in self.positions) if plain else None
+        if names is not None and set(names) != self.accepted:
+            names = None
         object.__setattr__(self, "_plain_names", names)
 
     def arguments(self, params: Mapping[str, Any]) -> list[Any]:
         """The positional arguments for ``params``; raises on a wrong name."""
+        names: tuple[str, ...] | None = self._plain_names  # type: ignore[attr-defined]
+        if names is not None and len(params) == len(self.accepted):
+            # As many names as it takes, and each one it takes is there: the
+            # very names (a KeyError means one is missing, so one is unknown).
+            try:
+                return list(map(params.__getitem__, names))
+            except KeyError:
+                raise self._parameter_error(params) from None
         if not params.keys() <= self.accepted or not self.required <= params.keys():
             raise self._parameter_error(params)
-        names: tuple[str, ...] | None = self._plain_names  # type: ignore[attr-defined]
         if names is not None:
-            return [params[name] for name in names]
+            return list(map(params.__getitem__, names))
         args = []
         for pos in self.positions:
             if pos.name in params:

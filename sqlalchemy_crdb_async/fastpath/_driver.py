@@ -163,7 +163,11 @@ async def fetch(
     # does not pass: pay it here first (CockroachPool's connections only).
     if getattr(driver, "crdb_owed", None) is not None:
         await driver.crdb_pay()
-    cache = _cache_of(driver, dialect)
+    cache: StatementCache | None = getattr(driver, "crdb_statements", None)
+    if cache is None or cache.asof < getattr(
+        dialect, "_invalidate_schema_cache_asof", 0.0
+    ):
+        cache = _cache_of(driver, dialect)
     entry = cache.entries.get(plan.sql)
     if entry is None or entry.state.closed:
         entry = await _prepare(driver, cache, plan, dialect)

@@ -13,7 +13,6 @@ from ._driver import rowcount
 from ._targets import check_driver, run
 
 if TYPE_CHECKING:
-    from collections.abc import Coroutine
 
     from sqlalchemy.engine.interfaces import Dialect
 
@@ -65,21 +64,20 @@ class PreparedQuery:
         self._plans[id(dialect)] = (dialect, plan)
         return plan
 
-    def _run(self, target: Target, params: dict[str, Any]) -> Coroutine[Any, Any, Any]:
-        # Not a coroutine itself: the caller awaits the target's (one frame
-        # fewer on every resume).
-        return run(target, self.plan_for, params, self.statement)
-
     async def all(self, target: Target, /, **params: Any) -> list[Row[Any]]:
         """Every row."""
-        plan, records, processors, _ = await self._run(target, params)
+        plan, records, processors, _ = await run(
+            target, self.plan_for, params, self.statement
+        )
         metadata = plan.metadata
         index = metadata._key_to_index
         return [Row(metadata, processors, index, r) for r in records]
 
     async def first(self, target: Target, /, **params: Any) -> Row[Any] | None:
         """The first row, or None."""
-        plan, records, processors, _ = await self._run(target, params)
+        plan, records, processors, _ = await run(
+            target, self.plan_for, params, self.statement
+        )
         if not records:
             return None
         metadata = plan.metadata
@@ -87,7 +85,9 @@ class PreparedQuery:
 
     async def one(self, target: Target, /, **params: Any) -> Row[Any]:
         """Exactly one row; else ``NoResultFound`` or ``MultipleResultsFound``."""
-        plan, records, processors, _ = await self._run(target, params)
+        plan, records, processors, _ = await run(
+            target, self.plan_for, params, self.statement
+        )
         if not records:
             raise exc.NoResultFound("No row was found when one was required")
         if len(records) > 1:
@@ -99,7 +99,9 @@ class PreparedQuery:
 
     async def one_or_none(self, target: Target, /, **params: Any) -> Row[Any] | None:
         """One row or None; ``MultipleResultsFound`` for more."""
-        plan, records, processors, _ = await self._run(target, params)
+        plan, records, processors, _ = await run(
+            target, self.plan_for, params, self.statement
+        )
         if not records:
             return None
         if len(records) > 1:
@@ -111,7 +113,9 @@ class PreparedQuery:
 
     async def scalar(self, target: Target, /, **params: Any) -> Any:
         """The first column of the first row, or None."""
-        _, records, processors, _ = await self._run(target, params)
+        _, records, processors, _ = await run(
+            target, self.plan_for, params, self.statement
+        )
         if not records:
             return None
         value = records[0][0]
@@ -121,7 +125,9 @@ class PreparedQuery:
 
     async def scalars(self, target: Target, /, **params: Any) -> list[Any]:
         """The first column of every row (a list)."""
-        _, records, processors, _ = await self._run(target, params)
+        _, records, processors, _ = await run(
+            target, self.plan_for, params, self.statement
+        )
         processor = processors[0] if processors is not None else None
         if processor is None:
             return [r[0] for r in records]
@@ -130,5 +136,5 @@ class PreparedQuery:
     async def execute(self, target: Target, /, **params: Any) -> int:
         """Run a write; the number of rows it touched (-1 when the server did
         not say). Rows of a ``RETURNING`` come from the read methods instead."""
-        _, _, _, count = await self._run(target, params)
+        _, _, _, count = await run(target, self.plan_for, params, self.statement)
         return rowcount(count)

@@ -61,3 +61,21 @@ def test_a_prepared_statement_runs_on_its_protocol_state() -> None:
         "SQLAlchemy's asyncpg adapter no longer keeps the driver connection as "
         "_connection: update fastpath/_targets.py (_on_connection)"
     )
+
+
+def test_a_connection_keeps_its_transaction_and_pool_connection() -> None:
+    # fastpath/_targets.py (_on_connection) reads these two instead of
+    # in_transaction() and .connection, once per statement.
+    import sqlalchemy as sa
+
+    engine = sa.create_engine("sqlite://")
+    try:
+        with engine.connect() as conn:
+            assert conn._transaction is None
+            assert conn._dbapi_connection is conn.connection
+            conn.begin()
+            assert conn._transaction is not None
+            assert conn._transaction.is_active
+            assert conn.in_transaction()
+    finally:
+        engine.dispose()
