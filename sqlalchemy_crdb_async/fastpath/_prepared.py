@@ -13,7 +13,6 @@ from ._driver import rowcount
 from ._targets import check_driver, run
 
 if TYPE_CHECKING:
-
     from sqlalchemy.engine.interfaces import Dialect
 
     from ._compile import Plan
