@@ -181,17 +181,11 @@ def _run_once(url: str, loop: str, seed: int) -> dict[tuple[str, str], float]:
 async def _prepare_table(url: str) -> None:
     import asyncpg
 
+    from .workloads.point_read import make_items
+
     conn = await asyncpg.connect(url)
     try:
-        await conn.execute("DROP TABLE IF EXISTS bench_items")
-        await conn.execute(
-            "CREATE TABLE bench_items (id INT8 PRIMARY KEY, name TEXT NOT NULL, "
-            "qty INT8 NOT NULL)"
-        )
-        await conn.execute(
-            "INSERT INTO bench_items (id, name, qty) SELECT i, 'item-' || i::TEXT, "
-            f"i % 97 FROM generate_series(1, {ROWS}) AS i"
-        )
+        await make_items(conn, ROWS)
     finally:
         await conn.close()
 

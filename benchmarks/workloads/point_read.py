@@ -42,7 +42,9 @@ class Item(Base):
     qty: Mapped[int] = mapped_column(BigInteger)
 
 
-async def _setup(conn: asyncpg.Connection) -> None:
+async def make_items(conn: asyncpg.Connection, rows: int = ROWS) -> None:
+    """(Re)create ``bench_items`` with keys 1 to ``rows``: this workload's
+    setup, and ``benchmarks/instructions.py``'s with fewer rows."""
     await conn.execute("DROP TABLE IF EXISTS bench_items")
     await conn.execute(
         "CREATE TABLE bench_items (id INT8 PRIMARY KEY, name TEXT NOT NULL, "
@@ -51,12 +53,12 @@ async def _setup(conn: asyncpg.Connection) -> None:
     # generate_series: one statement that PostgreSQL and CockroachDB both run.
     await conn.execute(
         "INSERT INTO bench_items (id, name, qty) SELECT i, 'item-' || i::TEXT, "
-        f"i % 97 FROM generate_series(1, {ROWS}) AS i"
+        f"i % 97 FROM generate_series(1, {int(rows)}) AS i"
     )
     await conn.execute("ANALYZE bench_items")
 
 
-workload = Workload("point_read", __doc__, setup=_setup)
+workload = Workload("point_read", __doc__, setup=make_items)
 
 
 def _key(ctx: Ctx) -> int:

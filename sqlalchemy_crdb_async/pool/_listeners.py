@@ -27,9 +27,11 @@ first, as SQLAlchemy calls it; one that executes the statement itself
     (:func:`._statements.leaves_nothing`; such a statement is vouched for,
     ``crdb_vouched``, so that the asyncpg-level hook its preparation or
     ``executemany`` passes does not mark the connection), and, in autocommit
-    mode (no
-    ``BEGIN`` to carry it), pays a reset the connection owes before the
-    statement goes out. The asyncpg-level hooks of :mod:`._reset` cannot see
+    mode (no ``BEGIN`` to carry it), pays a reset the connection owes before
+    the statement goes out. A statement is judged while the connection owes
+    its reset too: the ``BEGIN`` that carries the reset leaves the
+    connection clean, so a harmless read after it goes back with no reset of
+    its own. The asyncpg-level hooks of :mod:`._reset` cannot see
     this: SQLAlchemy runs a statement it has run before on the connection
     through its cached prepared statement, which passes no ``Connection``
     method.
@@ -86,9 +88,13 @@ def _track(cursor: Any, statement: str, context: Any) -> None:
     except AttributeError:  # another driver's cursor: nothing to track
         return
     if isinstance(driver, ResetWithRollback):
-        if driver.crdb_owed is not None:
+        owed = driver.crdb_owed
+        if owed is not None:
             _pay_in_autocommit(cursor, driver)
-        if driver.crdb_clean:  # (one statement that leaves state is enough)
+        # Judged while clean (one statement that leaves state is enough), or
+        # while a reset is owed: the BEGIN below pays it and makes the
+        # connection clean again before the statement is prepared.
+        if driver.crdb_clean or owed is not None:
             # the verdict kept on the (cached) compiled statement, else judged
             try:
                 verdict = context.compiled._crdb_leaves_nothing
@@ -99,6 +105,7 @@ def _track(cursor: Any, statement: str, context: Any) -> None:
                 driver.crdb_vouched = statement
             else:
                 driver.crdb_clean = False
+                driver.crdb_vouched = None  # nor may an earlier vouching
 
 
 # read above as a plain attribute (what getattr(compiled, VERDICT) reads)
@@ -142,9 +149,10 @@ def install_dialect_hooks(dialect: Dialect) -> None:
         except AttributeError:
             driver = None
         if isinstance(driver, ResetWithRollback):
-            if driver.crdb_owed is not None:
+            owed = driver.crdb_owed
+            if owed is not None:
                 _pay_in_autocommit(cursor, driver)
-            if driver.crdb_clean:
+            if driver.crdb_clean or owed is not None:
                 try:
                     verdict = context.compiled._crdb_leaves_nothing
                 except AttributeError:
@@ -153,6 +161,7 @@ def install_dialect_hooks(dialect: Dialect) -> None:
                     driver.crdb_vouched = statement
                 else:
                     driver.crdb_clean = False
+                    driver.crdb_vouched = None
         if default_do_execute:
             cursor.execute(statement, parameters)
         else:

@@ -74,7 +74,7 @@ from ._records import (
     ConnState,
     Counters,
     Host,
-    closed,
+    close_reason,
     connection_infos,
     host_of,
     least_used_host,
@@ -185,7 +185,7 @@ class CockroachPool(AsyncAdaptedQueuePool):
                 and (state.driver._aborted or not state.protocol.is_connected())
             )
         ):
-            reason = self._close_reason(record, state, now)
+            reason = close_reason(state, now)
             if reason is not None:
                 self._counters.count_closed(state, reason)
                 # SQLAlchemy reconnects a soft-invalidated record on checkout.
@@ -282,10 +282,11 @@ class CockroachPool(AsyncAdaptedQueuePool):
         elif driver.is_in_transaction() or driver.is_closed():
             return self._return_loudly(record, state)
         elif self._settings.reset_on_return:
-            needed = not resets or not driver.crdb_clean
+            # counted once, when owed: not again by a return that finds it owed
+            owes = resets and not driver.crdb_clean and driver.crdb_owed is None
             if not self._session_reset.settle_quietly(driver, self._reset_token()):
                 return self._return_loudly(record, state)
-            self._counters.resets += needed
+            self._counters.resets += owes
         state.last_used = now
         if deadline is not None:
             until = self._maintenance.sleeping_until
@@ -471,23 +472,12 @@ class CockroachPool(AsyncAdaptedQueuePool):
                 self._token = token
         return token
 
-    def _close_reason(
-        self, record: ConnectionPoolEntry, state: ConnState, now: float
-    ) -> str | None:
-        if state.retire:
-            return "drain"
-        if state.lost or closed(state):
-            return "lost"
-        if state.deadline is not None and now >= state.deadline:
-            return "lifetime"
-        return None
-
     def _due_reason(self, record: ConnectionPoolEntry, now: float) -> str | None:
         """Why an open record is due for closing (and count it), or None."""
         state = state_of(record)
         if state is None or record.dbapi_connection is None:
             return None
-        reason = self._close_reason(record, state, now)
+        reason = close_reason(state, now)
         if reason is not None:
             self._counters.count_closed(state, reason)
         return reason
@@ -510,7 +500,7 @@ class CockroachPool(AsyncAdaptedQueuePool):
 
     def _settle(self, record: ConnectionPoolEntry, state: ConnState) -> None:
         """Close a connection that is due, else reset its session."""
-        reason = self._close_reason(record, state, time.monotonic())
+        reason = close_reason(state, time.monotonic())
         if reason is not None:
             self._counters.count_closed(state, reason)
             record.close()

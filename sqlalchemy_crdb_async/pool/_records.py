@@ -20,6 +20,7 @@ __all__ = [
     "ConnectionInfo",
     "Counters",
     "Host",
+    "close_reason",
     "closed",
     "connection_infos",
     "host_of",
@@ -90,7 +91,7 @@ class Counters:
 
     def count_closed(self, state: ConnState, reason: str) -> None:
         """A connection closed for ``reason`` (``"lifetime"``, ``"lost"``,
-        ``"drain"``: ``CockroachPool._close_reason``)."""
+        ``"drain"``: :func:`close_reason`)."""
         if reason == "lifetime":
             self.recycled_by_lifetime += 1
         else:
@@ -191,6 +192,18 @@ def mark_host(
 def closed(state: ConnState) -> bool:
     """Its asyncpg connection is closed (whatever the pool has noticed)."""
     return state.driver is not None and bool(state.driver.is_closed())
+
+
+def close_reason(state: ConnState, now: float) -> str | None:
+    """Why an open connection is due for closing (``"drain"``, ``"lost"``,
+    ``"lifetime"``: :meth:`Counters.count_closed`), or None."""
+    if state.retire:
+        return "drain"
+    if state.lost or closed(state):
+        return "lost"
+    if state.deadline is not None and now >= state.deadline:
+        return "lifetime"
+    return None
 
 
 def next_due(records: list[ConnectionPoolEntry], now: float) -> float | None:

@@ -33,13 +33,20 @@ class PoolStats(TypedDict):
     ``invalidated_by_drain``  connections dropped because the server said it is
                               shutting down (SQLSTATE 57P01/57P02/57P03)
     ``pings_sent``            liveness pings sent
-    ``resets``                returns that reset the session (with the
-                              closing ``ROLLBACK``, on their own, or owed
-                              to the next ``BEGIN``); a connection that
-                              sent nothing that leaves session state
-                              behind needs none (reads, and writes
-                              that draw no sequence value, that
-                              SQLAlchemy compiled; ``pool/_statements.py``)
+    ``resets``                session resets, each counted once: when a
+                              return sends one (with the closing
+                              ``ROLLBACK`` or on its own), or when a
+                              return leaves one owed to the connection's
+                              next first message (``pool/_reset.py``). A
+                              return that finds the reset still owed (the
+                              connection came back unused, or only
+                              pinged) counts nothing, nor does paying it;
+                              an owed reset counts even if the connection
+                              closes before paying. A connection that sent
+                              nothing that leaves session state behind
+                              needs none (reads, and writes that draw no
+                              sequence value, that SQLAlchemy compiled;
+                              ``pool/_statements.py``)
     ``types_shared``          type introspections answered from the pool's
                               shared cache instead of a query
     """

@@ -1,5 +1,5 @@
 """Helpers shared by the pool tests: plain URLs, waiting for the server,
-round trips counted on the wire."""
+round trips and statements counted on the wire."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import asyncio
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import create_async_engine
 
 if TYPE_CHECKING:
@@ -64,3 +65,20 @@ async def per_op(
         return total // COUNTED
     finally:
         await eng.dispose()
+
+
+async def settle() -> None:
+    """asyncpg calls query loggers with ``loop.call_soon``: let them run."""
+    for _ in range(3):
+        await asyncio.sleep(0)
+
+
+def query_log(eng: AsyncEngine) -> list[str]:
+    """Every statement asyncpg sends on the engine's connections, in order."""
+    log: list[str] = []
+
+    @event.listens_for(eng.sync_engine, "connect")
+    def _attach(dbapi_conn: Any, record: Any) -> None:
+        record.driver_connection.add_query_logger(lambda q: log.append(q.query))
+
+    return log

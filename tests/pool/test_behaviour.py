@@ -10,13 +10,13 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 import pytest
-from sqlalchemy import event, exc, text
+from sqlalchemy import exc, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from sqlalchemy_crdb_async import CockroachPool, PoolSettings, pool_stats
 from sqlalchemy_crdb_async.pool._reset import PING_SQL
 from sqlalchemy_crdb_async.sqlstate import is_server_shutdown, sqlstates_of
-from tests.pool.support import plain_url, wait_for
+from tests.pool.support import plain_url, query_log, settle, wait_for
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
@@ -60,23 +60,6 @@ async def backend_pid(eng: AsyncEngine) -> int:
 async def live_pids(admin: asyncpg.Connection) -> set[int]:
     rows = await admin.fetch("SELECT pid FROM pg_stat_activity WHERE pid IS NOT NULL")
     return {int(r["pid"]) for r in rows}
-
-
-async def settle() -> None:
-    """asyncpg calls query loggers with ``loop.call_soon``: let them run."""
-    for _ in range(3):
-        await asyncio.sleep(0)
-
-
-def query_log(eng: AsyncEngine) -> list[str]:
-    """Every statement asyncpg sends on the engine's connections, in order."""
-    log: list[str] = []
-
-    @event.listens_for(eng.sync_engine, "connect")
-    def _attach(dbapi_conn: Any, record: Any) -> None:
-        record.driver_connection.add_query_logger(lambda q: log.append(q.query))
-
-    return log
 
 
 async def test_engine_uses_cockroach_pool(

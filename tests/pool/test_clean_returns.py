@@ -112,6 +112,29 @@ async def test_raw_sql_still_resets(eng: AsyncEngine) -> None:
         assert pool_stats(eng)["resets"] == before + 1
 
 
+@pytest.mark.parametrize("read", [_core_read, _orm_get, _count])
+@pytest.mark.parametrize("prepared", [False, True], ids=["new", "prepared"])
+async def test_a_read_that_pays_an_owed_reset_goes_back_clean(
+    eng: AsyncEngine, read: Any, prepared: bool
+) -> None:
+    # The reset owed after a COMMIT travels with the read's BEGIN
+    # (pool/_reset.py); the read itself leaves nothing, so the connection goes
+    # back clean: no second reset with its ROLLBACK. "new": the read's
+    # statement is prepared on the connection after the reset is paid.
+    if prepared:
+        await read(eng)
+    for _ in range(2):  # the first reset goes out on return; then one is owed
+        async with eng.begin() as conn:
+            await conn.execute(sa.text("SET search_path = public"))
+    driver = await _idle_driver(eng)
+    assert driver.crdb_owed is not None
+    before = pool_stats(eng)["resets"]
+    await read(eng)
+    assert driver.crdb_owed is None
+    assert driver.crdb_clean is True
+    assert pool_stats(eng)["resets"] == before
+
+
 @pytest.mark.parametrize(
     "lock",
     [
