@@ -97,6 +97,11 @@ async def _queue_behind(
     return held, waiting
 
 
+def _nothing_claimed(eng: AsyncEngine) -> bool:
+    table = _claims._table_for(eng.sync_engine)
+    return table.held == {} and table.waiting == []
+
+
 async def _n(handle: AsyncConnection | AsyncSession, row: int) -> int:
     result = await handle.execute(
         text("SELECT n FROM claim_rows WHERE id = :id"), {"id": row}
@@ -132,7 +137,7 @@ async def test_bad_claims_are_refused_with_the_fix(eng: AsyncEngine) -> None:
             await claim_keys(conn, ("row", 2))
 
     await run_transaction(eng, body, policy=FAST)
-    assert _claims._table_for(eng.sync_engine).entries == {}
+    assert _nothing_claimed(eng)
 
 
 async def test_a_nested_attempt_cannot_claim(eng: AsyncEngine) -> None:
@@ -234,7 +239,7 @@ async def test_keys_claimed_in_any_order_do_not_deadlock(eng: AsyncEngine) -> No
             await conn.exec_driver_sql("SELECT sum(n) FROM claim_rows")
         ).scalar_one()
     assert total == 3 * len(orders)
-    assert _claims._table_for(eng.sync_engine).entries == {}
+    assert _nothing_claimed(eng)
 
 
 async def test_every_helper_and_session_target_claims(eng: AsyncEngine) -> None:
@@ -313,7 +318,7 @@ async def test_keys_come_back_after_an_error_and_a_cancellation(
     with pytest.raises(LookupError):
         await held
     # Nothing is held or queued: a new claim on the key does not wait.
-    assert _claims._table_for(eng.sync_engine).entries == {}
+    assert _nothing_claimed(eng)
     before = retry_stats(eng).claim_waits
     await run_transaction(eng, waiter, policy=FAST)
     assert retry_stats(eng).claim_waits == before
@@ -347,3 +352,81 @@ async def test_a_retry_takes_its_keys_before_first_tries(eng: AsyncEngine) -> No
     await asyncio.wait_for(asyncio.gather(held, waiting, retrying_task), HANG_S)
     # The retry already paid for an abort: it goes first, as at the gate.
     assert order == ["retry", "first try"]
+
+
+# -- all keys at once ----------------------------------------------------------------
+
+
+async def test_a_waiting_attempt_holds_none_of_its_keys(eng: AsyncEngine) -> None:
+    """A holds key 2; B waits for keys 1 and 2; C, on key 1, runs and commits
+    while B waits: B holds no key while it waits for the other."""
+    a_in, release_a = asyncio.Event(), asyncio.Event()
+    order: list[str] = []
+
+    async def a(conn: AsyncConnection) -> None:
+        await claim_keys(conn, ("row", 2))
+        a_in.set()
+        await release_a.wait()
+        await _bump(conn, 2)
+
+    async def b(conn: AsyncConnection) -> None:
+        await claim_keys(conn, ("row", 1), ("row", 2))
+        order.append("b")
+        await _bump(conn, 1)
+        await _bump(conn, 2)
+
+    async def c(conn: AsyncConnection) -> None:
+        await claim_keys(conn, ("row", 1))
+        order.append("c")
+        await _bump(conn, 1)
+
+    task_a, task_b = await _queue_behind(eng, a, a_in, b)
+    await asyncio.wait_for(run_transaction(eng, c, policy=FAST), HANG_S)
+    assert order == ["c"]  # C did not wait for B, which waits for A
+    release_a.set()
+    await asyncio.wait_for(asyncio.gather(task_a, task_b), HANG_S)
+    assert order == ["c", "b"]
+    async with eng.connect() as conn:
+        assert (await _n(conn, 1), await _n(conn, 2)) == (2, 2)
+    assert _nothing_claimed(eng)
+
+
+async def test_a_waiter_overtaken_enough_reserves_its_keys(
+    eng: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """B waits for keys 1 and 2 (A holds 2). Attempts on key 1 alone overtake
+    it MAX_OVERTAKEN times; the next one waits until B has run."""
+    monkeypatch.setattr(_claims, "MAX_OVERTAKEN", 2)
+    a_in, release_a = asyncio.Event(), asyncio.Event()
+    order: list[str] = []
+
+    async def a(conn: AsyncConnection) -> None:
+        await claim_keys(conn, ("row", 2))
+        a_in.set()
+        await release_a.wait()
+
+    async def b(conn: AsyncConnection) -> None:
+        await claim_keys(conn, ("row", 1), ("row", 2))
+        order.append("b")
+
+    async def on_key_1(conn: AsyncConnection, name: str) -> None:
+        await claim_keys(conn, ("row", 1))
+        order.append(name)
+        await _bump(conn, 1)
+
+    task_a, task_b = await _queue_behind(eng, a, a_in, b)
+    for name in ("c1", "c2"):  # overtake B twice: neither waits
+        await asyncio.wait_for(
+            run_transaction(eng, lambda conn, n=name: on_key_1(conn, n), policy=FAST),
+            HANG_S,
+        )
+    waits = retry_stats(eng).claim_waits
+    third = asyncio.create_task(
+        run_transaction(eng, lambda conn: on_key_1(conn, "c3"), policy=FAST)
+    )
+    await _until(lambda: retry_stats(eng).claim_waits == waits + 1, "c3 waits")
+    assert order == ["c1", "c2"]  # key 1 is free, but B reserved it
+    release_a.set()
+    await asyncio.wait_for(asyncio.gather(task_a, task_b, third), HANG_S)
+    assert order == ["c1", "c2", "b", "c3"]
+    assert _nothing_claimed(eng)
