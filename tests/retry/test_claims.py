@@ -97,6 +97,22 @@ async def _queue_behind(
     return held, waiting
 
 
+def _holding(
+    row: int, inside: asyncio.Event, release: asyncio.Event, *, bump: bool = True
+) -> Callable[[AsyncConnection], Awaitable[None]]:
+    """A body that claims ``row``, says it is ``inside``, and holds the key
+    until ``release`` (then bumps the row, with ``bump``)."""
+
+    async def body(conn: AsyncConnection) -> None:
+        await claim_keys(conn, ("row", row))
+        inside.set()
+        await release.wait()
+        if bump:
+            await _bump(conn, row)
+
+    return body
+
+
 def _nothing_claimed(eng: AsyncEngine) -> bool:
     table = _claims._table_for(eng.sync_engine)
     return table.held == {} and table.waiting == []
@@ -269,11 +285,7 @@ async def test_a_waiting_attempt_lends_its_slot(eng: AsyncEngine) -> None:
     a_in, release_a = asyncio.Event(), asyncio.Event()
     committed: list[str] = []
 
-    async def a(conn: AsyncConnection) -> None:
-        await claim_keys(conn, ("row", 1))
-        a_in.set()
-        await release_a.wait()
-        await _bump(conn, 1)
+    a = _holding(1, a_in, release_a)
 
     async def b(conn: AsyncConnection) -> None:
         await claim_keys(conn, ("row", 1))
@@ -363,11 +375,7 @@ async def test_a_waiting_attempt_holds_none_of_its_keys(eng: AsyncEngine) -> Non
     a_in, release_a = asyncio.Event(), asyncio.Event()
     order: list[str] = []
 
-    async def a(conn: AsyncConnection) -> None:
-        await claim_keys(conn, ("row", 2))
-        a_in.set()
-        await release_a.wait()
-        await _bump(conn, 2)
+    a = _holding(2, a_in, release_a)
 
     async def b(conn: AsyncConnection) -> None:
         await claim_keys(conn, ("row", 1), ("row", 2))
@@ -400,10 +408,7 @@ async def test_a_waiter_overtaken_enough_reserves_its_keys(
     a_in, release_a = asyncio.Event(), asyncio.Event()
     order: list[str] = []
 
-    async def a(conn: AsyncConnection) -> None:
-        await claim_keys(conn, ("row", 2))
-        a_in.set()
-        await release_a.wait()
+    a = _holding(2, a_in, release_a, bump=False)
 
     async def b(conn: AsyncConnection) -> None:
         await claim_keys(conn, ("row", 1), ("row", 2))
