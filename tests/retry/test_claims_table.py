@@ -50,6 +50,18 @@ async def _until_waiting(table: _claims._Table, n: int) -> None:
     raise AssertionError(f"never {n} waiting: {table.waiting}")
 
 
+async def _behind_a_holder(
+    table: _claims._Table, *retries: bool
+) -> tuple[_claims.Claims, list[_claims.Claims], list[asyncio.Task[None]]]:
+    """A claim holding key 1, and one waiting claim per ``retries`` flag."""
+    holder = _claims.Claims(table, frozenset({1}), False)
+    assert table.take_now(holder)
+    waiters = [_claims.Claims(table, frozenset({1}), retry) for retry in retries]
+    tasks = [asyncio.create_task(waiter.wait()) for waiter in waiters]
+    await _until_waiting(table, len(waiters))
+    return holder, waiters, tasks
+
+
 @pytest.mark.parametrize("seed", range(5))
 async def test_random_claims_and_cancellations_leave_nothing(seed: int) -> None:
     rng = random.Random(seed)
@@ -82,13 +94,9 @@ async def test_random_claims_and_cancellations_leave_nothing(seed: int) -> None:
 
 async def test_keys_handed_to_a_cancelled_waiter_go_to_the_next() -> None:
     table = _claims._Table()
-    first = _claims.Claims(table, frozenset({1}), False)
-    assert table.take_now(first)
-    second = _claims.Claims(table, frozenset({1}), False)
-    third = _claims.Claims(table, frozenset({1}), False)
-    waiting_second = asyncio.create_task(second.wait())
-    waiting_third = asyncio.create_task(third.wait())
-    await _until_waiting(table, 2)
+    first, (second, third), (waiting_second, waiting_third) = await _behind_a_holder(
+        table, False, False
+    )
     assert table.waiting == [second, third]
     first.release()  # hands key 1 to second...
     assert table.held == {1: second}
@@ -104,12 +112,7 @@ async def test_keys_handed_to_a_cancelled_waiter_go_to_the_next() -> None:
 
 async def test_a_retry_waits_ahead_of_first_tries() -> None:
     table = _claims._Table()
-    holder = _claims.Claims(table, frozenset({1}), False)
-    assert table.take_now(holder)
-    first_try = _claims.Claims(table, frozenset({1}), False)
-    retry = _claims.Claims(table, frozenset({1}), True)
-    tasks = [asyncio.create_task(c.wait()) for c in (first_try, retry)]
-    await _until_waiting(table, 2)
+    holder, (first_try, retry), tasks = await _behind_a_holder(table, False, True)
     assert table.waiting == [retry, first_try]
     # A newcomer on the retry's key waits too: the retry reserved it.
     assert not table.take_now(_claims.Claims(table, frozenset({1, 2}), False))
