@@ -56,12 +56,14 @@ Waiters are served first in, first out. An attempt that is a *retry* joins
 the head of the queue: it already paid for an abort, and serving it next keeps
 the tail latency down (CockroachDB raises a retried transaction's priority for
 the same reason). A slot is handed to the waiter directly (no barging): a
-newcomer finds the gate full while anyone is queued.
+newcomer finds the gate full while anyone is queued. The queue is the
+hand-off that key claims use too (:mod:`._handoff`); the gate keeps the count
+(``in_flight``) and hands slots on while it is below the limit.
 
 Cancellation: a cancelled waiter leaves the queue; a waiter cancelled just as
-it was handed a slot passes the slot on. No path leaks a slot: the helpers
-release it in every exit of the attempt (commit, error, cancellation), after
-the connection was returned to the pool.
+it was handed a slot passes the slot on (:mod:`._handoff`). No path leaks a
+slot: the helpers release it in every exit of the attempt (commit, error,
+cancellation), after the connection was returned to the pool.
 
 The time spent queued counts against ``RetryPolicy.deadline_s`` (the deadline
 runs from the call, before the first admission); a waiter still queued at the
@@ -98,19 +100,18 @@ Statistics: ``retry_stats(engine)`` shows ``admission_limit``,
 
 from __future__ import annotations
 
-import asyncio
 import math
 import threading
 import time
 import weakref
-from collections import deque
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .. import sqlstate as codes
 from ..errors import ReplayMismatchError
+from ._handoff import Handoff
 from .classify import classify
 
 if TYPE_CHECKING:
@@ -262,7 +263,7 @@ class Admission:
         self.epoch = 0
         self.waits = 0
         self.wait_s = 0.0
-        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._handoff = Handoff()
 
     @property
     def current_limit(self) -> int:
@@ -271,12 +272,12 @@ class Admission:
 
     @property
     def queued(self) -> int:
-        return sum(1 for f in self._waiters if not f.done())
+        return self._handoff.queued
 
     # -- the limit --------------------------------------------------------------
 
     def _increase(self) -> None:
-        if self.in_flight >= self.current_limit or self.queued:
+        if self.in_flight >= self.current_limit or self._handoff.queued:
             self.limit = min(
                 float(self.max_limit), self.limit + 1.0 / max(self.limit, MIN_WINDOW)
             )
@@ -294,11 +295,9 @@ class Admission:
         self._wake()
 
     def _wake(self) -> None:
-        while self._waiters and self.in_flight < self.current_limit:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                self.in_flight += 1
-                waiter.set_result(None)
+        handoff = self._handoff
+        while handoff and self.in_flight < self.current_limit and handoff.hand_next():
+            self.in_flight += 1  # the slot is the waiter's from here
 
     def _enter(self, nested: bool) -> Slot:
         slot = Slot(self, self.epoch, nested=nested)
@@ -317,28 +316,14 @@ class Admission:
         """
         if id(self) in _held.get():
             return self._enter(nested=True)
-        if not self._waiters and self.in_flight < self.current_limit:
+        if not self._handoff and self.in_flight < self.current_limit:
             self.in_flight += 1
             return self._enter(nested=False)
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        if retry:
-            self._waiters.appendleft(waiter)
-        else:
-            self._waiters.append(waiter)
         started = time.monotonic()
         try:
-            if timeout_s is None:
-                await waiter
-            else:
-                await asyncio.wait_for(waiter, max(0.0, timeout_s))
-        except BaseException:
-            if waiter.done() and not waiter.cancelled():
-                self._give_back()  # handed a slot while leaving: pass it on
-            else:
-                waiter.cancel()
-                with suppress(ValueError):
-                    self._waiters.remove(waiter)
-            raise
+            # Handed a slot (counted in in_flight by _wake), or, leaving after
+            # it was handed one, passes it on through _give_back.
+            await self._handoff.wait(self._give_back, retry=retry, timeout_s=timeout_s)
         finally:
             self.waits += 1
             self.wait_s += time.monotonic() - started

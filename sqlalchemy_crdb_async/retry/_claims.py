@@ -38,11 +38,13 @@ block every attempt on A: on 10 hot accounts and 16 clients, about 2.5
 transfers run at once that way against 3.6 this way, in a model of equal
 transactions, ``python -m benchmarks.claims_model``.) When keys come back, the
 waiters are looked at in order (retries first, then by arrival) and every
-one whose keys are all free starts. A waiter that later waiters overtook
-:data:`MAX_OVERTAKEN` times reserves its keys: no later attempt takes them
-first, so a transfer between two busy accounts is not starved by transfers
-that each touch only one of them. A retry reserves its keys at once: it
-already paid for an abort, as at the admission gate.
+one whose keys are all free is handed them and starts (a waiter cancelled
+just as it was handed its keys passes them on: the waiter's side of
+:mod:`._handoff`, which the admission gate's queue uses too). A waiter
+that later waiters overtook :data:`MAX_OVERTAKEN` times reserves its keys: no
+later attempt takes them first, so a transfer between two busy accounts is
+not starved by transfers that each touch only one of them. A retry reserves
+its keys at once: it already paid for an abort, as at the admission gate.
 
 Nothing waits in a circle: an attempt holding keys waits for no key (one
 claim per attempt); an attempt waiting for keys holds none, and lends its
@@ -85,9 +87,12 @@ from typing import TYPE_CHECKING, Final, Protocol
 
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.util import greenlet_spawn
+
+from ._handoff import wait_handed
 
 if TYPE_CHECKING:
-    from collections.abc import Hashable
+    from collections.abc import Callable, Hashable
 
     from sqlalchemy.engine import Engine
 
@@ -147,19 +152,14 @@ class Claims:
         self.waiter: asyncio.Future[None] | None = None
 
     async def wait(self) -> None:
-        """Wait until the table hands this attempt its keys."""
+        """Wait until the table hands this attempt its keys (the waiter's side
+        of :mod:`._handoff`: handed the keys while leaving, it passes them on;
+        else it leaves the queue)."""
         waiter = self.waiter = asyncio.get_running_loop().create_future()
         table = self._table
         table.enqueue(self)
         try:
-            await waiter
-        except BaseException:
-            if waiter.done() and not waiter.cancelled():
-                self.release()  # handed the keys while leaving: pass them on
-            else:
-                waiter.cancel()
-                table.dequeue(self)
-            raise
+            await wait_handed(waiter, self.release, lambda _: table.dequeue(self))
         finally:
             self.waiter = None
 
@@ -258,17 +258,28 @@ _tables_lock = threading.Lock()
 _no_engine = _Table()
 
 
+#: The engine whose table was asked for last (a weak reference; before the
+#: first, a function answering no engine), and that table: an attempt of the
+#: same engine finds it through the reference's call, without the weak
+#: dictionary's lookup (which makes a weak reference every time).
+_last: tuple[Callable[[], Engine | None], _Table] = (lambda: None, _no_engine)
+
+
 def _table_for(engine: Engine | None) -> _Table:
+    global _last  # the one-entry cache above
     if engine is None:
         return _no_engine
-    found = _tables.get(engine)  # a read needs no lock (made once, never replaced)
-    if found is not None:
-        return found
-    with _tables_lock:
-        table = _tables.get(engine)
-        if table is None:
-            table = _tables[engine] = _Table()
+    last_engine, table = _last
+    if last_engine() is engine:  # never None here: a dead reference is no match
         return table
+    found = _tables.get(engine)  # a read needs no lock (made once, never replaced)
+    if found is None:
+        with _tables_lock:
+            found = _tables.get(engine)
+            if found is None:
+                found = _tables[engine] = _Table()
+    _last = (weakref.ref(engine), found)
+    return found
 
 
 async def claim_keys(
@@ -303,13 +314,9 @@ async def claim_keys(
             "claim_keys(conn, ('account', id))"
         )
     if loop.claims is not None:
-        raise sa_exc.InvalidRequestError(
-            "claim_keys() was already called in this attempt; claim every key "
-            "in one call (keys claimed one call at a time could make two "
-            "attempts wait for each other)."
-        )
+        raise _claimed_twice()
     try:
-        unique = set(keys)
+        unique = frozenset(keys)
     except TypeError:
         bad = next(k for k in keys if not _hashable(k))
         raise TypeError(
@@ -317,14 +324,18 @@ async def claim_keys(
             f"{bad!r}; use a tuple such as ('account', id)"
         ) from None
     if isinstance(handle, AsyncSession):
-        await handle.connection()
+        # The session's connection, checked out (AsyncSession.connection()
+        # does the same and then builds an AsyncConnection for it, unused here).
+        await greenlet_spawn(handle.sync_session.connection)
+        if loop.claims is not None:  # a claim of this attempt in another task
+            raise _claimed_twice()
     elif not isinstance(handle, AsyncConnection):
         raise TypeError(
             "claim_keys(): the first argument is the attempt's AsyncConnection or "
             f"AsyncSession, got {type(handle).__name__}"
         )
     table = _table_for(loop.engine)
-    loop.claims = claims = Claims(table, frozenset(unique), loop.number > 1)
+    loop.claims = claims = Claims(table, unique, loop.number > 1)
     if table.take_now(claims):
         return
     # A key is held (or reserved) by another attempt: lend the admission slot
@@ -336,6 +347,14 @@ async def claim_keys(
         await claims.wait()
     finally:
         loop.step_back()
+
+
+def _claimed_twice() -> sa_exc.InvalidRequestError:
+    return sa_exc.InvalidRequestError(
+        "claim_keys() was already called in this attempt; claim every key "
+        "in one call (keys claimed one call at a time could make two "
+        "attempts wait for each other)."
+    )
 
 
 def _hashable(key: object) -> bool:

@@ -5,7 +5,8 @@
   (sequences are not transactional, so the count survives the rollback that a
   retry performs).
 - ``FAST``, a policy with millisecond backoffs; ``conn_of()``, the connection
-  under an AsyncConnection or AsyncSession.
+  under an AsyncConnection or AsyncSession; ``until()``, a bounded poll, and
+  ``HANG_S``, a hang guard (never a timing assertion).
 - ``TARGETS``: a factory per kind of target the async helpers accept (the
   ``target`` fixture's parameters).
 - ``HELPERS``: one function per way of running work under a retry helper
@@ -17,6 +18,7 @@ The fixtures built on these (``db``, ``target``) are in tests/retry/conftest.py.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
@@ -42,6 +44,9 @@ if TYPE_CHECKING:
 
 #: Millisecond backoffs: the retry tests wait for nothing.
 FAST = RetryPolicy(initial_backoff_s=0.001, max_backoff_s=0.01)
+#: A hang guard for waits that never end when the code under test is wrong;
+#: not a timing assertion.
+HANG_S = 60
 
 SETUP = [
     # fail_times(n, seq): raise 40001 on the first n calls counted by seq.
@@ -106,6 +111,16 @@ async def count_rows(engine: AsyncEngine, table: str, where: str = "true") -> in
             f"SELECT count(*) FROM {table} WHERE {where}"
         )
         return int(result.scalar_one())
+
+
+async def until(ready: Callable[[], bool], what: str) -> None:
+    """Yield to the loop until ``ready()`` (bounded: 5,000 turns of 1 ms at
+    least); fail saying ``what`` never happened."""
+    for _ in range(5_000):
+        if ready():
+            return
+        await asyncio.sleep(0.001)
+    raise AssertionError(f"never happened: {what}")
 
 
 async def conn_of(handle: AsyncConnection | AsyncSession) -> AsyncConnection:
