@@ -115,7 +115,7 @@ from ._handoff import Handoff
 from .classify import classify
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Callable
 
     from sqlalchemy.engine import Engine
 
@@ -204,6 +204,8 @@ _held: ContextVar[frozenset[int]] = ContextVar(
 class Slot:
     """One admitted attempt; :meth:`release` it exactly once (idempotent)."""
 
+    __slots__ = ("_outer", "epoch", "gate", "nested", "released")
+
     def __init__(self, gate: Admission, epoch: int, *, nested: bool) -> None:
         self.gate = gate
         self.epoch = epoch
@@ -259,6 +261,11 @@ class Admission:
         self.max_limit = settings.max_limit or max_limit
         self.max_limit = max(1, min(self.max_limit, max_limit))
         self.limit = float(min(settings.initial_limit, self.max_limit))
+        #: ``current_limit``, kept as the limit changes (read on every slot).
+        self._cap = max(1, math.floor(self.limit))
+        #: What the current task holds once it holds this gate (no set built
+        #: per slot when it held no other gate, the common case).
+        self._only_me = frozenset((id(self),))
         self.in_flight = 0
         self.epoch = 0
         self.waits = 0
@@ -268,7 +275,7 @@ class Admission:
     @property
     def current_limit(self) -> int:
         """How many attempts may hold a slot now: ``floor(limit)``."""
-        return max(1, math.floor(self.limit))
+        return self._cap
 
     @property
     def queued(self) -> int:
@@ -276,15 +283,23 @@ class Admission:
 
     # -- the limit --------------------------------------------------------------
 
+    def _set_limit(self, limit: float) -> None:
+        self.limit = limit
+        self._cap = max(1, math.floor(limit))
+
     def _increase(self) -> None:
-        if self.in_flight >= self.current_limit or self._handoff.queued:
-            self.limit = min(
-                float(self.max_limit), self.limit + 1.0 / max(self.limit, MIN_WINDOW)
+        handoff = self._handoff
+        if self.in_flight >= self._cap or (handoff and handoff.queued):
+            self._set_limit(
+                min(
+                    float(self.max_limit),
+                    self.limit + 1.0 / max(self.limit, MIN_WINDOW),
+                )
             )
 
     def _decrease(self, slot: Slot) -> None:
         if slot.epoch == self.epoch:
-            self.limit = max(1.0, self.limit * self.settings.decrease_ratio)
+            self._set_limit(max(1.0, self.limit * self.settings.decrease_ratio))
             self.epoch += 1
             slot.epoch = -1  # the same attempt cannot decrease twice
 
@@ -292,20 +307,34 @@ class Admission:
 
     def _give_back(self) -> None:
         self.in_flight -= 1
-        self._wake()
+        if self._handoff:
+            self._wake()
 
     def _wake(self) -> None:
         handoff = self._handoff
-        while handoff and self.in_flight < self.current_limit and handoff.hand_next():
+        while handoff and self.in_flight < self._cap and handoff.hand_next():
             self.in_flight += 1  # the slot is the waiter's from here
 
-    def _enter(self, nested: bool) -> Slot:
+    def _enter(self, nested: bool, held: frozenset[int] | None = None) -> Slot:
         slot = Slot(self, self.epoch, nested=nested)
         if not nested:
-            held = _held.get()
+            if held is None:
+                held = _held.get()
             slot._outer = held
-            _held.set(held | {id(self)})
+            _held.set(held | self._only_me if held else self._only_me)
         return slot
+
+    def try_acquire(self) -> Slot | None:
+        """A slot at once if one is free and nobody queues (or the task holds
+        one already: a pass-through slot), else None: then :meth:`acquire`.
+        The common case without a coroutine."""
+        held = _held.get()
+        if held and id(self) in held:
+            return self._enter(nested=True)
+        if not self._handoff and self.in_flight < self._cap:
+            self.in_flight += 1
+            return self._enter(nested=False, held=held)
+        return None
 
     async def acquire(
         self, *, timeout_s: float | None = None, retry: bool = False
@@ -314,11 +343,9 @@ class Admission:
 
         Raises ``asyncio.TimeoutError`` when ``timeout_s`` passes first.
         """
-        if id(self) in _held.get():
-            return self._enter(nested=True)
-        if not self._handoff and self.in_flight < self.current_limit:
-            self.in_flight += 1
-            return self._enter(nested=False)
+        slot = self.try_acquire()
+        if slot is not None:
+            return slot
         started = time.monotonic()
         try:
             # Handed a slot (counted in in_flight by _wake), or, leaving after
@@ -361,15 +388,26 @@ _gates: weakref.WeakKeyDictionary[Engine, Admission] = weakref.WeakKeyDictionary
 _gates_lock = threading.Lock()
 
 
+#: The engine whose gate was asked for last (a weak reference) and that gate:
+#: the next attempt of the same engine finds it without the lock and the weak
+#: dictionary's lookup (which makes a weak reference every time).
+_last: tuple[Callable[[], Engine | None], Admission | None] = (lambda: None, None)
+
+
 def admission_for(engine: Any) -> Admission:
     """The admission gate of ``engine`` (AsyncEngine or Engine), made on first use."""
+    global _last  # the one-entry cache above
     sync_engine: Engine = getattr(engine, "sync_engine", engine)
+    last_engine, last_gate = _last
+    if last_gate is not None and last_engine() is sync_engine:
+        return last_gate
     with _gates_lock:
         gate = _gates.get(sync_engine)
         if gate is None:
             gate = _gates[sync_engine] = Admission(
                 pool_capacity(sync_engine), AdmissionSettings()
             )
+        _last = (weakref.ref(sync_engine), gate)
         return gate
 
 
@@ -378,6 +416,7 @@ def configure_admission(engine: Any, settings: AdmissionSettings) -> Admission:
 
     Attempts holding or awaiting a slot of the old gate finish on it.
     """
+    global _last  # admission_for's cache: the new gate from now on
     if not isinstance(settings, AdmissionSettings):
         raise TypeError(
             "configure_admission() takes AdmissionSettings, got "
@@ -386,6 +425,7 @@ def configure_admission(engine: Any, settings: AdmissionSettings) -> Admission:
     sync_engine: Engine = getattr(engine, "sync_engine", engine)
     with _gates_lock:
         gate = _gates[sync_engine] = Admission(pool_capacity(sync_engine), settings)
+        _last = (weakref.ref(sync_engine), gate)
         return gate
 
 

@@ -157,6 +157,10 @@ class AttemptLoop:
         if not self.policy.admission or self.slot is not None or self.engine is None:
             return
         gate = admission_for(self.engine)
+        slot = gate.try_acquire()  # the common case: no coroutine, no clock
+        if slot is not None:
+            self.slot = slot
+            return
         deadline_s = self.policy.deadline_s
         remaining_s = None
         if deadline_s is not None:
