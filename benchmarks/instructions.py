@@ -20,10 +20,10 @@ start-up and the window's own overhead cancel. Every kind is warmed up
 first (connections open, statements prepared, caches filled). The garbage
 collector is collected before and disabled during each window (its passes
 land at arbitrary points). Each run is a new process with its own
-``PYTHONHASHSEED`` (0, 1, 2, ...): a seed repeats its counts exactly, and
-the layout each seed gives moves them by a few percent, so the table shows
-the median over seeds and each run's ratio over the suite's reference kind,
-counted in the same process.
+``PYTHONHASHSEED`` (0, 1, 2, ...): the layout each seed gives moves the
+counts by a few percent, and a seed repeats its ratios to within about half
+a percent (not exactly), so the table shows the median over seeds and each
+run's ratio over the suite's reference kind, counted in the same process.
 
 Two suites, chosen with ``--suite``:
 
@@ -55,8 +55,9 @@ Two suites, chosen with ``--suite``:
     database's default isolation is SERIALIZABLE (as on CockroachDB and the
     embedded test server; set on the database when the server says
     otherwise), which the library's transactions rely on. Run it from the
-    checkout's root (``examples`` must be importable); it needs FastAPI and
-    httpx (the ``bench`` extra).
+    checkout's root
+    (``examples`` must be importable); it needs FastAPI and httpx (the
+    ``bench`` extra).
 
 Instructions are not time (cache misses and the kernel's work are not in
 them), so this complements the CPU-per-operation tables of
