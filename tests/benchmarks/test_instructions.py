@@ -96,6 +96,35 @@ async def test_point_read_suite_runs_in_named_windows(crdb_url: URL) -> None:
     await _count(instructions.SUITES["point_read"], crdb_url)
 
 
+async def test_http_suite_needs_and_sets_serializable(crdb_url: URL) -> None:
+    """Off SERIALIZABLE by default the suite refuses to measure, and its
+    preparation puts the database back on it."""
+    pytest.importorskip("fastapi", reason="the FastAPI example app needs FastAPI")
+    suite = instructions.SUITES["http"]
+    url = _plain(crdb_url)
+    database = f'"{crdb_url.database}"'
+    admin = await asyncpg.connect(url)
+    try:
+        await admin.execute(
+            f"ALTER DATABASE {database} SET default_transaction_isolation "
+            "= 'read committed'"
+        )
+        with pytest.raises(RuntimeError, match=r"'read committed'.*SERIALIZABLE"):
+            await suite.count_at(url, lambda *a: None, warmup=1, windows=WINDOWS)
+        await suite.prepare(url)
+        conn = await asyncpg.connect(url)
+        try:
+            shown = await conn.fetchval("SHOW default_transaction_isolation")
+        finally:
+            await conn.close()
+        assert shown == "serializable"
+    finally:
+        await admin.execute(
+            f"ALTER DATABASE {database} RESET default_transaction_isolation"
+        )
+        await admin.close()
+
+
 def test_dump_reader_names_a_missing_window(tmp_path: Path) -> None:
     suite = instructions.SUITES["http"]
     _write_dumps(tmp_path, ["read-raw-2", "read-raw-5", "read-fast-5"], {2: 1, 5: 2})
