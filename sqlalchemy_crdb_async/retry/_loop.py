@@ -63,6 +63,8 @@ __all__ = [
 INJECT_VARIABLE = "inject_retry_errors_enabled"
 #: ``connection.info`` key: the variable may be on for this connection.
 _INJECTED_KEY = "sqlalchemy_crdb_async.retry_errors_injected"
+#: Set on a pool once its ``reset`` listener is installed.
+_SWITCH_OFF_INSTALLED = "_crdb_switch_off_listener"
 
 
 class AttemptLoop:
@@ -338,8 +340,12 @@ def mark_injected(connection: Connection, on: bool) -> None:
         return
     connection.info[_INJECTED_KEY] = True
     engine = connection.engine
-    if not event.contains(engine, "reset", _switch_off_on_return):
+    # Marked on the pool, not asked of event.contains(), which keys a target
+    # by id() (see replay._install).
+    pool = engine.pool
+    if not vars(pool).get(_SWITCH_OFF_INSTALLED):
         event.listen(engine, "reset", _switch_off_on_return)
+        setattr(pool, _SWITCH_OFF_INSTALLED, True)
 
 
 def _switch_off_on_return(

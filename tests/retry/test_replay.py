@@ -255,3 +255,30 @@ async def test_lock_on_read_leaves_aggregates_and_text_alone(db: AsyncEngine) ->
         total = (await session.execute(select(func.sum(KV.v)))).scalar_one()
         (await session.execute(text("SELECT v FROM kv WHERE k = 1"))).all()
     assert total == 300
+
+
+async def test_a_new_engine_gets_the_replay_listeners_whatever_the_registry_says(
+    crdb_url: URL, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # SQLAlchemy's event registry keys a target by id(): a dialect made at the
+    # address of a dead one whose listener collection was still alive looked
+    # as if it had the listeners (event.contains() said so), got none, and its
+    # retrying_session statements went unrecorded (lock_on_read then locked a
+    # read after SET TRANSACTION READ ONLY; CI's SQLAlchemy 2.0 run).
+    # Simulated here by a registry that answers yes for everything.
+    from sqlalchemy import event
+
+    from sqlalchemy_crdb_async.retry import _loop, replay
+
+    monkeypatch.setattr(event, "contains", lambda *args, **kw: True)
+    engine = create_async_engine(crdb_url)
+    try:
+        replay._install(engine.sync_engine)
+        assert replay._on_execute in engine.sync_engine.dialect.dispatch.do_execute
+        async with engine.connect() as conn:
+            _loop.mark_injected(conn.sync_connection, True)  # type: ignore[arg-type]
+            pool_reset = engine.sync_engine.pool.dispatch.reset
+            assert _loop._switch_off_on_return in pool_reset
+            _loop.mark_injected(conn.sync_connection, False)  # type: ignore[arg-type]
+    finally:
+        await engine.dispose()
