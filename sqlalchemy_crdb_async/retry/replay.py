@@ -423,22 +423,17 @@ def _on_execute_no_params(
     return True
 
 
-#: Set on a dialect once its replay listeners are installed.
-_INSTALLED = "_crdb_replay_listeners"
-
-
 def _install(engine: Engine) -> None:
-    # Marked on the dialect itself, not asked of event.contains(): SQLAlchemy's
-    # event registry keys a target by id(), and a dialect made at the address
-    # of a dead one whose listener collection was still alive looked
-    # installed and got no listener (tests/retry/test_replay.py).
+    # Marked on the dialect, not asked of event.contains(), whose registry
+    # keys a target by id(): a dialect at a dead one's address could look
+    # installed and get no listener (tests/retry/test_replay.py).
     dialect = engine.dialect
-    if vars(dialect).get(_INSTALLED):
+    if vars(dialect).get("_crdb_replay_listeners"):
         return
     event.listen(engine, "do_execute", _on_execute)
     event.listen(engine, "do_executemany", _on_executemany)
     event.listen(engine, "do_execute_no_params", _on_execute_no_params)
-    setattr(dialect, _INSTALLED, True)
+    dialect._crdb_replay_listeners = True  # type: ignore[attr-defined]
 
 
 def retrying_session(
